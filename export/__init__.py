@@ -1,0 +1,1 @@
+"""Checkpoints -> ONNX -> Triton model repository, with parity checks at every step."""

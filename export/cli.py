@@ -1,0 +1,90 @@
+"""``vlm-export``: make checkpoints, export them into a Triton model repository, keep configs in sync."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_REPOSITORY = Path("model_repository")
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    from export.presets import PRESETS, build_preset
+
+    if args.preset not in PRESETS:
+        print(f"vlm-export: unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}", file=sys.stderr)
+        return 2
+    out = build_preset(args.preset, args.out)
+    print(f"wrote {args.preset} checkpoint to {out}")
+    return 0
+
+
+def _clip(args: argparse.Namespace) -> int:
+    from export.clip_export import export_clip
+
+    if not (args.checkpoint / "config.json").is_file():
+        print(
+            f"vlm-export: {args.checkpoint} is not a Hugging Face checkpoint folder (no config.json)", file=sys.stderr
+        )
+        return 2
+    reports = export_clip(args.checkpoint, args.repository, opset=args.opset)
+    for report in reports:
+        print(report.summary())
+    if not all(report.passed for report in reports):
+        print("vlm-export: parity check failed; the repository holds the failing export", file=sys.stderr)
+        return 1
+    print(f"exported CLIP into {args.repository}")
+    return 0
+
+
+def _repository(args: argparse.Namespace) -> int:
+    from export.repository import generated_files, write_repository
+
+    if args.check:
+        stale = [
+            relative
+            for relative, content in generated_files().items()
+            if not (args.repository / relative).is_file() or (args.repository / relative).read_text() != content
+        ]
+        if stale:
+            print("out of date (run `vlm-export repository`):\n  " + "\n  ".join(stale), file=sys.stderr)
+            return 1
+        print(f"{args.repository}: generated files are up to date")
+        return 0
+    written = write_repository(args.repository)
+    print(f"wrote {len(written)} generated files under {args.repository}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlm-export", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    checkpoint = commands.add_parser("checkpoint", help="make a preset checkpoint (Hugging Face layout)")
+    checkpoint.add_argument(
+        "--preset", required=True, help="tiny-clip, clip-vit-base-patch32, clip-vit-large-patch14-336"
+    )
+    checkpoint.add_argument("--out", type=Path, required=True, help="folder to write")
+    checkpoint.set_defaults(run=_checkpoint)
+
+    clip = commands.add_parser("clip", help="export a CLIP checkpoint to ONNX with parity checks")
+    clip.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face CLIP checkpoint folder")
+    clip.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    clip.add_argument("--opset", type=int, default=18)
+    clip.set_defaults(run=_clip)
+
+    repository = commands.add_parser("repository", help="regenerate the checked-in configs and adapters")
+    repository.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    repository.add_argument("--check", action="store_true", help="exit 1 when a generated file differs")
+    repository.set_defaults(run=_repository)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

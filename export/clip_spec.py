@@ -1,0 +1,145 @@
+"""The CLIP family's served models: two exported encoders, three python models and three ensembles.
+
+Pure data (no torch): the Triton configs are generated from these specs, and the export reads the same
+specs for ONNX names, dynamic axes and parity tolerances.
+"""
+
+from __future__ import annotations
+
+from export.specs import (
+    EnsembleSpec,
+    EnsembleStep,
+    OnnxComponentSpec,
+    PythonModelSpec,
+    Resources,
+    TensorSpec,
+    Tolerance,
+)
+
+VISION_MAX_BATCH = 32
+TEXT_MAX_BATCH = 64
+MAX_IMAGE_PIXELS = 36_000_000  # checked from the header, before any pixel is decoded
+MAX_ASPECT_RATIO = 20  # wider images are centre-cropped to this first; CLIP crops to the centre anyway
+MAX_TEXT_BYTES = 16_384  # CLIP reads 77 tokens; this only bounds tokenizer work on absurd inputs
+
+_IMAGE_BYTES = TensorSpec("image", "bytes", (-1,))
+_TEXT_BYTES = TensorSpec("text", "bytes", (-1,))
+_PIXELS = ("float32", (3, "image_size", "image_size"))
+_TOKENS = ("int64", ("context_length",))
+_EMBED = ("float32", ("embed_dim",))
+
+CLIP_VISION = OnnxComponentSpec(
+    name="clip_vision",
+    inputs=(TensorSpec("pixel_values", *_PIXELS),),
+    outputs=(TensorSpec("image_embeds", *_EMBED),),
+    max_batch_size=VISION_MAX_BATCH,
+    response_cache=True,
+    tolerance=Tolerance(max_abs_diff=1e-4, min_cosine=0.9999),
+    resources=Resources(instance_count=1, intra_op_threads=2),
+    parity_batch_sizes=(1, 3, VISION_MAX_BATCH),
+)
+
+CLIP_TEXT = OnnxComponentSpec(
+    name="clip_text",
+    inputs=(TensorSpec("input_ids", *_TOKENS), TensorSpec("attention_mask", *_TOKENS)),
+    outputs=(TensorSpec("text_embeds", *_EMBED),),
+    max_batch_size=TEXT_MAX_BATCH,
+    response_cache=True,
+    tolerance=Tolerance(max_abs_diff=1e-4, min_cosine=0.9999),
+    resources=Resources(instance_count=1, intra_op_threads=1),
+    parity_batch_sizes=(1, 3, TEXT_MAX_BATCH),
+)
+
+CLIP_PREPROCESS = PythonModelSpec(
+    name="clip_preprocess",
+    inputs=(_IMAGE_BYTES,),
+    outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
+    entry_point="serving.triton_models.clip_preprocess:ClipPreprocess",
+    parameters={
+        "max_images": str(VISION_MAX_BATCH),
+        "max_image_pixels": str(MAX_IMAGE_PIXELS),
+        "max_aspect_ratio": str(MAX_ASPECT_RATIO),
+    },
+)
+
+CLIP_TOKENIZE = PythonModelSpec(
+    name="clip_tokenize",
+    inputs=(_TEXT_BYTES,),
+    outputs=(
+        TensorSpec("input_ids", "int64", (-1, "context_length")),
+        TensorSpec("attention_mask", "int64", (-1, "context_length")),
+    ),
+    entry_point="serving.triton_models.clip_tokenize:ClipTokenize",
+    parameters={
+        "max_texts": str(TEXT_MAX_BATCH),
+        "max_text_bytes": str(MAX_TEXT_BYTES),
+    },
+)
+
+CLIP_SIMILARITY = PythonModelSpec(
+    name="clip_similarity",
+    inputs=(
+        TensorSpec("image_embeds", "float32", (-1, "embed_dim")),
+        TensorSpec("text_embeds", "float32", (-1, "embed_dim")),
+    ),
+    outputs=(TensorSpec("logits_per_image", "float32", (-1, -1)), TensorSpec("probs", "float32", (-1, -1))),
+    entry_point="serving.triton_models.clip_similarity:ClipSimilarity",
+)
+
+_PREPROCESS_STEP = EnsembleStep("clip_preprocess", {"image": "image"}, {"pixel_values": "pixel_values"})
+_VISION_STEP = EnsembleStep("clip_vision", {"pixel_values": "pixel_values"}, {"image_embeds": "image_embeds"})
+_TOKENIZE_STEP = EnsembleStep(
+    "clip_tokenize",
+    {"text": "text"},
+    {"input_ids": "input_ids", "attention_mask": "attention_mask"},
+)
+_TEXT_STEP = EnsembleStep(
+    "clip_text",
+    {"input_ids": "input_ids", "attention_mask": "attention_mask"},
+    {"text_embeds": "text_embeds"},
+)
+
+CLIP_IMAGE_EMBED = EnsembleSpec(
+    name="clip_image_embed",
+    inputs=(_IMAGE_BYTES,),
+    outputs=(TensorSpec("image_embeds", "float32", (-1, "embed_dim")),),
+    response_cache=True,
+    steps=(_PREPROCESS_STEP, _VISION_STEP),
+)
+
+CLIP_TEXT_EMBED = EnsembleSpec(
+    name="clip_text_embed",
+    inputs=(_TEXT_BYTES,),
+    outputs=(TensorSpec("text_embeds", "float32", (-1, "embed_dim")),),
+    response_cache=True,
+    steps=(_TOKENIZE_STEP, _TEXT_STEP),
+)
+
+CLIP_RANK = EnsembleSpec(
+    name="clip_rank",
+    inputs=(_IMAGE_BYTES, _TEXT_BYTES),
+    outputs=CLIP_SIMILARITY.outputs,
+    response_cache=True,
+    steps=(
+        _PREPROCESS_STEP,
+        _VISION_STEP,
+        _TOKENIZE_STEP,
+        _TEXT_STEP,
+        EnsembleStep(
+            "clip_similarity",
+            {"image_embeds": "image_embeds", "text_embeds": "text_embeds"},
+            {"logits_per_image": "logits_per_image", "probs": "probs"},
+        ),
+    ),
+)
+
+CLIP_MODELS = (
+    CLIP_PREPROCESS,
+    CLIP_VISION,
+    CLIP_TOKENIZE,
+    CLIP_TEXT,
+    CLIP_SIMILARITY,
+    CLIP_IMAGE_EMBED,
+    CLIP_TEXT_EMBED,
+    CLIP_RANK,
+)

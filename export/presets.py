@@ -1,0 +1,131 @@
+"""Checkpoints made locally and deterministically from a seed, in the standard Hugging Face layout.
+
+``tiny-*`` presets are for tests; the others have real architectures' shapes with random weights, for
+export checks, capacity planning and benchmarks (weights do not change speed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+from export.tokenizer_training import train_clip_tokenizer
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class EncoderShape:
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden size {self.hidden} must be divisible by {self.heads} heads")
+
+
+@dataclass(frozen=True)
+class ClipPreset:
+    name: str
+    image_size: int
+    patch_size: int
+    vision: EncoderShape
+    text: EncoderShape
+    projection_dim: int
+    vocab_size: int
+    tokenizer_vocab_size: int
+    context_length: int = 77
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"{self.name}: image size must be a multiple of the patch size")
+        if self.tokenizer_vocab_size > self.vocab_size:
+            raise ValueError(f"{self.name}: the tokenizer cannot have more tokens than the model's vocabulary")
+
+    def build(self, out: Path) -> Path:
+        tokenizer = train_clip_tokenizer(self.tokenizer_vocab_size, self.context_length)
+        config = CLIPConfig(
+            text_config={
+                "vocab_size": self.vocab_size,
+                "hidden_size": self.text.hidden,
+                "intermediate_size": self.text.intermediate,
+                "num_hidden_layers": self.text.layers,
+                "num_attention_heads": self.text.heads,
+                "max_position_embeddings": self.context_length,
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+                "pad_token_id": tokenizer.pad_token_id,
+            },
+            vision_config={
+                "hidden_size": self.vision.hidden,
+                "intermediate_size": self.vision.intermediate,
+                "num_hidden_layers": self.vision.layers,
+                "num_attention_heads": self.vision.heads,
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+            },
+            projection_dim=self.projection_dim,
+        )
+        torch.manual_seed(self.seed)
+        model = CLIPModel(config).eval()
+        image_processor = CLIPImageProcessorPil(
+            size={"shortest_edge": self.image_size},
+            crop_size={"height": self.image_size, "width": self.image_size},
+            image_mean=list(OPENAI_CLIP_MEAN),
+            image_std=list(OPENAI_CLIP_STD),
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
+        return out
+
+
+PRESETS: dict[str, ClipPreset] = {
+    preset.name: preset
+    for preset in (
+        ClipPreset(
+            name="tiny-clip",
+            image_size=64,
+            patch_size=16,
+            vision=EncoderShape(hidden=32, layers=2, heads=2, intermediate=64),
+            text=EncoderShape(hidden=32, layers=2, heads=2, intermediate=64),
+            projection_dim=32,
+            vocab_size=1024,
+            tokenizer_vocab_size=1024,
+        ),
+        ClipPreset(
+            name="clip-vit-base-patch32",
+            image_size=224,
+            patch_size=32,
+            vision=EncoderShape(hidden=768, layers=12, heads=12, intermediate=3072),
+            text=EncoderShape(hidden=512, layers=12, heads=8, intermediate=2048),
+            projection_dim=512,
+            vocab_size=49408,
+            tokenizer_vocab_size=2048,
+        ),
+        ClipPreset(
+            name="clip-vit-large-patch14-336",
+            image_size=336,
+            patch_size=14,
+            vision=EncoderShape(hidden=1024, layers=24, heads=16, intermediate=4096),
+            text=EncoderShape(hidden=768, layers=12, heads=12, intermediate=3072),
+            projection_dim=768,
+            vocab_size=49408,
+            tokenizer_vocab_size=2048,
+        ),
+    )
+}
+
+
+def build_preset(name: str, out: Path) -> Path:
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name].build(out)

@@ -1,0 +1,142 @@
+"""One spec per served model: it drives the ONNX export (names, dynamic axes) and the Triton config.
+
+Dims are per item (the batch axis is implied by ``max_batch_size > 0``). A dim given as a string names a
+size that depends on the checkpoint (``"image_size"``, ``"embed_dim"``): it is ``-1`` in the Triton
+config and a symbolic ONNX dim, so one checked-in repository serves any checkpoint of the family, and the
+exported sidecar records the concrete value the runner validates against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DTYPES = ("float32", "float16", "int64", "int32", "bytes", "bool")
+
+Dim = int | str
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"{kind} name must be a non-empty identifier, got {name!r}")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    dims: tuple[Dim, ...]
+
+    def __post_init__(self) -> None:
+        _check_name("tensor", self.name)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"tensor {self.name}: dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for dim in self.dims:
+            if isinstance(dim, int) and dim < 1 and dim != -1:
+                raise ValueError(f"tensor {self.name}: dims must be positive, -1 or a name, got {dim}")
+
+    def resolve(self, sizes: dict[str, int]) -> tuple[int, ...]:
+        """The concrete per-item shape for one checkpoint (-1 stays variable)."""
+        return tuple(sizes[d] if isinstance(d, str) else d for d in self.dims)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Parity bar between two runtimes of the same component."""
+
+    max_abs_diff: float
+    min_cosine: float
+
+    def __post_init__(self) -> None:
+        if self.max_abs_diff <= 0 or not 0 < self.min_cosine <= 1:
+            raise ValueError("tolerance: max_abs_diff must be > 0 and min_cosine in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Instances and threads per model, set explicitly so small hosts are not oversubscribed."""
+
+    instance_count: int = 1
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if min(self.instance_count, self.intra_op_threads, self.inter_op_threads) < 1:
+            raise ValueError("resources: instance and thread counts must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Fields every served model has."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch_size: int = 0
+    response_cache: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name("model", self.name)
+        if self.max_batch_size < 0:
+            raise ValueError(f"model {self.name}: max_batch_size must be >= 0")
+        names = [t.name for t in (*self.inputs, *self.outputs)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model {self.name}: tensor names must be unique, got {names}")
+
+
+@dataclass(frozen=True)
+class OnnxComponentSpec(ModelSpec):
+    """A leaf exported to ONNX (and later TensorRT); the backend depends on the deployment target."""
+
+    tolerance: Tolerance = Tolerance(1e-4, 0.9999)
+    resources: Resources = Resources()
+    max_queue_delay_us: int = 2000
+    parity_batch_sizes: tuple[int, ...] = (1, 3)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_batch_size < 1:
+            raise ValueError(f"model {self.name}: an exported encoder must batch (max_batch_size >= 1)")
+
+
+@dataclass(frozen=True)
+class PythonModelSpec(ModelSpec):
+    """A python-backend model; ``entry_point`` ("module:Class") is the TritonPythonModel it serves."""
+
+    entry_point: str = ""
+    resources: Resources = Resources()
+    parameters: dict[str, str] = field(default_factory=dict)
+    decoupled: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        module, _, cls = self.entry_point.partition(":")
+        if not module or not cls:
+            raise ValueError(f"model {self.name}: entry_point must be 'module:Class', got {self.entry_point!r}")
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    model: str
+    input_map: dict[str, str]  # step model's input -> ensemble tensor
+    output_map: dict[str, str]  # step model's output -> ensemble tensor
+
+
+@dataclass(frozen=True)
+class EnsembleSpec(ModelSpec):
+    steps: tuple[EnsembleStep, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.steps:
+            raise ValueError(f"ensemble {self.name}: needs at least one step")
+        produced = {t.name for t in self.inputs}
+        for step in self.steps:
+            missing = set(step.input_map.values()) - produced
+            if missing:
+                raise ValueError(
+                    f"ensemble {self.name}: step {step.model} reads {sorted(missing)} before any step makes it"
+                )
+            produced |= set(step.output_map.values())
+        missing = {t.name for t in self.outputs} - produced
+        if missing:
+            raise ValueError(f"ensemble {self.name}: outputs {sorted(missing)} are made by no step")

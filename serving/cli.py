@@ -1,0 +1,75 @@
+"""``vlm-serve``: start tritonserver on a model repository and keep it up until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from serving.launcher import ServerError, ServerOptions, TritonServer
+
+TARGETS = ("embedded", "cpu", "gpu")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vlm-serve", description=__doc__)
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"), help="Triton model repository")
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="embedded",
+        help="deployment target: picks <model>/configs/<target>.pbtxt (Triton's --model-config-name)",
+    )
+    parser.add_argument("--host", default="0.0.0.0", help="address the endpoints bind to")
+    parser.add_argument("--http-port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="0 picks a free port")
+    parser.add_argument("--metrics-port", type=int, default=8002, help="0 picks a free port")
+    parser.add_argument("--log-file", type=Path, default=Path("tritonserver.log"), help="server log")
+    parser.add_argument("--cache-size", type=int, default=256 * 1024 * 1024, help="response cache bytes; 0 disables")
+    parser.add_argument("--exit-timeout", type=int, default=5, help="seconds to drain requests on shutdown")
+    parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for readiness")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = ServerOptions(
+        repository=args.repository,
+        target=args.target,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        log_file=args.log_file,
+        cache_size_bytes=args.cache_size,
+        exit_timeout_s=args.exit_timeout,
+        startup_timeout_s=args.startup_timeout,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    server = TritonServer(options)
+    try:
+        server.start()
+    except ServerError as error:
+        print(f"vlm-serve: {error}", file=sys.stderr)
+        return 1
+    print(f"tritonserver ready ({args.target} target, repository {args.repository})")
+    print(f"  HTTP     http://{server.http_url}")
+    print(f"  gRPC     {server.grpc_url}")
+    print(f"  metrics  {server.metrics_url}")
+    print(f"  log      {options.log_file}", flush=True)
+    while not stop.wait(0.5):
+        if server.process is None or server.process.poll() is not None:
+            print(f"vlm-serve: tritonserver exited unexpectedly; last log lines:\n{server.log_tail()}", file=sys.stderr)
+            server.stop()
+            return 1
+    code = server.stop()
+    print(f"tritonserver stopped (exit code {code})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

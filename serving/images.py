@@ -1,0 +1,85 @@
+"""Strict, bounded decoding of client image bytes into RGB PIL images.
+
+Defined behaviour (README, "Images"): the pixel cap is checked from the header before any pixel is
+decoded; truncated or corrupt files are errors; EXIF orientation is applied; transparent images are
+composited on white (as Hugging Face's ``convert_rgb`` does); 16-bit images are scaled to 8 bits;
+animated images use their first frame; images more elongated than ``max_aspect_ratio`` are first
+centre-cropped to it (CLIP's preprocessing keeps only the centre square anyway, and the crop keeps the
+resize from allocating gigabytes for a 1x10000 strip).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from serving.errors import InvalidInputError
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, MemoryError)
+
+
+def decode_image(data: bytes, field: str, max_pixels: int, max_aspect_ratio: float) -> Image.Image:
+    if not data:
+        raise InvalidInputError(f"{field}: empty; expected encoded image bytes")
+    not_an_image = InvalidInputError(
+        f"{field}: not a decodable image (supported formats: {', '.join(SUPPORTED_FORMATS)})"
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except Image.DecompressionBombError:
+        raise InvalidInputError(f"{field}: image exceeds the limit of {max_pixels} pixels") from None
+    except (UnidentifiedImageError, *_DECODE_ERRORS):
+        raise not_an_image from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise not_an_image
+    if width * height > max_pixels:
+        raise InvalidInputError(
+            f"{field}: image is {width}x{height} = {width * height} pixels, the limit is {max_pixels}"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.seek(0)  # animated images: the first frame
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+    except _DECODE_ERRORS:
+        raise InvalidInputError(f"{field}: image data is truncated or corrupt") from None
+    return _limit_aspect_ratio(image, max_aspect_ratio)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit (and 32-bit) greyscale: PIL's convert() would clip at 255, so scale 0..65535 to 0..255.
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 / 65535.0 if image.mode != "F" else 1.0
+        image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+        return image.convert("RGB")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _limit_aspect_ratio(image: Image.Image, max_aspect_ratio: float) -> Image.Image:
+    width, height = image.size
+    if width > height * max_aspect_ratio:
+        keep = max(1, round(height * max_aspect_ratio))
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    if height > width * max_aspect_ratio:
+        keep = max(1, round(width * max_aspect_ratio))
+        top = (height - keep) // 2
+        return image.crop((0, top, width, top + keep))
+    return image

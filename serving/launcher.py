@@ -1,0 +1,298 @@
+"""Find and start a real tritonserver, wait until every model is ready, stop it cleanly.
+
+Works with the NGC container's ``/opt/tritonserver`` and with the CPU build that the
+``nvidia-pytriton`` wheel ships (python backend only), which needs its bundled libraries on
+``LD_LIBRARY_PATH``, the python-backend stub for the running Python copied next to the backend, and the
+running environment's ``bin`` first on ``PATH`` (the stub finds its Python through it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+NGC_HOME = Path("/opt/tritonserver")
+
+
+class ServerError(RuntimeError):
+    """The server could not start or a model did not load; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    binary: Path
+    backends: Path  # a folder holding python/ (and, in NGC, the other backends)
+    caches: Path | None
+    library_path: Path | None = None  # extra LD_LIBRARY_PATH entry (the wheel's bundled libraries)
+    python_stub: Path | None = None  # the stub to copy into python/ (wheel only)
+
+
+def find_tritonserver() -> TritonInstall:
+    """``$TRITONSERVER``, then the NGC layout, then the nvidia-pytriton wheel."""
+    override = os.environ.get("TRITONSERVER")
+    if override:
+        binary = Path(override)
+        if not binary.is_file():
+            raise ServerError(f"$TRITONSERVER points to {binary}, which is not a file")
+        home = binary.parent.parent
+        return TritonInstall(binary, home / "backends", _existing(home / "caches"))
+    if (NGC_HOME / "bin" / "tritonserver").is_file():
+        return TritonInstall(NGC_HOME / "bin" / "tritonserver", NGC_HOME / "backends", _existing(NGC_HOME / "caches"))
+    try:
+        import pytriton
+    except ImportError:
+        raise ServerError(
+            "no tritonserver found: set $TRITONSERVER, run inside the NGC tritonserver container, "
+            "or install the nvidia-pytriton wheel (pip install 'triton-vlm[serve]')"
+        ) from None
+    home = Path(pytriton.__file__).parent / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = home / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"the nvidia-pytriton wheel has no python-backend stub for Python {version}")
+    return TritonInstall(
+        binary=home / "bin" / "tritonserver",
+        backends=home / "backends",
+        caches=_existing(home / "caches"),
+        library_path=Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs",
+        python_stub=stub,
+    )
+
+
+def _shared_libpython_dir() -> list[str]:
+    libdir = sysconfig.get_config_var("LIBDIR")
+    return [libdir] if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir else []
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_dir() else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class ServerOptions:
+    repository: Path
+    target: str = "embedded"
+    host: str = "0.0.0.0"
+    http_port: int = 8000  # 0 picks a free port
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    log_file: Path = Path("tritonserver.log")
+    cache_size_bytes: int = 256 * 1024 * 1024
+    exit_timeout_s: int = 5
+    startup_timeout_s: float = 300.0
+    extra_args: list[str] = field(default_factory=list)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the server gets SIGTERM if the launcher dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class TritonServer:
+    """``with TritonServer(options) as server:`` starts tritonserver and waits until every model is ready."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.process: subprocess.Popen[bytes] | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"{self._client_host}:{self.options.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self._client_host}:{self.options.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self._client_host}:{self.options.metrics_port}/metrics"
+
+    @property
+    def _client_host(self) -> str:
+        return "127.0.0.1" if self.options.host in ("0.0.0.0", "") else self.options.host
+
+    def _resolve_ports(self) -> None:
+        opts = self.options
+        for label in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(opts, label)
+            if port == 0:
+                setattr(opts, label, free_port(self._client_host))
+            elif not port_is_free(opts.host, port):
+                flag = "--" + label.replace("_", "-")
+                raise ServerError(f"port {port} ({flag}) is already in use; free it or pass {flag} 0 for any free port")
+
+    def _backends_dir(self, install: TritonInstall) -> Path:
+        if install.python_stub is None:
+            return install.backends
+        self._scratch = tempfile.TemporaryDirectory(prefix="triton-vlm-backends-")
+        python_backend = Path(self._scratch.name) / "python"
+        shutil.copytree(install.backends / "python", python_backend)
+        shutil.copy2(install.python_stub, python_backend / "triton_python_backend_stub")
+        return Path(self._scratch.name)
+
+    def command(self, install: TritonInstall) -> list[str]:
+        opts = self.options
+        args = [
+            str(install.binary),
+            f"--model-repository={opts.repository.resolve()}",
+            f"--backend-directory={self._backends_dir(install)}",
+            f"--model-config-name={opts.target}",
+            f"--http-address={opts.host}",
+            f"--grpc-address={opts.host}",
+            f"--metrics-address={opts.host}",
+            f"--http-port={opts.http_port}",
+            f"--grpc-port={opts.grpc_port}",
+            f"--metrics-port={opts.metrics_port}",
+            f"--exit-timeout-secs={opts.exit_timeout_s}",
+            "--exit-on-error=false",  # a model that fails to load is reported by name, below
+            "--log-verbose=0",
+        ]
+        if opts.cache_size_bytes > 0:
+            args.append(f"--cache-config=local,size={opts.cache_size_bytes}")
+            if install.caches is not None:
+                args.append(f"--cache-directory={install.caches}")
+        return args + list(opts.extra_args)
+
+    def environment(self, install: TritonInstall) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        if install.library_path is not None:
+            # The stub links libpython3.X.so: it must be this interpreter's, not another 3.X on the host,
+            # or stdlib extension modules (ssl, ...) fail on symbols that differ between patch releases.
+            libraries = [str(install.library_path), *_shared_libpython_dir(), env.get("LD_LIBRARY_PATH", "")]
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, libraries))
+        return env
+
+    def start(self) -> TritonServer:
+        opts = self.options
+        if not (opts.repository / ".").is_dir():
+            raise ServerError(f"model repository {opts.repository} is not a folder")
+        install = find_tritonserver()
+        self._resolve_ports()
+        opts.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(opts.log_file, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(install),
+                env=self.environment(install),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the launcher, which stops the server in order
+                preexec_fn=_die_with_parent,
+            )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _get(self, path: str, method: str = "GET") -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            f"http://{self.http_url}{path}", method=method, data=b"{}" if method == "POST" else None
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.options.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise ServerError(f"tritonserver exited during start-up; last log lines:\n{self.log_tail()}")
+            try:
+                status, _ = self._get("/v2/health/live")
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                status = 0
+            if status == 200:
+                self._check_models()
+                return
+            time.sleep(0.2)
+        raise ServerError(
+            f"tritonserver was not live after {self.options.startup_timeout_s:.0f}s; see {self.options.log_file}"
+        )
+
+    def model_states(self) -> list[dict]:
+        status, body = self._get("/v2/repository/index", method="POST")
+        if status != 200:
+            raise ServerError(f"the repository index answered HTTP {status}")
+        return json.loads(body)
+
+    def _check_models(self) -> None:
+        """Live means the initial load is over; every model must now be READY."""
+        states = self.model_states()
+        failed = [m for m in states if m.get("state") != "READY"]
+        if failed:
+            lines = [f"  {m['name']}: {_first_line(m.get('reason') or m.get('state') or 'not loaded')}" for m in failed]
+            raise ServerError("models failed to load:\n" + "\n".join(lines) + f"\nfull log: {self.options.log_file}")
+        if not states:
+            raise ServerError(f"the repository {self.options.repository} holds no models")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.options.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> int | None:
+        process, self.process = self.process, None
+        code = None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(timeout=self.options.exit_timeout_s + 15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+        return code
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()

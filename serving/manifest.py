@@ -1,0 +1,45 @@
+"""``component.json``: what an exported component expects, written beside its ONNX file by the export.
+
+The Triton config keeps checkpoint-dependent dims variable (-1); this manifest pins them for the
+checkpoint that was exported, so the runner can reject a wrong shape with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST_FILE = "component.json"
+
+
+@dataclass(frozen=True)
+class TensorManifest:
+    name: str
+    dtype: str
+    shape: list[int]  # per item, without the batch axis
+
+
+@dataclass(frozen=True)
+class ComponentManifest:
+    name: str
+    max_batch_size: int
+    inputs: list[TensorManifest]
+    outputs: list[TensorManifest]
+    parity: dict = field(default_factory=dict)
+
+    def write(self, folder: Path) -> Path:
+        path = folder / MANIFEST_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, folder: Path) -> ComponentManifest:
+        data = json.loads((folder / MANIFEST_FILE).read_text())
+        return cls(
+            name=data["name"],
+            max_batch_size=data["max_batch_size"],
+            inputs=[TensorManifest(**t) for t in data["inputs"]],
+            outputs=[TensorManifest(**t) for t in data["outputs"]],
+            parity=data.get("parity", {}),
+        )

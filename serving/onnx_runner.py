@@ -1,0 +1,60 @@
+"""An ONNX Runtime session with explicit thread counts, used in-process and inside the python backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import onnxruntime as ort
+
+
+def default_providers() -> list[str]:
+    """CUDA when this onnxruntime build and host have it, CPU otherwise: same code on both."""
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class OnnxRunner:
+    """Lazily opened session; use as a context manager or call ``open()`` once."""
+
+    def __init__(
+        self,
+        path: Path,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        providers: list[str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.intra_op_threads = intra_op_threads
+        self.inter_op_threads = inter_op_threads
+        self.providers = providers or default_providers()
+        self._session: ort.InferenceSession | None = None
+
+    def open(self) -> OnnxRunner:
+        if self._session is None:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.intra_op_threads
+            options.inter_op_num_threads = self.inter_op_threads
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+        return self
+
+    def close(self) -> None:
+        self._session = None
+
+    def __enter__(self) -> OnnxRunner:
+        return self.open()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.open()._session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.open()._session
+        return dict(zip(self.output_names, session.run(None, feeds), strict=True))

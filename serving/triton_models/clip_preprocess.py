@@ -1,0 +1,40 @@
+"""``clip_preprocess``: encoded image bytes [n] -> pixel values [n, 3, S, S] for ``clip_vision``.
+
+Decoding is ours (strict and bounded, see ``serving.images``); resizing, cropping and normalisation are
+the checkpoint's own Hugging Face image processor (PIL backend), so served pixels equal what
+``AutoProcessor`` gives in-process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serving.images import decode_image
+from serving.triton_models.base import PythonModel
+from serving.validators import as_bytes_list, positive_int, require_count
+
+IMAGE_PROCESSOR_DIR = "image_processor"
+
+
+def load_image_processor(folder: str) -> object:
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(folder, backend="pil")
+
+
+class ClipPreprocess(PythonModel):
+    def setup(self) -> None:
+        self.processor = load_image_processor(str(self.artifacts / IMAGE_PROCESSOR_DIR))
+        self.max_images = positive_int("max_images", self.parameters["max_images"])
+        self.max_image_pixels = positive_int("max_image_pixels", self.parameters["max_image_pixels"])
+        self.max_aspect_ratio = positive_int("max_aspect_ratio", self.parameters["max_aspect_ratio"])
+
+    def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        blobs = as_bytes_list(inputs["image"])
+        require_count("image", len(blobs), self.max_images)
+        images = [
+            decode_image(blob, f"image[{i}]", self.max_image_pixels, self.max_aspect_ratio)
+            for i, blob in enumerate(blobs)
+        ]
+        pixel_values = self.processor(images=images, return_tensors="np")["pixel_values"]
+        return {"pixel_values": np.ascontiguousarray(pixel_values, dtype=np.float32)}

@@ -1,0 +1,22 @@
+"""``clip_similarity``: image embeddings [n, d] x text embeddings [m, d] -> logits and probabilities [n, m]."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serving.errors import InvalidInputError
+from serving.similarity import image_text_scores, read_logit_scale
+from serving.triton_models.base import PythonModel
+
+
+class ClipSimilarity(PythonModel):
+    def setup(self) -> None:
+        self.logit_scale = read_logit_scale(self.artifacts)
+
+    def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images, texts = inputs["image_embeds"], inputs["text_embeds"]
+        if images.shape[1] != texts.shape[1]:
+            raise InvalidInputError(
+                f"text_embeds: embedding size {texts.shape[1]} differs from image_embeds' {images.shape[1]}"
+            )
+        return image_text_scores(images, texts, self.logit_scale)
