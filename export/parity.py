@@ -39,11 +39,11 @@ class ParityReport:
 
     @property
     def max_abs_diff(self) -> float:
-        return max(case.max_abs_diff for case in self.cases)
+        return max((case.max_abs_diff for case in self.cases), default=float("nan"))
 
     @property
     def min_cosine(self) -> float:
-        return min(case.min_cosine for case in self.cases)
+        return min((case.min_cosine for case in self.cases), default=float("nan"))
 
     def to_dict(self) -> dict:
         return {

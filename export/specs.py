@@ -47,7 +47,7 @@ class Tolerance:
     min_cosine: float
 
     def __post_init__(self) -> None:
-        if self.max_abs_diff <= 0 or not 0 < self.min_cosine <= 1:
+        if not self.max_abs_diff > 0 or not 0 < self.min_cosine <= 1:  # also rejects NaN
             raise ValueError("tolerance: max_abs_diff must be > 0 and min_cosine in (0, 1]")
 
 

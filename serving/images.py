@@ -10,8 +10,10 @@ resize from allocating gigabytes for a 1x10000 strip).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,7 +31,7 @@ def decode_image(data: bytes, field: str, max_pixels: int, max_aspect_ratio: flo
         f"{field}: not a decodable image (supported formats: {', '.join(SUPPORTED_FORMATS)})"
     )
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_pixel_limit(max_pixels):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except Image.DecompressionBombError:
@@ -55,6 +57,17 @@ def decode_image(data: bytes, field: str, max_pixels: int, max_aspect_ratio: flo
     return _limit_aspect_ratio(image, max_aspect_ratio)
 
 
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow refuses images over 2 x its own limit at open(); align it with ours so ours decides."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
@@ -62,7 +75,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         # 16-bit (and 32-bit) greyscale: PIL's convert() would clip at 255, so scale 0..65535 to 0..255.
         values = np.asarray(image, dtype=np.float64)
         scale = 255.0 / 65535.0 if image.mode != "F" else 1.0
-        image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
         return image.convert("RGB")
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:

@@ -51,7 +51,10 @@ def require_finite(field: str, array: np.ndarray) -> None:
 
 def positive_int(name: str, value: str) -> int:
     """A model-config parameter that must be a positive integer (an operator error, not a client one)."""
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"parameter {name} must be a positive integer, got {value!r}") from None
     if number < 1:
         raise ValueError(f"parameter {name} must be a positive integer, got {value}")
     return number

@@ -1,0 +1,46 @@
+# Every target sets up .venv itself. TORCH is the CPU build on this project's machines; on a GPU host
+# pass e.g. TORCH=torch==2.13.0 with your CUDA index configured in pip.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKPOINT := .cache/checkpoints/tiny-clip
+REPOSITORY := model_repository
+EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx
+
+.PHONY: demo test serve export lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet -e '.[serve,export,dev]'
+	touch $@
+
+$(CHECKPOINT)/config.json: $(STAMP)
+	$(BIN)/vlm-export checkpoint --preset tiny-clip --out $(CHECKPOINT)
+
+$(EXPORTED): $(CHECKPOINT)/config.json
+	$(BIN)/vlm-export clip --checkpoint $(CHECKPOINT) --repository $(REPOSITORY)
+
+export: $(EXPORTED)
+
+demo: $(EXPORTED)
+	$(BIN)/python scripts/demo.py --repository $(REPOSITORY)
+
+serve: $(EXPORTED)
+	$(BIN)/vlm-serve --repository $(REPOSITORY)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf .cache demo_output tritonserver.log
+	git clean -fdX $(REPOSITORY)

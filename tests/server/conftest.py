@@ -1,0 +1,41 @@
+"""One real tritonserver for the whole session, on free loopback ports, serving tiny-clip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving.launcher import ServerOptions, TritonServer
+from tests.reference import ClipReference
+
+
+@pytest.fixture(scope="session")
+def server(clip_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    options = ServerOptions(
+        repository=clip_repository,
+        host="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+        log_file=tmp_path_factory.mktemp("logs") / "tritonserver.log",
+        exit_timeout_s=2,
+    )
+    with TritonServer(options) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_clip: Path) -> ClipReference:
+    return ClipReference(tiny_clip)
+
+
+@pytest.fixture(params=["grpc", "http"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def url(server: TritonServer, protocol: str) -> str:
+    return server.grpc_url if protocol == "grpc" else server.http_url

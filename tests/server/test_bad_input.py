@@ -1,0 +1,157 @@
+"""Bad input gets a clear error naming the field and the limit; the server stays up and serves the next request."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from client import InvalidInputError, VLMClient
+from serving.launcher import TritonServer
+from tests.images import DEFINED_CASES, decompression_bomb, encode, scene, truncated_jpeg
+from tests.reference import ClipReference, min_row_cosine
+
+LEAKS = re.compile(r"Traceback|File \"|/[a-z_]+/|0x[0-9a-f]{6,}|<[a-zA-Z_.]+ object")
+
+
+def assert_clean(message: str, *fragments: str) -> None:
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert not LEAKS.search(message), f"message leaks internals: {message!r}"
+
+
+def assert_still_serving(client: VLMClient) -> None:
+    assert client.embed_texts(["still alive"]).shape[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragments"),
+    [
+        (b"definitely not an image", ["image[1]", "not a decodable image"]),
+        (b"", ["image[1]", "empty"]),
+        (truncated_jpeg(), ["image[1]", "truncated or corrupt"]),
+        (decompression_bomb(), ["image[1]", "8000x8000", "limit is 36000000"]),
+    ],
+    ids=["not-an-image", "empty-bytes", "truncated-jpeg", "decompression-bomb"],
+)
+def test_undecodable_images_are_rejected_clearly(url: str, protocol: str, payload: bytes, fragments: list[str]) -> None:
+    with VLMClient(url, protocol=protocol) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            client.embed_images([encode(scene()), payload])
+        assert_clean(str(caught.value), *fragments)
+        assert_still_serving(client)
+
+
+@pytest.mark.parametrize("case", sorted(DEFINED_CASES))
+def test_unusual_images_have_a_defined_result(server: TritonServer, reference: ClipReference, case: str) -> None:
+    payload, expected_rgb = DEFINED_CASES[case]()
+    with VLMClient(server.grpc_url) as client:
+        served = client.embed_images([payload])
+    assert min_row_cosine(served, reference.image_embeds([expected_rgb])) >= 0.9999
+
+
+def test_too_many_images_name_the_limit(server: TritonServer) -> None:
+    with VLMClient(server.grpc_url) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            client.embed_images([encode(scene(seed=1))] * 33)
+        assert_clean(str(caught.value), "image", "at most 32")
+        assert_still_serving(client)
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragments"),
+    [
+        (b"", ["text[0]", "empty"]),
+        (b"   ", ["text[0]", "empty"]),
+        (b"caf\xe9 au lait", ["text[0]", "not valid UTF-8", "offset 3"]),
+        (b"a" * 20_000, ["text[0]", "limit is 16384"]),
+    ],
+    ids=["empty", "whitespace", "invalid-utf8", "over-byte-limit"],
+)
+def test_bad_texts_are_rejected_clearly(url: str, protocol: str, payload: bytes, fragments: list[str]) -> None:
+    module = grpcclient if protocol == "grpc" else httpclient
+    raw = module.InferenceServerClient(url)
+    text = module.InferInput("text", [1], "BYTES")
+    text.set_data_from_numpy(np.array([payload], dtype=object))
+    with pytest.raises(InferenceServerException) as caught:
+        raw.infer("clip_text_embed", [text])
+    assert str(caught.value.status()) in ("400", "StatusCode.INVALID_ARGUMENT")
+    assert_clean(caught.value.message(), *fragments)
+    with VLMClient(url, protocol=protocol) as client:
+        assert_still_serving(client)
+
+
+def _vision_request(array: np.ndarray, datatype: str) -> list[grpcclient.InferInput]:
+    pixels = grpcclient.InferInput("pixel_values", list(array.shape), datatype)
+    pixels.set_data_from_numpy(array)
+    return [pixels]
+
+
+def test_wrong_dtype_sent_straight_to_clip_vision_is_rejected(server: TritonServer) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("clip_vision", _vision_request(np.zeros((1, 3, 64, 64), np.int64), "INT64"))
+    assert_clean(caught.value.message(), "pixel_values", "FP32")
+
+
+@pytest.mark.parametrize(
+    ("shape", "fragments"),
+    [((1, 3, 10, 10), ["pixel_values", "[-1, 3, 64, 64]", "[1, 3, 10, 10]"]), ((2, 3, 64), ["pixel_values"])],
+    ids=["wrong-size", "wrong-rank"],
+)
+def test_wrong_shape_sent_straight_to_clip_vision_is_rejected(
+    server: TritonServer, shape: tuple[int, ...], fragments: list[str]
+) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("clip_vision", _vision_request(np.zeros(shape, np.float32), "FP32"))
+    assert_clean(caught.value.message(), *fragments)
+
+
+def test_nan_pixels_are_rejected(server: TritonServer) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    pixels = np.full((1, 3, 64, 64), np.nan, np.float32)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("clip_vision", _vision_request(pixels, "FP32"))
+    assert_clean(caught.value.message(), "pixel_values", "finite")
+
+
+def test_a_bad_request_batched_with_good_ones_fails_alone(server: TritonServer) -> None:
+    good = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    bad = np.full((1, 3, 64, 64), np.inf, np.float32)
+    payloads = [good, bad] * 8
+
+    def call(array: np.ndarray) -> str:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            client.infer("clip_vision", _vision_request(array, "FP32"))
+        except InferenceServerException:
+            return "error"
+        return "ok"
+
+    for _ in range(3):  # repeated: a cached batch-mate's result must never answer the bad input
+        with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
+            outcomes = list(pool.map(call, payloads))
+        assert outcomes == ["ok", "error"] * 8
+
+
+def test_bad_images_mixed_with_good_ones_fail_alone_through_the_cached_ensemble(server: TritonServer) -> None:
+    payloads = [encode(scene(seed=40)), b"not an image"] * 8
+
+    def call(payload: bytes) -> str:
+        with VLMClient(server.grpc_url) as client:
+            try:
+                client.embed_images([payload])
+            except InvalidInputError:
+                return "error"
+        return "ok"
+
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
+            outcomes = list(pool.map(call, payloads))
+        assert outcomes == ["ok", "error"] * 8

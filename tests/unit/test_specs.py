@@ -1,0 +1,199 @@
+"""export.specs: the model specs reject inconsistent definitions when they are built."""
+
+from __future__ import annotations
+
+import pytest
+
+from export.specs import (
+    EnsembleSpec,
+    EnsembleStep,
+    ModelSpec,
+    OnnxComponentSpec,
+    PythonModelSpec,
+    Resources,
+    TensorSpec,
+    Tolerance,
+)
+
+PIXELS = TensorSpec("pixel_values", "float32", (3, "image_size", "image_size"))
+EMBEDS = TensorSpec("image_embeds", "float32", ("embed_dim",))
+
+
+# TensorSpec
+
+
+def test_a_tensor_with_fixed_free_and_named_dims_is_valid() -> None:
+    spec = TensorSpec("input_ids", "int64", (-1, 77, "seq"))
+    assert spec.dims == (-1, 77, "seq")
+
+
+@pytest.mark.parametrize("name", ["", "pixel-values", "pixel values", "a/b", "a.b", "_"])
+def test_a_tensor_name_that_is_not_an_identifier_is_rejected(name: str) -> None:
+    with pytest.raises(ValueError, match="tensor name must be a non-empty identifier"):
+        TensorSpec(name, "float32", (1,))
+
+
+def test_an_unknown_dtype_is_rejected_naming_the_tensor() -> None:
+    with pytest.raises(ValueError, match=r"tensor pixel_values: dtype must be one of .* got 'float64'"):
+        TensorSpec("pixel_values", "float64", (3,))
+
+
+@pytest.mark.parametrize("dim", [0, -2, -100])
+def test_zero_and_negative_dims_other_than_minus_one_are_rejected(dim: int) -> None:
+    with pytest.raises(ValueError, match=f"tensor x: dims must be positive, -1 or a name, got {dim}"):
+        TensorSpec("x", "float32", (3, dim))
+
+
+def test_resolve_substitutes_named_dims_and_keeps_fixed_and_free_ones() -> None:
+    spec = TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size"))
+    assert spec.resolve({"image_size": 224, "embed_dim": 512}) == (-1, 3, 224, 224)
+
+
+def test_resolve_of_a_spec_without_names_is_its_dims() -> None:
+    assert TensorSpec("x", "int32", (2, 5)).resolve({}) == (2, 5)
+
+
+def test_resolve_with_a_missing_size_fails_naming_it() -> None:
+    with pytest.raises(KeyError, match="embed_dim"):
+        EMBEDS.resolve({"image_size": 224})
+
+
+# Tolerance and Resources
+
+
+@pytest.mark.parametrize(
+    ("max_abs_diff", "min_cosine"),
+    [
+        (0.0, 0.99),
+        (-1e-4, 0.99),
+        (1e-4, 0.0),
+        (1e-4, -0.5),
+        (1e-4, 1.0001),
+        (1e-4, float("nan")),
+        pytest.param(float("nan"), 0.99, id="nan-max-abs-diff"),
+    ],
+)
+def test_a_tolerance_outside_its_range_is_rejected(max_abs_diff: float, min_cosine: float) -> None:
+    with pytest.raises(ValueError, match="tolerance"):
+        Tolerance(max_abs_diff, min_cosine)
+
+
+def test_a_tolerance_with_min_cosine_of_exactly_one_is_valid() -> None:
+    assert Tolerance(1e-3, 1.0).min_cosine == 1.0
+
+
+@pytest.mark.parametrize("field", ["instance_count", "intra_op_threads", "inter_op_threads"])
+def test_resources_reject_a_count_below_one(field: str) -> None:
+    with pytest.raises(ValueError, match="must be >= 1"):
+        Resources(**{field: 0})
+
+
+def test_default_resources_are_one_instance_and_one_thread_each() -> None:
+    assert Resources() == Resources(1, 1, 1)
+
+
+# ModelSpec
+
+
+@pytest.mark.parametrize("name", ["", "clip-vision", "clip vision", "../clip"])
+def test_a_model_name_that_is_not_an_identifier_is_rejected(name: str) -> None:
+    with pytest.raises(ValueError, match="model name must be a non-empty identifier"):
+        ModelSpec(name, (PIXELS,), (EMBEDS,))
+
+
+def test_a_negative_max_batch_size_is_rejected() -> None:
+    with pytest.raises(ValueError, match="clip_vision: max_batch_size must be >= 0"):
+        ModelSpec("clip_vision", (PIXELS,), (EMBEDS,), max_batch_size=-1)
+
+
+def test_a_tensor_name_shared_by_an_input_and_an_output_is_rejected() -> None:
+    clash = TensorSpec("pixel_values", "float32", (4,))
+    with pytest.raises(ValueError, match="tensor names must be unique"):
+        ModelSpec("clip_vision", (PIXELS,), (clash,))
+
+
+def test_two_inputs_with_the_same_name_are_rejected() -> None:
+    with pytest.raises(ValueError, match="tensor names must be unique"):
+        ModelSpec("clip_vision", (PIXELS, PIXELS), (EMBEDS,))
+
+
+# OnnxComponentSpec
+
+
+def test_an_exported_encoder_without_batching_is_rejected() -> None:
+    with pytest.raises(ValueError, match="clip_vision: an exported encoder must batch"):
+        OnnxComponentSpec("clip_vision", (PIXELS,), (EMBEDS,), max_batch_size=0)
+
+
+def test_an_exported_encoder_that_batches_gets_the_default_tolerance_and_resources() -> None:
+    spec = OnnxComponentSpec("clip_vision", (PIXELS,), (EMBEDS,), max_batch_size=8)
+    assert spec.tolerance == Tolerance(1e-4, 0.9999)
+    assert spec.resources == Resources()
+
+
+def test_an_exported_encoder_still_gets_the_base_checks() -> None:
+    with pytest.raises(ValueError, match="tensor names must be unique"):
+        OnnxComponentSpec("clip_vision", (PIXELS,), (PIXELS,), max_batch_size=8)
+
+
+# PythonModelSpec
+
+
+@pytest.mark.parametrize("entry_point", ["", "serving.models", ":ClipPreprocess", "serving.models:"])
+def test_an_entry_point_that_is_not_module_colon_class_is_rejected(entry_point: str) -> None:
+    with pytest.raises(ValueError, match="entry_point must be 'module:Class'"):
+        PythonModelSpec("clip_preprocess", (PIXELS,), (EMBEDS,), entry_point=entry_point)
+
+
+def test_a_module_colon_class_entry_point_is_accepted() -> None:
+    spec = PythonModelSpec(
+        "clip_preprocess",
+        (PIXELS,),
+        (EMBEDS,),
+        entry_point="serving.triton_models.clip_preprocess:TritonPythonModel",
+        parameters={"max_aspect_ratio": "20"},
+    )
+    assert spec.entry_point.endswith(":TritonPythonModel")
+    assert spec.parameters == {"max_aspect_ratio": "20"}
+
+
+def test_python_model_parameters_are_not_shared_between_specs() -> None:
+    first = PythonModelSpec("a", (PIXELS,), (EMBEDS,), entry_point="m:C")
+    second = PythonModelSpec("b", (PIXELS,), (EMBEDS,), entry_point="m:C")
+    assert first.parameters is not second.parameters
+
+
+# EnsembleSpec
+
+IMAGE = TensorSpec("image", "bytes", (1,))
+TEXT = TensorSpec("text", "bytes", (1,))
+PROBS = TensorSpec("probs", "float32", (-1,))
+PREPROCESS = EnsembleStep("clip_preprocess", {"image": "image"}, {"pixel_values": "pixels"})
+VISION = EnsembleStep("clip_vision", {"pixel_values": "pixels"}, {"image_embeds": "image_embeds"})
+SCORE = EnsembleStep("clip_score", {"image_embeds": "image_embeds", "text": "text"}, {"probs": "probs"})
+
+
+def test_an_ensemble_whose_steps_feed_each_other_in_order_is_valid() -> None:
+    spec = EnsembleSpec("clip", (IMAGE, TEXT), (PROBS,), max_batch_size=8, steps=(PREPROCESS, VISION, SCORE))
+    assert [step.model for step in spec.steps] == ["clip_preprocess", "clip_vision", "clip_score"]
+
+
+def test_an_ensemble_without_steps_is_rejected() -> None:
+    with pytest.raises(ValueError, match="ensemble clip: needs at least one step"):
+        EnsembleSpec("clip", (IMAGE,), (PROBS,))
+
+
+def test_an_ensemble_step_that_reads_a_tensor_before_it_is_produced_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"step clip_vision reads \['pixels'\] before any step makes it"):
+        EnsembleSpec("clip", (IMAGE, TEXT), (PROBS,), steps=(VISION, PREPROCESS, SCORE))
+
+
+def test_an_ensemble_step_that_reads_a_tensor_nobody_makes_is_rejected() -> None:
+    stray = EnsembleStep("clip_vision", {"pixel_values": "nowhere"}, {"image_embeds": "image_embeds"})
+    with pytest.raises(ValueError, match=r"reads \['nowhere'\]"):
+        EnsembleSpec("clip", (IMAGE,), (TensorSpec("image_embeds", "float32", (4,)),), steps=(stray,))
+
+
+def test_an_ensemble_output_produced_by_no_step_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"ensemble clip: outputs \['probs'\] are made by no step"):
+        EnsembleSpec("clip", (IMAGE, TEXT), (PROBS,), steps=(PREPROCESS, VISION))
