@@ -8,6 +8,7 @@ the checked-in config for any checkpoint of the family.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -30,6 +31,9 @@ def export_component(
 ) -> Path:
     batch = torch.export.Dim("batch", min=1, max=spec.max_batch_size)
     dynamic_shapes = {t.name: {0: batch} for t in spec.inputs}
+    exporter_log = logging.getLogger("torch.onnx")
+    previous_level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about every optional torchvision op it skips
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         draft = Path(scratch) / ONNX_FILE
@@ -47,6 +51,7 @@ def export_component(
             verbose=False,
         )
         model = onnx.load(str(draft))
+    exporter_log.setLevel(previous_level)
     _declare_symbolic_dims(model, spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ONNX_FILE

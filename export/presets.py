@@ -52,6 +52,8 @@ class ClipPreset:
 
     def build(self, out: Path) -> Path:
         tokenizer = train_clip_tokenizer(self.tokenizer_vocab_size, self.context_length)
+        if len(tokenizer) > self.vocab_size:
+            raise ValueError(f"{self.name}: the tokenizer has {len(tokenizer)} tokens, the model {self.vocab_size}")
         config = CLIPConfig(
             text_config={
                 "vocab_size": self.vocab_size,
@@ -99,7 +101,7 @@ PRESETS: dict[str, ClipPreset] = {
             text=EncoderShape(hidden=32, layers=2, heads=2, intermediate=64),
             projection_dim=32,
             vocab_size=1024,
-            tokenizer_vocab_size=1024,
+            tokenizer_vocab_size=768,
         ),
         ClipPreset(
             name="clip-vit-base-patch32",

@@ -55,9 +55,16 @@ def train_clip_tokenizer(vocab_size: int, model_max_length: int = 77) -> CLIPTok
         show_progress=False,
     )
     tokenizer.train_from_iterator(training_corpus(), trainer)
-    bpe = json.loads(tokenizer.to_str())["model"]
-    return CLIPTokenizer(
-        vocab=bpe["vocab"],
-        merges=[tuple(pair) for pair in bpe["merges"]],
-        model_max_length=model_max_length,
-    )
+    merges = [tuple(pair) for pair in json.loads(tokenizer.to_str())["model"]["merges"]]
+    return CLIPTokenizer(vocab=canonical_vocab(merges), merges=merges, model_max_length=model_max_length)
+
+
+def canonical_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
+    """CLIP's layout: specials, the 256 byte symbols, each again with ``</w>``, then one token per merge.
+
+    Rebuilt rather than taken from the trainer, whose ids for end-of-word symbols vary from run to run,
+    and which leaves out end-of-word symbols its corpus never ended a word with (they would be unknown).
+    """
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = [BOS, EOS, *alphabet, *(symbol + "</w>" for symbol in alphabet), *(a + b for a, b in merges)]
+    return {token: index for index, token in enumerate(dict.fromkeys(tokens))}

@@ -1,0 +1,93 @@
+"""``vlm-serve`` as an operator runs it: ready endpoints, clean shutdown, clear start-up failures."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from serving.launcher import free_port
+
+
+def _small_repository(clip_repository: Path, target: Path, *, broken: bool) -> Path:
+    """Only clip_similarity (quick to load); ``broken`` drops the file its initialize() reads."""
+    shutil.copytree(clip_repository / "clip_similarity", target / "clip_similarity")
+    if broken:
+        (target / "clip_similarity" / "1" / "similarity.json").unlink()
+    return target
+
+
+def _vlm_serve(*args: str) -> list[str]:
+    return [sys.executable, "-m", "serving.cli", "--host", "127.0.0.1", "--exit-timeout", "2", *args]
+
+
+def test_vlm_serve_becomes_ready_and_stops_cleanly_on_sigterm(clip_repository: Path, tmp_path: Path) -> None:
+    repository = _small_repository(clip_repository, tmp_path / "repo", broken=False)
+    http_port = free_port()
+    ports = ["--http-port", str(http_port), "--grpc-port", "0", "--metrics-port", "0"]
+    log_file = tmp_path / "server.log"
+    command = _vlm_serve("--repository", str(repository), "--log-file", str(log_file), *ports)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(5)]
+        assert banner[0].startswith("tritonserver ready"), banner
+        assert f"http://127.0.0.1:{http_port}" in banner[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=5) as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "tritonserver stopped (exit code 0)" in out
+    assert "Started HTTPService" in log_file.read_text()
+
+
+def test_vlm_serve_names_a_taken_port_and_the_flag_to_change(clip_repository: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            _vlm_serve("--repository", str(clip_repository), "--http-port", str(port)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {port} (--http-port) is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_vlm_serve_names_the_model_that_failed_to_load(clip_repository: Path, tmp_path: Path) -> None:
+    repository = _small_repository(clip_repository, tmp_path / "repo", broken=True)
+    ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
+    result = subprocess.run(
+        _vlm_serve("--repository", str(repository), "--log-file", str(tmp_path / "server.log"), *ports),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "models failed to load" in result.stderr
+    assert "clip_similarity: " in result.stderr and "similarity.json" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["no-such-folder"])
+def test_vlm_serve_refuses_a_repository_that_does_not_exist(tmp_path: Path, missing: str) -> None:
+    result = subprocess.run(
+        _vlm_serve("--repository", str(tmp_path / missing)), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert "is not a folder" in result.stderr

@@ -1,0 +1,72 @@
+"""The CLIP export: ONNX files that match PyTorch, their manifests, and the files the server reads."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import onnx
+import pytest
+
+from export import clip_export
+from export.cli import main as vlm_export
+from export.clip_spec import CLIP_TEXT, CLIP_VISION
+from export.parity import ParityReport
+from export.specs import Tolerance
+from serving.manifest import ComponentManifest
+from serving.similarity import read_logit_scale
+
+
+def test_both_encoders_pass_parity_at_every_batch_size_including_the_extremes(
+    exported_clip: tuple[Path, list[ParityReport]],
+) -> None:
+    _, reports = exported_clip
+    assert [r.component for r in reports] == ["clip_vision", "clip_text"]
+    for report, spec in zip(reports, (CLIP_VISION, CLIP_TEXT), strict=True):
+        assert report.passed, report.summary()
+        assert {case.batch_size for case in report.cases} >= {1, spec.max_batch_size}
+        assert report.max_abs_diff < 1e-4 and report.min_cosine > 0.9999
+
+
+def test_onnx_interfaces_have_a_dynamic_batch_and_symbolic_checkpoint_dims(clip_repository: Path) -> None:
+    model = onnx.load(str(clip_repository / "clip_vision" / "1" / "model.onnx"), load_external_data=False)
+    (pixels,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in pixels.type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "image_size", "image_size"]
+    (embeds,) = model.graph.output
+    assert [d.dim_param or d.dim_value for d in embeds.type.tensor_type.shape.dim] == ["batch", "embed_dim"]
+
+
+def test_manifests_pin_the_checkpoint_shapes_and_keep_the_parity_report(clip_repository: Path) -> None:
+    vision = ComponentManifest.read(clip_repository / "clip_vision" / "1")
+    text = ComponentManifest.read(clip_repository / "clip_text" / "1")
+    assert vision.inputs[0].shape == [3, 64, 64] and vision.outputs[0].shape == [32]
+    assert [t.name for t in text.inputs] == ["input_ids", "attention_mask"] and text.inputs[0].shape == [77]
+    assert vision.parity["passed"] and text.parity["passed"]
+
+
+def test_the_server_side_files_are_written(clip_repository: Path, tiny_clip: Path) -> None:
+    assert (clip_repository / "clip_tokenize" / "1" / "tokenizer" / "tokenizer.json").is_file()
+    assert (clip_repository / "clip_preprocess" / "1" / "image_processor" / "preprocessor_config.json").is_file()
+    assert read_logit_scale(clip_repository / "clip_similarity" / "1") == pytest.approx(1 / 0.07, rel=1e-4)
+
+
+def test_vlm_export_exits_non_zero_when_parity_is_past_the_tolerance(
+    tiny_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    impossible = Tolerance(max_abs_diff=1e-30, min_cosine=1.0)
+    monkeypatch.setattr(clip_export, "CLIP_TEXT", replace(clip_export.CLIP_TEXT, tolerance=impossible))
+    repository = tmp_path / "repo"
+    assert vlm_export(["clip", "--checkpoint", str(tiny_clip), "--repository", str(repository)]) == 1
+    output = capsys.readouterr()
+    assert "FAIL clip_text" in output.out and "PASS clip_vision" in output.out
+    assert "parity check failed" in output.err
+    shutil.rmtree(repository)
+
+
+def test_vlm_export_refuses_a_folder_that_is_not_a_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert vlm_export(["clip", "--checkpoint", str(tmp_path), "--repository", str(tmp_path / "repo")]) == 2
+    assert "not a Hugging Face checkpoint" in capsys.readouterr().err

@@ -1,0 +1,59 @@
+"""Preset checkpoints load with the standard Hugging Face classes and are reproducible from their seed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from transformers import AutoProcessor, CLIPConfig, CLIPModel
+
+from export.cli import main as vlm_export
+from export.presets import PRESETS, build_preset
+
+
+def test_tiny_clip_loads_with_clipmodel_and_autoprocessor(tiny_clip: Path) -> None:
+    model = CLIPModel.from_pretrained(tiny_clip)
+    processor = AutoProcessor.from_pretrained(tiny_clip)
+    assert type(processor).__name__ == "CLIPProcessor"
+    assert processor.tokenizer.model_max_length == model.config.text_config.max_position_embeddings == 77
+    assert model.config.text_config.eos_token_id == processor.tokenizer.eos_token_id
+
+
+def test_the_tokenizer_truncates_to_77_tokens_keeping_end_of_text(tiny_clip: Path) -> None:
+    tokenizer = AutoProcessor.from_pretrained(tiny_clip).tokenizer
+    ids = tokenizer("a red circle " * 100, truncation=True)["input_ids"]
+    assert len(ids) == 77
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+
+
+def test_the_tokenizer_reads_any_utf8_without_unknown_tokens(tiny_clip: Path) -> None:
+    tokenizer = AutoProcessor.from_pretrained(tiny_clip).tokenizer
+    ids = tokenizer("naïve 日本語 🙂")["input_ids"][1:-1]
+    assert ids and tokenizer.unk_token_id not in ids
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_building_a_preset_twice_gives_identical_files(tiny_clip: Path, tmp_path: Path) -> None:
+    again = build_preset("tiny-clip", tmp_path / "again")
+    assert _digest(again) == _digest(tiny_clip)
+
+
+@pytest.mark.parametrize(
+    ("name", "image_size", "patch_size", "projection"),
+    [("clip-vit-base-patch32", 224, 32, 512), ("clip-vit-large-patch14-336", 336, 14, 768)],
+)
+def test_real_size_presets_have_the_published_shapes(
+    name: str, image_size: int, patch_size: int, projection: int
+) -> None:
+    preset = PRESETS[name]
+    assert (preset.image_size, preset.patch_size, preset.projection_dim) == (image_size, patch_size, projection)
+    assert preset.vocab_size == CLIPConfig().text_config.vocab_size == 49408
+
+
+def test_an_unknown_preset_is_refused_with_the_list_of_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert vlm_export(["checkpoint", "--preset", "no-such-model", "--out", "unused"]) == 2
+    assert "tiny-clip" in capsys.readouterr().err
