@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import tritonclient.grpc as grpcclient
 from PIL import Image
 
 from client import VLMClient
+from serving.launcher import TritonServer
 from tests.images import encode, scene
 from tests.reference import ClipReference, min_row_cosine
 
@@ -70,3 +72,18 @@ def test_classify_returns_every_label_most_likely_first(url: str, protocol: str,
     expected = reference.probs([image], [f"a photo of a {label}" for label in labels])[0]
     assert list(result) == [labels[i] for i in np.argsort(-expected, kind="stable")]
     np.testing.assert_allclose([result[label] for label in labels], expected, atol=1e-4)
+
+
+def _cache_hits(server: TritonServer, model: str) -> int:
+    stats = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics(model, as_json=True)
+    return int(stats["model_stats"][0]["inference_stats"]["cache_hit"].get("count", 0))
+
+
+def test_a_repeated_request_is_answered_from_the_response_cache(server: TritonServer) -> None:
+    payload = encode(scene(seed=60))
+    with VLMClient(server.grpc_url) as client:
+        first = client.embed_images([payload])
+        hits_before = _cache_hits(server, "clip_image_embed")
+        second = client.embed_images([payload])
+    assert _cache_hits(server, "clip_image_embed") == hits_before + 1
+    np.testing.assert_array_equal(first, second)
