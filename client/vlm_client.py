@@ -10,7 +10,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from client.errors import translate
+from client.errors import ServerUnavailableError, translate
 from client.images import ImageLike, to_image_bytes
 
 DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
@@ -55,6 +55,8 @@ class VLMClient:
             result = self._client.infer(model, inputs, outputs=requested, **extra)
         except InferenceServerException as error:
             raise translate(error) from None
+        except OSError as error:  # the HTTP client raises socket errors as they are
+            raise ServerUnavailableError(f"{self.url}: {error.strerror or error}") from None
         return {name: result.as_numpy(name) for name in outputs}
 
     def embed_images(self, images: Sequence[ImageLike]) -> np.ndarray:

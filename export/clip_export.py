@@ -5,7 +5,7 @@ each checked against PyTorch, plus the tokenizer, image processor and logit scal
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from export.clip_spec import CLIP_MODELS, CLIP_TEXT, CLIP_VISION
 from export.onnx_export import DEFAULT_OPSET, export_component
 from export.parity import ParityReport, check_parity
 from export.repository import VERSION, write_repository
-from export.specs import OnnxComponentSpec
+from export.specs import OnnxComponentSpec, TensorSpec
 from serving.manifest import ComponentManifest, TensorManifest
 from serving.onnx_runner import OnnxRunner
 from serving.similarity import write_logit_scale
@@ -52,12 +52,15 @@ class TextEncoder(torch.nn.Module):
 
 @dataclass(frozen=True)
 class ClipSizes:
+    """The checkpoint's values for the names the CLIP specs use."""
+
     image_size: int
     embed_dim: int
     context_length: int
+    max_token_id: int
 
     def as_dict(self) -> dict[str, int]:
-        return {"image_size": self.image_size, "embed_dim": self.embed_dim, "context_length": self.context_length}
+        return asdict(self)
 
 
 def _pixel_feeds(sizes: ClipSizes, batch_sizes: tuple[int, ...]) -> list[dict[str, np.ndarray]]:
@@ -87,6 +90,13 @@ def _torch_runner(module: torch.nn.Module, output: str) -> Callable[[dict[str, n
     return run
 
 
+def _tensor_manifest(tensor: TensorSpec, sizes: dict[str, int]) -> TensorManifest:
+    value_range = tensor.resolve_range(sizes)
+    return TensorManifest(
+        tensor.name, tensor.dtype, list(tensor.resolve(sizes)), list(value_range) if value_range else None
+    )
+
+
 def _export_encoder(
     module: torch.nn.Module,
     spec: OnnxComponentSpec,
@@ -107,8 +117,8 @@ def _export_encoder(
     ComponentManifest(
         name=spec.name,
         max_batch_size=spec.max_batch_size,
-        inputs=[TensorManifest(t.name, t.dtype, list(t.resolve(table))) for t in spec.inputs],
-        outputs=[TensorManifest(t.name, t.dtype, list(t.resolve(table))) for t in spec.outputs],
+        inputs=[_tensor_manifest(t, table) for t in spec.inputs],
+        outputs=[_tensor_manifest(t, table) for t in spec.outputs],
         parity=report.to_dict(),
     ).write(out_dir)
     return report
@@ -121,7 +131,12 @@ def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) 
     tokenizer = processor.tokenizer
     context_length = min(tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
     tokenizer.model_max_length = context_length
-    sizes = ClipSizes(model.config.vision_config.image_size, model.config.projection_dim, context_length)
+    sizes = ClipSizes(
+        image_size=model.config.vision_config.image_size,
+        embed_dim=model.config.projection_dim,
+        context_length=context_length,
+        max_token_id=model.config.text_config.vocab_size - 1,
+    )
 
     write_repository(repository, CLIP_MODELS)
     tokenizer.save_pretrained(repository / "clip_tokenize" / VERSION / TOKENIZER_DIR)

@@ -43,7 +43,10 @@ CLIP_VISION = OnnxComponentSpec(
 
 CLIP_TEXT = OnnxComponentSpec(
     name="clip_text",
-    inputs=(TensorSpec("input_ids", *_TOKENS), TensorSpec("attention_mask", *_TOKENS)),
+    inputs=(
+        TensorSpec("input_ids", *_TOKENS, value_range=(0, "max_token_id")),
+        TensorSpec("attention_mask", *_TOKENS, value_range=(0, 1)),
+    ),
     outputs=(TensorSpec("text_embeds", *_EMBED),),
     max_batch_size=TEXT_MAX_BATCH,
     tolerance=Tolerance(max_abs_diff=1e-4, min_cosine=0.9999),

@@ -25,6 +25,7 @@ class TensorSpec:
     name: str
     dtype: str
     dims: tuple[Dim, ...]
+    value_range: tuple[Dim, Dim] | None = None  # inclusive; e.g. token ids (0, "max_token_id")
 
     def __post_init__(self) -> None:
         _check_name("tensor", self.name)
@@ -36,7 +37,17 @@ class TensorSpec:
 
     def resolve(self, sizes: dict[str, int]) -> tuple[int, ...]:
         """The concrete per-item shape for one checkpoint (-1 stays variable)."""
-        return tuple(sizes[d] if isinstance(d, str) else d for d in self.dims)
+        return tuple(_resolve(d, sizes) for d in self.dims)
+
+    def resolve_range(self, sizes: dict[str, int]) -> tuple[int, int] | None:
+        if self.value_range is None:
+            return None
+        low, high = (_resolve(bound, sizes) for bound in self.value_range)
+        return low, high
+
+
+def _resolve(value: Dim, sizes: dict[str, int]) -> int:
+    return sizes[value] if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)

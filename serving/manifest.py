@@ -18,6 +18,7 @@ class TensorManifest:
     name: str
     dtype: str
     shape: list[int]  # per item, without the batch axis
+    value_range: list[int] | None = None  # inclusive [low, high] for integer inputs such as token ids
 
 
 @dataclass(frozen=True)

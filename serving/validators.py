@@ -49,6 +49,11 @@ def require_finite(field: str, array: np.ndarray) -> None:
         raise InvalidInputError(f"{field}: values must be finite (no NaN or infinity)")
 
 
+def require_range(field: str, array: np.ndarray, low: int, high: int) -> None:
+    if array.size and (array.min() < low or array.max() > high):
+        raise InvalidInputError(f"{field}: values must lie in [{low}, {high}], got [{array.min()}, {array.max()}]")
+
+
 def positive_int(name: str, value: str) -> int:
     """A model-config parameter that must be a positive integer (an operator error, not a client one)."""
     try:

@@ -14,7 +14,7 @@ from serving.errors import InvalidInputError
 from serving.manifest import ComponentManifest
 from serving.onnx_runner import OnnxRunner
 from serving.triton_models.base import PythonModel
-from serving.validators import positive_int, require_dtype, require_finite, require_shape
+from serving.validators import positive_int, require_dtype, require_finite, require_range, require_shape
 
 
 class OnnxEncoder(PythonModel):
@@ -33,6 +33,8 @@ class OnnxEncoder(PythonModel):
             require_dtype(tensor.name, array.dtype, tensor.dtype)
             require_shape(tensor.name, array.shape, [-1, *tensor.shape])
             require_finite(tensor.name, array)
+            if tensor.value_range is not None:
+                require_range(tensor.name, array, *tensor.value_range)
             if batch is not None and array.shape[0] != batch:
                 raise InvalidInputError(
                     f"{tensor.name}: batch size {array.shape[0]} differs from the other inputs' {batch}"

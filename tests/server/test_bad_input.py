@@ -155,3 +155,32 @@ def test_bad_images_mixed_with_good_ones_fail_alone_through_the_cached_ensemble(
         with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
             outcomes = list(pool.map(call, payloads))
         assert outcomes == ["ok", "error"] * 8
+
+
+def _text_request(ids: np.ndarray, mask: np.ndarray) -> list[grpcclient.InferInput]:
+    inputs = []
+    for name, array in (("input_ids", ids), ("attention_mask", mask)):
+        tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+@pytest.mark.parametrize(
+    ("ids", "mask", "fragments"),
+    [
+        (99_999, 1, ["input_ids", "[0, 1023]", "99999"]),
+        (-5, 1, ["input_ids", "[0, 1023]", "-5"]),
+        (5, 7, ["attention_mask", "[0, 1]"]),
+    ],
+    ids=["token-id-over-vocabulary", "negative-token-id", "mask-not-binary"],
+)
+def test_out_of_range_tokens_sent_straight_to_clip_text_are_rejected(
+    server: TritonServer, ids: int, mask: int, fragments: list[str]
+) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    request = _text_request(np.full((1, 77), ids, np.int64), np.full((1, 77), mask, np.int64))
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("clip_text", request)
+    assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
+    assert_clean(caught.value.message(), *fragments)

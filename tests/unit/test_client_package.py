@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from client import ServerUnavailableError, VLMClient
 from client.images import to_image_bytes
+from serving.launcher import free_port
 
 HEAVY = ("torch", "transformers", "onnxruntime", "onnx", "serving", "export")
 
@@ -40,3 +42,12 @@ def test_images_are_accepted_as_path_bytes_pil_and_numpy(tmp_path: Path) -> None
 def test_an_unsupported_image_type_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="unsupported image type"):
         to_image_bytes(12345)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_no_server_raises_server_unavailable_on_both_protocols(protocol: str) -> None:
+    with (
+        VLMClient(f"127.0.0.1:{free_port()}", protocol=protocol, timeout=5) as client,
+        pytest.raises(ServerUnavailableError),
+    ):
+        client.embed_texts(["hello"])
