@@ -10,6 +10,7 @@ REPOSITORY := model_repository
 EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx
 
 .PHONY: demo test serve export lint clean
+.DELETE_ON_ERROR:
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml
 $(CHECKPOINT)/config.json: $(STAMP)
 	$(BIN)/vlm-export checkpoint --preset tiny-clip --out $(CHECKPOINT)
 
-$(EXPORTED): $(CHECKPOINT)/config.json
+$(EXPORTED): $(CHECKPOINT)/config.json $(wildcard export/*.py) serving/manifest.py
 	$(BIN)/vlm-export clip --checkpoint $(CHECKPOINT) --repository $(REPOSITORY)
 
 export: $(EXPORTED)

@@ -32,21 +32,17 @@ def _clip(args: argparse.Namespace) -> int:
     for report in reports:
         print(report.summary())
     if not all(report.passed for report in reports):
-        print("vlm-export: parity check failed; the repository holds the failing export", file=sys.stderr)
+        print(f"vlm-export: parity check failed; {args.repository} was left unchanged", file=sys.stderr)
         return 1
     print(f"exported CLIP into {args.repository}")
     return 0
 
 
 def _repository(args: argparse.Namespace) -> int:
-    from export.repository import generated_files, write_repository
+    from export.repository import stale_files, write_repository
 
     if args.check:
-        stale = [
-            relative
-            for relative, content in generated_files().items()
-            if not (args.repository / relative).is_file() or (args.repository / relative).read_text() != content
-        ]
+        stale = stale_files(args.repository)
         if stale:
             print("out of date (run `vlm-export repository`):\n  " + "\n  ".join(stale), file=sys.stderr)
             return 1

@@ -4,6 +4,8 @@ each checked against PyTorch, plus the tokenizer, image processor and logit scal
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,10 +104,9 @@ def _export_encoder(
     spec: OnnxComponentSpec,
     feeds: list[dict[str, np.ndarray]],
     sizes: ClipSizes,
-    repository: Path,
+    out_dir: Path,
     opset: int,
 ) -> ParityReport:
-    out_dir = repository / spec.name / VERSION
     example = {k: torch.from_numpy(v[:2]) for k, v in feeds[-1].items()}
     onnx_path = export_component(module, example, spec, out_dir, opset)
     output = spec.outputs[0].name
@@ -124,8 +125,24 @@ def _export_encoder(
     return report
 
 
+def _install(staged: Path, target: Path) -> None:
+    """Move a staged folder's files over ``target``'s (replacing files and folders of the same name)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for item in staged.iterdir():
+        destination = target / item.name
+        if destination.is_dir():
+            shutil.rmtree(destination)
+        else:
+            destination.unlink(missing_ok=True)
+        shutil.move(str(item), str(destination))
+
+
 def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
-    """Write configs and artifacts for every CLIP model into ``repository``; returns the parity reports."""
+    """Export every CLIP model into ``repository`` and return the parity reports.
+
+    Everything is built in a staging folder first; the repository changes only when every parity check
+    passes, so a failed export never leaves a half-written or out-of-tolerance model to be served.
+    """
     model = CLIPModel.from_pretrained(checkpoint).eval()
     processor = AutoProcessor.from_pretrained(checkpoint)
     tokenizer = processor.tokenizer
@@ -137,26 +154,33 @@ def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) 
         context_length=context_length,
         max_token_id=model.config.text_config.vocab_size - 1,
     )
-
-    write_repository(repository, CLIP_MODELS)
-    tokenizer.save_pretrained(repository / "clip_tokenize" / VERSION / TOKENIZER_DIR)
-    processor.image_processor.save_pretrained(repository / "clip_preprocess" / VERSION / IMAGE_PROCESSOR_DIR)
-    write_logit_scale(repository / "clip_similarity" / VERSION, float(model.logit_scale.detach().exp()))
-    return [
-        _export_encoder(
-            VisionEncoder(model),
-            CLIP_VISION,
-            _pixel_feeds(sizes, CLIP_VISION.parity_batch_sizes),
-            sizes,
-            repository,
-            opset,
-        ),
-        _export_encoder(
-            TextEncoder(model),
-            CLIP_TEXT,
-            _token_feeds(tokenizer, sizes, CLIP_TEXT.parity_batch_sizes),
-            sizes,
-            repository,
-            opset,
-        ),
-    ]
+    with tempfile.TemporaryDirectory(prefix="vlm-export-") as scratch:
+        staging = Path(scratch)
+        reports = [
+            _export_encoder(
+                VisionEncoder(model),
+                CLIP_VISION,
+                _pixel_feeds(sizes, CLIP_VISION.parity_batch_sizes),
+                sizes,
+                staging / CLIP_VISION.name,
+                opset,
+            ),
+            _export_encoder(
+                TextEncoder(model),
+                CLIP_TEXT,
+                _token_feeds(tokenizer, sizes, CLIP_TEXT.parity_batch_sizes),
+                sizes,
+                staging / CLIP_TEXT.name,
+                opset,
+            ),
+        ]
+        if not all(report.passed for report in reports):
+            return reports
+        tokenizer.save_pretrained(staging / "clip_tokenize" / TOKENIZER_DIR)
+        processor.image_processor.save_pretrained(staging / "clip_preprocess" / IMAGE_PROCESSOR_DIR)
+        (staging / "clip_similarity").mkdir()
+        write_logit_scale(staging / "clip_similarity", float(model.logit_scale.detach().exp()))
+        write_repository(repository, CLIP_MODELS)
+        for component in staging.iterdir():
+            _install(component, repository / component.name / VERSION)
+    return reports

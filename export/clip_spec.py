@@ -18,7 +18,8 @@ from export.specs import (
 
 VISION_MAX_BATCH = 32
 TEXT_MAX_BATCH = 64
-MAX_IMAGE_PIXELS = 36_000_000  # checked from the header, before any pixel is decoded
+MAX_IMAGE_PIXELS = 36_000_000  # per image, checked from the header before any pixel is decoded
+MAX_REQUEST_PIXELS = 128_000_000  # all images of one request: bounds decode time (about 10 phone photos)
 MAX_ASPECT_RATIO = 20  # wider images are centre-cropped to this first; CLIP crops to the centre anyway
 MAX_TEXT_BYTES = 16_384  # CLIP reads 77 tokens; this only bounds tokenizer work on absurd inputs
 
@@ -63,6 +64,7 @@ CLIP_PREPROCESS = PythonModelSpec(
     parameters={
         "max_images": str(VISION_MAX_BATCH),
         "max_image_pixels": str(MAX_IMAGE_PIXELS),
+        "max_request_pixels": str(MAX_REQUEST_PIXELS),
         "max_aspect_ratio": str(MAX_ASPECT_RATIO),
     },
 )
@@ -89,6 +91,7 @@ CLIP_SIMILARITY = PythonModelSpec(
     ),
     outputs=(TensorSpec("logits_per_image", "float32", (-1, -1)), TensorSpec("probs", "float32", (-1, -1))),
     entry_point="serving.triton_models.clip_similarity:ClipSimilarity",
+    parameters={"max_images": str(VISION_MAX_BATCH), "max_texts": str(TEXT_MAX_BATCH)},
 )
 
 _PREPROCESS_STEP = EnsembleStep("clip_preprocess", {"image": "image"}, {"pixel_values": "pixel_values"})

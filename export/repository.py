@@ -67,3 +67,12 @@ def write_repository(root: Path, specs: Iterable[ModelSpec] = ALL_MODELS) -> lis
             path.write_text(content)
         written.append(path)
     return written
+
+
+def stale_files(root: Path, specs: Iterable[ModelSpec] = ALL_MODELS) -> list[str]:
+    """Generated files that are missing under ``root`` or differ from a fresh generation."""
+    return [
+        relative
+        for relative, content in generated_files(specs).items()
+        if not (root / relative).is_file() or (root / relative).read_text() != content
+    ]

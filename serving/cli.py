@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     server = TritonServer(options)
     try:
-        server.start()
+        server.start(cancel=stop)
     except ServerError as error:
         print(f"vlm-serve: {error}", file=sys.stderr)
         return 1

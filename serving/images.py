@@ -24,7 +24,8 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, MemoryError)
 
 
-def decode_image(data: bytes, field: str, max_pixels: int, max_aspect_ratio: float) -> Image.Image:
+def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
+    """Read only the header: the format is known and the size within ``max_pixels``; no pixel is decoded."""
     if not data:
         raise InvalidInputError(f"{field}: empty; expected encoded image bytes")
     not_an_image = InvalidInputError(
@@ -45,6 +46,11 @@ def decode_image(data: bytes, field: str, max_pixels: int, max_aspect_ratio: flo
         raise InvalidInputError(
             f"{field}: image is {width}x{height} = {width * height} pixels, the limit is {max_pixels}"
         )
+    return image
+
+
+def load_rgb(image: Image.Image, field: str, max_aspect_ratio: float) -> Image.Image:
+    """Decode an opened image into the RGB picture the model sees (the module docstring's rules)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -55,6 +61,10 @@ def decode_image(data: bytes, field: str, max_pixels: int, max_aspect_ratio: flo
     except _DECODE_ERRORS:
         raise InvalidInputError(f"{field}: image data is truncated or corrupt") from None
     return _limit_aspect_ratio(image, max_aspect_ratio)
+
+
+def decode_image(data: bytes, field: str, max_pixels: int, max_aspect_ratio: float) -> Image.Image:
+    return load_rgb(open_image(data, field, max_pixels), field, max_aspect_ratio)
 
 
 @contextlib.contextmanager
@@ -71,12 +81,12 @@ def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16-bit (and 32-bit) greyscale: PIL's convert() would clip at 255, so scale 0..65535 to 0..255.
-        values = np.asarray(image, dtype=np.float64)
-        scale = 255.0 / 65535.0 if image.mode != "F" else 1.0
-        image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
-        return image.convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit greyscale: PIL's convert() would clip at 255, so scale 0..65535 to 0..255 (rounded).
+        values = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":
+        return Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8)).convert("RGB")
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
     if has_alpha:
         rgba = image.convert("RGBA")

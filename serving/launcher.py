@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 NGC_HOME = Path("/opt/tritonserver")
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through $http_proxy
 
 
 class ServerError(RuntimeError):
@@ -153,7 +155,7 @@ class TritonServer:
         for label in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(opts, label)
             if port == 0:
-                setattr(opts, label, free_port(self._client_host))
+                setattr(opts, label, free_port(opts.host))
             elif not port_is_free(opts.host, port):
                 flag = "--" + label.replace("_", "-")
                 raise ServerError(f"port {port} ({flag}) is already in use; free it or pass {flag} 0 for any free port")
@@ -200,25 +202,29 @@ class TritonServer:
             env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, libraries))
         return env
 
-    def start(self) -> TritonServer:
+    def start(self, cancel: threading.Event | None = None) -> TritonServer:
+        """Start and wait until every model is ready; setting ``cancel`` (from a signal handler) aborts."""
         opts = self.options
         if not (opts.repository / ".").is_dir():
             raise ServerError(f"model repository {opts.repository} is not a folder")
         install = find_tritonserver()
         self._resolve_ports()
         opts.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(opts.log_file, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command(install),
-                env=self.environment(install),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches the launcher, which stops the server in order
-                preexec_fn=_die_with_parent,
-            )
         try:
-            self._wait_until_ready()
+            with open(opts.log_file, "wb") as log:
+                self.process = subprocess.Popen(
+                    self.command(install),
+                    env=self.environment(install),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # Ctrl-C reaches the launcher, which stops the server in order
+                    preexec_fn=_die_with_parent,
+                )
+            self._wait_until_ready(cancel or threading.Event())
+        except OSError as error:
+            self.stop()
+            raise ServerError(f"could not start {install.binary}: {error.strerror or error}") from None
         except BaseException:
             self.stop()
             raise
@@ -229,14 +235,16 @@ class TritonServer:
             f"http://{self.http_url}{path}", method=method, data=b"{}" if method == "POST" else None
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
+            with _DIRECT.open(request, timeout=5) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self, cancel: threading.Event) -> None:
         deadline = time.monotonic() + self.options.startup_timeout_s
         while time.monotonic() < deadline:
+            if cancel.is_set():
+                raise ServerError("start-up interrupted")
             if self.process is None or self.process.poll() is not None:
                 raise ServerError(f"tritonserver exited during start-up; last log lines:\n{self.log_tail()}")
             try:
@@ -246,13 +254,16 @@ class TritonServer:
             if status == 200:
                 self._check_models()
                 return
-            time.sleep(0.2)
+            cancel.wait(0.2)
         raise ServerError(
             f"tritonserver was not live after {self.options.startup_timeout_s:.0f}s; see {self.options.log_file}"
         )
 
     def model_states(self) -> list[dict]:
-        status, body = self._get("/v2/repository/index", method="POST")
+        try:
+            status, body = self._get("/v2/repository/index", method="POST")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            raise ServerError(f"the repository index did not answer: {error}") from None
         if status != 200:
             raise ServerError(f"the repository index answered HTTP {status}")
         return json.loads(body)

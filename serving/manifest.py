@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MANIFEST_FILE = "component.json"
+MANIFEST_FORMAT = 1  # bump when a field's meaning changes, so stale exports fail to load with a clear reason
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,17 @@ class ComponentManifest:
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST_FILE
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        path.write_text(json.dumps({"format": MANIFEST_FORMAT, **asdict(self)}, indent=2) + "\n")
         return path
 
     @classmethod
     def read(cls, folder: Path) -> ComponentManifest:
         data = json.loads((folder / MANIFEST_FILE).read_text())
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ValueError(
+                f"{MANIFEST_FILE} has format {data.get('format')}, this code reads {MANIFEST_FORMAT}: "
+                "export the checkpoint again (vlm-export)"
+            )
         return cls(
             name=data["name"],
             max_batch_size=data["max_batch_size"],

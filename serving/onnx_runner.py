@@ -30,6 +30,7 @@ class OnnxRunner:
         self.inter_op_threads = inter_op_threads
         self.providers = providers or default_providers()
         self._session: ort.InferenceSession | None = None
+        self._output_names: list[str] = []
 
     def open(self) -> OnnxRunner:
         if self._session is None:
@@ -37,7 +38,10 @@ class OnnxRunner:
             options.intra_op_num_threads = self.intra_op_threads
             options.inter_op_num_threads = self.inter_op_threads
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # Idle intra-op threads would spin on cores that other models' instances need.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+            self._output_names = [output.name for output in self._session.get_outputs()]
         return self
 
     def close(self) -> None:
@@ -51,10 +55,6 @@ class OnnxRunner:
     ) -> None:
         self.close()
 
-    @property
-    def output_names(self) -> list[str]:
-        return [o.name for o in self.open()._session.get_outputs()]
-
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self.open()._session
-        return dict(zip(self.output_names, session.run(None, feeds), strict=True))
+        return dict(zip(self._output_names, session.run(self._output_names, feeds), strict=True))

@@ -8,8 +8,10 @@ the checkpoint's own Hugging Face image processor (PIL backend), so served pixel
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
-from serving.images import decode_image
+from serving.errors import InvalidInputError
+from serving.images import load_rgb, open_image
 from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, positive_int, require_count
 
@@ -28,13 +30,22 @@ class ClipPreprocess(PythonModel):
         self.max_images = positive_int("max_images", self.parameters["max_images"])
         self.max_image_pixels = positive_int("max_image_pixels", self.parameters["max_image_pixels"])
         self.max_aspect_ratio = positive_int("max_aspect_ratio", self.parameters["max_aspect_ratio"])
+        self.max_request_pixels = positive_int("max_request_pixels", self.parameters["max_request_pixels"])
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         blobs = as_bytes_list(inputs["image"])
         require_count("image", len(blobs), self.max_images)
-        images = [
-            decode_image(blob, f"image[{i}]", self.max_image_pixels, self.max_aspect_ratio)
-            for i, blob in enumerate(blobs)
-        ]
-        pixel_values = self.processor(images=images, return_tensors="np")["pixel_values"]
+        # Every header is checked before any image is decoded, and images are decoded one at a time,
+        # so a request costs at most one full-size decoded image of memory.
+        opened = [open_image(blob, f"image[{i}]", self.max_image_pixels) for i, blob in enumerate(blobs)]
+        total = sum(image.width * image.height for image in opened)
+        if total > self.max_request_pixels:
+            raise InvalidInputError(
+                f"image: the request's images hold {total} pixels in all, the limit is {self.max_request_pixels}"
+            )
+        pixel_values = np.concatenate([self.pixels(image, f"image[{i}]") for i, image in enumerate(opened)])
         return {"pixel_values": np.ascontiguousarray(pixel_values, dtype=np.float32)}
+
+    def pixels(self, image: Image.Image, field: str) -> np.ndarray:
+        rgb = load_rgb(image, field, self.max_aspect_ratio)
+        return self.processor(images=[rgb], return_tensors="np")["pixel_values"]

@@ -7,14 +7,21 @@ import numpy as np
 from serving.errors import InvalidInputError
 from serving.similarity import image_text_scores, read_logit_scale
 from serving.triton_models.base import PythonModel
+from serving.validators import positive_int, require_count, require_finite
 
 
 class ClipSimilarity(PythonModel):
     def setup(self) -> None:
         self.logit_scale = read_logit_scale(self.artifacts)
+        self.max_images = positive_int("max_images", self.parameters["max_images"])
+        self.max_texts = positive_int("max_texts", self.parameters["max_texts"])
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images, texts = inputs["image_embeds"], inputs["text_embeds"]
+        require_count("image_embeds", images.shape[0], self.max_images)
+        require_count("text_embeds", texts.shape[0], self.max_texts)
+        require_finite("image_embeds", images)
+        require_finite("text_embeds", texts)
         if images.shape[1] != texts.shape[1]:
             raise InvalidInputError(
                 f"text_embeds: embedding size {texts.shape[1]} differs from image_embeds' {images.shape[1]}"

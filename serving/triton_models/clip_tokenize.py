@@ -6,6 +6,8 @@ longer texts are truncated to it, keeping the end-of-text token, as CLIP's token
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from serving.triton_models.base import PythonModel
@@ -15,6 +17,8 @@ TOKENIZER_DIR = "tokenizer"
 
 
 def load_tokenizer(folder: str) -> object:
+    # One instance, one thread: the Rust tokenizer would otherwise start a thread per core for each batch.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(folder)

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from client import InvalidInputError, VLMClient
 from serving.launcher import TritonServer
 from tests.images import DEFINED_CASES, decompression_bomb, encode, scene, truncated_jpeg
 from tests.reference import ClipReference, min_row_cosine
+from tests.server.statistics import batch_counts, batched_executions
 
 LEAKS = re.compile(r"Traceback|File \"|/[a-z_]+/|0x[0-9a-f]{6,}|<[a-zA-Z_.]+ object")
 
@@ -134,10 +136,12 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(server: TritonServer) 
             return "error"
         return "ok"
 
+    batches_before = batch_counts(server, "clip_vision")
     for _ in range(3):  # repeated: a cached batch-mate's result must never answer the bad input
         with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
             outcomes = list(pool.map(call, payloads))
         assert outcomes == ["ok", "error"] * 8
+    assert batched_executions(batches_before, batch_counts(server, "clip_vision")) > 0
 
 
 def test_bad_images_mixed_with_good_ones_fail_alone_through_the_cached_ensemble(server: TritonServer) -> None:
@@ -182,5 +186,43 @@ def test_out_of_range_tokens_sent_straight_to_clip_text_are_rejected(
     request = _text_request(np.full((1, 77), ids, np.int64), np.full((1, 77), mask, np.int64))
     with pytest.raises(InferenceServerException) as caught:
         client.infer("clip_text", request)
+    assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
+    assert_clean(caught.value.message(), *fragments)
+
+
+def test_too_many_pixels_in_one_request_are_refused_before_decoding(server: TritonServer) -> None:
+    at_the_cap = encode(Image.new("L", (6000, 6000), 0))  # 36 MP each: allowed alone, not four at once
+    with VLMClient(server.grpc_url) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            client.embed_images([at_the_cap] * 4)
+        assert_clean(str(caught.value), "image", "144000000 pixels", "limit is 128000000")
+        assert_still_serving(client)
+
+
+def _similarity_request(images: np.ndarray, texts: np.ndarray) -> list[grpcclient.InferInput]:
+    inputs = []
+    for name, array in (("image_embeds", images), ("text_embeds", texts)):
+        tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+@pytest.mark.parametrize(
+    ("images", "texts", "fragments"),
+    [
+        (np.ones((1, 32), np.float32), np.ones((0, 32), np.float32), ["text_embeds", "at least one"]),
+        (np.full((1, 32), np.nan, np.float32), np.ones((2, 32), np.float32), ["image_embeds", "finite"]),
+        (np.ones((33, 32), np.float32), np.ones((2, 32), np.float32), ["image_embeds", "at most 32"]),
+        (np.ones((1, 32), np.float32), np.ones((2, 16), np.float32), ["text_embeds", "16", "32"]),
+    ],
+    ids=["no-texts", "nan", "too-many-images", "size-mismatch"],
+)
+def test_bad_embeddings_sent_straight_to_clip_similarity_are_rejected(
+    server: TritonServer, images: np.ndarray, texts: np.ndarray, fragments: list[str]
+) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("clip_similarity", _similarity_request(images, texts))
     assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
     assert_clean(caught.value.message(), *fragments)

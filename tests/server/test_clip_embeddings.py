@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import tritonclient.grpc as grpcclient
+import pytest
 from PIL import Image
 
 from client import VLMClient
 from serving.launcher import TritonServer
 from tests.images import encode, scene
 from tests.reference import ClipReference, min_row_cosine
+from tests.server.statistics import cache_hits
 
 TEXTS = [
     "a photo of a red circle",
@@ -74,16 +75,16 @@ def test_classify_returns_every_label_most_likely_first(url: str, protocol: str,
     np.testing.assert_allclose([result[label] for label in labels], expected, atol=1e-4)
 
 
-def _cache_hits(server: TritonServer, model: str) -> int:
-    stats = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics(model, as_json=True)
-    return int(stats["model_stats"][0]["inference_stats"]["cache_hit"].get("count", 0))
-
-
-def test_a_repeated_request_is_answered_from_the_response_cache(server: TritonServer) -> None:
-    payload = encode(scene(seed=60))
+@pytest.mark.parametrize("model", ["clip_image_embed", "clip_text_embed", "clip_rank"])
+def test_a_repeated_request_is_answered_from_the_response_cache(server: TritonServer, model: str) -> None:
+    calls = {
+        "clip_image_embed": lambda client: client.embed_images([encode(scene(seed=60))]),
+        "clip_text_embed": lambda client: client.embed_texts(["a cached sentence"]),
+        "clip_rank": lambda client: client.rank_texts([encode(scene(seed=61))], ["a", "b"])["probs"],
+    }
     with VLMClient(server.grpc_url) as client:
-        first = client.embed_images([payload])
-        hits_before = _cache_hits(server, "clip_image_embed")
-        second = client.embed_images([payload])
-    assert _cache_hits(server, "clip_image_embed") == hits_before + 1
+        first = calls[model](client)
+        hits_before = cache_hits(server, model)
+        second = calls[model](client)
+    assert cache_hits(server, model) == hits_before + 1
     np.testing.assert_array_equal(first, second)

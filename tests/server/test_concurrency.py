@@ -5,30 +5,20 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import tritonclient.grpc as grpcclient
 
 from client import VLMClient
 from serving.launcher import TritonServer
 from tests.images import encode, scene
 from tests.reference import ClipReference, min_row_cosine
+from tests.server.statistics import batch_counts, batched_executions
 
 REQUESTS = 32
-
-
-def _batch_counts(server: TritonServer, model: str) -> dict[int, int]:
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])}
-
-
-def _batched_executions(before: dict[int, int], after: dict[int, int]) -> int:
-    return sum(count - before.get(size, 0) for size, count in after.items() if size > 1)
 
 
 def test_32_concurrent_requests_are_all_correct_and_batched(server: TritonServer, reference: ClipReference) -> None:
     images = [scene(64 + i, 64, seed=100 + i) for i in range(REQUESTS)]  # distinct: no cache hits
     texts = [f"a photo of {i} small squares" for i in range(REQUESTS)]
-    vision_before, text_before = _batch_counts(server, "clip_vision"), _batch_counts(server, "clip_text")
+    vision_before, text_before = batch_counts(server, "clip_vision"), batch_counts(server, "clip_text")
 
     def embed_pair(index: int) -> tuple[np.ndarray, np.ndarray]:
         with VLMClient(server.grpc_url, protocol="grpc") as client:
@@ -41,5 +31,5 @@ def test_32_concurrent_requests_are_all_correct_and_batched(server: TritonServer
     served_texts = np.stack([r[1] for r in results])
     assert min_row_cosine(served_images, reference.image_embeds(images)) >= 0.9999
     assert min_row_cosine(served_texts, reference.text_embeds(texts)) >= 0.9999
-    assert _batched_executions(vision_before, _batch_counts(server, "clip_vision")) > 0
-    assert _batched_executions(text_before, _batch_counts(server, "clip_text")) > 0
+    assert batched_executions(vision_before, batch_counts(server, "clip_vision")) > 0
+    assert batched_executions(text_before, batch_counts(server, "clip_text")) > 0

@@ -16,6 +16,7 @@ from export.parity import ParityReport
 from export.specs import Tolerance
 from serving.manifest import ComponentManifest
 from serving.similarity import read_logit_scale
+from tests.conftest import REPO_ROOT
 
 
 def test_both_encoders_pass_parity_at_every_batch_size_including_the_extremes(
@@ -58,11 +59,13 @@ def test_vlm_export_exits_non_zero_when_parity_is_past_the_tolerance(
     impossible = Tolerance(max_abs_diff=1e-30, min_cosine=1.0)
     monkeypatch.setattr(clip_export, "CLIP_TEXT", replace(clip_export.CLIP_TEXT, tolerance=impossible))
     repository = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "model_repository", repository, ignore=shutil.ignore_patterns("*.onnx*", "*.json"))
+    before = sorted(p.relative_to(repository) for p in repository.rglob("*"))
     assert vlm_export(["clip", "--checkpoint", str(tiny_clip), "--repository", str(repository)]) == 1
     output = capsys.readouterr()
     assert "FAIL clip_text" in output.out and "PASS clip_vision" in output.out
-    assert "parity check failed" in output.err
-    shutil.rmtree(repository)
+    assert "parity check failed" in output.err and "left unchanged" in output.err
+    assert sorted(p.relative_to(repository) for p in repository.rglob("*")) == before
 
 
 def test_vlm_export_refuses_a_folder_that_is_not_a_checkpoint(
@@ -70,3 +73,14 @@ def test_vlm_export_refuses_a_folder_that_is_not_a_checkpoint(
 ) -> None:
     assert vlm_export(["clip", "--checkpoint", str(tmp_path), "--repository", str(tmp_path / "repo")]) == 2
     assert "not a Hugging Face checkpoint" in capsys.readouterr().err
+
+
+def test_a_manifest_from_another_format_refuses_to_load_and_says_to_re_export(
+    clip_repository: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "stale"
+    folder.mkdir()
+    text = (clip_repository / "clip_text" / "1" / "component.json").read_text()
+    (folder / "component.json").write_text(text.replace('"format": 1', '"format": 0'))
+    with pytest.raises(ValueError, match="export the checkpoint again"):
+        ComponentManifest.read(folder)

@@ -9,20 +9,15 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.cli import main as vlm_export
 from export.clip_spec import CLIP_MODELS, CLIP_RANK, CLIP_SIMILARITY, CLIP_VISION
-from export.repository import generated_files, write_repository
+from export.repository import generated_files, stale_files, write_repository
 from export.triton_config import TARGETS, ensemble_config, onnx_component_config, parse_pbtxt, to_pbtxt
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_checked_in_repository_equals_a_fresh_generation() -> None:
-    stale = {
-        relative
-        for relative, content in generated_files().items()
-        if not (REPO_ROOT / "model_repository" / relative).is_file()
-        or (REPO_ROOT / "model_repository" / relative).read_text() != content
-    }
-    assert not stale, f"run `vlm-export repository`; out of date: {sorted(stale)}"
+    stale = stale_files(REPO_ROOT / "model_repository")
+    assert not stale, f"run `vlm-export repository`; out of date: {stale}"
 
 
 def test_every_generated_config_parses_back_to_the_same_protobuf() -> None:
