@@ -1,5 +1,5 @@
-# Every target sets up .venv itself. TORCH is the CPU build on this project's machines; on a GPU host
-# pass e.g. TORCH=torch==2.13.0 with your CUDA index configured in pip.
+# Every target sets up .venv itself. TORCH holds pip arguments: on this project's machines the pin
+# resolves to the CPU build; elsewhere add an --index-url for the build you want.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv
@@ -15,7 +15,7 @@ EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet '$(TORCH)'
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[serve,export,dev]'
 	touch $@
 
