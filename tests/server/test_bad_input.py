@@ -88,16 +88,19 @@ def test_bad_texts_are_rejected_clearly(url: str, protocol: str, payload: bytes,
         assert_still_serving(client)
 
 
-def _vision_request(array: np.ndarray, datatype: str) -> list[grpcclient.InferInput]:
-    pixels = grpcclient.InferInput("pixel_values", list(array.shape), datatype)
-    pixels.set_data_from_numpy(array)
-    return [pixels]
+def grpc_inputs(datatype: str, **arrays: np.ndarray) -> list[grpcclient.InferInput]:
+    inputs = []
+    for name, array in arrays.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
 
 
 def test_wrong_dtype_sent_straight_to_clip_vision_is_rejected(server: TritonServer) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     with pytest.raises(InferenceServerException) as caught:
-        client.infer("clip_vision", _vision_request(np.zeros((1, 3, 64, 64), np.int64), "INT64"))
+        client.infer("clip_vision", grpc_inputs("INT64", pixel_values=np.zeros((1, 3, 64, 64), np.int64)))
     assert_clean(caught.value.message(), "pixel_values", "FP32")
 
 
@@ -111,7 +114,7 @@ def test_wrong_shape_sent_straight_to_clip_vision_is_rejected(
 ) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     with pytest.raises(InferenceServerException) as caught:
-        client.infer("clip_vision", _vision_request(np.zeros(shape, np.float32), "FP32"))
+        client.infer("clip_vision", grpc_inputs("FP32", pixel_values=np.zeros(shape, np.float32)))
     assert_clean(caught.value.message(), *fragments)
 
 
@@ -119,7 +122,7 @@ def test_nan_pixels_are_rejected(server: TritonServer) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     pixels = np.full((1, 3, 64, 64), np.nan, np.float32)
     with pytest.raises(InferenceServerException) as caught:
-        client.infer("clip_vision", _vision_request(pixels, "FP32"))
+        client.infer("clip_vision", grpc_inputs("FP32", pixel_values=pixels))
     assert_clean(caught.value.message(), "pixel_values", "finite")
 
 
@@ -131,7 +134,7 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(server: TritonServer) 
     def call(array: np.ndarray) -> str:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
-            client.infer("clip_vision", _vision_request(array, "FP32"))
+            client.infer("clip_vision", grpc_inputs("FP32", pixel_values=array))
         except InferenceServerException:
             return "error"
         return "ok"
@@ -161,15 +164,6 @@ def test_bad_images_mixed_with_good_ones_fail_alone_through_the_cached_ensemble(
         assert outcomes == ["ok", "error"] * 8
 
 
-def _text_request(ids: np.ndarray, mask: np.ndarray) -> list[grpcclient.InferInput]:
-    inputs = []
-    for name, array in (("input_ids", ids), ("attention_mask", mask)):
-        tensor = grpcclient.InferInput(name, list(array.shape), "INT64")
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return inputs
-
-
 @pytest.mark.parametrize(
     ("ids", "mask", "fragments"),
     [
@@ -183,7 +177,9 @@ def test_out_of_range_tokens_sent_straight_to_clip_text_are_rejected(
     server: TritonServer, ids: int, mask: int, fragments: list[str]
 ) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
-    request = _text_request(np.full((1, 77), ids, np.int64), np.full((1, 77), mask, np.int64))
+    request = grpc_inputs(
+        "INT64", input_ids=np.full((1, 77), ids, np.int64), attention_mask=np.full((1, 77), mask, np.int64)
+    )
     with pytest.raises(InferenceServerException) as caught:
         client.infer("clip_text", request)
     assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
@@ -197,15 +193,6 @@ def test_too_many_pixels_in_one_request_are_refused_before_decoding(server: Trit
             client.embed_images([at_the_cap] * 4)
         assert_clean(str(caught.value), "image", "144000000 pixels", "limit is 128000000")
         assert_still_serving(client)
-
-
-def _similarity_request(images: np.ndarray, texts: np.ndarray) -> list[grpcclient.InferInput]:
-    inputs = []
-    for name, array in (("image_embeds", images), ("text_embeds", texts)):
-        tensor = grpcclient.InferInput(name, list(array.shape), "FP32")
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return inputs
 
 
 @pytest.mark.parametrize(
@@ -223,6 +210,6 @@ def test_bad_embeddings_sent_straight_to_clip_similarity_are_rejected(
 ) -> None:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     with pytest.raises(InferenceServerException) as caught:
-        client.infer("clip_similarity", _similarity_request(images, texts))
+        client.infer("clip_similarity", grpc_inputs("FP32", image_embeds=images, text_embeds=texts))
     assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
     assert_clean(caught.value.message(), *fragments)
