@@ -160,7 +160,8 @@ class TritonServer:
                 flag = "--" + label.replace("_", "-")
                 raise ServerError(f"port {port} ({flag}) is already in use; free it or pass {flag} 0 for any free port")
 
-    def _backends_dir(self, install: TritonInstall) -> Path:
+    def prepare_backends(self, install: TritonInstall) -> Path:
+        """The backend folder to pass; for the wheel, a scratch copy with the stub in place (removed by stop())."""
         if install.python_stub is None:
             return install.backends
         self._scratch = tempfile.TemporaryDirectory(prefix="triton-vlm-backends-")
@@ -169,12 +170,12 @@ class TritonServer:
         shutil.copy2(install.python_stub, python_backend / "triton_python_backend_stub")
         return Path(self._scratch.name)
 
-    def command(self, install: TritonInstall) -> list[str]:
+    def command(self, install: TritonInstall, backends: Path) -> list[str]:
         opts = self.options
         args = [
             str(install.binary),
             f"--model-repository={opts.repository.resolve()}",
-            f"--backend-directory={self._backends_dir(install)}",
+            f"--backend-directory={backends}",
             f"--model-config-name={opts.target}",
             f"--http-address={opts.host}",
             f"--grpc-address={opts.host}",
@@ -205,7 +206,7 @@ class TritonServer:
     def start(self, cancel: threading.Event | None = None) -> TritonServer:
         """Start and wait until every model is ready; setting ``cancel`` (from a signal handler) aborts."""
         opts = self.options
-        if not (opts.repository / ".").is_dir():
+        if not opts.repository.is_dir():
             raise ServerError(f"model repository {opts.repository} is not a folder")
         install = find_tritonserver()
         self._resolve_ports()
@@ -213,7 +214,7 @@ class TritonServer:
         try:
             with open(opts.log_file, "wb") as log:
                 self.process = subprocess.Popen(
-                    self.command(install),
+                    self.command(install, self.prepare_backends(install)),
                     env=self.environment(install),
                     stdout=log,
                     stderr=subprocess.STDOUT,

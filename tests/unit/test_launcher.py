@@ -35,7 +35,7 @@ def held_port() -> Iterator[int]:
 
 @pytest.fixture
 def fake_install(tmp_path: Path) -> TritonInstall:
-    """An NGC-style layout (no stub to copy), so command() touches nothing outside tmp_path."""
+    """An NGC-style layout (no stub to copy): nothing is copied outside tmp_path."""
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "tritonserver").write_bytes(b"")
     (tmp_path / "backends" / "python").mkdir(parents=True)
@@ -162,7 +162,9 @@ def test_a_tritonserver_variable_that_names_no_file_is_an_error(
 def test_command_selects_the_target_config_and_keeps_running_on_model_errors(
     tmp_path: Path, fake_install: TritonInstall
 ) -> None:
-    command = TritonServer(options(tmp_path, target="gpu", http_port=18000)).command(fake_install)
+    command = TritonServer(options(tmp_path, target="gpu", http_port=18000)).command(
+        fake_install, fake_install.backends
+    )
     assert command[0] == str(fake_install.binary)
     assert "--model-config-name=gpu" in command
     assert "--exit-on-error=false" in command
@@ -172,19 +174,19 @@ def test_command_selects_the_target_config_and_keeps_running_on_model_errors(
 
 
 def test_command_enables_the_response_cache_when_it_has_a_size(tmp_path: Path, fake_install: TritonInstall) -> None:
-    command = TritonServer(options(tmp_path, cache_size_bytes=1024)).command(fake_install)
+    command = TritonServer(options(tmp_path, cache_size_bytes=1024)).command(fake_install, fake_install.backends)
     assert "--cache-config=local,size=1024" in command
     assert f"--cache-directory={fake_install.caches}" in command
 
 
 def test_command_has_no_cache_flags_when_the_cache_size_is_zero(tmp_path: Path, fake_install: TritonInstall) -> None:
-    command = TritonServer(options(tmp_path, cache_size_bytes=0)).command(fake_install)
+    command = TritonServer(options(tmp_path, cache_size_bytes=0)).command(fake_install, fake_install.backends)
     assert not [arg for arg in command if arg.startswith("--cache")]
 
 
 def test_command_appends_extra_arguments_last(tmp_path: Path, fake_install: TritonInstall) -> None:
     command = TritonServer(options(tmp_path, extra_args=["--log-info=true", "--strict-readiness=true"])).command(
-        fake_install
+        fake_install, fake_install.backends
     )
     assert command[-2:] == ["--log-info=true", "--strict-readiness=true"]
 
@@ -193,7 +195,7 @@ def test_command_with_the_wheel_uses_a_backend_copy_holding_the_stub(tmp_path: P
     install = find_tritonserver()
     server = TritonServer(options(tmp_path))
     try:
-        command = server.command(install)
+        command = server.command(install, server.prepare_backends(install))
         [backend_arg] = [arg for arg in command if arg.startswith("--backend-directory=")]
         backends = Path(backend_arg.split("=", 1)[1])
         assert backends != install.backends
