@@ -29,6 +29,12 @@ def assert_clean(message: str, *fragments: str) -> None:
 
 def assert_still_serving(client: VLMClient) -> None:
     assert client.embed_texts(["still alive"]).shape[0] == 1
+    assert client.embed_images([encode(scene(seed=99))]).shape[0] == 1
+
+
+def assert_server_still_serving(server: TritonServer) -> None:
+    with VLMClient(server.grpc_url) as client:
+        assert_still_serving(client)
 
 
 @pytest.mark.parametrize(
@@ -102,6 +108,7 @@ def test_wrong_dtype_sent_straight_to_clip_vision_is_rejected(server: TritonServ
     with pytest.raises(InferenceServerException) as caught:
         client.infer("clip_vision", grpc_inputs("INT64", pixel_values=np.zeros((1, 3, 64, 64), np.int64)))
     assert_clean(caught.value.message(), "pixel_values", "FP32")
+    assert_server_still_serving(server)
 
 
 @pytest.mark.parametrize(
@@ -116,6 +123,7 @@ def test_wrong_shape_sent_straight_to_clip_vision_is_rejected(
     with pytest.raises(InferenceServerException) as caught:
         client.infer("clip_vision", grpc_inputs("FP32", pixel_values=np.zeros(shape, np.float32)))
     assert_clean(caught.value.message(), *fragments)
+    assert_server_still_serving(server)
 
 
 def test_nan_pixels_are_rejected(server: TritonServer) -> None:
@@ -124,6 +132,7 @@ def test_nan_pixels_are_rejected(server: TritonServer) -> None:
     with pytest.raises(InferenceServerException) as caught:
         client.infer("clip_vision", grpc_inputs("FP32", pixel_values=pixels))
     assert_clean(caught.value.message(), "pixel_values", "finite")
+    assert_server_still_serving(server)
 
 
 def test_a_bad_request_batched_with_good_ones_fails_alone(server: TritonServer) -> None:
@@ -184,6 +193,7 @@ def test_out_of_range_tokens_sent_straight_to_clip_text_are_rejected(
         client.infer("clip_text", request)
     assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
     assert_clean(caught.value.message(), *fragments)
+    assert_server_still_serving(server)
 
 
 def test_too_many_pixels_in_one_request_are_refused_before_decoding(server: TritonServer) -> None:
@@ -213,3 +223,4 @@ def test_bad_embeddings_sent_straight_to_clip_similarity_are_rejected(
         client.infer("clip_similarity", grpc_inputs("FP32", image_embeds=images, text_embeds=texts))
     assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
     assert_clean(caught.value.message(), *fragments)
+    assert_server_still_serving(server)
