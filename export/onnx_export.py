@@ -17,9 +17,9 @@ import onnx
 import torch
 
 from export.specs import OnnxComponentSpec, TensorSpec
+from serving.manifest import ONNX_FILE
 
 DEFAULT_OPSET = 18
-ONNX_FILE = "model.onnx"
 
 
 def export_component(

@@ -12,6 +12,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec, TensorSpec
+from serving.manifest import ONNX_FILE
 
 TARGETS = ("embedded", "cpu", "gpu")
 DEFAULT_TARGET = "embedded"
@@ -76,7 +77,7 @@ def onnx_component_config(spec: OnnxComponentSpec, target: str) -> mc.ModelConfi
         kind = mc.ModelInstanceGroup.KIND_CPU
     else:
         config.backend = "onnxruntime"
-        config.default_model_filename = "model.onnx"
+        config.default_model_filename = ONNX_FILE
         kind = mc.ModelInstanceGroup.KIND_GPU if target == "gpu" else mc.ModelInstanceGroup.KIND_CPU
     config.instance_group.add(count=spec.resources.instance_count, kind=kind)
     _set_parameters(config, threads)

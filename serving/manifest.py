@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MANIFEST_FILE = "component.json"
+ONNX_FILE = "model.onnx"  # beside the manifest; the name Triton's onnxruntime backend loads
 MANIFEST_FORMAT = 1  # bump when a field's meaning changes, so stale exports fail to load with a clear reason
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from serving.errors import InvalidInputError
+from serving.validators import positive_int
 
 
 def load_backend_utils() -> Any:
@@ -38,6 +39,12 @@ class PythonModel:
 
     def setup(self) -> None:
         """Load artifacts; runs once per instance."""
+
+    def int_parameter(self, name: str, default: int | None = None) -> int:
+        """A positive-integer config parameter; without a default it must be in the config."""
+        if name not in self.parameters and default is not None:
+            return default
+        return positive_int(name, self.parameters[name])
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -13,7 +13,7 @@ from PIL import Image
 from serving.errors import InvalidInputError
 from serving.images import load_rgb, open_image
 from serving.triton_models.base import PythonModel
-from serving.validators import as_bytes_list, positive_int, require_count
+from serving.validators import as_bytes_list, require_count
 
 IMAGE_PROCESSOR_DIR = "image_processor"
 
@@ -27,10 +27,10 @@ def load_image_processor(folder: str) -> object:
 class ClipPreprocess(PythonModel):
     def setup(self) -> None:
         self.processor = load_image_processor(str(self.artifacts / IMAGE_PROCESSOR_DIR))
-        self.max_images = positive_int("max_images", self.parameters["max_images"])
-        self.max_image_pixels = positive_int("max_image_pixels", self.parameters["max_image_pixels"])
-        self.max_aspect_ratio = positive_int("max_aspect_ratio", self.parameters["max_aspect_ratio"])
-        self.max_request_pixels = positive_int("max_request_pixels", self.parameters["max_request_pixels"])
+        self.max_images = self.int_parameter("max_images")
+        self.max_image_pixels = self.int_parameter("max_image_pixels")
+        self.max_aspect_ratio = self.int_parameter("max_aspect_ratio")
+        self.max_request_pixels = self.int_parameter("max_request_pixels")
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         blobs = as_bytes_list(inputs["image"])

@@ -7,14 +7,14 @@ import numpy as np
 from serving.errors import InvalidInputError
 from serving.similarity import image_text_scores, read_logit_scale
 from serving.triton_models.base import PythonModel
-from serving.validators import positive_int, require_count, require_finite
+from serving.validators import require_count, require_finite
 
 
 class ClipSimilarity(PythonModel):
     def setup(self) -> None:
         self.logit_scale = read_logit_scale(self.artifacts)
-        self.max_images = positive_int("max_images", self.parameters["max_images"])
-        self.max_texts = positive_int("max_texts", self.parameters["max_texts"])
+        self.max_images = self.int_parameter("max_images")
+        self.max_texts = self.int_parameter("max_texts")
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images, texts = inputs["image_embeds"], inputs["text_embeds"]

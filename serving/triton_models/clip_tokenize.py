@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from serving.triton_models.base import PythonModel
-from serving.validators import as_bytes_list, decode_text, positive_int, require_count
+from serving.validators import as_bytes_list, decode_text, require_count
 
 TOKENIZER_DIR = "tokenizer"
 
@@ -27,8 +27,8 @@ def load_tokenizer(folder: str) -> object:
 class ClipTokenize(PythonModel):
     def setup(self) -> None:
         self.tokenizer = load_tokenizer(str(self.artifacts / TOKENIZER_DIR))
-        self.max_texts = positive_int("max_texts", self.parameters["max_texts"])
-        self.max_text_bytes = positive_int("max_text_bytes", self.parameters["max_text_bytes"])
+        self.max_texts = self.int_parameter("max_texts")
+        self.max_text_bytes = self.int_parameter("max_text_bytes")
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         blobs = as_bytes_list(inputs["text"])

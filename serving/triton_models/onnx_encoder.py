@@ -11,19 +11,19 @@ from typing import Any
 import numpy as np
 
 from serving.errors import InvalidInputError
-from serving.manifest import ComponentManifest
+from serving.manifest import ONNX_FILE, ComponentManifest
 from serving.onnx_runner import OnnxRunner
 from serving.triton_models.base import PythonModel
-from serving.validators import positive_int, require_dtype, require_finite, require_range, require_shape
+from serving.validators import require_dtype, require_finite, require_range, require_shape
 
 
 class OnnxEncoder(PythonModel):
     def setup(self) -> None:
         self.manifest = ComponentManifest.read(self.artifacts)
         self.runner = OnnxRunner(
-            self.artifacts / "model.onnx",
-            intra_op_threads=positive_int("intra_op_thread_count", self.parameters.get("intra_op_thread_count", "1")),
-            inter_op_threads=positive_int("inter_op_thread_count", self.parameters.get("inter_op_thread_count", "1")),
+            self.artifacts / ONNX_FILE,
+            intra_op_threads=self.int_parameter("intra_op_thread_count", default=1),
+            inter_op_threads=self.int_parameter("inter_op_thread_count", default=1),
         ).open()
 
     def validate(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
