@@ -1,0 +1,1 @@
+"""Pure building blocks of the LLM decoder's generation: request sampling parameters, stop strings, token selection."""
