@@ -4,9 +4,7 @@ each checked against PyTorch, plus the tokenizer, image processor and logit scal
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,15 +13,13 @@ import torch
 from transformers import AutoProcessor, CLIPModel
 
 from export.clip_spec import CLIP_MODELS, CLIP_TEXT, CLIP_VISION
-from export.onnx_export import DEFAULT_OPSET, export_component
-from export.parity import ParityReport, check_parity
+from export.components import export_encoder, install
+from export.onnx_export import DEFAULT_OPSET
+from export.parity import ParityReport
 from export.repository import VERSION, write_repository
-from export.specs import OnnxComponentSpec, TensorSpec
-from serving.manifest import ComponentManifest, TensorManifest
-from serving.onnx_runner import OnnxRunner
 from serving.similarity import write_logit_scale
-from serving.triton_models.clip_preprocess import IMAGE_PROCESSOR_DIR
 from serving.triton_models.clip_tokenize import TOKENIZER_DIR
+from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
 
 
 class VisionEncoder(torch.nn.Module):
@@ -84,59 +80,6 @@ def _token_feeds(tokenizer: object, sizes: ClipSizes, batch_sizes: tuple[int, ..
     return feeds
 
 
-def _torch_runner(module: torch.nn.Module, output: str) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            return {output: module(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()}
-
-    return run
-
-
-def _tensor_manifest(tensor: TensorSpec, sizes: dict[str, int]) -> TensorManifest:
-    value_range = tensor.resolve_range(sizes)
-    return TensorManifest(
-        tensor.name, tensor.dtype, list(tensor.resolve(sizes)), list(value_range) if value_range else None
-    )
-
-
-def _export_encoder(
-    module: torch.nn.Module,
-    spec: OnnxComponentSpec,
-    feeds: list[dict[str, np.ndarray]],
-    sizes: ClipSizes,
-    out_dir: Path,
-    opset: int,
-) -> ParityReport:
-    example = {k: torch.from_numpy(v[:2]) for k, v in feeds[-1].items()}
-    onnx_path = export_component(module, example, spec, out_dir, opset)
-    output = spec.outputs[0].name
-    with OnnxRunner(onnx_path, intra_op_threads=torch.get_num_threads()) as runner:
-        report = check_parity(
-            spec.name, ("pytorch", _torch_runner(module, output)), ("onnxruntime", runner.run), feeds, spec.tolerance
-        )
-    table = sizes.as_dict()
-    ComponentManifest(
-        name=spec.name,
-        max_batch_size=spec.max_batch_size,
-        inputs=[_tensor_manifest(t, table) for t in spec.inputs],
-        outputs=[_tensor_manifest(t, table) for t in spec.outputs],
-        parity=report.to_dict(),
-    ).write(out_dir)
-    return report
-
-
-def _install(staged: Path, target: Path) -> None:
-    """Move a staged folder's files over ``target``'s (replacing files and folders of the same name)."""
-    target.mkdir(parents=True, exist_ok=True)
-    for item in staged.iterdir():
-        destination = target / item.name
-        if destination.is_dir():
-            shutil.rmtree(destination)
-        else:
-            destination.unlink(missing_ok=True)
-        shutil.move(str(item), str(destination))
-
-
 def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
     """Export every CLIP model into ``repository`` and return the parity reports.
 
@@ -157,19 +100,19 @@ def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) 
     with tempfile.TemporaryDirectory(prefix="vlm-export-") as scratch:
         staging = Path(scratch)
         reports = [
-            _export_encoder(
+            export_encoder(
                 VisionEncoder(model),
                 CLIP_VISION,
                 _pixel_feeds(sizes, CLIP_VISION.parity_batch_sizes),
-                sizes,
+                sizes.as_dict(),
                 staging / CLIP_VISION.name,
                 opset,
             ),
-            _export_encoder(
+            export_encoder(
                 TextEncoder(model),
                 CLIP_TEXT,
                 _token_feeds(tokenizer, sizes, CLIP_TEXT.parity_batch_sizes),
-                sizes,
+                sizes.as_dict(),
                 staging / CLIP_TEXT.name,
                 opset,
             ),
@@ -182,5 +125,5 @@ def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) 
         write_logit_scale(staging / "clip_similarity", float(model.logit_scale.detach().exp()))
         write_repository(repository, CLIP_MODELS)
         for component in staging.iterdir():
-            _install(component, repository / component.name / VERSION)
+            install(component, repository / component.name / VERSION)
     return reports

@@ -59,7 +59,7 @@ CLIP_PREPROCESS = PythonModelSpec(
     name="clip_preprocess",
     inputs=(_IMAGE_BYTES,),
     outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
-    entry_point="serving.triton_models.clip_preprocess:ClipPreprocess",
+    entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
     resources=Resources(instance_count=2),  # decoding is the slow step: one per core
     parameters={
         "max_images": str(VISION_MAX_BATCH),

@@ -26,6 +26,7 @@ class TensorSpec:
     dtype: str
     dims: tuple[Dim, ...]
     value_range: tuple[Dim, Dim] | None = None  # inclusive; e.g. token ids (0, "max_token_id")
+    optional: bool = False  # a request may leave it out (Triton's `optional: true`)
 
     def __post_init__(self) -> None:
         _check_name("tensor", self.name)

@@ -35,7 +35,9 @@ def _dims(tensor: TensorSpec) -> list[int]:
 
 def _add_io(config: mc.ModelConfig, spec: ModelSpec) -> None:
     for tensor in spec.inputs:
-        config.input.add(name=tensor.name, data_type=_DATA_TYPES[tensor.dtype], dims=_dims(tensor))
+        config.input.add(
+            name=tensor.name, data_type=_DATA_TYPES[tensor.dtype], dims=_dims(tensor), optional=tensor.optional
+        )
     for tensor in spec.outputs:
         config.output.add(name=tensor.name, data_type=_DATA_TYPES[tensor.dtype], dims=_dims(tensor))
 

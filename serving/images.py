@@ -10,6 +10,8 @@ resize from allocating gigabytes for a 1x10000 strip).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import io
 import warnings
@@ -24,8 +26,26 @@ SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, MemoryError)
 
 
+def image_payload(data: bytes, field: str) -> bytes:
+    """Encoded image bytes, given raw or as a base64 ``data:`` URL.
+
+    JSON (Triton's HTTP ``generate`` endpoints) cannot carry raw bytes, so those clients send the data URLs
+    that OpenAI-style clients already use for images.
+    """
+    if not data.startswith(b"data:"):
+        return data
+    header, comma, body = data.partition(b",")
+    if not comma or not header.endswith(b";base64"):
+        raise InvalidInputError(f"{field}: a data URL must be 'data:<type>;base64,<data>'")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError(f"{field}: the data URL's base64 data is malformed") from None
+
+
 def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
     """Read only the header: the format is known and the size within ``max_pixels``; no pixel is decoded."""
+    data = image_payload(data, field)
     if not data:
         raise InvalidInputError(f"{field}: empty; expected encoded image bytes")
     not_an_image = InvalidInputError(

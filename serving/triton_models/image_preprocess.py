@@ -1,4 +1,4 @@
-"""``clip_preprocess``: encoded image bytes [n] -> pixel values [n, 3, S, S] for ``clip_vision``.
+"""``clip_preprocess`` and ``llava_preprocess``: encoded image bytes [n] -> pixel values [n, 3, S, S].
 
 Decoding is ours (strict and bounded, see ``serving.images``); resizing, cropping and normalisation are
 the checkpoint's own Hugging Face image processor (PIL backend), so served pixels equal what
@@ -24,7 +24,7 @@ def load_image_processor(folder: str) -> object:
     return AutoImageProcessor.from_pretrained(folder, backend="pil")
 
 
-class ClipPreprocess(PythonModel):
+class ImagePreprocess(PythonModel):
     def setup(self) -> None:
         self.processor = load_image_processor(str(self.artifacts / IMAGE_PROCESSOR_DIR))
         self.max_images = self.int_parameter("max_images")

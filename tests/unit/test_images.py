@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import struct
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from serving.errors import InvalidInputError
-from serving.images import decode_image
+from serving.images import decode_image, image_payload
 from tests.images import (
     animated_case,
     cmyk_case,
@@ -23,6 +24,7 @@ from tests.images import (
     grayscale_case,
     palette_case,
     rgba_case,
+    scene,
     strip_case,
     tiny_case,
     truncated_jpeg,
@@ -251,3 +253,24 @@ def test_a_wide_strip_is_centre_cropped_horizontally() -> None:
 def test_an_image_within_the_aspect_limit_is_not_cropped() -> None:
     image = decode(encode(Image.new("RGB", (200, 10))), max_aspect_ratio=20)
     assert image.size == (200, 10)
+
+
+def test_a_base64_data_url_decodes_to_the_same_picture_as_the_raw_bytes() -> None:
+    raw = encode(scene(seed=3), "PNG")
+    url = b"data:image/png;base64," + base64.b64encode(raw)
+    from_url = np.asarray(decode_image(url, "image[0]", 10_000_000, 20))
+    assert np.array_equal(from_url, np.asarray(decode_image(raw, "image[0]", 10_000_000, 20)))
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"data:image/png,abc", "data:<type>;base64,<data>"),
+        (b"data:image/png;base64", "data:<type>;base64,<data>"),
+        (b"data:image/png;base64,@@not base64@@", "base64 data is malformed"),
+    ],
+)
+def test_malformed_data_urls_are_rejected_naming_the_field(payload: bytes, expected: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"image\[2\]") as caught:
+        image_payload(payload, "image[2]")
+    assert expected in str(caught.value)

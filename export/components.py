@@ -1,0 +1,70 @@
+"""Family-neutral export steps: one component to ONNX with its parity report and manifest, and the
+install of a staged export into a repository.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.onnx_export import export_component
+from export.parity import ParityReport, check_parity
+from export.specs import OnnxComponentSpec, TensorSpec
+from serving.manifest import ComponentManifest, TensorManifest
+from serving.onnx_runner import OnnxRunner
+
+
+def _torch_runner(module: torch.nn.Module, output: str) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    def run(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            return {output: module(**{k: torch.from_numpy(v) for k, v in feed.items()}).numpy()}
+
+    return run
+
+
+def _tensor_manifest(tensor: TensorSpec, sizes: dict[str, int]) -> TensorManifest:
+    value_range = tensor.resolve_range(sizes)
+    return TensorManifest(
+        tensor.name, tensor.dtype, list(tensor.resolve(sizes)), list(value_range) if value_range else None
+    )
+
+
+def export_encoder(
+    module: torch.nn.Module,
+    spec: OnnxComponentSpec,
+    feeds: list[dict[str, np.ndarray]],
+    sizes: dict[str, int],
+    out_dir: Path,
+    opset: int,
+) -> ParityReport:
+    example = {k: torch.from_numpy(v[:2]) for k, v in feeds[-1].items()}
+    onnx_path = export_component(module, example, spec, out_dir, opset)
+    output = spec.outputs[0].name
+    with OnnxRunner(onnx_path, intra_op_threads=torch.get_num_threads()) as runner:
+        report = check_parity(
+            spec.name, ("pytorch", _torch_runner(module, output)), ("onnxruntime", runner.run), feeds, spec.tolerance
+        )
+    ComponentManifest(
+        name=spec.name,
+        max_batch_size=spec.max_batch_size,
+        inputs=[_tensor_manifest(t, sizes) for t in spec.inputs],
+        outputs=[_tensor_manifest(t, sizes) for t in spec.outputs],
+        parity=report.to_dict(),
+    ).write(out_dir)
+    return report
+
+
+def install(staged: Path, target: Path) -> None:
+    """Move a staged folder's files over ``target``'s (replacing files and folders of the same name)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for item in staged.iterdir():
+        destination = target / item.name
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        else:
+            destination.unlink(missing_ok=True)
+        shutil.move(str(item), str(destination))
