@@ -1,0 +1,320 @@
+"""The decoder engine: in-flight batching of LLaVA generation over one causal language model.
+
+One background thread runs steps. Each step first drops cancelled sequences, then prefills waiting
+requests (prompt embeddings with the projected image embeddings spliced in) and merges them into the
+running batch, then runs one decode step for every running sequence with the shared, left-padded KV
+cache. Requests therefore join and leave at step boundaries and never wait for one another to finish.
+Results go to each request's ``ResultSink`` (the Triton adapter's response sender, or a test's list).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from transformers import DynamicCache
+
+from serving.generation.detokenizer import IncrementalDetokenizer
+from serving.generation.kv_batch import KVBatch
+from serving.generation.params import SamplingParams
+from serving.generation.sampler import make_generator, select_tokens
+from serving.generation.stop import find_stop, holdback
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str  # the part of the completion not yet streamed (all of it without streaming)
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+    prompt_tokens: int
+    token_ids: list[int]
+    logprobs: list[float]  # of each completion token under the model's (unprocessed) distribution
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def confidence(self) -> float:
+        """Mean probability of the completion's tokens."""
+        return sum(math.exp(p) for p in self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
+
+
+class ResultSink(Protocol):
+    def is_cancelled(self) -> bool: ...
+    def send_text(self, text: str) -> None: ...
+    def send_final(self, result: GenerationResult) -> None: ...
+    def send_cancelled(self) -> None: ...
+    def send_error(self, message: str) -> None: ...
+
+
+@dataclass
+class GenerationRequest:
+    prompt_ids: list[int]
+    image_embeds: torch.Tensor | None  # [image tokens in the prompt, hidden], in prompt order
+    params: SamplingParams
+    max_tokens: int
+    sink: ResultSink
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    image_token_id: int
+    eos_token_ids: tuple[int, ...]
+    max_active_sequences: int
+    max_prefill_tokens: int
+
+
+@dataclass
+class StepStats:
+    """Called back after every step: the batch size the step ran with and what remains."""
+
+    batch_size: int
+    prefilled: int
+    active: int
+    waiting: int
+
+
+@dataclass
+class _Sequence:
+    request: GenerationRequest
+    generator: torch.Generator
+    detokenizer: IncrementalDetokenizer
+    history: torch.Tensor  # prompt + generated ids, for the repetition penalty
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    text: str = ""
+    streamed: int = 0  # characters of ``text`` already sent
+
+
+class Engine:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: EngineConfig,
+        on_step: Callable[[StepStats], None] | None = None,
+        log_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.device = next(model.parameters()).device
+        self.on_step = on_step or (lambda stats: None)
+        self.log_error = log_error or (lambda message: None)
+        self.embed = model.get_input_embeddings()
+        self.incoming: queue.Queue[GenerationRequest | None] = queue.Queue()
+        self.waiting: list[GenerationRequest] = []
+        self.running: list[_Sequence] = []
+        self.batch = KVBatch()
+        self.thread = threading.Thread(target=self._loop, name="llava-decoder-engine", daemon=True)
+        self.stopping = False
+
+    def start(self) -> Engine:
+        self.thread.start()
+        return self
+
+    def submit(self, request: GenerationRequest) -> None:
+        self.incoming.put(request)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.incoming.put(None)
+        self.thread.join()
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self.stopping:
+            self._collect(block=not self.running and not self.waiting)
+            try:
+                self._step()
+            except Exception:
+                self.log_error(traceback.format_exc())
+                self._fail_all("internal error")
+        self._fail_all("the server is shutting down")
+
+    def _collect(self, block: bool) -> None:
+        try:
+            item = self.incoming.get(block=block)
+            while True:
+                if item is not None:
+                    self.waiting.append(item)
+                item = self.incoming.get_nowait()
+        except queue.Empty:
+            return
+
+    @torch.inference_mode()
+    def _step(self) -> None:
+        self._drop_cancelled()
+        admitted = self._admit()
+        if admitted:
+            self._prefill(admitted)
+        if not self.running:
+            return
+        batch_size = len(self.running)
+        logits = self._decode()
+        self._advance(self.running, logits)
+        self.on_step(StepStats(batch_size, len(admitted), len(self.running), len(self.waiting)))
+
+    def _drop_cancelled(self) -> None:
+        still_waiting = []
+        for request in self.waiting:
+            if request.sink.is_cancelled():
+                request.sink.send_cancelled()
+            else:
+                still_waiting.append(request)
+        self.waiting = still_waiting
+        keep = []
+        for row, sequence in enumerate(self.running):
+            if sequence.request.sink.is_cancelled():
+                sequence.request.sink.send_cancelled()
+            else:
+                keep.append(row)
+        if len(keep) < len(self.running):
+            self._keep_rows(keep)
+
+    def _admit(self) -> list[GenerationRequest]:
+        """Waiting requests, oldest first, that fit the free slots and this step's prefill budget."""
+        admitted: list[GenerationRequest] = []
+        longest = 0
+        while self.waiting and len(self.running) + len(admitted) < self.config.max_active_sequences:
+            longest = max(longest, len(self.waiting[0].prompt_ids))
+            if admitted and longest * (len(admitted) + 1) > self.config.max_prefill_tokens:
+                break
+            admitted.append(self.waiting.pop(0))
+        return admitted
+
+    # -- model calls ----------------------------------------------------------------------------
+
+    def _prompt_embeddings(self, request: GenerationRequest) -> torch.Tensor:
+        ids = torch.tensor(request.prompt_ids, device=self.device)
+        is_image = ids == self.config.image_token_id
+        embeddings = self.embed(ids.masked_fill(is_image, 0))
+        if request.image_embeds is not None:
+            embeddings[is_image] = request.image_embeds.to(self.device, embeddings.dtype)
+        return embeddings
+
+    def _prefill(self, requests: list[GenerationRequest]) -> None:
+        """One forward over the new prompts, left-padded together; their first tokens; merge into the batch."""
+        embeddings = [self._prompt_embeddings(request) for request in requests]
+        width = max(e.shape[0] for e in embeddings)
+        hidden = embeddings[0].shape[1]
+        inputs = embeddings[0].new_zeros((len(requests), width, hidden))
+        mask = torch.zeros((len(requests), width), dtype=torch.long, device=self.device)
+        for row, e in enumerate(embeddings):
+            inputs[row, width - e.shape[0] :] = e
+            mask[row, width - e.shape[0] :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        output = self.model(
+            inputs_embeds=inputs,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        sequences = [self._new_sequence(request) for request in requests]
+        self.batch.merge(output.cache, mask)
+        self.running.extend(sequences)
+        self._advance(sequences, output.logits[:, -1, :])
+
+    def _decode(self) -> torch.Tensor:
+        last = torch.tensor([[s.token_ids[-1]] for s in self.running], device=self.device)
+        positions = self.batch.next_positions()
+        mask = self.batch.extend_mask()
+        output = self.model(
+            input_ids=last,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=self.batch.cache,
+            use_cache=True,
+        )
+        return output.logits[:, -1, :]
+
+    # -- per-sequence bookkeeping -----------------------------------------------------------------
+
+    def _new_sequence(self, request: GenerationRequest) -> _Sequence:
+        return _Sequence(
+            request=request,
+            generator=make_generator(request.params.seed, self.device),
+            detokenizer=IncrementalDetokenizer(self.tokenizer),
+            history=torch.tensor(request.prompt_ids, device=self.device),
+        )
+
+    def _advance(self, sequences: list[_Sequence], logits: torch.Tensor) -> None:
+        """Choose each sequence's next token, stream what can be streamed, and retire finished ones."""
+        tokens, logprobs = select_tokens(
+            logits.float(),
+            [s.request.params for s in sequences],
+            [s.history for s in sequences],
+            [s.generator for s in sequences],
+        )
+        finished: set[int] = set()
+        for sequence, token, logprob in zip(sequences, tokens.tolist(), logprobs.tolist(), strict=True):
+            reason = self._append(sequence, token, logprob)
+            if reason is None:
+                self._stream(sequence)
+            else:
+                self._finish(sequence, reason)
+                finished.add(id(sequence))
+        if finished:
+            self._keep_rows([row for row, s in enumerate(self.running) if id(s) not in finished])
+
+    def _append(self, sequence: _Sequence, token: int, logprob: float) -> str | None:
+        """Record one token; the finish reason if the sequence is done."""
+        sequence.token_ids.append(token)
+        sequence.logprobs.append(logprob)
+        sequence.history = torch.cat([sequence.history, sequence.history.new_tensor([token])])
+        if token in self.config.eos_token_ids:
+            return "stop"
+        piece = sequence.detokenizer.step(token)
+        if piece:
+            stops = sequence.request.params.stop
+            start = len(sequence.text)
+            sequence.text += piece
+            cut = find_stop(sequence.text, stops, start) if stops else None
+            if cut is not None:
+                sequence.text = sequence.text[:cut]
+                return "stop"
+        if len(sequence.token_ids) >= sequence.request.max_tokens:
+            return "length"
+        return None
+
+    def _stream(self, sequence: _Sequence) -> None:
+        if not sequence.request.params.stream:
+            return
+        ready = len(sequence.text) - holdback(sequence.text, sequence.request.params.stop)
+        if ready > sequence.streamed:
+            sequence.request.sink.send_text(sequence.text[sequence.streamed : ready])
+            sequence.streamed = ready
+
+    def _finish(self, sequence: _Sequence, reason: str) -> None:
+        sequence.request.sink.send_final(
+            GenerationResult(
+                text=sequence.text[sequence.streamed :],
+                finish_reason=reason,
+                prompt_tokens=len(sequence.request.prompt_ids),
+                token_ids=sequence.token_ids,
+                logprobs=sequence.logprobs,
+            )
+        )
+
+    def _keep_rows(self, rows: list[int]) -> None:
+        self.running = [self.running[row] for row in rows]
+        self.batch.keep(rows)
+
+    def _fail_all(self, message: str) -> None:
+        for request in [*self.waiting, *(s.request for s in self.running)]:
+            try:
+                request.sink.send_error(message)
+            except Exception:  # a sink whose client is gone must not stop the others being told
+                self.log_error(traceback.format_exc())
+        self.waiting, self.running = [], []
+        self.batch = KVBatch()

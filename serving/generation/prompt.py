@@ -1,0 +1,90 @@
+"""A request's conversation -> prompt token ids, exactly as the checkpoint's ``LlavaProcessor`` builds them.
+
+The messages JSON is checked strictly, rendered with the checkpoint's chat template, each image
+placeholder is expanded to the checkpoint's number of image tokens, and the result is tokenized with the
+BOS token, as the processor does. Every rule failure names the field and the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from serving.errors import InvalidInputError
+from serving.validators import decode_text
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class PromptRules:
+    image_token: str  # the placeholder string, e.g. "<image>"
+    image_tokens_per_image: int
+    max_images: int
+    max_messages_bytes: int
+
+
+def parse_messages(raw: bytes, rules: PromptRules) -> list[dict[str, Any]]:
+    """The ``messages`` input as a list of ``{"role", "content": [items]}`` (string content normalised)."""
+    text = decode_text("messages", raw, rules.max_messages_bytes)
+    try:
+        messages = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(f"messages: not valid JSON (line {error.lineno}, column {error.colno})") from None
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInputError('messages: expected a non-empty JSON list of {"role": ..., "content": ...}')
+    normalised = [_message(f"messages[{i}]", message, rules) for i, message in enumerate(messages)]
+    if normalised[-1]["role"] != "user":
+        raise InvalidInputError("messages: the last message must have role 'user' (the turn to answer)")
+    return normalised
+
+
+def _message(field: str, message: object, rules: PromptRules) -> dict[str, Any]:
+    if not isinstance(message, dict) or set(message) - {"role", "content"}:
+        raise InvalidInputError(f'{field}: expected an object with only "role" and "content"')
+    role = message.get("role")
+    if role not in ROLES:
+        raise InvalidInputError(f"{field}.role: must be one of {', '.join(ROLES)}")
+    content = message.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    if not isinstance(content, list) or not content:
+        raise InvalidInputError(f"{field}.content: expected a string or a non-empty list of content items")
+    return {"role": role, "content": [_item(f"{field}.content[{i}]", item, rules) for i, item in enumerate(content)]}
+
+
+def _item(field: str, item: object, rules: PromptRules) -> dict[str, str]:
+    if item == {"type": "image"}:
+        return {"type": "image"}
+    if not isinstance(item, dict) or item.get("type") != "text" or set(item) != {"type", "text"}:
+        raise InvalidInputError(f'{field}: expected {{"type": "text", "text": ...}} or {{"type": "image"}}')
+    text = item["text"]
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{field}.text: expected a string")
+    if rules.image_token in text:
+        raise InvalidInputError(
+            f"{field}.text: contains the reserved image token {rules.image_token}; "
+            'send images as {"type": "image"} items'
+        )
+    return {"type": "text", "text": text}
+
+
+def count_images(messages: list[dict[str, Any]]) -> int:
+    return sum(item["type"] == "image" for message in messages for item in message["content"])
+
+
+def check_images(placeholders: int, images: int, max_images: int) -> None:
+    if images > max_images:
+        raise InvalidInputError(f"image: at most {max_images} images per request, got {images}")
+    if placeholders != images:
+        raise InvalidInputError(
+            f'messages: {placeholders} image placeholders ({{"type": "image"}}) but {images} images were sent'
+        )
+
+
+def prompt_ids(tokenizer: Any, messages: list[dict[str, Any]], rules: PromptRules) -> list[int]:
+    """Render, expand image placeholders and tokenize (with BOS), as ``LlavaProcessor`` does."""
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    expanded = rendered.replace(rules.image_token, rules.image_token * rules.image_tokens_per_image)
+    return list(tokenizer(expanded, add_special_tokens=True)["input_ids"])

@@ -1,0 +1,202 @@
+"""``llava_decoder``: the decoupled python-backend model that turns a conversation (plus the projector's
+image embeddings) into streamed text.
+
+``execute`` only validates and queues: every rule is checked here, before any model compute, and a bad
+request gets one error response naming the field and the limit. The engine thread then generates for all
+queued requests together (in-flight batching) and answers through each request's response sender.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from serving.errors import InvalidInputError
+from serving.generation.checkpoint import (
+    load_language_model,
+    load_tokenizer,
+    read_checkpoint,
+    resolve_dtype,
+)
+from serving.generation.engine import Engine, EngineConfig, GenerationRequest, GenerationResult, StepStats
+from serving.generation.params import GenerationLimits, SamplingParams, parse_sampling_params
+from serving.generation.prompt import PromptRules, check_images, count_images, parse_messages, prompt_ids
+from serving.triton_models.base import PythonModel
+from serving.validators import as_bytes_list, require_finite, require_shape
+
+
+class TritonSink:
+    """Delivers one request's results through its Triton response sender."""
+
+    def __init__(self, pb: Any, sender: Any) -> None:
+        self.pb = pb
+        self.sender = sender
+
+    def is_cancelled(self) -> bool:
+        return bool(self.sender.is_cancelled())
+
+    def send_text(self, text: str) -> None:
+        self.sender.send(self.pb.InferenceResponse(output_tensors=[self._text(text)]))
+
+    def send_final(self, result: GenerationResult) -> None:
+        outputs = [
+            self._text(result.text),
+            self.pb.Tensor("finish_reason", np.array([result.finish_reason.encode()], dtype=object)),
+            self.pb.Tensor("prompt_tokens", np.array([result.prompt_tokens], dtype=np.int32)),
+            self.pb.Tensor("completion_tokens", np.array([result.completion_tokens], dtype=np.int32)),
+            self.pb.Tensor("token_ids", np.array(result.token_ids, dtype=np.int32)),
+            self.pb.Tensor("logprobs", np.array(result.logprobs, dtype=np.float32)),
+            self.pb.Tensor("confidence", np.array([result.confidence], dtype=np.float32)),
+        ]
+        self.sender.send(
+            self.pb.InferenceResponse(output_tensors=outputs), flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        )
+
+    def send_cancelled(self) -> None:
+        self._send_error("the request was cancelled", self.pb.TritonError.CANCELLED)
+
+    def send_error(self, message: str) -> None:
+        self._send_error(f"llava_decoder: {message}", self.pb.TritonError.INTERNAL)
+
+    def send_invalid(self, error: InvalidInputError) -> None:
+        self._send_error(str(error), self.pb.TritonError.INVALID_ARG)
+
+    def _send_error(self, message: str, code: int) -> None:
+        response = self.pb.InferenceResponse(error=self.pb.TritonError(message, code))
+        self.sender.send(response, flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def _text(self, text: str) -> Any:
+        return self.pb.Tensor("text_output", np.array([text.encode()], dtype=object))
+
+
+class DecoderMetrics:
+    """Custom metrics on Triton's metrics endpoint: the active-sequence count and steps by batch size."""
+
+    def __init__(self, pb: Any, model_name: str) -> None:
+        family = pb.MetricFamily
+        self.labels = {"model": model_name}
+        # Triton requires a family to outlive its metrics, so the families are kept as well.
+        self.families = {
+            "active": family("vlm_decoder_active_sequences", "Sequences in the running batch", family.GAUGE),
+            "waiting": family("vlm_decoder_waiting_requests", "Requests queued for a free slot", family.GAUGE),
+            "tokens": family("vlm_decoder_generated_tokens_total", "Completion tokens generated", family.COUNTER),
+            "steps": family(
+                "vlm_decoder_steps_total", "Decode steps, by the number of sequences the step ran", family.COUNTER
+            ),
+        }
+        self.active = self.families["active"].Metric(labels=self.labels)
+        self.waiting = self.families["waiting"].Metric(labels=self.labels)
+        self.tokens = self.families["tokens"].Metric(labels=self.labels)
+        self.steps: dict[int, Any] = {}
+
+    def record(self, stats: StepStats) -> None:
+        self.active.set(stats.active)
+        self.waiting.set(stats.waiting)
+        self.tokens.increment(stats.batch_size + stats.prefilled)
+        if stats.batch_size not in self.steps:
+            labels = {**self.labels, "batch_size": str(stats.batch_size)}
+            self.steps[stats.batch_size] = self.families["steps"].Metric(labels=labels)
+        self.steps[stats.batch_size].increment(1)
+
+
+class LlavaDecoder(PythonModel):
+    def setup(self) -> None:
+        checkpoint = self.artifacts / Path(self.parameters["checkpoint"])  # absolute paths stay as they are
+        threads = self.int_parameter("torch_threads", default=1)
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = load_tokenizer(checkpoint)
+        self.checkpoint = read_checkpoint(checkpoint, self.tokenizer)
+        model = load_language_model(checkpoint, resolve_dtype(self.parameters.get("dtype", "auto"), device), device)
+        self.limits = GenerationLimits(
+            max_tokens_limit=self.checkpoint.context_length,
+            max_stop_strings=self.int_parameter("max_stop_strings"),
+        )
+        self.rules = PromptRules(
+            image_token=self.tokenizer.convert_ids_to_tokens(self.checkpoint.image_token_id),
+            image_tokens_per_image=self.checkpoint.image_tokens_per_image,
+            max_images=self.int_parameter("max_images"),
+            max_messages_bytes=self.int_parameter("max_messages_bytes"),
+        )
+        self.default_max_tokens = self.int_parameter("default_max_tokens")
+        self.metrics = DecoderMetrics(self.pb, self.model_name)
+        self.engine = Engine(
+            model,
+            self.tokenizer,
+            EngineConfig(
+                image_token_id=self.checkpoint.image_token_id,
+                eos_token_ids=self.checkpoint.eos_token_ids,
+                max_active_sequences=self.int_parameter("max_active_sequences"),
+                max_prefill_tokens=self.int_parameter("max_prefill_tokens"),
+            ),
+            on_step=self.metrics.record,
+            log_error=lambda message: self.pb.Logger.log_error(f"{self.model_name}: {message}"),
+        ).start()
+
+    def execute(self, requests: list[Any]) -> None:
+        for request in requests:
+            sink = TritonSink(self.pb, request.get_response_sender())
+            try:
+                self.engine.submit(self.generation_request(self.read_inputs(request), sink))
+            except InvalidInputError as error:
+                sink.send_invalid(error)
+            except Exception:
+                self.pb.Logger.log_error(f"{self.model_name}: {traceback.format_exc()}")
+                sink.send_error("internal error")
+        return None
+
+    def finalize(self) -> None:
+        self.engine.stop()
+
+    def generation_request(self, inputs: dict[str, np.ndarray], sink: TritonSink) -> GenerationRequest:
+        """Every check that can fail a request, in order, before any model compute."""
+        params = parse_sampling_params(inputs, self.limits)
+        messages = parse_messages(_single_bytes("messages", inputs["messages"]), self.rules)
+        embeds = self.image_embeds(inputs.get("image_embeds"))
+        check_images(count_images(messages), 0 if embeds is None else embeds.shape[0], self.rules.max_images)
+        ids = prompt_ids(self.tokenizer, messages, self.rules)
+        return GenerationRequest(
+            prompt_ids=ids,
+            image_embeds=None if embeds is None else torch.from_numpy(embeds.reshape(-1, embeds.shape[-1])),
+            params=params,
+            max_tokens=self.max_tokens(len(ids), params, 0 if embeds is None else embeds.shape[0]),
+            sink=sink,
+        )
+
+    def image_embeds(self, array: np.ndarray | None) -> np.ndarray | None:
+        if array is None or array.shape[0] == 0:
+            return None
+        tokens, hidden = self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden
+        require_shape("image_embeds", array.shape, [-1, tokens, hidden])
+        require_finite("image_embeds", array)
+        return np.ascontiguousarray(array, dtype=np.float32)
+
+    def max_tokens(self, prompt_tokens: int, params: SamplingParams, images: int) -> int:
+        context = self.checkpoint.context_length
+        room = context - prompt_tokens
+        image_tokens = images * self.checkpoint.image_tokens_per_image
+        prompt = f"the prompt is {prompt_tokens} tokens ({image_tokens} of them image tokens)"
+        if room < 1:
+            raise InvalidInputError(f"messages: {prompt}, which leaves no room in the context length of {context}")
+        if params.max_tokens is None:
+            return min(self.default_max_tokens, room)
+        if params.max_tokens > room:
+            raise InvalidInputError(
+                f"max_tokens: {prompt} and max_tokens is {params.max_tokens}; "
+                f"together they exceed the context length of {context}"
+            )
+        return params.max_tokens
+
+
+def _single_bytes(field: str, array: np.ndarray) -> bytes:
+    items = as_bytes_list(array)
+    if len(items) != 1:
+        raise InvalidInputError(f"{field}: expected exactly one element, got {len(items)}")
+    return items[0]
