@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from export.clip_spec import CLIP_MODELS
+from export.llava_spec import LLAVA_MODELS
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
 from export.triton_config import (
     DEFAULT_TARGET,
@@ -21,7 +22,7 @@ from export.triton_config import (
     to_pbtxt,
 )
 
-ALL_MODELS: tuple[ModelSpec, ...] = CLIP_MODELS
+ALL_MODELS: tuple[ModelSpec, ...] = (*CLIP_MODELS, *LLAVA_MODELS)
 VERSION = "1"
 
 

@@ -1,0 +1,159 @@
+"""LLaVA export: the vision tower (the hidden layer(s) and feature selection the checkpoint's config names)
+and the multimodal projector to ONNX, separately or fused, each checked against PyTorch; the image
+processor for ``llava_preprocess``; and a link from ``llava_decoder`` to the checkpoint, whose language
+model and tokenizer the decoder loads in place (nothing gigabyte-sized is copied).
+
+Only the vision tower's and projector's weights are read, so exporting a 7B checkpoint needs memory for
+those alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from transformers import AutoConfig, AutoImageProcessor, CLIPVisionModel
+from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
+
+from export.components import export_encoder, install
+from export.llava_spec import CHECKPOINT_LINK, LLAVA_DECODER, LLAVA_PROJECTOR, LLAVA_VISION, llava_models
+from export.onnx_export import DEFAULT_OPSET
+from export.parity import ParityReport
+from export.repository import VERSION, write_repository
+from serving.generation.checkpoint import image_tokens_per_image
+from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
+
+VISION_KEYS = {r"^vision_tower\.": "", r"^model\.vision_tower\.": ""}
+PROJECTOR_PREFIXES = ("multi_modal_projector.", "model.multi_modal_projector.")
+
+
+class VisionFeatures(torch.nn.Module):
+    """pixel_values -> the image features LLaVA feeds its projector (or, with ``projector``, the embeddings)."""
+
+    def __init__(
+        self,
+        vision_tower: CLIPVisionModel,
+        feature_layer: int | list[int],
+        select_strategy: str,
+        projector: torch.nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.vision_tower = vision_tower
+        self.feature_layers = [feature_layer] if isinstance(feature_layer, int) else list(feature_layer)
+        self.drop_cls = select_strategy == "default"
+        self.projector = projector
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.vision_tower(pixel_values, output_hidden_states=True).hidden_states
+        selected = [hidden_states[layer] for layer in self.feature_layers]
+        if self.drop_cls:
+            selected = [h[:, 1:] for h in selected]
+        features = torch.cat(selected, dim=-1)
+        return features if self.projector is None else self.projector(features)
+
+
+def _safetensors_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return [folder / "model.safetensors"]
+
+
+def load_projector(folder: Path, config: Any) -> LlavaMultiModalProjector:
+    state: dict[str, torch.Tensor] = {}
+    for path in _safetensors_files(folder):
+        with safe_open(str(path), framework="pt") as weights:
+            for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                for prefix in PROJECTOR_PREFIXES:
+                    if key.startswith(prefix):
+                        state[key.removeprefix(prefix)] = weights.get_tensor(key).float()
+    projector = LlavaMultiModalProjector(config)
+    projector.load_state_dict(state, strict=True)
+    return projector.eval()
+
+
+def load_vision_tower(folder: Path, config: Any) -> CLIPVisionModel:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the language model's weights are skipped on purpose: no load report
+    model = CLIPVisionModel.from_pretrained(
+        folder, config=config.vision_config, key_mapping=VISION_KEYS, dtype=torch.float32
+    )
+    return model.eval()
+
+
+def llava_sizes(config: Any, projector: LlavaMultiModalProjector) -> dict[str, int]:
+    return {
+        "image_size": config.vision_config.image_size,
+        "image_tokens": image_tokens_per_image(config),
+        "vision_hidden": projector.linear_1.in_features,
+        "text_hidden": config.text_config.hidden_size,
+    }
+
+
+def _pixel_feeds(image_size: int, batch_sizes: tuple[int, ...]) -> list[dict[str, np.ndarray]]:
+    generator = np.random.default_rng(0)
+    return [
+        {"pixel_values": generator.standard_normal((n, 3, image_size, image_size)).astype(np.float32)}
+        for n in batch_sizes
+    ]
+
+
+def _feature_feeds(vision: VisionFeatures, pixel_feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The projector is checked on real vision features, not noise of the wrong scale."""
+    with torch.inference_mode():
+        return [{"image_features": vision(torch.from_numpy(f["pixel_values"])).numpy()} for f in pixel_feeds]
+
+
+def export_llava(
+    checkpoint: Path, repository: Path, fuse_projector: bool = False, opset: int = DEFAULT_OPSET
+) -> list[ParityReport]:
+    """Export into ``repository``; like the CLIP export, the repository changes only if every check passes."""
+    checkpoint = checkpoint.resolve()
+    config = AutoConfig.from_pretrained(checkpoint)
+    projector = load_projector(checkpoint, config)
+    vision_tower = load_vision_tower(checkpoint, config)
+    sizes = llava_sizes(config, projector)
+    features = VisionFeatures(vision_tower, config.vision_feature_layer, config.vision_feature_select_strategy)
+    pixels = _pixel_feeds(sizes["image_size"], LLAVA_VISION.parity_batch_sizes)
+    models = llava_models(fuse_projector)
+    vision_spec = next(spec for spec in models if spec.name == LLAVA_VISION.name)
+    with tempfile.TemporaryDirectory(prefix="vlm-export-") as scratch:
+        staging = Path(scratch)
+        if fuse_projector:
+            fused = VisionFeatures(
+                vision_tower, config.vision_feature_layer, config.vision_feature_select_strategy, projector
+            )
+            reports = [export_encoder(fused, vision_spec, pixels, sizes, staging / vision_spec.name, opset)]
+        else:
+            reports = [
+                export_encoder(features, vision_spec, pixels, sizes, staging / vision_spec.name, opset),
+                export_encoder(
+                    projector,
+                    LLAVA_PROJECTOR,
+                    _feature_feeds(features, pixels),
+                    sizes,
+                    staging / LLAVA_PROJECTOR.name,
+                    opset,
+                ),
+            ]
+        if not all(report.passed for report in reports):
+            return reports
+        image_processor = AutoImageProcessor.from_pretrained(checkpoint, backend="pil")
+        image_processor.save_pretrained(staging / "llava_preprocess" / IMAGE_PROCESSOR_DIR)
+        decoder = staging / LLAVA_DECODER.name
+        decoder.mkdir()
+        os.symlink(checkpoint, decoder / CHECKPOINT_LINK, target_is_directory=True)
+        if fuse_projector:
+            shutil.rmtree(repository / LLAVA_PROJECTOR.name, ignore_errors=True)
+        write_repository(repository, models)
+        for component in staging.iterdir():
+            install(component, repository / component.name / VERSION)
+    return reports

@@ -1,0 +1,164 @@
+"""The LLaVA family's served models: image preprocessing, the vision tower and projector (exported), the
+python-backend decoder, and the ``llava`` ensemble that chains them.
+
+Pure data (no torch). ``llava_models(fuse_projector=True)`` describes the variant whose ``llava_vision``
+graph ends with the projector, so the ensemble has one encoder step fewer.
+"""
+
+from __future__ import annotations
+
+from export.clip_spec import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
+from export.specs import (
+    EnsembleSpec,
+    EnsembleStep,
+    ModelSpec,
+    OnnxComponentSpec,
+    PythonModelSpec,
+    Resources,
+    TensorSpec,
+    Tolerance,
+)
+
+MAX_IMAGES = 4  # per request; llava-1.5 spends 576 of its 4096 context tokens on each image
+ENCODER_MAX_BATCH = 16  # images per vision/projector execution, across requests
+MAX_ACTIVE_SEQUENCES = 16  # sequences the decoder runs in one step
+MAX_PREFILL_TOKENS = 8192  # prompt tokens prefilled per step, so running sequences keep streaming
+DEFAULT_MAX_TOKENS = 256  # completion budget when a request names none (cut to what the context allows)
+MAX_STOP_STRINGS = 16
+MAX_MESSAGES_BYTES = 65_536
+CHECKPOINT_PARAMETER = "checkpoint"  # the decoder's config parameter naming the Hugging Face checkpoint
+CHECKPOINT_LINK = "checkpoint"  # default value: a link in the decoder's version folder, made by the export
+
+_PIXELS = TensorSpec("pixel_values", "float32", (3, "image_size", "image_size"))
+_FEATURES = TensorSpec("image_features", "float32", ("image_tokens", "vision_hidden"))
+_EMBEDS = TensorSpec("image_embeds", "float32", ("image_tokens", "text_hidden"))
+_ENCODER_TOLERANCE = Tolerance(max_abs_diff=1e-4, min_cosine=0.9999)
+
+GENERATION_INPUTS = (
+    TensorSpec("max_tokens", "int32", (1,), optional=True),
+    TensorSpec("temperature", "float32", (1,), optional=True),
+    TensorSpec("top_p", "float32", (1,), optional=True),
+    TensorSpec("top_k", "int32", (1,), optional=True),
+    TensorSpec("seed", "int64", (1,), optional=True),
+    TensorSpec("repetition_penalty", "float32", (1,), optional=True),
+    TensorSpec("stop", "bytes", (-1,), optional=True),
+    TensorSpec("stream", "bool", (1,), optional=True),
+)
+_MESSAGES = TensorSpec("messages", "bytes", (1,))  # JSON: [{"role": ..., "content": str | [items]}, ...]
+
+# Streamed responses carry only ``text_output`` (the new text); the final one carries the rest.
+GENERATION_OUTPUTS = (
+    TensorSpec("text_output", "bytes", (1,)),
+    TensorSpec("finish_reason", "bytes", (1,)),
+    TensorSpec("prompt_tokens", "int32", (1,)),
+    TensorSpec("completion_tokens", "int32", (1,)),
+    TensorSpec("token_ids", "int32", (-1,)),
+    TensorSpec("logprobs", "float32", (-1,)),
+    TensorSpec("confidence", "float32", (1,)),
+)
+
+LLAVA_PREPROCESS = PythonModelSpec(
+    name="llava_preprocess",
+    inputs=(TensorSpec("image", "bytes", (-1,)),),
+    outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
+    entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
+    resources=Resources(instance_count=2),
+    parameters={
+        "max_images": str(MAX_IMAGES),
+        "max_image_pixels": str(MAX_IMAGE_PIXELS),
+        "max_request_pixels": str(MAX_REQUEST_PIXELS),
+        "max_aspect_ratio": str(MAX_ASPECT_RATIO),
+    },
+)
+
+# The response cache keys on the whole request (all its images), so a repeated image set is not re-encoded.
+LLAVA_VISION = OnnxComponentSpec(
+    name="llava_vision",
+    inputs=(_PIXELS,),
+    outputs=(_FEATURES,),
+    max_batch_size=ENCODER_MAX_BATCH,
+    response_cache=True,
+    tolerance=_ENCODER_TOLERANCE,
+    resources=Resources(instance_count=1, intra_op_threads=2),
+    parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
+)
+
+LLAVA_PROJECTOR = OnnxComponentSpec(
+    name="llava_projector",
+    inputs=(_FEATURES,),
+    outputs=(_EMBEDS,),
+    max_batch_size=ENCODER_MAX_BATCH,
+    response_cache=True,
+    tolerance=_ENCODER_TOLERANCE,
+    resources=Resources(instance_count=1, intra_op_threads=2),
+    parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
+)
+
+LLAVA_VISION_FUSED = OnnxComponentSpec(
+    name="llava_vision",
+    inputs=(_PIXELS,),
+    outputs=(_EMBEDS,),
+    max_batch_size=ENCODER_MAX_BATCH,
+    response_cache=True,
+    tolerance=_ENCODER_TOLERANCE,
+    resources=Resources(instance_count=1, intra_op_threads=2),
+    parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
+)
+
+LLAVA_DECODER = PythonModelSpec(
+    name="llava_decoder",
+    inputs=(
+        _MESSAGES,
+        TensorSpec("image_embeds", "float32", (-1, "image_tokens", "text_hidden"), optional=True),
+        *GENERATION_INPUTS,
+    ),
+    outputs=GENERATION_OUTPUTS,
+    entry_point="serving.triton_models.llava_decoder:LlavaDecoder",
+    decoupled=True,
+    parameters={
+        CHECKPOINT_PARAMETER: CHECKPOINT_LINK,
+        "max_images": str(MAX_IMAGES),
+        "max_active_sequences": str(MAX_ACTIVE_SEQUENCES),
+        "max_prefill_tokens": str(MAX_PREFILL_TOKENS),
+        "default_max_tokens": str(DEFAULT_MAX_TOKENS),
+        "max_stop_strings": str(MAX_STOP_STRINGS),
+        "max_messages_bytes": str(MAX_MESSAGES_BYTES),
+        "torch_threads": "2",
+    },
+)
+
+
+def _ensemble(fuse_projector: bool) -> EnsembleSpec:
+    encoder_steps = [
+        EnsembleStep("llava_preprocess", {"image": "image"}, {"pixel_values": "pixel_values"}),
+    ]
+    if fuse_projector:
+        encoder_steps.append(
+            EnsembleStep("llava_vision", {"pixel_values": "pixel_values"}, {"image_embeds": "image_embeds"})
+        )
+    else:
+        encoder_steps += [
+            EnsembleStep("llava_vision", {"pixel_values": "pixel_values"}, {"image_features": "image_features"}),
+            EnsembleStep("llava_projector", {"image_features": "image_features"}, {"image_embeds": "image_embeds"}),
+        ]
+    passthrough = {t.name: t.name for t in (_MESSAGES, *GENERATION_INPUTS)}
+    decoder_step = EnsembleStep(
+        "llava_decoder",
+        {**passthrough, "image_embeds": "image_embeds"},
+        {t.name: t.name for t in GENERATION_OUTPUTS},
+    )
+    return EnsembleSpec(
+        name="llava",
+        inputs=(TensorSpec("image", "bytes", (-1,)), _MESSAGES, *GENERATION_INPUTS),
+        outputs=GENERATION_OUTPUTS,
+        steps=(*encoder_steps, decoder_step),
+    )
+
+
+def llava_models(fuse_projector: bool = False) -> tuple[ModelSpec, ...]:
+    if fuse_projector:
+        return (LLAVA_PREPROCESS, LLAVA_VISION_FUSED, LLAVA_DECODER, _ensemble(fuse_projector=True))
+    return (LLAVA_PREPROCESS, LLAVA_VISION, LLAVA_PROJECTOR, LLAVA_DECODER, _ensemble(fuse_projector=False))
+
+
+LLAVA_MODELS = llava_models()
