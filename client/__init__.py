@@ -1,6 +1,7 @@
 """Thin client for triton-vlm: tritonclient + numpy + pillow, no torch."""
 
 from client.errors import InvalidInputError, ServerUnavailableError, VLMError
+from client.generation import Completion
 from client.vlm_client import VLMClient
 
-__all__ = ["InvalidInputError", "ServerUnavailableError", "VLMClient", "VLMError"]
+__all__ = ["Completion", "InvalidInputError", "ServerUnavailableError", "VLMClient", "VLMError"]

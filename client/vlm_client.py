@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType, TracebackType
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from client.errors import ServerUnavailableError, translate
+from client.errors import ServerUnavailableError, VLMError, translate
+from client.generation import Completion, GenerationRequest, grpc_stream, http_stream
 from client.images import ImageLike, to_image_bytes
 
 DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
@@ -82,3 +84,18 @@ class VLMClient:
         probs = self.rank_texts([image], [template.format(label) for label in labels])["probs"][0]
         order = np.argsort(-probs, kind="stable")
         return {labels[i]: float(probs[i]) for i in order}
+
+    def generate_stream(
+        self, messages: list[dict[str, Any]], images: Sequence[ImageLike] = (), **params: Any
+    ) -> Iterator[str | Completion]:
+        """Stream a reply to ``messages``: text pieces, then the ``Completion``. ``params``: max_tokens,
+        temperature, top_p, top_k, seed, repetition_penalty, stop. Leaving the loop early cancels the request."""
+        request = GenerationRequest(messages, images, **params)
+        stream = grpc_stream if self.protocol == "grpc" else http_stream
+        return stream(self.url, request, self.timeout)
+
+    def generate(self, messages: list[dict[str, Any]], images: Sequence[ImageLike] = (), **params: Any) -> Completion:
+        for item in self.generate_stream(messages, images, **params):
+            if isinstance(item, Completion):
+                return item
+        raise VLMError("the stream ended without a final response")

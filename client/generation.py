@@ -1,0 +1,194 @@
+"""Text generation on ``llava`` (with images) or ``llava_decoder`` (text only), streamed over gRPC's
+bidirectional stream or HTTP's ``generate_stream`` (server-sent events).
+
+A stream yields ``str`` text pieces, then one ``Completion``. Leaving the iteration early (``break``, an
+exception, closing the generator) cancels the request on the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from client.errors import InvalidInputError, ServerUnavailableError, VLMError, translate
+from client.images import ImageLike, to_image_bytes
+
+IMAGE_MODEL, TEXT_MODEL = "llava", "llava_decoder"
+_TYPES = {
+    "max_tokens": ("INT32", np.int32),
+    "temperature": ("FP32", np.float32),
+    "top_p": ("FP32", np.float32),
+    "top_k": ("INT32", np.int32),
+    "seed": ("INT64", np.int64),
+    "repetition_penalty": ("FP32", np.float32),
+}
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # the whole completion
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    token_ids: list[int] = field(repr=False)
+    logprobs: list[float] = field(repr=False)
+    confidence: float
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    messages: list[dict[str, Any]]
+    images: Sequence[ImageLike] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    repetition_penalty: float | None = None
+    stop: Sequence[str] = ()
+
+    @property
+    def model(self) -> str:
+        return IMAGE_MODEL if self.images else TEXT_MODEL
+
+    def scalars(self) -> dict[str, int | float]:
+        return {name: getattr(self, name) for name in _TYPES if getattr(self, name) is not None}
+
+    def grpc_inputs(self) -> list[grpcclient.InferInput]:
+        arrays: dict[str, tuple[str, np.ndarray]] = {
+            "messages": ("BYTES", np.array([json.dumps(self.messages).encode()], dtype=object)),
+            "stream": ("BOOL", np.array([True])),
+        }
+        if self.images:
+            arrays["image"] = ("BYTES", np.array([to_image_bytes(i) for i in self.images], dtype=object))
+        if self.stop:
+            arrays["stop"] = ("BYTES", np.array([s.encode() for s in self.stop], dtype=object))
+        for name, value in self.scalars().items():
+            triton_type, dtype = _TYPES[name]
+            arrays[name] = (triton_type, np.array([value], dtype=dtype))
+        inputs = []
+        for name, (triton_type, array) in arrays.items():
+            tensor = grpcclient.InferInput(name, list(array.shape), triton_type)
+            tensor.set_data_from_numpy(array)
+            inputs.append(tensor)
+        return inputs
+
+    def http_body(self) -> bytes:
+        """Triton's generate extension: each JSON field fills the input of that name; images as data URLs."""
+        body: dict[str, Any] = {"messages": json.dumps(self.messages), "stream": True, **self.scalars()}
+        if self.images:
+            body["image"] = [_data_url(to_image_bytes(image)) for image in self.images]
+        if self.stop:
+            body["stop"] = list(self.stop)
+        return json.dumps(body).encode()
+
+
+def _data_url(blob: bytes) -> str:
+    return "data:application/octet-stream;base64," + base64.b64encode(blob).decode()
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def piece(self, outputs: dict[str, Any]) -> str:
+        piece = outputs["text_output"]
+        self.text += piece
+        return piece
+
+    def completion(self, outputs: dict[str, Any]) -> Completion:
+        return Completion(
+            text=self.text,
+            finish_reason=outputs["finish_reason"],
+            prompt_tokens=int(outputs["prompt_tokens"]),
+            completion_tokens=int(outputs["completion_tokens"]),
+            token_ids=[int(t) for t in outputs["token_ids"]],
+            logprobs=[float(p) for p in outputs["logprobs"]],
+            confidence=float(outputs["confidence"]),
+        )
+
+
+def _scalar(value: Any) -> Any:
+    array = np.asarray(value).reshape(-1)
+    item = array[0] if array.size == 1 else array
+    return item.decode() if isinstance(item, bytes) else item
+
+
+def grpc_stream(url: str, request: GenerationRequest, timeout: float) -> Iterator[str | Completion]:
+    client = grpcclient.InferenceServerClient(url)
+    responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    finished = False
+    try:
+        client.start_stream(callback=lambda result, error: responses.put((result, error)), stream_timeout=timeout)
+        client.async_stream_infer(request.model, request.grpc_inputs(), enable_empty_final_response=True)
+        accumulated = _Accumulator()
+        while True:
+            try:
+                result, error = responses.get(timeout=timeout)
+            except queue.Empty:
+                raise VLMError(f"no response within {timeout} s") from None
+            if error is not None:
+                finished = True
+                raise translate(error) if isinstance(error, InferenceServerException) else VLMError(str(error))
+            response = result.get_response()
+            names = [output.name for output in response.outputs]
+            outputs = {name: _scalar(result.as_numpy(name)) for name in names}
+            if "token_ids" in names:
+                outputs["token_ids"] = result.as_numpy("token_ids").tolist()
+                outputs["logprobs"] = result.as_numpy("logprobs").tolist()
+            if outputs.get("text_output"):
+                yield accumulated.piece(outputs)
+            if "finish_reason" in outputs:
+                finished = True
+                yield accumulated.completion(outputs)
+                return
+    finally:
+        client.stop_stream(cancel_requests=not finished)
+        client.close()
+
+
+def http_stream(url: str, request: GenerationRequest, timeout: float) -> Iterator[str | Completion]:
+    http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the server is local to its clients
+    post = urllib.request.Request(
+        f"http://{url}/v2/models/{request.model}/generate_stream",
+        data=request.http_body(),
+        headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+    )
+    try:
+        response = http.open(post, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        message = json.loads(error.read() or b"{}").get("error", str(error))
+        raise (InvalidInputError if error.code == 400 else VLMError)(message) from None
+    except OSError as error:
+        raise ServerUnavailableError(f"{url}: {getattr(error, 'reason', error)}") from None
+    accumulated = _Accumulator()
+    with response:
+        for line in response:
+            if not line.startswith(b"data: "):
+                continue
+            event = json.loads(line[len(b"data: ") :])
+            if "error" in event:
+                raise InvalidInputError(event["error"]) if _invalid(event["error"]) else VLMError(event["error"])
+            if event.get("text_output"):
+                yield accumulated.piece(event)
+            if "finish_reason" in event:
+                event["token_ids"] = event.get("token_ids", [])
+                event["logprobs"] = event.get("logprobs", [])
+                yield accumulated.completion(event)
+                return
+    raise VLMError("the stream ended without a final response")
+
+
+def _invalid(message: str) -> bool:
+    """SSE errors carry no status code; the decoder's invalid-input messages all start with a field name."""
+    return not message.startswith(("llava_decoder:", "the request was cancelled"))
