@@ -38,6 +38,24 @@ def _clip(args: argparse.Namespace) -> int:
     return 0
 
 
+def _llava(args: argparse.Namespace) -> int:
+    from export.llava_export import export_llava
+
+    if not (args.checkpoint / "config.json").is_file():
+        print(
+            f"vlm-export: {args.checkpoint} is not a Hugging Face checkpoint folder (no config.json)", file=sys.stderr
+        )
+        return 2
+    reports = export_llava(args.checkpoint, args.repository, fuse_projector=args.fuse_projector, opset=args.opset)
+    for report in reports:
+        print(report.summary())
+    if not all(report.passed for report in reports):
+        print(f"vlm-export: parity check failed; {args.repository} was left unchanged", file=sys.stderr)
+        return 1
+    print(f"exported LLaVA into {args.repository} (llava_decoder loads the checkpoint from {args.checkpoint})")
+    return 0
+
+
 def _repository(args: argparse.Namespace) -> int:
     from export.repository import stale_files, write_repository
 
@@ -59,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     checkpoint = commands.add_parser("checkpoint", help="make a preset checkpoint (Hugging Face layout)")
     checkpoint.add_argument(
-        "--preset", required=True, help="tiny-clip, clip-vit-base-patch32, clip-vit-large-patch14-336"
+        "--preset",
+        required=True,
+        help="tiny-clip, clip-vit-base-patch32, clip-vit-large-patch14-336, tiny-llava, llava-1.5-7b",
     )
     checkpoint.add_argument("--out", type=Path, required=True, help="folder to write")
     checkpoint.set_defaults(run=_checkpoint)
@@ -69,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     clip.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     clip.add_argument("--opset", type=int, default=18)
     clip.set_defaults(run=_clip)
+
+    llava = commands.add_parser("llava", help="export a LLaVA checkpoint's vision tower and projector to ONNX")
+    llava.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face LLaVA checkpoint folder")
+    llava.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    llava.add_argument(
+        "--fuse-projector", action="store_true", help="one ONNX graph for vision tower + projector (one step fewer)"
+    )
+    llava.add_argument("--opset", type=int, default=18)
+    llava.set_defaults(run=_llava)
 
     repository = commands.add_parser("repository", help="regenerate the checked-in configs and adapters")
     repository.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)

@@ -13,6 +13,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from export.llava_preset import LLAVA_PRESETS, LlavaPreset
 from export.tokenizer_training import train_clip_tokenizer
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -90,7 +91,7 @@ class ClipPreset:
         return out
 
 
-PRESETS: dict[str, ClipPreset] = {
+PRESETS: dict[str, ClipPreset | LlavaPreset] = {
     preset.name: preset
     for preset in (
         ClipPreset(
@@ -123,6 +124,7 @@ PRESETS: dict[str, ClipPreset] = {
             vocab_size=49408,
             tokenizer_vocab_size=2048,
         ),
+        *LLAVA_PRESETS,
     )
 }
 

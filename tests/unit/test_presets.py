@@ -54,6 +54,23 @@ def test_real_size_presets_have_the_published_shapes(
     assert preset.vocab_size == CLIPConfig().text_config.vocab_size == 49408
 
 
+def test_the_registry_holds_the_clip_and_llava_presets_by_name() -> None:
+    assert list(PRESETS) == [
+        "tiny-clip",
+        "clip-vit-base-patch32",
+        "clip-vit-large-patch14-336",
+        "tiny-llava",
+        "llava-1.5-7b",
+    ]
+    assert all(preset.name == name for name, preset in PRESETS.items())
+
+
 def test_an_unknown_preset_is_refused_with_the_list_of_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert vlm_export(["checkpoint", "--preset", "no-such-model", "--out", "unused"]) == 2
-    assert "tiny-clip" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tiny-clip" in err and "tiny-llava" in err
+
+
+def test_build_preset_refuses_an_unknown_name() -> None:
+    with pytest.raises(KeyError, match="tiny-llava"):
+        build_preset("no-such-model", Path("unused"))

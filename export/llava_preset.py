@@ -1,0 +1,183 @@
+"""LLaVA-1.5 checkpoints (CLIP vision tower, MLP projector, Llama decoder) in the ``llava-hf`` layout.
+
+Made locally from a seed like the CLIP presets: model, ``LlavaProcessor`` (tokenizer, image processor,
+chat template) and generation config, loadable with ``LlavaForConditionalGeneration`` and ``AutoProcessor``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForImageTextToText,
+    GenerationConfig,
+    LlamaTokenizer,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+from export.tokenizer_training import train_llama_tokenizer
+
+IMAGE_TOKEN, PAD_TOKEN = "<image>", "<pad>"
+# llava-hf/llava-1.5-7b-hf's template: "USER: <image>\nWhat is shown? ASSISTANT:". Unlike that one, it also
+# renders plain-string content as text rather than dropping it.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] + ' ' }}{% else %}"
+    "{% for item in message['content'] if item['type'] == 'image' %}{{ '<image>\n' }}{% endfor %}"
+    "{% for item in message['content'] if item['type'] == 'text' %}{{ item['text'] + ' ' }}{% endfor %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+# Embedding rows are padded to a multiple of 64 for efficient matmuls, as llava-hf's 32064 is.
+VOCAB_MULTIPLE = 64
+
+
+@dataclass(frozen=True)
+class TowerShape:
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    kv_heads: int | None = None  # grouped-query attention; None: one key/value head per query head
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden size {self.hidden} must be divisible by {self.heads} heads")
+        if self.kv_heads is not None and self.heads % self.kv_heads:
+            raise ValueError(f"{self.heads} query heads must be divisible by {self.kv_heads} key/value heads")
+
+
+@dataclass(frozen=True)
+class LlavaPreset:
+    name: str
+    image_size: int
+    patch_size: int
+    vision: TowerShape
+    text: TowerShape
+    context_length: int
+    tokenizer_vocab_size: int
+    vocab_size: int | None = None  # None: the tokenizer's length rounded up to a multiple of VOCAB_MULTIPLE
+    dtype: torch.dtype = torch.float32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"{self.name}: image size must be a multiple of the patch size")
+        if self.vocab_size is not None and self.tokenizer_vocab_size + 2 > self.vocab_size:
+            raise ValueError(f"{self.name}: the tokenizer and its two added tokens must fit the model's vocabulary")
+
+    @property
+    def image_seq_length(self) -> int:
+        """One token per patch: the "default" feature strategy drops the vision tower's CLS token."""
+        return (self.image_size // self.patch_size) ** 2
+
+    def tokenizer(self) -> LlamaTokenizer:
+        tokenizer = train_llama_tokenizer(self.tokenizer_vocab_size, self.context_length)
+        # Appended in llava-hf's order (<image>=32000, <pad>=32001 there); Llama 2 has no pad token of its own.
+        tokenizer.add_special_tokens({"extra_special_tokens": [IMAGE_TOKEN], "pad_token": PAD_TOKEN})
+        tokenizer.chat_template = CHAT_TEMPLATE
+        return tokenizer
+
+    def config(self, tokenizer: PreTrainedTokenizerBase | None = None) -> LlavaConfig:
+        if tokenizer is None:
+            tokenizer = self.tokenizer()
+        vocab_size = self.vocab_size or math.ceil(len(tokenizer) / VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+        if len(tokenizer) > vocab_size:
+            raise ValueError(f"{self.name}: the tokenizer has {len(tokenizer)} tokens, the model {vocab_size}")
+        return LlavaConfig(
+            vision_config={
+                "model_type": "clip_vision_model",
+                "hidden_size": self.vision.hidden,
+                "intermediate_size": self.vision.intermediate,
+                "num_hidden_layers": self.vision.layers,
+                "num_attention_heads": self.vision.heads,
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+            },
+            text_config={
+                "model_type": "llama",
+                "vocab_size": vocab_size,
+                "hidden_size": self.text.hidden,
+                "intermediate_size": self.text.intermediate,
+                "num_hidden_layers": self.text.layers,
+                "num_attention_heads": self.text.heads,
+                "num_key_value_heads": self.text.kv_heads or self.text.heads,
+                "max_position_embeddings": self.context_length,
+                "rms_norm_eps": 1e-5,
+                "tie_word_embeddings": False,
+                "bos_token_id": tokenizer.bos_token_id,
+                "eos_token_id": tokenizer.eos_token_id,
+                "pad_token_id": tokenizer.pad_token_id,
+            },
+            image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+            image_seq_length=self.image_seq_length,
+            projector_hidden_act="gelu",
+            vision_feature_layer=-2,
+            vision_feature_select_strategy="default",
+            tie_word_embeddings=False,
+        )
+
+    def model(self, config: LlavaConfig) -> LlavaForConditionalGeneration:
+        torch.manual_seed(self.seed)
+        # Initialised directly in self.dtype: 7B parameters in float32 would need 28 GB of memory, float16 14 GB.
+        return AutoModelForImageTextToText.from_config(config, dtype=self.dtype).eval()
+
+    def build(self, out: Path) -> Path:
+        tokenizer = self.tokenizer()
+        model = self.model(self.config(tokenizer))
+        model.generation_config = GenerationConfig(  # greedy: no sampling, no penalties
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        image_processor = CLIPImageProcessorPil(
+            size={"shortest_edge": self.image_size},
+            crop_size={"height": self.image_size, "width": self.image_size},
+            image_mean=OPENAI_CLIP_MEAN,
+            image_std=OPENAI_CLIP_STD,
+        )
+        processor = LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=self.patch_size,
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,  # the CLS token, which the "default" strategy then drops
+            chat_template=CHAT_TEMPLATE,
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        return out
+
+
+TINY_LLAVA = LlavaPreset(
+    name="tiny-llava",
+    image_size=64,
+    patch_size=16,
+    vision=TowerShape(hidden=32, layers=3, heads=2, intermediate=64),
+    text=TowerShape(hidden=64, layers=2, heads=4, intermediate=128, kv_heads=2),
+    context_length=512,
+    tokenizer_vocab_size=1000,
+)
+LLAVA_1_5_7B = LlavaPreset(
+    name="llava-1.5-7b",
+    image_size=336,
+    patch_size=14,
+    vision=TowerShape(hidden=1024, layers=24, heads=16, intermediate=4096),  # CLIP ViT-L/14-336
+    text=TowerShape(hidden=4096, layers=32, heads=32, intermediate=11008, kv_heads=32),  # Llama 2 7B
+    context_length=4096,
+    tokenizer_vocab_size=1000,  # a small tokenizer: only the ids that name its tokens must fit the 32064 rows
+    vocab_size=32064,
+    dtype=torch.float16,
+)
+LLAVA_PRESETS = (TINY_LLAVA, LLAVA_1_5_7B)
