@@ -20,7 +20,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.errors import InvalidInputError, ServerUnavailableError, VLMError, translate
+from client.errors import InvalidInputError, ServerUnavailableError, VLMError
 from client.images import ImageLike, to_image_bytes
 
 IMAGE_MODEL, TEXT_MODEL = "llava", "llava_decoder"
@@ -139,7 +139,7 @@ def grpc_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
                 raise VLMError(f"no response within {timeout} s") from None
             if error is not None:
                 finished = True
-                raise translate(error) if isinstance(error, InferenceServerException) else VLMError(str(error))
+                raise _stream_error(error.message() if isinstance(error, InferenceServerException) else str(error))
             response = result.get_response()
             names = [output.name for output in response.outputs]
             outputs = {name: _scalar(result.as_numpy(name)) for name in names}
@@ -167,7 +167,12 @@ def http_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
     try:
         response = http.open(post, timeout=timeout)
     except urllib.error.HTTPError as error:
-        message = json.loads(error.read() or b"{}").get("error", str(error))
+        # A request rejected before streaming starts gets its status with one event (or a JSON body).
+        body = error.read().strip().removeprefix(b"data: ")
+        try:
+            message = json.loads(body).get("error", str(error))
+        except ValueError:
+            message = str(error)
         raise (InvalidInputError if error.code == 400 else VLMError)(message) from None
     except OSError as error:
         raise ServerUnavailableError(f"{url}: {getattr(error, 'reason', error)}") from None
@@ -178,7 +183,7 @@ def http_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
                 continue
             event = json.loads(line[len(b"data: ") :])
             if "error" in event:
-                raise InvalidInputError(event["error"]) if _invalid(event["error"]) else VLMError(event["error"])
+                raise _stream_error(event["error"])
             if event.get("text_output"):
                 yield accumulated.piece(event)
             if "finish_reason" in event:
@@ -189,6 +194,12 @@ def http_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
     raise VLMError("the stream ended without a final response")
 
 
-def _invalid(message: str) -> bool:
-    """SSE errors carry no status code; the decoder's invalid-input messages all start with a field name."""
-    return not message.startswith(("llava_decoder:", "the request was cancelled"))
+_NOT_THE_CLIENTS_FAULT = ("internal error", "cancelled", "shutting down", "failed to connect", "unavailable")
+
+
+def _stream_error(message: str) -> VLMError:
+    """Streamed errors (gRPC stream responses, server-sent events) carry no status code, only the message.
+    The server's own failures say so in their message; every other rejection is about the request."""
+    if any(phrase in message.lower() for phrase in _NOT_THE_CLIENTS_FAULT):
+        return VLMError(message)
+    return InvalidInputError(message)

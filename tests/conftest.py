@@ -1,4 +1,4 @@
-"""Session-wide artifacts: one tiny CLIP checkpoint and one exported repository for the whole run."""
+"""Session-wide artifacts: tiny CLIP and LLaVA checkpoints and one exported repository for the whole run."""
 
 from __future__ import annotations
 
@@ -20,15 +20,37 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported_clip(tiny_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ParityReport]]:
-    """A copy of the checked-in repository with tiny-clip exported into it (the tree stays clean)."""
-    from export.clip_export import export_clip
+def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from export.presets import build_preset
 
-    repository = tmp_path_factory.mktemp("repo") / "model_repository"
-    shutil.copytree(REPO_ROOT / "model_repository", repository)
-    return repository, export_clip(tiny_clip, repository)
+    return build_preset("tiny-llava", tmp_path_factory.mktemp("checkpoints") / "tiny-llava")
 
 
 @pytest.fixture(scope="session")
-def clip_repository(exported_clip: tuple[Path, list[ParityReport]]) -> Path:
-    return exported_clip[0]
+def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checked-in repository that the session's exports fill (the tree stays clean)."""
+    repository = tmp_path_factory.mktemp("repo") / "model_repository"
+    shutil.copytree(REPO_ROOT / "model_repository", repository)
+    return repository
+
+
+@pytest.fixture(scope="session")
+def exported_clip(tiny_clip: Path, repository_copy: Path) -> list[ParityReport]:
+    from export.clip_export import export_clip
+
+    return export_clip(tiny_clip, repository_copy)
+
+
+@pytest.fixture(scope="session")
+def exported_llava(tiny_llava: Path, repository_copy: Path) -> list[ParityReport]:
+    from export.llava_export import export_llava
+
+    return export_llava(tiny_llava, repository_copy)
+
+
+@pytest.fixture(scope="session")
+def model_repository(
+    repository_copy: Path, exported_clip: list[ParityReport], exported_llava: list[ParityReport]
+) -> Path:
+    """The repository the test server serves: every family exported from its tiny checkpoint."""
+    return repository_copy

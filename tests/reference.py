@@ -40,3 +40,32 @@ def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     return float((a * b).sum(axis=1).min())
+
+
+class LlavaReference:
+    """``LlavaForConditionalGeneration.generate`` on the checkpoint, one conversation at a time."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from transformers import LlavaForConditionalGeneration
+
+        self.model = LlavaForConditionalGeneration.from_pretrained(checkpoint).eval()
+        self.processor = AutoProcessor.from_pretrained(checkpoint)
+
+    def inputs(self, messages: list[dict], images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        return self.processor(images=images or None, text=prompt, return_tensors="pt")
+
+    def greedy(self, messages: list[dict], images: list[Image.Image], max_new_tokens: int) -> list[int]:
+        inputs = self.inputs(messages, images)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        return output[0, inputs["input_ids"].shape[1] :].tolist()
+
+    def image_embeds(self, images: list[Image.Image]) -> torch.Tensor:
+        """Projected image features [images, tokens, hidden], as the served vision tower and projector make."""
+        pixels = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            return torch.stack(list(self.model.model.get_image_features(pixel_values=pixels).pooler_output))
+
+    def text(self, token_ids: list[int]) -> str:
+        return self.processor.tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -1,4 +1,4 @@
-"""One real tritonserver for the whole session, on free loopback ports, serving tiny-clip."""
+"""One real tritonserver for the whole session, on free loopback ports, serving tiny-clip and tiny-llava."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from serving.launcher import ServerOptions, TritonServer
-from tests.reference import ClipReference
+from tests.reference import ClipReference, LlavaReference
 
 
 @pytest.fixture(scope="session")
-def server(clip_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+def server(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     options = ServerOptions(
-        repository=clip_repository,
+        repository=model_repository,
         host="127.0.0.1",
         http_port=0,
         grpc_port=0,
@@ -29,6 +29,11 @@ def server(clip_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture(scope="session")
 def reference(tiny_clip: Path) -> ClipReference:
     return ClipReference(tiny_clip)
+
+
+@pytest.fixture(scope="session")
+def llava_reference(tiny_llava: Path) -> LlavaReference:
+    return LlavaReference(tiny_llava)
 
 
 @pytest.fixture(params=["grpc", "http"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import urllib.request
+
 import tritonclient.grpc as grpcclient
 
 from serving.launcher import TritonServer
@@ -22,3 +25,30 @@ def cache_hits(server: TritonServer, model: str) -> int:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
     return int(stats["inference_stats"]["cache_hit"].get("count", 0))
+
+
+def metric_samples(server: TritonServer, name: str) -> dict[str, float]:
+    """Prometheus samples of ``name`` from the metrics endpoint: label text -> value."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(server.metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line[len(name) :].rpartition(" ")
+            samples[labels] = float(value)
+    return samples
+
+
+def metric_total(server: TritonServer, name: str) -> float:
+    return sum(metric_samples(server, name).values())
+
+
+def steps_by_batch_size(server: TritonServer) -> dict[int, int]:
+    """The decoder's decode steps, by how many sequences each ran."""
+    found = re.compile(r'batch_size="(\d+)"')
+    return {
+        int(match.group(1)): int(value)
+        for labels, value in metric_samples(server, "vlm_decoder_steps_total").items()
+        if (match := found.search(labels))
+    }

@@ -17,9 +17,9 @@ import pytest
 from serving.launcher import free_port
 
 
-def _small_repository(clip_repository: Path, target: Path, *, broken: bool) -> Path:
+def _small_repository(model_repository: Path, target: Path, *, broken: bool) -> Path:
     """Only clip_similarity (quick to load); ``broken`` drops the file its initialize() reads."""
-    shutil.copytree(clip_repository / "clip_similarity", target / "clip_similarity")
+    shutil.copytree(model_repository / "clip_similarity", target / "clip_similarity")
     if broken:
         (target / "clip_similarity" / "1" / "similarity.json").unlink()
     return target
@@ -31,9 +31,9 @@ def _vlm_serve(*args: str) -> list[str]:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_vlm_serve_becomes_ready_and_stops_cleanly_on_a_signal(
-    clip_repository: Path, tmp_path: Path, stop_signal: signal.Signals
+    model_repository: Path, tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
-    repository = _small_repository(clip_repository, tmp_path / "repo", broken=False)
+    repository = _small_repository(model_repository, tmp_path / "repo", broken=False)
     http_port = free_port()
     ports = ["--http-port", str(http_port), "--grpc-port", "0", "--metrics-port", "0"]
     log_file = tmp_path / "server.log"
@@ -56,13 +56,13 @@ def test_vlm_serve_becomes_ready_and_stops_cleanly_on_a_signal(
     assert "Started HTTPService" in log_file.read_text()
 
 
-def test_vlm_serve_names_a_taken_port_and_the_flag_to_change(clip_repository: Path) -> None:
+def test_vlm_serve_names_a_taken_port_and_the_flag_to_change(model_repository: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
         result = subprocess.run(
-            _vlm_serve("--repository", str(clip_repository), "--http-port", str(port)),
+            _vlm_serve("--repository", str(model_repository), "--http-port", str(port)),
             capture_output=True,
             text=True,
             timeout=60,
@@ -73,8 +73,8 @@ def test_vlm_serve_names_a_taken_port_and_the_flag_to_change(clip_repository: Pa
     assert "Traceback" not in result.stderr
 
 
-def test_vlm_serve_names_the_model_that_failed_to_load(clip_repository: Path, tmp_path: Path) -> None:
-    repository = _small_repository(clip_repository, tmp_path / "repo", broken=True)
+def test_vlm_serve_names_the_model_that_failed_to_load(model_repository: Path, tmp_path: Path) -> None:
+    repository = _small_repository(model_repository, tmp_path / "repo", broken=True)
     ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
     result = subprocess.run(
         _vlm_serve("--repository", str(repository), "--log-file", str(tmp_path / "server.log"), *ports),
@@ -97,14 +97,14 @@ def test_vlm_serve_refuses_a_repository_that_does_not_exist(tmp_path: Path) -> N
     assert "is not a folder" in result.stderr
 
 
-def test_ctrl_c_during_start_up_stops_at_once(clip_repository: Path, tmp_path: Path) -> None:
+def test_ctrl_c_during_start_up_stops_at_once(model_repository: Path, tmp_path: Path) -> None:
     """A server that never becomes live (a stand-in binary that only sleeps) must not hold Ctrl-C hostage."""
     never_live = tmp_path / "bin" / "tritonserver"
     never_live.parent.mkdir()
     never_live.write_text("#!/bin/sh\nexec sleep 600\n")
     never_live.chmod(0o755)
     ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
-    command = _vlm_serve("--repository", str(clip_repository), "--log-file", str(tmp_path / "log"), *ports)
+    command = _vlm_serve("--repository", str(model_repository), "--log-file", str(tmp_path / "log"), *ports)
     process = subprocess.Popen(
         command, env={**os.environ, "TRITONSERVER": str(never_live)}, stderr=subprocess.PIPE, text=True
     )

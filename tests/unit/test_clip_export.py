@@ -20,9 +20,9 @@ from tests.conftest import REPO_ROOT
 
 
 def test_both_encoders_pass_parity_at_every_batch_size_including_the_extremes(
-    exported_clip: tuple[Path, list[ParityReport]],
+    exported_clip: list[ParityReport],
 ) -> None:
-    _, reports = exported_clip
+    reports = exported_clip
     assert [r.component for r in reports] == ["clip_vision", "clip_text"]
     for report, spec in zip(reports, (CLIP_VISION, CLIP_TEXT), strict=True):
         assert report.passed, report.summary()
@@ -30,8 +30,8 @@ def test_both_encoders_pass_parity_at_every_batch_size_including_the_extremes(
         assert report.max_abs_diff < 1e-4 and report.min_cosine > 0.9999
 
 
-def test_onnx_interfaces_have_a_dynamic_batch_and_symbolic_checkpoint_dims(clip_repository: Path) -> None:
-    model = onnx.load(str(clip_repository / "clip_vision" / "1" / "model.onnx"), load_external_data=False)
+def test_onnx_interfaces_have_a_dynamic_batch_and_symbolic_checkpoint_dims(model_repository: Path) -> None:
+    model = onnx.load(str(model_repository / "clip_vision" / "1" / "model.onnx"), load_external_data=False)
     (pixels,) = model.graph.input
     dims = [d.dim_param or d.dim_value for d in pixels.type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "image_size", "image_size"]
@@ -39,18 +39,18 @@ def test_onnx_interfaces_have_a_dynamic_batch_and_symbolic_checkpoint_dims(clip_
     assert [d.dim_param or d.dim_value for d in embeds.type.tensor_type.shape.dim] == ["batch", "embed_dim"]
 
 
-def test_manifests_pin_the_checkpoint_shapes_and_keep_the_parity_report(clip_repository: Path) -> None:
-    vision = ComponentManifest.read(clip_repository / "clip_vision" / "1")
-    text = ComponentManifest.read(clip_repository / "clip_text" / "1")
+def test_manifests_pin_the_checkpoint_shapes_and_keep_the_parity_report(model_repository: Path) -> None:
+    vision = ComponentManifest.read(model_repository / "clip_vision" / "1")
+    text = ComponentManifest.read(model_repository / "clip_text" / "1")
     assert vision.inputs[0].shape == [3, 64, 64] and vision.outputs[0].shape == [32]
     assert [t.name for t in text.inputs] == ["input_ids", "attention_mask"] and text.inputs[0].shape == [77]
     assert vision.parity["passed"] and text.parity["passed"]
 
 
-def test_the_server_side_files_are_written(clip_repository: Path, tiny_clip: Path) -> None:
-    assert (clip_repository / "clip_tokenize" / "1" / "tokenizer" / "tokenizer.json").is_file()
-    assert (clip_repository / "clip_preprocess" / "1" / "image_processor" / "preprocessor_config.json").is_file()
-    assert read_logit_scale(clip_repository / "clip_similarity" / "1") == pytest.approx(1 / 0.07, rel=1e-4)
+def test_the_server_side_files_are_written(model_repository: Path, tiny_clip: Path) -> None:
+    assert (model_repository / "clip_tokenize" / "1" / "tokenizer" / "tokenizer.json").is_file()
+    assert (model_repository / "clip_preprocess" / "1" / "image_processor" / "preprocessor_config.json").is_file()
+    assert read_logit_scale(model_repository / "clip_similarity" / "1") == pytest.approx(1 / 0.07, rel=1e-4)
 
 
 def test_vlm_export_exits_non_zero_when_parity_is_past_the_tolerance(
@@ -76,11 +76,11 @@ def test_vlm_export_refuses_a_folder_that_is_not_a_checkpoint(
 
 
 def test_a_manifest_from_another_format_refuses_to_load_and_says_to_re_export(
-    clip_repository: Path, tmp_path: Path
+    model_repository: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "stale"
     folder.mkdir()
-    text = (clip_repository / "clip_text" / "1" / "component.json").read_text()
+    text = (model_repository / "clip_text" / "1" / "component.json").read_text()
     (folder / "component.json").write_text(text.replace('"format": 1', '"format": 0'))
     with pytest.raises(ValueError, match="export the checkpoint again"):
         ComponentManifest.read(folder)

@@ -1,0 +1,108 @@
+"""LLaVA served end to end on tiny-llava: greedy generation equals Hugging Face ``generate`` token for token
+while many requests share the decoder's batch; streaming, seeds, cancellation and the encoder caches."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from client import Completion, VLMClient
+from serving.launcher import TritonServer
+from tests.images import encode, scene
+from tests.reference import LlavaReference
+from tests.server.statistics import cache_hits, metric_total, steps_by_batch_size
+
+
+def user(text: str, images: int = 0) -> list[dict]:
+    return [{"role": "user", "content": [*([{"type": "image"}] * images), {"type": "text", "text": text}]}]
+
+
+def test_greedy_generation_equals_hf_generate_with_many_requests_in_flight(
+    server: TritonServer, url: str, protocol: str, llava_reference: LlavaReference
+) -> None:
+    cases = [
+        (user("describe the image.", 1), [scene(seed=21)], 24),
+        (user("what colour is the circle?", 1), [scene(96, 64, seed=22)], 16),
+        (user("what is above the square?", 1), [scene(seed=23)], 30),
+        (user("compare the two images.", 2), [scene(seed=24), scene(seed=25)], 20),
+        (user("which one has more shapes?", 2), [scene(seed=26), scene(70, 90, seed=27)], 12),
+        (user("how many shapes are there?"), [], 28),
+        (user("name a colour."), [], 9),
+        ([*user("what is it?", 1), {"role": "assistant", "content": "a star."}, *user("what colour?")], [scene()], 18),
+        (user("a red square above a blue circle"), [], 32),
+    ]
+    steps_before = steps_by_batch_size(server)
+
+    def generate(case: tuple[list[dict], list, int]) -> Completion:
+        messages, images, max_tokens = case
+        with VLMClient(url, protocol=protocol) as client:
+            return client.generate(messages, [encode(image) for image in images], max_tokens=max_tokens)
+
+    with ThreadPoolExecutor(max_workers=len(cases)) as pool:
+        completions = list(pool.map(generate, cases))
+    for completion, (messages, images, max_tokens) in zip(completions, cases, strict=True):
+        assert completion.token_ids == llava_reference.greedy(messages, images, max_tokens)
+        assert completion.completion_tokens == len(completion.token_ids)
+        assert completion.prompt_tokens == llava_reference.inputs(messages, images)["input_ids"].shape[1]
+        assert completion.finish_reason in ("stop", "length")
+        assert len(completion.logprobs) == completion.completion_tokens
+        assert 0.0 < completion.confidence <= 1.0
+    steps_after = steps_by_batch_size(server)
+    batched = sum(count - steps_before.get(size, 0) for size, count in steps_after.items() if size > 1)
+    assert batched > 0, "no decode step ran more than one sequence"
+
+
+def test_streamed_pieces_concatenate_to_the_final_text_and_a_seed_repeats(url: str, protocol: str) -> None:
+    sampling = {"temperature": 0.9, "top_p": 0.95, "top_k": 40, "seed": 77, "max_tokens": 30}
+    with VLMClient(url, protocol=protocol) as client:
+        runs = []
+        for _ in range(2):
+            items = list(client.generate_stream(user("describe the image.", 1), [encode(scene(seed=30))], **sampling))
+            pieces, final = items[:-1], items[-1]
+            assert isinstance(final, Completion)
+            assert "".join(pieces) == final.text  # type: ignore[arg-type]
+            runs.append(final)
+    assert runs[0].token_ids == runs[1].token_ids and runs[0].text == runs[1].text
+
+
+def test_a_stop_string_ends_the_served_completion_just_before_it(url: str, protocol: str) -> None:
+    with VLMClient(url, protocol=protocol) as client:
+        free = client.generate(user("how many shapes are there?"), max_tokens=40)
+        stop = free.text[len(free.text) // 2 :][:3]
+        stopped = client.generate(user("how many shapes are there?"), max_tokens=40, stop=[stop])
+    assert stopped.finish_reason == "stop"
+    assert stopped.text == free.text[: free.text.index(stop)]
+
+
+def wait_for_idle_decoder(server: TritonServer, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while metric_total(server, "vlm_decoder_active_sequences") > 0:
+        assert time.monotonic() < deadline, "the decoder still runs sequences"
+        time.sleep(0.05)
+
+
+def test_a_cancelled_stream_frees_its_slot_and_the_next_request_is_served(
+    server: TritonServer, llava_reference: LlavaReference
+) -> None:
+    messages, image = user("describe the image.", 1), scene(seed=31)
+    assert len(llava_reference.greedy(messages, [image], 450)) == 450, "pick a prompt that does not end early"
+    wait_for_idle_decoder(server)
+    tokens_before = metric_total(server, "vlm_decoder_generated_tokens_total")
+    with VLMClient(server.grpc_url) as client:
+        stream = client.generate_stream(messages, [encode(image)], max_tokens=450)
+        assert isinstance(next(stream), str)
+        stream.close()  # leaving the iteration cancels the request on the server
+        wait_for_idle_decoder(server)
+        generated = metric_total(server, "vlm_decoder_generated_tokens_total") - tokens_before
+        assert generated < 450, "the cancelled sequence ran to its end"
+        assert client.generate(user("hi"), max_tokens=4).completion_tokens >= 1
+
+
+def test_a_repeated_image_is_not_re_encoded(server: TritonServer) -> None:
+    image = encode(scene(seed=32))
+    with VLMClient(server.grpc_url) as client:
+        client.generate(user("describe the image.", 1), [image], max_tokens=2)
+        hits_before = {model: cache_hits(server, model) for model in ("llava_vision", "llava_projector")}
+        client.generate(user("what colour is it?", 1), [image], max_tokens=2)
+    for model, hits in hits_before.items():
+        assert cache_hits(server, model) == hits + 1, model

@@ -1,0 +1,180 @@
+"""The decoder engine in process, on tiny-llava: token-exact greedy parity with Hugging Face ``generate``
+while many requests share the running batch, streaming, seeds, stop strings, length and cancellation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from serving.generation.checkpoint import load_language_model, load_tokenizer, read_checkpoint
+from serving.generation.engine import Engine, EngineConfig, GenerationRequest, GenerationResult, StepStats
+from serving.generation.params import SamplingParams
+from serving.generation.prompt import PromptRules, parse_messages, prompt_ids
+from tests.images import scene
+from tests.reference import LlavaReference
+
+WAIT_S = 60
+
+
+class Collector:
+    """A result sink that keeps everything the engine sends."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.result: GenerationResult | None = None
+        self.outcome = ""
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+        self.first_text = threading.Event()
+
+    def is_cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+    def send_text(self, text: str) -> None:
+        self.pieces.append(text)
+        self.first_text.set()
+
+    def send_final(self, result: GenerationResult) -> None:
+        self.result, self.outcome = result, "final"
+        self.done.set()
+
+    def send_cancelled(self) -> None:
+        self.outcome = "cancelled"
+        self.done.set()
+
+    def send_error(self, message: str) -> None:
+        self.outcome = f"error: {message}"
+        self.done.set()
+
+    def wait(self) -> GenerationResult:
+        assert self.done.wait(WAIT_S), "the engine did not answer"
+        assert self.outcome == "final", self.outcome
+        assert self.result is not None
+        return self.result
+
+    @property
+    def text(self) -> str:
+        assert self.result is not None
+        return "".join(self.pieces) + self.result.text
+
+
+class Harness:
+    def __init__(self, checkpoint: Path, reference: LlavaReference) -> None:
+        self.tokenizer = load_tokenizer(checkpoint)
+        self.checkpoint = read_checkpoint(checkpoint, self.tokenizer)
+        self.reference = reference
+        self.rules = PromptRules("<image>", self.checkpoint.image_tokens_per_image, 4, 65536)
+        self.steps: list[StepStats] = []
+        model = load_language_model(checkpoint, torch.float32, torch.device("cpu"))
+        config = EngineConfig(self.checkpoint.image_token_id, self.checkpoint.eos_token_ids, 16, 8192)
+        self.engine = Engine(model, self.tokenizer, config, on_step=self.steps.append, log_error=print).start()
+
+    def submit(self, messages: list[dict], images: list, params: SamplingParams, max_tokens: int) -> Collector:
+        parsed = parse_messages(json.dumps(messages).encode(), self.rules)
+        embeds = self.reference.image_embeds(images).flatten(0, 1) if images else None
+        sink = Collector()
+        ids = prompt_ids(self.tokenizer, parsed, self.rules)
+        self.engine.submit(GenerationRequest(ids, embeds, params, max_tokens, sink))
+        return sink
+
+
+def user(text: str, images: int = 0) -> list[dict]:
+    return [{"role": "user", "content": [*([{"type": "image"}] * images), {"type": "text", "text": text}]}]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_llava: Path) -> LlavaReference:
+    return LlavaReference(tiny_llava)
+
+
+@pytest.fixture(scope="module")
+def harness(tiny_llava: Path, reference: LlavaReference) -> Iterator[Harness]:
+    running = Harness(tiny_llava, reference)
+    yield running
+    running.engine.stop()
+
+
+def test_greedy_tokens_equal_hf_generate_for_every_request_while_they_share_the_batch(
+    harness: Harness, reference: LlavaReference
+) -> None:
+    cases = [
+        (user("describe the image.", 1), [scene(seed=1)], 24),
+        (user("what colour is the circle?", 2), [scene(seed=2), scene(80, 64, seed=3)], 12),
+        (user("how many shapes are there?"), [], 30),
+        (user("a red square"), [], 5),
+        (user("what is left of the star?", 1), [scene(seed=4)], 40),
+        ([*user("what?", 1), {"role": "assistant", "content": "a circle."}, *user("and the colour?")], [scene()], 16),
+        (user("two images, compare them", 2), [scene(seed=5), scene(seed=6)], 20),
+        (user("hi"), [], 33),
+        (user("the shapes", 1), [scene(seed=7)], 8),
+        (user("count", 1), [scene(seed=8)], 27),
+    ]
+    steps_before = len(harness.steps)
+    sinks = [harness.submit(m, images, SamplingParams(), n) for m, images, n in cases]
+    for sink, (messages, images, max_tokens) in zip(sinks, cases, strict=True):
+        result = sink.wait()
+        assert result.token_ids == reference.greedy(messages, images, max_tokens)
+        expected = reference.text(result.token_ids)
+        if "\ufffd" not in expected + sink.text:  # bytes that are not UTF-8 may be replaced piece by piece
+            assert sink.text == expected
+    assert max(stats.batch_size for stats in harness.steps[steps_before:]) > 1
+
+
+def test_streamed_pieces_concatenate_to_the_unstreamed_text(harness: Harness) -> None:
+    messages, images = user("describe the image.", 1), [scene(seed=9)]
+    streamed = harness.submit(messages, images, SamplingParams(stream=True), 30)
+    whole = harness.submit(messages, images, SamplingParams(stream=False), 30)
+    assert streamed.wait().token_ids == whole.wait().token_ids
+    assert whole.pieces == []
+    assert "".join(streamed.pieces) + streamed.result.text == whole.result.text  # type: ignore[union-attr]
+
+
+def test_the_same_seed_repeats_a_sampled_completion(harness: Harness) -> None:
+    params = SamplingParams(temperature=1.0, top_p=0.9, top_k=50, seed=1234, repetition_penalty=1.1)
+    first = harness.submit(user("a picture", 1), [scene(seed=10)], params, 24).wait()
+    again = harness.submit(user("a picture", 1), [scene(seed=10)], params, 24).wait()
+    assert first.token_ids == again.token_ids
+    assert len(first.logprobs) == first.completion_tokens
+    assert 0.0 < first.confidence <= 1.0
+
+
+def test_a_stop_string_ends_the_completion_just_before_it(harness: Harness) -> None:
+    messages = user("how many shapes are there?")
+    free = harness.submit(messages, [], SamplingParams(), 40)
+    text = free.wait() and free.text
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    assert stop.strip(), f"the greedy completion is too short to pick a stop string: {text!r}"
+    stopped = harness.submit(messages, [], SamplingParams(stop=(stop,), stream=True), 40)
+    result = stopped.wait()
+    assert result.finish_reason == "stop"
+    assert stopped.text == text[: text.index(stop)]
+    assert stop not in "".join(stopped.pieces)
+
+
+def test_max_tokens_ends_the_completion_with_reason_length(harness: Harness) -> None:
+    result = harness.submit(user("hi"), [], SamplingParams(), 3).wait()
+    assert (result.completion_tokens, result.finish_reason) == (3, "length") or result.finish_reason == "stop"
+
+
+def test_a_cancelled_request_leaves_the_batch_and_the_next_one_is_served(
+    harness: Harness, reference: LlavaReference
+) -> None:
+    messages, images = user("describe", 1), [scene(seed=11)]
+    assert len(reference.greedy(messages, images, 400)) == 400, "pick a prompt that does not end early"
+    long = harness.submit(messages, images, SamplingParams(stream=True), 400)
+    assert long.first_text.wait(WAIT_S)
+    long.cancel.set()
+    assert long.done.wait(WAIT_S) and long.outcome == "cancelled"
+    assert len(long.pieces) < 400
+    next_one = harness.submit(user("hi"), [], SamplingParams(), 4).wait()
+    assert next_one.completion_tokens >= 1
+    deadline = time.monotonic() + WAIT_S  # the engine retires a sequence just after sending its result
+    while harness.engine.running:
+        assert time.monotonic() < deadline, "a sequence is still running"
+        time.sleep(0.01)
