@@ -2,16 +2,20 @@
 bidirectional stream or HTTP's ``generate_stream`` (server-sent events).
 
 A stream yields ``str`` text pieces, then one ``Completion``. Leaving the iteration early (``break``, an
-exception, closing the generator) cancels the request on the server.
+exception, closing the generator) cancels the request on the server: the gRPC stream is cancelled, and
+because Triton 2.51 neither passes that on into a running ensemble nor cancels on an HTTP disconnect, the
+client also asks ``llava_decoder`` to stop the request by its id.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import queue
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +60,7 @@ class GenerationRequest:
     seed: int | None = None
     repetition_penalty: float | None = None
     stop: Sequence[str] = ()
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unguessable: a cancel names it
 
     @property
     def model(self) -> str:
@@ -85,7 +90,12 @@ class GenerationRequest:
 
     def http_body(self) -> bytes:
         """Triton's generate extension: each JSON field fills the input of that name; images as data URLs."""
-        body: dict[str, Any] = {"messages": json.dumps(self.messages), "stream": True, **self.scalars()}
+        body: dict[str, Any] = {
+            "id": self.request_id,
+            "messages": json.dumps(self.messages),
+            "stream": True,
+            **self.scalars(),
+        }
         if self.images:
             body["image"] = [_data_url(to_image_bytes(image)) for image in self.images]
         if self.stop:
@@ -130,7 +140,9 @@ def grpc_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
     finished = False
     try:
         client.start_stream(callback=lambda result, error: responses.put((result, error)), stream_timeout=timeout)
-        client.async_stream_infer(request.model, request.grpc_inputs(), enable_empty_final_response=True)
+        client.async_stream_infer(
+            request.model, request.grpc_inputs(), request_id=request.request_id, enable_empty_final_response=True
+        )
         accumulated = _Accumulator()
         while True:
             try:
@@ -155,6 +167,24 @@ def grpc_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
     finally:
         client.stop_stream(cancel_requests=not finished)
         client.close()
+        if not finished:
+            _grpc_cancel(url, request.request_id, timeout)
+
+
+def _grpc_cancel(url: str, request_id: str, timeout: float) -> None:
+    client = grpcclient.InferenceServerClient(url)
+    responses: queue.Queue[Any] = queue.Queue()
+    try:
+        client.start_stream(callback=lambda result, error: responses.put(error), stream_timeout=timeout)
+        cancel = grpcclient.InferInput("cancel", [1], "BYTES")
+        cancel.set_data_from_numpy(np.array([request_id.encode()], dtype=object))
+        client.async_stream_infer(TEXT_MODEL, [cancel])
+        responses.get(timeout=timeout)
+    except (queue.Empty, InferenceServerException):
+        pass  # best effort: the stream is already gone from this client's side
+    finally:
+        client.stop_stream()
+        client.close()
 
 
 def http_stream(url: str, request: GenerationRequest, timeout: float) -> Iterator[str | Completion]:
@@ -177,20 +207,40 @@ def http_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
     except OSError as error:
         raise ServerUnavailableError(f"{url}: {getattr(error, 'reason', error)}") from None
     accumulated = _Accumulator()
-    with response:
-        for line in response:
-            if not line.startswith(b"data: "):
-                continue
-            event = json.loads(line[len(b"data: ") :])
-            if "error" in event:
-                raise _stream_error(event["error"])
-            if event.get("text_output"):
-                yield accumulated.piece(event)
-            if "finish_reason" in event:
-                event["token_ids"] = event.get("token_ids", [])
-                event["logprobs"] = event.get("logprobs", [])
-                yield accumulated.completion(event)
-                return
+    finished = False
+    try:
+        yield from _read_events(response, accumulated)
+        finished = True
+    finally:
+        response.close()
+        if not finished:
+            _http_cancel(http, url, request.request_id, timeout)
+
+
+def _http_cancel(http: urllib.request.OpenerDirector, url: str, request_id: str, timeout: float) -> None:
+    cancel = urllib.request.Request(
+        f"http://{url}/v2/models/{TEXT_MODEL}/generate",
+        data=json.dumps({"cancel": request_id}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with contextlib.suppress(OSError):  # best effort: the server may be gone
+        http.open(cancel, timeout=timeout).close()
+
+
+def _read_events(response: Any, accumulated: _Accumulator) -> Iterator[str | Completion]:
+    for line in response:
+        if not line.startswith(b"data: "):
+            continue
+        event = json.loads(line[len(b"data: ") :])
+        if "error" in event:
+            raise _stream_error(event["error"])
+        if event.get("text_output"):
+            yield accumulated.piece(event)
+        if "finish_reason" in event:
+            event["token_ids"] = event.get("token_ids", [])
+            event["logprobs"] = event.get("logprobs", [])
+            yield accumulated.completion(event)
+            return
     raise VLMError("the stream ended without a final response")
 
 

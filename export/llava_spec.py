@@ -105,14 +105,18 @@ LLAVA_VISION_FUSED = OnnxComponentSpec(
     parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
 )
 
+# Triton 2.51 does not pass a cancelled ensemble request's cancellation on to the decoder it is running in,
+# so clients stop a stream by id: a request with only ``cancel`` (the id of the request to stop) answers
+# ``cancelled`` (how many running requests had that id). Without ``cancel``, ``messages`` is required.
 LLAVA_DECODER = PythonModelSpec(
     name="llava_decoder",
     inputs=(
-        _MESSAGES,
+        TensorSpec("messages", "bytes", (1,), optional=True),
         TensorSpec("image_embeds", "float32", (-1, "image_tokens", "text_hidden"), optional=True),
         *GENERATION_INPUTS,
+        TensorSpec("cancel", "bytes", (1,), optional=True),
     ),
-    outputs=GENERATION_OUTPUTS,
+    outputs=(*GENERATION_OUTPUTS, TensorSpec("cancelled", "int32", (1,))),
     entry_point="serving.triton_models.llava_decoder:LlavaDecoder",
     decoupled=True,
     parameters={

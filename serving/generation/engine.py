@@ -60,6 +60,16 @@ class GenerationRequest:
     params: SamplingParams
     max_tokens: int
     sink: ResultSink
+    request_id: str = ""  # the client's id, by which a later cancel request names it
+    cancel_requested: bool = False  # set by the engine thread only
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    """Stop every queued or running request with this id; ``reply`` gets how many there were."""
+
+    request_id: str
+    reply: Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -70,9 +80,9 @@ class EngineConfig:
     max_prefill_tokens: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepStats:
-    """Called back after every step: the batch size the step ran with and what remains."""
+    """Called back after every step: the batch size the decode ran with (0: none ran) and what remains."""
 
     batch_size: int
     prefilled: int
@@ -99,6 +109,7 @@ class Engine:
         tokenizer: Any,
         config: EngineConfig,
         on_step: Callable[[StepStats], None] | None = None,
+        on_finish: Callable[[str, int], None] | None = None,
         log_error: Callable[[str], None] | None = None,
     ) -> None:
         self.model = model
@@ -106,9 +117,12 @@ class Engine:
         self.config = config
         self.device = next(model.parameters()).device
         self.on_step = on_step or (lambda stats: None)
+        # (finish reason, completion tokens), called before the request's last response is sent, so a
+        # client that has its answer also sees it counted
+        self.on_finish = on_finish or (lambda reason, tokens: None)
         self.log_error = log_error or (lambda message: None)
         self.embed = model.get_input_embeddings()
-        self.incoming: queue.Queue[GenerationRequest | None] = queue.Queue()
+        self.incoming: queue.Queue[GenerationRequest | CancelRequest | None] = queue.Queue()
         self.waiting: list[GenerationRequest] = []
         self.running: list[_Sequence] = []
         self.batch = KVBatch()
@@ -119,7 +133,7 @@ class Engine:
         self.thread.start()
         return self
 
-    def submit(self, request: GenerationRequest) -> None:
+    def submit(self, request: GenerationRequest | CancelRequest) -> None:
         self.incoming.put(request)
 
     def stop(self) -> None:
@@ -143,11 +157,24 @@ class Engine:
         try:
             item = self.incoming.get(block=block)
             while True:
-                if item is not None:
+                if isinstance(item, GenerationRequest):
                     self.waiting.append(item)
+                elif isinstance(item, CancelRequest):
+                    self._mark_cancelled(item)
                 item = self.incoming.get_nowait()
         except queue.Empty:
             return
+
+    def _mark_cancelled(self, cancel: CancelRequest) -> None:
+        """Cancelled requests leave at the start of the next step, as client-cancelled ones do."""
+        matches = [
+            request
+            for request in (*self.waiting, *(s.request for s in self.running))
+            if cancel.request_id and request.request_id == cancel.request_id and not request.cancel_requested
+        ]
+        for request in matches:
+            request.cancel_requested = True
+        cancel.reply(len(matches))
 
     @torch.inference_mode()
     def _step(self) -> None:
@@ -155,24 +182,24 @@ class Engine:
         admitted = self._admit()
         if admitted:
             self._prefill(admitted)
-        if not self.running:
-            return
         batch_size = len(self.running)
-        logits = self._decode()
-        self._advance(self.running, logits)
+        if self.running:
+            self._advance(self.running, self._decode())
         self.on_step(StepStats(batch_size, len(admitted), len(self.running), len(self.waiting)))
 
     def _drop_cancelled(self) -> None:
         still_waiting = []
         for request in self.waiting:
-            if request.sink.is_cancelled():
+            if request.cancel_requested or request.sink.is_cancelled():
+                self.on_finish("cancelled", 0)
                 request.sink.send_cancelled()
             else:
                 still_waiting.append(request)
         self.waiting = still_waiting
         keep = []
         for row, sequence in enumerate(self.running):
-            if sequence.request.sink.is_cancelled():
+            if sequence.request.cancel_requested or sequence.request.sink.is_cancelled():
+                self.on_finish("cancelled", len(sequence.token_ids))
                 sequence.request.sink.send_cancelled()
             else:
                 keep.append(row)
@@ -296,6 +323,7 @@ class Engine:
             sequence.streamed = ready
 
     def _finish(self, sequence: _Sequence, reason: str) -> None:
+        self.on_finish(reason, len(sequence.token_ids))
         sequence.request.sink.send_final(
             GenerationResult(
                 text=sequence.text[sequence.streamed :],

@@ -23,7 +23,14 @@ from serving.generation.checkpoint import (
     read_checkpoint,
     resolve_dtype,
 )
-from serving.generation.engine import Engine, EngineConfig, GenerationRequest, GenerationResult, StepStats
+from serving.generation.engine import (
+    CancelRequest,
+    Engine,
+    EngineConfig,
+    GenerationRequest,
+    GenerationResult,
+    StepStats,
+)
 from serving.generation.params import GenerationLimits, SamplingParams, parse_sampling_params
 from serving.generation.prompt import PromptRules, check_images, count_images, parse_messages, prompt_ids
 from serving.triton_models.base import PythonModel
@@ -57,6 +64,13 @@ class TritonSink:
             self.pb.InferenceResponse(output_tensors=outputs), flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         )
 
+    def send_cancel_count(self, count: int) -> None:
+        """The answer to a cancel request: how many requests it stopped."""
+        outputs = [self.pb.Tensor("cancelled", np.array([count], dtype=np.int32))]
+        self.sender.send(
+            self.pb.InferenceResponse(output_tensors=outputs), flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        )
+
     def send_cancelled(self) -> None:
         self._send_error("the request was cancelled", self.pb.TritonError.CANCELLED)
 
@@ -84,20 +98,34 @@ class DecoderMetrics:
         self.families = {
             "active": family("vlm_decoder_active_sequences", "Sequences in the running batch", family.GAUGE),
             "waiting": family("vlm_decoder_waiting_requests", "Requests queued for a free slot", family.GAUGE),
-            "tokens": family("vlm_decoder_generated_tokens_total", "Completion tokens generated", family.COUNTER),
+            "tokens": family(
+                "vlm_decoder_generated_tokens_total", "Completion tokens of finished requests", family.COUNTER
+            ),
             "steps": family(
                 "vlm_decoder_steps_total", "Decode steps, by the number of sequences the step ran", family.COUNTER
+            ),
+            "finished": family(
+                "vlm_decoder_requests_finished_total", "Requests finished, by finish reason", family.COUNTER
             ),
         }
         self.active = self.families["active"].Metric(labels=self.labels)
         self.waiting = self.families["waiting"].Metric(labels=self.labels)
         self.tokens = self.families["tokens"].Metric(labels=self.labels)
         self.steps: dict[int, Any] = {}
+        self.finished = {
+            reason: self.families["finished"].Metric(labels={**self.labels, "finish_reason": reason})
+            for reason in ("stop", "length", "cancelled")
+        }
+
+    def record_finish(self, reason: str, tokens: int) -> None:
+        self.finished[reason].increment(1)
+        self.tokens.increment(tokens)
 
     def record(self, stats: StepStats) -> None:
         self.active.set(stats.active)
         self.waiting.set(stats.waiting)
-        self.tokens.increment(stats.batch_size + stats.prefilled)
+        if stats.batch_size == 0:
+            return
         if stats.batch_size not in self.steps:
             labels = {**self.labels, "batch_size": str(stats.batch_size)}
             self.steps[stats.batch_size] = self.families["steps"].Metric(labels=labels)
@@ -137,6 +165,7 @@ class LlavaDecoder(PythonModel):
                 max_prefill_tokens=self.int_parameter("max_prefill_tokens"),
             ),
             on_step=self.metrics.record,
+            on_finish=self.metrics.record_finish,
             log_error=lambda message: self.pb.Logger.log_error(f"{self.model_name}: {message}"),
         ).start()
 
@@ -144,7 +173,11 @@ class LlavaDecoder(PythonModel):
         for request in requests:
             sink = TritonSink(self.pb, request.get_response_sender())
             try:
-                self.engine.submit(self.generation_request(self.read_inputs(request), sink))
+                inputs = self.read_inputs(request)
+                if "cancel" in inputs:
+                    self.engine.submit(self.cancel_request(inputs, sink))
+                else:
+                    self.engine.submit(self.generation_request(inputs, sink, request.request_id()))
             except InvalidInputError as error:
                 sink.send_invalid(error)
             except Exception:
@@ -155,8 +188,18 @@ class LlavaDecoder(PythonModel):
     def finalize(self) -> None:
         self.engine.stop()
 
-    def generation_request(self, inputs: dict[str, np.ndarray], sink: TritonSink) -> GenerationRequest:
+    def cancel_request(self, inputs: dict[str, np.ndarray], sink: TritonSink) -> CancelRequest:
+        if set(inputs) != {"cancel"}:
+            raise InvalidInputError("cancel: a cancel request carries only the id of the request to stop")
+        request_id = _single_bytes("cancel", inputs["cancel"]).decode("utf-8", errors="replace")
+        if not request_id.strip():
+            raise InvalidInputError("cancel: the id of the request to stop must not be empty")
+        return CancelRequest(request_id, sink.send_cancel_count)
+
+    def generation_request(self, inputs: dict[str, np.ndarray], sink: TritonSink, request_id: str) -> GenerationRequest:
         """Every check that can fail a request, in order, before any model compute."""
+        if "messages" not in inputs:
+            raise InvalidInputError("messages: required (the conversation to answer)")
         params = parse_sampling_params(inputs, self.limits)
         messages = parse_messages(_single_bytes("messages", inputs["messages"]), self.rules)
         embeds = self.image_embeds(inputs.get("image_embeds"))
@@ -168,6 +211,7 @@ class LlavaDecoder(PythonModel):
             params=params,
             max_tokens=self.max_tokens(len(ids), params, 0 if embeds is None else embeds.shape[0]),
             sink=sink,
+            request_id=request_id,
         )
 
     def image_embeds(self, array: np.ndarray | None) -> np.ndarray | None:

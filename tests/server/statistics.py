@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
+from collections.abc import Callable
 
 import tritonclient.grpc as grpcclient
 
@@ -52,3 +54,20 @@ def steps_by_batch_size(server: TritonServer) -> dict[int, int]:
         for labels, value in metric_samples(server, "vlm_decoder_steps_total").items()
         if (match := found.search(labels))
     }
+
+
+def finished_requests(server: TritonServer, reason: str) -> int:
+    samples = metric_samples(server, "vlm_decoder_requests_finished_total")
+    return int(sum(value for labels, value in samples.items() if f'finish_reason="{reason}"' in labels))
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    """Poll a server-side condition (metrics lag the responses by up to one decoder step)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.02)
+
+
+def wait_for_idle_decoder(server: TritonServer) -> None:
+    wait_until(lambda: metric_total(server, "vlm_decoder_active_sequences") == 0, "the decoder is idle")

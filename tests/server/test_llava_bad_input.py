@@ -146,3 +146,16 @@ def test_image_embeddings_of_the_wrong_shape_are_rejected(server: TritonServer) 
     message = stream_error(server, "llava_decoder", {"messages": messages_array(IMAGE_TURN), "image_embeds": embeds})
     assert_clean(message, "image_embeds", "expected shape")
     assert_decoder_still_serving(server)
+
+
+def test_a_cancel_request_names_only_a_request_id(server: TritonServer) -> None:
+    cancel = np.array([b"some-id"], dtype=object)
+    message = stream_error(server, "llava_decoder", {"cancel": cancel, "messages": messages_array(TEXT_TURN)})
+    assert_clean(message, "cancel", "only the id")
+    assert_clean(stream_error(server, "llava_decoder", {"cancel": np.array([b" "], dtype=object)}), "cancel", "empty")
+    assert_decoder_still_serving(server)
+
+
+def test_a_request_without_messages_or_cancel_is_rejected(server: TritonServer) -> None:
+    message = stream_error(server, "llava_decoder", {"max_tokens": np.array([3], np.int32)})
+    assert_clean(message, "messages", "required")

@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from serving.generation.checkpoint import load_language_model, load_tokenizer, read_checkpoint
-from serving.generation.engine import Engine, EngineConfig, GenerationRequest, GenerationResult, StepStats
+from serving.generation.engine import (
+    CancelRequest,
+    Engine,
+    EngineConfig,
+    GenerationRequest,
+    GenerationResult,
+    StepStats,
+)
 from serving.generation.params import SamplingParams
 from serving.generation.prompt import PromptRules, parse_messages, prompt_ids
 from tests.images import scene
@@ -71,16 +78,26 @@ class Harness:
         self.reference = reference
         self.rules = PromptRules("<image>", self.checkpoint.image_tokens_per_image, 4, 65536)
         self.steps: list[StepStats] = []
+        self.finished: list[str] = []
         model = load_language_model(checkpoint, torch.float32, torch.device("cpu"))
         config = EngineConfig(self.checkpoint.image_token_id, self.checkpoint.eos_token_ids, 16, 8192)
-        self.engine = Engine(model, self.tokenizer, config, on_step=self.steps.append, log_error=print).start()
+        self.engine = Engine(
+            model,
+            self.tokenizer,
+            config,
+            on_step=self.steps.append,
+            on_finish=lambda reason, tokens: self.finished.append(reason),
+            log_error=print,
+        ).start()
 
-    def submit(self, messages: list[dict], images: list, params: SamplingParams, max_tokens: int) -> Collector:
+    def submit(
+        self, messages: list[dict], images: list, params: SamplingParams, max_tokens: int, request_id: str = ""
+    ) -> Collector:
         parsed = parse_messages(json.dumps(messages).encode(), self.rules)
         embeds = self.reference.image_embeds(images).flatten(0, 1) if images else None
         sink = Collector()
         ids = prompt_ids(self.tokenizer, parsed, self.rules)
-        self.engine.submit(GenerationRequest(ids, embeds, params, max_tokens, sink))
+        self.engine.submit(GenerationRequest(ids, embeds, params, max_tokens, sink, request_id))
         return sink
 
 
@@ -171,6 +188,7 @@ def test_a_cancelled_request_leaves_the_batch_and_the_next_one_is_served(
     assert long.first_text.wait(WAIT_S)
     long.cancel.set()
     assert long.done.wait(WAIT_S) and long.outcome == "cancelled"
+    assert "cancelled" in harness.finished
     assert len(long.pieces) < 400
     next_one = harness.submit(user("hi"), [], SamplingParams(), 4).wait()
     assert next_one.completion_tokens >= 1
@@ -178,3 +196,18 @@ def test_a_cancelled_request_leaves_the_batch_and_the_next_one_is_served(
     while harness.engine.running:
         assert time.monotonic() < deadline, "a sequence is still running"
         time.sleep(0.01)
+
+
+def test_a_cancel_by_request_id_stops_only_that_request(harness: Harness) -> None:
+    keep = harness.submit(user("hi"), [], SamplingParams(), 60, request_id="keep")
+    stop = harness.submit(user("hi"), [], SamplingParams(stream=True), 400, request_id="stop-me")
+    counts: list[int] = []
+    harness.engine.submit(CancelRequest("stop-me", counts.append))
+    assert stop.done.wait(WAIT_S) and stop.outcome == "cancelled"
+    assert keep.wait().completion_tokens >= 1
+    harness.engine.submit(CancelRequest("no-such-id", counts.append))
+    deadline = time.monotonic() + WAIT_S
+    while len(counts) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert counts == [1, 0]
