@@ -29,9 +29,10 @@ _PIXELS = ("float32", (3, "image_size", "image_size"))
 _TOKENS = ("int64", ("context_length",))
 _EMBED = ("float32", ("embed_dim",))
 
-# Response caching is on the ensembles, not on the batched encoders: on Triton 2.51, when one request of a
-# dynamically batched execution fails, the cache can store a batch-mate's result under the failed request's
-# key, and later answers that input with another input's embedding (tests/server/test_bad_input.py).
+# Response caching is on the ensembles, not on the encoders: Triton 2.51 caches a python model's error
+# response as an empty success, so a repeated bad request sent straight to a cached encoder would get an
+# answer without outputs instead of its error. The encoders validate values (NaN, token ids out of range);
+# the ensembles' caches keep errors out.
 CLIP_VISION = OnnxComponentSpec(
     name="clip_vision",
     inputs=(TensorSpec("pixel_values", *_PIXELS),),

@@ -72,6 +72,8 @@ LLAVA_PREPROCESS = PythonModelSpec(
 )
 
 # The response cache keys on the whole request (all its images), so a repeated image set is not re-encoded.
+# Triton 2.51 caches a python model's error response as an empty success, so a cached encoder answers
+# non-finite values with non-finite features instead of an error (the decoder rejects those by name).
 LLAVA_VISION = OnnxComponentSpec(
     name="llava_vision",
     inputs=(_PIXELS,),

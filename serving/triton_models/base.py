@@ -35,6 +35,7 @@ class PythonModel:
         self.parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.artifacts = Path(args["model_repository"]) / args["model_version"]
         self.input_names = tuple(entry["name"] for entry in config["input"])
+        self.response_cache = bool(config.get("response_cache", {}).get("enable", False))
         self.setup()
 
     def setup(self) -> None:

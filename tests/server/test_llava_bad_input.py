@@ -15,7 +15,7 @@ from client import InvalidInputError, VLMClient
 from serving.launcher import TritonServer
 from tests.images import encode, scene
 from tests.server.statistics import metric_total
-from tests.server.test_bad_input import assert_clean
+from tests.server.test_bad_input import assert_clean, grpc_inputs
 
 IMAGE_TURN = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]}]
 TEXT_TURN = [{"role": "user", "content": "hello"}]
@@ -159,3 +159,21 @@ def test_a_cancel_request_names_only_a_request_id(server: TritonServer) -> None:
 def test_a_request_without_messages_or_cancel_is_rejected(server: TritonServer) -> None:
     message = stream_error(server, "llava_decoder", {"max_tokens": np.array([3], np.int32)})
     assert_clean(message, "messages", "required")
+
+
+def test_non_finite_image_embeddings_are_rejected_by_name(server: TritonServer) -> None:
+    embeds = np.full((1, 16, 64), np.nan, np.float32)
+    message = stream_error(server, "llava_decoder", {"messages": messages_array(IMAGE_TURN), "image_embeds": embeds})
+    assert_clean(message, "image_embeds", "finite")
+
+
+def test_the_cached_vision_tower_answers_non_finite_pixels_the_same_way_every_time(server: TritonServer) -> None:
+    """Triton 2.51 would cache an error as an empty success, so the cached encoders compute instead of failing
+    (garbage in, garbage out, and the decoder rejects the result by name)."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    pixels = np.full((1, 3, 64, 64), np.inf, np.float32)
+    for _ in range(2):
+        result = client.infer("llava_vision", grpc_inputs("FP32", pixel_values=pixels))
+        features = result.as_numpy("image_features")
+        assert features is not None and features.shape == (1, 16, 32)
+        assert not np.isfinite(features).all()
