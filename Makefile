@@ -5,9 +5,11 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CHECKPOINT := .cache/checkpoints/tiny-clip
+CLIP_CHECKPOINT := .cache/checkpoints/tiny-clip
+LLAVA_CHECKPOINT := .cache/checkpoints/tiny-llava
 REPOSITORY := model_repository
-EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx
+EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx $(REPOSITORY)/llava_vision/1/model.onnx
+EXPORT_SOURCES := $(wildcard export/*.py) serving/manifest.py
 
 .PHONY: demo test serve export lint clean
 .DELETE_ON_ERROR:
@@ -19,11 +21,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[serve,export,dev]'
 	touch $@
 
-$(CHECKPOINT)/config.json: $(STAMP)
-	$(BIN)/vlm-export checkpoint --preset tiny-clip --out $(CHECKPOINT)
+.cache/checkpoints/%/config.json: $(STAMP)
+	$(BIN)/vlm-export checkpoint --preset $* --out $(@D)
 
-$(EXPORTED): $(CHECKPOINT)/config.json $(wildcard export/*.py) serving/manifest.py
-	$(BIN)/vlm-export clip --checkpoint $(CHECKPOINT) --repository $(REPOSITORY)
+$(REPOSITORY)/clip_vision/1/model.onnx: $(CLIP_CHECKPOINT)/config.json $(EXPORT_SOURCES)
+	$(BIN)/vlm-export clip --checkpoint $(CLIP_CHECKPOINT) --repository $(REPOSITORY)
+
+$(REPOSITORY)/llava_vision/1/model.onnx: $(LLAVA_CHECKPOINT)/config.json $(EXPORT_SOURCES)
+	$(BIN)/vlm-export llava --checkpoint $(LLAVA_CHECKPOINT) --repository $(REPOSITORY)
 
 export: $(EXPORTED)
 

@@ -1,5 +1,6 @@
-"""``make demo``: serve the exported CLIP repository, embed an image and texts over gRPC and HTTP, and
-run a zero-shot classification. Starts and stops its own tritonserver on free ports."""
+"""``make demo``: serve the exported repository; with CLIP, embed an image and texts over gRPC and HTTP and
+run a zero-shot classification; with LLaVA, stream a caption and an answer about the same image over
+gRPC and over HTTP (Triton's ``generate_stream``). Starts and stops its own tritonserver on free ports."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from client import VLMClient
+from client import Completion, VLMClient
 from serving.launcher import ServerOptions, TritonServer
 
 LABELS = ("red circle", "blue square", "green triangle", "yellow star")
 TEXTS = ("a photo of a red circle", "a diagram of a blue square")
+PROMPTS = (("caption", "Describe the image in one sentence."), ("question", "What colour is the circle?"))
+MAX_TOKENS = 24
 
 
 def sample_image(path: Path) -> Path:
@@ -46,13 +49,27 @@ def main() -> int:
         print(
             f"tritonserver ready in {time.monotonic() - started:.1f}s (gRPC {server.grpc_url}, HTTP {server.http_url})"
         )
-        rows = []
-        for protocol, url in (("grpc", server.grpc_url), ("http", server.http_url)):
+        endpoints = (("grpc", server.grpc_url), ("http", server.http_url))
+        same_embeddings = clip_demo(endpoints, image_path)
+        print(f"\nLLaVA, streamed (greedy, at most {MAX_TOKENS} tokens; tiny-llava's weights are random, so the words")
+        print("are noise: what the demo shows is the served path, the streaming and gRPC/HTTP agreement)")
+        completions = {}
+        for protocol, url in endpoints:
             with VLMClient(url, protocol=protocol) as client:
-                image_embeds = client.embed_images([image_path])
-                text_embeds = client.embed_texts(list(TEXTS))
-                rows.append((protocol, image_embeds, text_embeds, client.classify(image_path, list(LABELS))))
+                for task, prompt in PROMPTS:
+                    completions[protocol, task] = stream_reply(client, protocol, task, prompt, image_path)
+    same_text = all(completions["grpc", task].token_ids == completions["http", task].token_ids for task, _ in PROMPTS)
+    print(f"gRPC and HTTP generations identical: {same_text}")
+    return 0 if same_embeddings and same_text else 1
 
+
+def clip_demo(endpoints: tuple[tuple[str, str], ...], image_path: Path) -> bool:
+    rows = []
+    for protocol, url in endpoints:
+        with VLMClient(url, protocol=protocol) as client:
+            image_embeds = client.embed_images([image_path])
+            text_embeds = client.embed_texts(list(TEXTS))
+            rows.append((protocol, image_embeds, text_embeds, client.classify(image_path, list(LABELS))))
     print(f"\nsample image: {image_path}")
     print(f"{'protocol':<9}{'image embedding':<18}{'text embeddings':<18}cosine(image, texts)")
     for protocol, image_embeds, text_embeds, _ in rows:
@@ -60,13 +77,28 @@ def main() -> int:
         print(f"{protocol:<9}{image_embeds.shape!s:<18}{text_embeds.shape!s:<18}{cosines}")
     same = np.allclose(rows[0][1], rows[1][1], atol=1e-6) and np.allclose(rows[0][2], rows[1][2], atol=1e-6)
     print(f"gRPC and HTTP embeddings identical: {same}")
-
     print("\nzero-shot classification (template 'a photo of a {}'):")
     print(f"{'label':<18}{'gRPC':>8}{'HTTP':>8}")
     grpc_probs, http_probs = rows[0][3], rows[1][3]
     for label in grpc_probs:
         print(f"{label:<18}{grpc_probs[label]:>8.4f}{http_probs[label]:>8.4f}")
-    return 0 if same else 1
+    return bool(same)
+
+
+def stream_reply(client: VLMClient, protocol: str, task: str, prompt: str, image: Path) -> Completion:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    print(f"[{protocol} {task}] {prompt}\n  -> ", end="", flush=True)
+    started = time.monotonic()
+    for item in client.generate_stream(messages, [image], max_tokens=MAX_TOKENS):
+        if isinstance(item, Completion):
+            elapsed = time.monotonic() - started
+            print(
+                f"\n  ({item.completion_tokens} tokens in {elapsed:.2f}s, finish reason {item.finish_reason}, "
+                f"confidence {item.confidence:.4f})"
+            )
+            return item
+        print(item, end="", flush=True)
+    raise RuntimeError("the stream ended without a final response")
 
 
 if __name__ == "__main__":
