@@ -1,0 +1,1 @@
+"""Load generators and reports; ``decoder_batching`` measures what in-flight batching buys."""
