@@ -25,6 +25,7 @@ MAX_ACTIVE_SEQUENCES = 16  # sequences the decoder runs in one step
 MAX_PREFILL_TOKENS = 8192  # prompt tokens prefilled per step, so running sequences keep streaming
 DEFAULT_MAX_TOKENS = 256  # completion budget when a request names none (cut to what the context allows)
 MAX_STOP_STRINGS = 16
+STREAM_INTERVAL_MS = 20  # a sequence's text is sent at most this often (the first piece at once)
 MAX_MESSAGES_BYTES = 65_536
 CHECKPOINT_PARAMETER = "checkpoint"  # the decoder's config parameter naming the Hugging Face checkpoint
 CHECKPOINT_LINK = "checkpoint"  # default value: a link in the decoder's version folder, made by the export
@@ -129,7 +130,8 @@ LLAVA_DECODER = PythonModelSpec(
         "default_max_tokens": str(DEFAULT_MAX_TOKENS),
         "max_stop_strings": str(MAX_STOP_STRINGS),
         "max_messages_bytes": str(MAX_MESSAGES_BYTES),
-        "torch_threads": "2",
+        "torch_threads": "1",  # on small hosts a second thread spins more than it computes (measured)
+        "stream_interval_ms": str(STREAM_INTERVAL_MS),
     },
 )
 

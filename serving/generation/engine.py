@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,10 @@ class EngineConfig:
     eos_token_ids: tuple[int, ...]
     max_active_sequences: int
     max_prefill_tokens: int
+    # Text reaches the client at most this often per sequence (the first piece at once), and Triton's
+    # cancellation flag is polled as often: each is a round trip through Triton, which costs more than a
+    # decode step of a small model. A cancellation seen is acted on at the next step.
+    stream_interval_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,8 @@ class _Sequence:
     logprobs: list[float] = field(default_factory=list)
     text: str = ""
     streamed: int = 0  # characters of ``text`` already sent
+    last_sent: float = 0.0  # time.monotonic() of the last piece sent
+    last_polled: float = 0.0  # time.monotonic() of the last look at the client's cancellation
 
 
 class Engine:
@@ -197,14 +204,21 @@ class Engine:
                 still_waiting.append(request)
         self.waiting = still_waiting
         keep = []
+        now = time.monotonic()
         for row, sequence in enumerate(self.running):
-            if sequence.request.cancel_requested or sequence.request.sink.is_cancelled():
+            if sequence.request.cancel_requested or self._client_cancelled(sequence, now):
                 self.on_finish("cancelled", len(sequence.token_ids))
                 sequence.request.sink.send_cancelled()
             else:
                 keep.append(row)
         if len(keep) < len(self.running):
             self._keep_rows(keep)
+
+    def _client_cancelled(self, sequence: _Sequence, now: float) -> bool:
+        if now - sequence.last_polled < self.config.stream_interval_s:
+            return False
+        sequence.last_polled = now
+        return sequence.request.sink.is_cancelled()
 
     def _admit(self) -> list[GenerationRequest]:
         """Waiting requests, oldest first, that fit the free slots and this step's prefill budget."""
@@ -317,10 +331,13 @@ class Engine:
     def _stream(self, sequence: _Sequence) -> None:
         if not sequence.request.params.stream:
             return
+        now = time.monotonic()
+        if sequence.streamed and now - sequence.last_sent < self.config.stream_interval_s:
+            return
         ready = len(sequence.text) - holdback(sequence.text, sequence.request.params.stop)
         if ready > sequence.streamed:
             sequence.request.sink.send_text(sequence.text[sequence.streamed : ready])
-            sequence.streamed = ready
+            sequence.streamed, sequence.last_sent = ready, now
 
     def _finish(self, sequence: _Sequence, reason: str) -> None:
         self.on_finish(reason, len(sequence.token_ids))

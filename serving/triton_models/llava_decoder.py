@@ -9,7 +9,11 @@ queued requests together (in-flight batching) and answers through each request's
 from __future__ import annotations
 
 import os
+import queue
+import threading
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +40,52 @@ from serving.generation.prompt import PromptRules, check_images, count_images, p
 from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, require_finite, require_shape
 
+STEP_FLUSH_INTERVAL_S = 0.1
+
+
+class Outbox:
+    """Sends responses from its own thread: each send is a round trip to the Triton process, and the engine
+    computes the next step meanwhile. One FIFO thread keeps every request's responses in order."""
+
+    def __init__(self, log_error: Callable[[str], None]) -> None:
+        self.log_error = log_error
+        self.queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="llava-decoder-outbox", daemon=True)
+        self.thread.start()
+
+    def post(self, send: Callable[[], None]) -> None:
+        self.queue.put(send)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        while (send := self.queue.get()) is not None:
+            try:
+                send()
+            except Exception:  # one client's broken stream must not stop the others' responses
+                self.log_error(traceback.format_exc())
+
 
 class TritonSink:
-    """Delivers one request's results through its Triton response sender."""
+    """Delivers one request's results through its Triton response sender (via the outbox)."""
 
-    def __init__(self, pb: Any, sender: Any) -> None:
+    def __init__(self, pb: Any, sender: Any, outbox: Outbox) -> None:
         self.pb = pb
         self.sender = sender
+        self.outbox = outbox
 
     def is_cancelled(self) -> bool:
         return bool(self.sender.is_cancelled())
 
     def send_text(self, text: str) -> None:
-        self.sender.send(self.pb.InferenceResponse(output_tensors=[self._text(text)]))
+        self.outbox.post(lambda: self.sender.send(self.pb.InferenceResponse(output_tensors=[self._text(text)])))
 
     def send_final(self, result: GenerationResult) -> None:
+        self.outbox.post(lambda: self._send_final(result))
+
+    def _send_final(self, result: GenerationResult) -> None:
         outputs = [
             self._text(result.text),
             self.pb.Tensor("finish_reason", np.array([result.finish_reason.encode()], dtype=object)),
@@ -67,9 +102,8 @@ class TritonSink:
     def send_cancel_count(self, count: int) -> None:
         """The answer to a cancel request: how many requests it stopped."""
         outputs = [self.pb.Tensor("cancelled", np.array([count], dtype=np.int32))]
-        self.sender.send(
-            self.pb.InferenceResponse(output_tensors=outputs), flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-        )
+        response = self.pb.InferenceResponse(output_tensors=outputs)
+        self.outbox.post(lambda: self.sender.send(response, flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
 
     def send_cancelled(self) -> None:
         self._send_error("the request was cancelled", self.pb.TritonError.CANCELLED)
@@ -82,7 +116,7 @@ class TritonSink:
 
     def _send_error(self, message: str, code: int) -> None:
         response = self.pb.InferenceResponse(error=self.pb.TritonError(message, code))
-        self.sender.send(response, flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        self.outbox.post(lambda: self.sender.send(response, flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
 
     def _text(self, text: str) -> Any:
         return self.pb.Tensor("text_output", np.array([text.encode()], dtype=object))
@@ -112,6 +146,9 @@ class DecoderMetrics:
         self.waiting = self.families["waiting"].Metric(labels=self.labels)
         self.tokens = self.families["tokens"].Metric(labels=self.labels)
         self.steps: dict[int, Any] = {}
+        self.pending_steps: dict[int, int] = {}
+        self.last_values: dict[str, int] = {}
+        self.flushed_at = time.monotonic()
         self.finished = {
             reason: self.families["finished"].Metric(labels={**self.labels, "finish_reason": reason})
             for reason in ("stop", "length", "cancelled")
@@ -122,14 +159,26 @@ class DecoderMetrics:
         self.tokens.increment(tokens)
 
     def record(self, stats: StepStats) -> None:
-        self.active.set(stats.active)
-        self.waiting.set(stats.waiting)
-        if stats.batch_size == 0:
-            return
-        if stats.batch_size not in self.steps:
-            labels = {**self.labels, "batch_size": str(stats.batch_size)}
-            self.steps[stats.batch_size] = self.families["steps"].Metric(labels=labels)
-        self.steps[stats.batch_size].increment(1)
+        """Every metric call is a round trip to the Triton process, so gauges are set only when they change
+        and step counts are sent in bulk (every 100 ms, and whenever the decoder falls idle)."""
+        for metric, key, value in ((self.active, "active", stats.active), (self.waiting, "waiting", stats.waiting)):
+            if self.last_values.get(key) != value:
+                metric.set(value)
+                self.last_values[key] = value
+        if stats.batch_size:
+            self.pending_steps[stats.batch_size] = self.pending_steps.get(stats.batch_size, 0) + 1
+        now = time.monotonic()
+        if self.pending_steps and (stats.active == 0 or now - self.flushed_at >= STEP_FLUSH_INTERVAL_S):
+            self.flush_steps()
+            self.flushed_at = now
+
+    def flush_steps(self) -> None:
+        for batch_size, count in self.pending_steps.items():
+            if batch_size not in self.steps:
+                labels = {**self.labels, "batch_size": str(batch_size)}
+                self.steps[batch_size] = self.families["steps"].Metric(labels=labels)
+            self.steps[batch_size].increment(count)
+        self.pending_steps.clear()
 
 
 class LlavaDecoder(PythonModel):
@@ -155,6 +204,7 @@ class LlavaDecoder(PythonModel):
         )
         self.default_max_tokens = self.int_parameter("default_max_tokens")
         self.metrics = DecoderMetrics(self.pb, self.model_name)
+        self.outbox = Outbox(self.log_error)
         self.engine = Engine(
             model,
             self.tokenizer,
@@ -163,15 +213,19 @@ class LlavaDecoder(PythonModel):
                 eos_token_ids=self.checkpoint.eos_token_ids,
                 max_active_sequences=self.int_parameter("max_active_sequences"),
                 max_prefill_tokens=self.int_parameter("max_prefill_tokens"),
+                stream_interval_s=int(self.parameters.get("stream_interval_ms", "0")) / 1000,
             ),
             on_step=self.metrics.record,
             on_finish=self.metrics.record_finish,
-            log_error=lambda message: self.pb.Logger.log_error(f"{self.model_name}: {message}"),
+            log_error=self.log_error,
         ).start()
+
+    def log_error(self, message: str) -> None:
+        self.pb.Logger.log_error(f"{self.model_name}: {message}")
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
-            sink = TritonSink(self.pb, request.get_response_sender())
+            sink = TritonSink(self.pb, request.get_response_sender(), self.outbox)
             try:
                 inputs = self.read_inputs(request)
                 if "cancel" in inputs:
@@ -187,6 +241,7 @@ class LlavaDecoder(PythonModel):
 
     def finalize(self) -> None:
         self.engine.stop()
+        self.outbox.close()
 
     def cancel_request(self, inputs: dict[str, np.ndarray], sink: TritonSink) -> CancelRequest:
         if set(inputs) != {"cancel"}:

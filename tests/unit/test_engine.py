@@ -211,3 +211,21 @@ def test_a_cancel_by_request_id_stops_only_that_request(harness: Harness) -> Non
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert counts == [1, 0]
+
+
+def test_a_stream_interval_coalesces_pieces_but_keeps_the_text(harness: Harness, tiny_llava: Path) -> None:
+    model = load_language_model(tiny_llava, torch.float32, torch.device("cpu"))
+    config = EngineConfig(harness.checkpoint.image_token_id, harness.checkpoint.eos_token_ids, 16, 8192, 3600.0)
+    coalescing = Engine(model, harness.tokenizer, config).start()
+    try:
+        ids = prompt_ids(
+            harness.tokenizer, parse_messages(json.dumps(user("hi")).encode(), harness.rules), harness.rules
+        )
+        sink = Collector()
+        coalescing.submit(GenerationRequest(ids, None, SamplingParams(stream=True), 30, sink))
+        result = sink.wait()
+    finally:
+        coalescing.stop()
+    unstreamed = harness.submit(user("hi"), [], SamplingParams(), 30).wait()
+    assert len(sink.pieces) <= 1  # the first piece at once, the rest with the final response
+    assert "".join(sink.pieces) + result.text == unstreamed.text
