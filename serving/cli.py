@@ -11,6 +11,11 @@ from pathlib import Path
 from serving.launcher import ServerError, ServerOptions, TritonServer
 
 TARGETS = ("embedded", "cpu", "gpu")
+# What a family's clients call; Triton loads each ensemble's steps with it.
+FAMILIES = {
+    "clip": ("clip_image_embed", "clip_text_embed", "clip_rank"),
+    "llava": ("llava", "llava_decoder"),
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +35,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-size", type=int, default=256 * 1024 * 1024, help="response cache bytes; 0 disables")
     parser.add_argument("--exit-timeout", type=int, default=5, help="seconds to drain requests on shutdown")
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for readiness")
+    parser.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        action="append",
+        help="serve only this model family (repeatable); default: every model in the repository",
+    )
     return parser.parse_args(argv)
 
 
@@ -46,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_size_bytes=args.cache_size,
         exit_timeout_s=args.exit_timeout,
         startup_timeout_s=args.startup_timeout,
+        models=tuple(model for family in args.family or () for model in FAMILIES[family]),
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -113,6 +113,7 @@ class ServerOptions:
     cache_size_bytes: int = 256 * 1024 * 1024
     exit_timeout_s: int = 5
     startup_timeout_s: float = 300.0
+    models: tuple[str, ...] = ()  # load only these (Triton loads an ensemble's steps with it); () = all
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -187,6 +188,9 @@ class TritonServer:
             "--exit-on-error=false",  # a model that fails to load is reported by name, below
             "--log-verbose=0",
         ]
+        if opts.models:
+            args.append("--model-control-mode=explicit")
+            args += [f"--load-model={model}" for model in opts.models]
         if opts.cache_size_bytes > 0:
             args.append(f"--cache-config=local,size={opts.cache_size_bytes}")
             if install.caches is not None:
@@ -270,8 +274,14 @@ class TritonServer:
         return json.loads(body)
 
     def _check_models(self) -> None:
-        """Live means the initial load is over; every model must now be READY."""
+        """Live means the initial load is over; every model asked for (all by default) must now be READY."""
         states = self.model_states()
+        if self.options.models:
+            known = {m["name"] for m in states}
+            missing = [name for name in self.options.models if name not in known]
+            if missing:
+                raise ServerError(f"the repository {self.options.repository} has no model named {', '.join(missing)}")
+            states = [m for m in states if m["name"] in self.options.models]
         failed = [m for m in states if m.get("state") != "READY"]
         if failed:
             lines = [f"  {m['name']}: {_first_line(m.get('reason') or m.get('state') or 'not loaded')}" for m in failed]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from serving.launcher import free_port
+from client import VLMClient
+from serving.launcher import ServerError, ServerOptions, TritonServer, free_port
+from tests.conftest import REPO_ROOT
 
 
 def _small_repository(model_repository: Path, target: Path, *, broken: bool) -> Path:
@@ -117,3 +119,54 @@ def test_ctrl_c_during_start_up_stops_at_once(model_repository: Path, tmp_path: 
             process.kill()
     assert process.returncode == 1
     assert "start-up interrupted" in err
+
+
+def test_serving_only_some_models_skips_the_ones_not_exported(model_repository: Path, tmp_path: Path) -> None:
+    """A repository where only CLIP's text path is exported (LLaVA's folders hold configs alone) serves it."""
+    repository = tmp_path / "repo"
+    shutil.copytree(REPO_ROOT / "model_repository", repository)  # configs only: nothing is exported
+    for model in ("clip_tokenize", "clip_text"):
+        shutil.rmtree(repository / model)
+        shutil.copytree(model_repository / model, repository / model)
+    options = ServerOptions(
+        repository=repository,
+        host="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+        log_file=tmp_path / "server.log",
+        exit_timeout_s=2,
+        models=("clip_text_embed",),
+    )
+    with TritonServer(options) as server:
+        states = {m["name"]: m.get("state") for m in server.model_states()}
+        with VLMClient(server.grpc_url) as client:
+            assert client.embed_texts(["only text"]).shape[0] == 1
+    assert states["clip_text_embed"] == states["clip_text"] == "READY"
+    assert states["llava_decoder"] != "READY"
+
+
+def test_a_model_name_the_repository_lacks_is_named(tmp_path: Path) -> None:
+    options = ServerOptions(
+        repository=REPO_ROOT / "model_repository",
+        host="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+        log_file=tmp_path / "server.log",
+        exit_timeout_s=2,
+        models=("no_such_model",),
+    )
+    with pytest.raises(ServerError) as caught, TritonServer(options):
+        pass
+    assert "no_such_model" in str(caught.value)
+
+
+def test_each_family_names_models_the_generated_repository_defines() -> None:
+    from export.repository import ALL_MODELS
+    from serving.cli import FAMILIES, parse_args
+
+    defined = {spec.name for spec in ALL_MODELS}
+    for family, models in FAMILIES.items():
+        assert set(models) <= defined and all(model.startswith(family) for model in models)
+    assert parse_args(["--family", "clip", "--family", "llava"]).family == ["clip", "llava"]
