@@ -3,12 +3,16 @@ while many requests share the decoder's batch; streaming, seeds, cancellation an
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from client import Completion, VLMClient
-from serving.launcher import TritonServer
+from export.llava_export import export_llava
+from serving.launcher import ServerOptions, TritonServer
+from tests.conftest import REPO_ROOT
 from tests.images import encode, scene
 from tests.reference import LlavaReference
 from tests.server.statistics import (
@@ -109,3 +113,25 @@ def test_a_repeated_image_is_not_re_encoded(server: TritonServer) -> None:
         client.generate(user("what colour is it?", 1), [image], max_tokens=2)
     for model, hits in hits_before.items():
         assert cache_hits(server, model) == hits + 1, model
+
+
+def test_the_fused_projector_variant_serves_the_same_tokens(
+    tiny_llava: Path, llava_reference: LlavaReference, tmp_path: Path
+) -> None:
+    repository = tmp_path / "model_repository"
+    shutil.copytree(REPO_ROOT / "model_repository", repository)
+    assert all(report.passed for report in export_llava(tiny_llava, repository, fuse_projector=True))
+    options = ServerOptions(
+        repository=repository,
+        host="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+        log_file=tmp_path / "server.log",
+        exit_timeout_s=2,
+        models=("llava",),
+    )
+    messages, images = user("describe the image.", 2), [scene(seed=40), scene(seed=41)]
+    with TritonServer(options) as server, VLMClient(server.grpc_url) as client:
+        completion = client.generate(messages, [encode(image) for image in images], max_tokens=20)
+    assert completion.token_ids == llava_reference.greedy(messages, images, 20)
