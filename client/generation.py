@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import queue
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -24,7 +25,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from client.errors import InvalidInputError, ServerUnavailableError, VLMError
+from client.errors import InvalidInputError, ServerUnavailableError, VLMError, translate
 from client.images import ImageLike, to_image_bytes
 
 IMAGE_MODEL, TEXT_MODEL = "llava", "llava_decoder"
@@ -60,6 +61,7 @@ class GenerationRequest:
     seed: int | None = None
     repetition_penalty: float | None = None
     stop: Sequence[str] = ()
+    stream: bool = True  # False: the server sends the whole text in its one final response
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unguessable: a cancel names it
 
     @property
@@ -72,7 +74,7 @@ class GenerationRequest:
     def grpc_inputs(self) -> list[grpcclient.InferInput]:
         arrays: dict[str, tuple[str, np.ndarray]] = {
             "messages": ("BYTES", np.array([json.dumps(self.messages).encode()], dtype=object)),
-            "stream": ("BOOL", np.array([True])),
+            "stream": ("BOOL", np.array([self.stream])),
         }
         if self.images:
             arrays["image"] = ("BYTES", np.array([to_image_bytes(i) for i in self.images], dtype=object))
@@ -93,7 +95,7 @@ class GenerationRequest:
         body: dict[str, Any] = {
             "id": self.request_id,
             "messages": json.dumps(self.messages),
-            "stream": True,
+            "stream": self.stream,
             **self.scalars(),
         }
         if self.images:
@@ -139,7 +141,8 @@ def grpc_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
     responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
     finished = False
     try:
-        client.start_stream(callback=lambda result, error: responses.put((result, error)), stream_timeout=timeout)
+        # No stream deadline: a long generation is fine as long as each response comes within ``timeout``.
+        client.start_stream(callback=lambda result, error: responses.put((result, error)))
         client.async_stream_infer(
             request.model, request.grpc_inputs(), request_id=request.request_id, enable_empty_final_response=True
         )
@@ -150,8 +153,9 @@ def grpc_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
             except queue.Empty:
                 raise VLMError(f"no response within {timeout} s") from None
             if error is not None:
-                finished = True
-                raise _stream_error(error.message() if isinstance(error, InferenceServerException) else str(error))
+                failure = _grpc_error(error)
+                finished = isinstance(failure, InvalidInputError)  # otherwise the request may still run
+                raise failure
             response = result.get_response()
             names = [output.name for output in response.outputs]
             outputs = {name: _scalar(result.as_numpy(name)) for name in names}
@@ -203,14 +207,21 @@ def http_stream(url: str, request: GenerationRequest, timeout: float) -> Iterato
             message = json.loads(body).get("error", str(error))
         except ValueError:
             message = str(error)
-        raise (InvalidInputError if error.code == 400 else VLMError)(message) from None
+        kind = {400: InvalidInputError, 502: ServerUnavailableError, 503: ServerUnavailableError}
+        raise kind.get(error.code, VLMError)(message) from None
     except OSError as error:
         raise ServerUnavailableError(f"{url}: {getattr(error, 'reason', error)}") from None
     accumulated = _Accumulator()
     finished = False
     try:
-        yield from _read_events(response, accumulated)
+        for item in _read_events(response, accumulated):
+            finished = isinstance(item, Completion)  # the caller may stop reading right after it
+            yield item
+    except TimeoutError:
+        raise VLMError(f"no response within {timeout} s") from None
+    except InvalidInputError:
         finished = True
+        raise
     finally:
         response.close()
         if not finished:
@@ -233,7 +244,7 @@ def _read_events(response: Any, accumulated: _Accumulator) -> Iterator[str | Com
             continue
         event = json.loads(line[len(b"data: ") :])
         if "error" in event:
-            raise _stream_error(event["error"])
+            raise classify_stream_error(event["error"])
         if event.get("text_output"):
             yield accumulated.piece(event)
         if "finish_reason" in event:
@@ -244,12 +255,22 @@ def _read_events(response: Any, accumulated: _Accumulator) -> Iterator[str | Com
     raise VLMError("the stream ended without a final response")
 
 
-_NOT_THE_CLIENTS_FAULT = ("internal error", "cancelled", "shutting down", "failed to connect", "unavailable")
+# Every rejection of a request names its field first ("max_tokens: ...", "image[1]: ..."), after the
+# ensemble's "in ensemble 'llava', " when it came through one; the server's own failures say "internal error".
+_FIELD_ERROR = re.compile(r"^(in ensemble '[^']+', )?[a-z_]+(\[\d+\])?[\w.\[\]]*: ")
 
 
-def _stream_error(message: str) -> VLMError:
-    """Streamed errors (gRPC stream responses, server-sent events) carry no status code, only the message.
-    The server's own failures say so in their message; every other rejection is about the request."""
-    if any(phrase in message.lower() for phrase in _NOT_THE_CLIENTS_FAULT):
-        return VLMError(message)
-    return InvalidInputError(message)
+def classify_stream_error(message: str) -> VLMError:
+    """Streamed errors (gRPC stream responses, server-sent events) carry no status code, only the message."""
+    if _FIELD_ERROR.match(message) and "internal error" not in message:
+        return InvalidInputError(message)
+    return VLMError(message)
+
+
+def _grpc_error(error: object) -> VLMError:
+    """Transport failures carry a gRPC status; the server's responses only a message."""
+    if isinstance(error, InferenceServerException):
+        if error.status():
+            return translate(error)
+        return classify_stream_error(error.message() or "")
+    return VLMError(str(error))

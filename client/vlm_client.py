@@ -95,7 +95,10 @@ class VLMClient:
         return stream(self.url, request, self.timeout)
 
     def generate(self, messages: list[dict[str, Any]], images: Sequence[ImageLike] = (), **params: Any) -> Completion:
-        for item in self.generate_stream(messages, images, **params):
+        """The whole reply in one response (the server does not stream it)."""
+        request = GenerationRequest(messages, images, stream=False, **params)
+        stream = grpc_stream if self.protocol == "grpc" else http_stream
+        for item in stream(self.url, request, self.timeout):
             if isinstance(item, Completion):
                 return item
         raise VLMError("the stream ended without a final response")

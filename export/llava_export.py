@@ -27,7 +27,7 @@ from export.llava_spec import CHECKPOINT_LINK, LLAVA_DECODER, LLAVA_PROJECTOR, L
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 from export.repository import VERSION, write_repository
-from serving.generation.checkpoint import image_tokens_per_image
+from serving.generation.checkpoint import image_tokens_per_image, require_all_weights
 from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
 
 VISION_KEYS = {r"^vision_tower\.": "", r"^model\.vision_tower\.": ""}
@@ -83,9 +83,10 @@ def load_vision_tower(folder: Path, config: Any) -> CLIPVisionModel:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the language model's weights are skipped on purpose: no load report
-    model = CLIPVisionModel.from_pretrained(
-        folder, config=config.vision_config, key_mapping=VISION_KEYS, dtype=torch.float32
+    model, loading = CLIPVisionModel.from_pretrained(
+        folder, config=config.vision_config, key_mapping=VISION_KEYS, dtype=torch.float32, output_loading_info=True
     )
+    require_all_weights(loading, "vision tower")
     return model.eval()
 
 

@@ -72,10 +72,18 @@ def load_language_model(folder: Path, dtype: torch.dtype, device: torch.device) 
     text_config = AutoConfig.from_pretrained(folder).text_config
     hf_logging.set_verbosity_error()  # the vision weights are skipped on purpose: no load report
     hf_logging.disable_progress_bar()
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, config=text_config, key_mapping=LANGUAGE_MODEL_KEYS, dtype=dtype
+    model, loading = AutoModelForCausalLM.from_pretrained(
+        folder, config=text_config, key_mapping=LANGUAGE_MODEL_KEYS, dtype=dtype, output_loading_info=True
     )
+    require_all_weights(loading, "language model")
     return model.to(device).eval()
+
+
+def require_all_weights(loading: dict[str, Any], part: str) -> None:
+    """Missing weights would be left at random values silently; a layout the key mapping misses must fail."""
+    missing = sorted(loading.get("missing_keys", ()))
+    if missing:
+        raise ValueError(f"the checkpoint's {part} weights were not found (first missing: {missing[0]})")
 
 
 def load_tokenizer(folder: Path) -> Any:

@@ -34,3 +34,10 @@ class IncrementalDetokenizer:
             return ""
         self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
         return after[len(before) :]
+
+    def flush(self) -> str:
+        """Text still held back at the end (an unfinished character decodes to the replacement character)."""
+        before = self._decode(self.ids[self.prefix_offset : self.read_offset])
+        after = self._decode(self.ids[self.prefix_offset :])
+        self.prefix_offset = self.read_offset = len(self.ids)
+        return after[len(before) :] if len(after) > len(before) else ""

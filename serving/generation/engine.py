@@ -20,12 +20,15 @@ from typing import Any, Protocol
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from serving.generation.detokenizer import IncrementalDetokenizer
 from serving.generation.kv_batch import KVBatch
 from serving.generation.params import SamplingParams
 from serving.generation.sampler import make_generator, select_tokens
 from serving.generation.stop import find_stop, holdback
+
+CANCELLED_ID_MEMORY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class GenerationRequest:
     sink: ResultSink
     request_id: str = ""  # the client's id, by which a later cancel request names it
     cancel_requested: bool = False  # set by the engine thread only
+    last_polled: float = 0.0  # time.monotonic() of the last look at the client's cancellation
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,8 @@ class _Sequence:
     text: str = ""
     streamed: int = 0  # characters of ``text`` already sent
     last_sent: float = 0.0  # time.monotonic() of the last piece sent
-    last_polled: float = 0.0  # time.monotonic() of the last look at the client's cancellation
+    done: bool = False  # its last response is sent
+    cut_at_stop: bool = False  # the text ends where a stop string began
 
 
 class Engine:
@@ -119,6 +124,9 @@ class Engine:
         on_finish: Callable[[str, int], None] | None = None,
         log_error: Callable[[str], None] | None = None,
     ) -> None:
+        layers = {type(layer) for layer in DynamicCache(config=model.config).layers}
+        if layers != {DynamicLayer}:  # a sliding-window layer drops old columns that KVBatch keeps aligned
+            raise ValueError("the decoder batches only full-attention caches (no sliding-window layers)")
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
@@ -135,6 +143,7 @@ class Engine:
         self.batch = KVBatch()
         self.thread = threading.Thread(target=self._loop, name="llava-decoder-engine", daemon=True)
         self.stopping = False
+        self.cancelled_ids: dict[str, float] = {}  # id -> expiry: a cancel may overtake its request
 
     def start(self) -> Engine:
         self.thread.start()
@@ -150,14 +159,19 @@ class Engine:
 
     # -- the loop ---------------------------------------------------------------------------------
 
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive() and not self.stopping
+
     def _loop(self) -> None:
         while not self.stopping:
-            self._collect(block=not self.running and not self.waiting)
             try:
+                self._collect(block=not self.running and not self.waiting)
                 self._step()
             except Exception:
                 self.log_error(traceback.format_exc())
                 self._fail_all("internal error")
+        self._collect(block=False)  # what arrived during the last step is told too
         self._fail_all("the server is shutting down")
 
     def _collect(self, block: bool) -> None:
@@ -165,6 +179,7 @@ class Engine:
             item = self.incoming.get(block=block)
             while True:
                 if isinstance(item, GenerationRequest):
+                    item.cancel_requested = item.request_id in self.cancelled_ids
                     self.waiting.append(item)
                 elif isinstance(item, CancelRequest):
                     self._mark_cancelled(item)
@@ -173,11 +188,15 @@ class Engine:
             return
 
     def _mark_cancelled(self, cancel: CancelRequest) -> None:
-        """Cancelled requests leave at the start of the next step, as client-cancelled ones do."""
+        """Cancelled requests leave at the start of the next step, as client-cancelled ones do. The id is
+        remembered for a while: through an ensemble, a cancel can arrive before the request it names."""
+        now = time.monotonic()
+        self.cancelled_ids = {i: expiry for i, expiry in self.cancelled_ids.items() if expiry > now}
+        self.cancelled_ids[cancel.request_id] = now + CANCELLED_ID_MEMORY_S
         matches = [
             request
             for request in (*self.waiting, *(s.request for s in self.running))
-            if cancel.request_id and request.request_id == cancel.request_id and not request.cancel_requested
+            if request.request_id == cancel.request_id and not request.cancel_requested
         ]
         for request in matches:
             request.cancel_requested = True
@@ -188,7 +207,13 @@ class Engine:
         self._drop_cancelled()
         admitted = self._admit()
         if admitted:
-            self._prefill(admitted)
+            try:
+                self._prefill(admitted)
+            except Exception:  # only the new requests fail; the running batch is untouched
+                self.log_error(traceback.format_exc())
+                for request in admitted:
+                    self.on_finish("error", 0)
+                    request.sink.send_error("internal error")
         batch_size = len(self.running)
         if self.running:
             self._advance(self.running, self._decode())
@@ -196,17 +221,17 @@ class Engine:
 
     def _drop_cancelled(self) -> None:
         still_waiting = []
+        now = time.monotonic()
         for request in self.waiting:
-            if request.cancel_requested or request.sink.is_cancelled():
+            if request.cancel_requested or self._client_cancelled(request, now):
                 self.on_finish("cancelled", 0)
                 request.sink.send_cancelled()
             else:
                 still_waiting.append(request)
         self.waiting = still_waiting
         keep = []
-        now = time.monotonic()
         for row, sequence in enumerate(self.running):
-            if sequence.request.cancel_requested or self._client_cancelled(sequence, now):
+            if sequence.request.cancel_requested or self._client_cancelled(sequence.request, now):
                 self.on_finish("cancelled", len(sequence.token_ids))
                 sequence.request.sink.send_cancelled()
             else:
@@ -214,11 +239,11 @@ class Engine:
         if len(keep) < len(self.running):
             self._keep_rows(keep)
 
-    def _client_cancelled(self, sequence: _Sequence, now: float) -> bool:
-        if now - sequence.last_polled < self.config.stream_interval_s:
+    def _client_cancelled(self, request: GenerationRequest, now: float) -> bool:
+        if now - request.last_polled < self.config.stream_interval_s:
             return False
-        sequence.last_polled = now
-        return sequence.request.sink.is_cancelled()
+        request.last_polled = now
+        return request.sink.is_cancelled()
 
     def _admit(self) -> list[GenerationRequest]:
         """Waiting requests, oldest first, that fit the free slots and this step's prefill budget."""
@@ -262,9 +287,10 @@ class Engine:
             logits_to_keep=1,
         )
         sequences = [self._new_sequence(request) for request in requests]
+        chosen = self._select(sequences, output.logits[:, -1, :])  # may fail: nothing is merged yet
         self.batch.merge(output.cache, mask)
         self.running.extend(sequences)
-        self._advance(sequences, output.logits[:, -1, :])
+        self._record(sequences, *chosen)
 
     def _decode(self) -> torch.Tensor:
         last = torch.tensor([[s.token_ids[-1]] for s in self.running], device=self.device)
@@ -290,13 +316,18 @@ class Engine:
         )
 
     def _advance(self, sequences: list[_Sequence], logits: torch.Tensor) -> None:
-        """Choose each sequence's next token, stream what can be streamed, and retire finished ones."""
-        tokens, logprobs = select_tokens(
+        self._record(sequences, *self._select(sequences, logits))
+
+    def _select(self, sequences: list[_Sequence], logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return select_tokens(
             logits.float(),
             [s.request.params for s in sequences],
             [s.history for s in sequences],
             [s.generator for s in sequences],
         )
+
+    def _record(self, sequences: list[_Sequence], tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+        """Append each sequence's chosen token, stream what can be streamed, and retire finished ones."""
         finished: set[int] = set()
         for sequence, token, logprob in zip(sequences, tokens.tolist(), logprobs.tolist(), strict=True):
             reason = self._append(sequence, token, logprob)
@@ -323,6 +354,7 @@ class Engine:
             cut = find_stop(sequence.text, stops, start) if stops else None
             if cut is not None:
                 sequence.text = sequence.text[:cut]
+                sequence.cut_at_stop = True
                 return "stop"
         if len(sequence.token_ids) >= sequence.request.max_tokens:
             return "length"
@@ -340,6 +372,9 @@ class Engine:
             sequence.streamed, sequence.last_sent = ready, now
 
     def _finish(self, sequence: _Sequence, reason: str) -> None:
+        if not sequence.cut_at_stop:
+            sequence.text += sequence.detokenizer.flush()  # bytes of a character the completion left unfinished
+        sequence.done = True
         self.on_finish(reason, len(sequence.token_ids))
         sequence.request.sink.send_final(
             GenerationResult(
@@ -356,10 +391,12 @@ class Engine:
         self.batch.keep(rows)
 
     def _fail_all(self, message: str) -> None:
-        for request in [*self.waiting, *(s.request for s in self.running)]:
+        unfinished = [s.request for s in self.running if not s.done]
+        for request in [*self.waiting, *unfinished]:
             try:
                 request.sink.send_error(message)
             except Exception:  # a sink whose client is gone must not stop the others being told
                 self.log_error(traceback.format_exc())
+            self.on_finish("error", 0)
         self.waiting, self.running = [], []
         self.batch = KVBatch()

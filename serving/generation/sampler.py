@@ -69,7 +69,11 @@ def _select_one(
     processed = process_logits(scores, params, previous_ids)
     if params.greedy:
         return processed.argmax()
-    return torch.multinomial(processed.softmax(dim=-1), 1, generator=generator)[0]
+    probs = processed.softmax(dim=-1)
+    if not bool(torch.isfinite(probs).all()):
+        # A vanishing temperature can send every score to -inf; its limit is the most likely token.
+        return scores.argmax()
+    return torch.multinomial(probs, 1, generator=generator)[0]
 
 
 def _penalize_repetition(scores: torch.Tensor, previous_ids: torch.Tensor, penalty: float) -> torch.Tensor:

@@ -151,7 +151,7 @@ class DecoderMetrics:
         self.flushed_at = time.monotonic()
         self.finished = {
             reason: self.families["finished"].Metric(labels={**self.labels, "finish_reason": reason})
-            for reason in ("stop", "length", "cancelled")
+            for reason in ("stop", "length", "cancelled", "error")
         }
 
     def record_finish(self, reason: str, tokens: int) -> None:
@@ -227,6 +227,9 @@ class LlavaDecoder(PythonModel):
         for request in requests:
             sink = TritonSink(self.pb, request.get_response_sender(), self.outbox)
             try:
+                if not self.engine.alive:
+                    sink.send_error("the decoder is not running")
+                    continue
                 inputs = self.read_inputs(request)
                 if "cancel" in inputs:
                     self.engine.submit(self.cancel_request(inputs, sink))
@@ -257,9 +260,18 @@ class LlavaDecoder(PythonModel):
             raise InvalidInputError("messages: required (the conversation to answer)")
         params = parse_sampling_params(inputs, self.limits)
         messages = parse_messages(_single_bytes("messages", inputs["messages"]), self.rules)
-        embeds = self.image_embeds(inputs.get("image_embeds"))
-        check_images(count_images(messages), 0 if embeds is None else embeds.shape[0], self.rules.max_images)
+        raw_embeds = inputs.get("image_embeds")
+        images = 0 if raw_embeds is None else raw_embeds.shape[0]
+        check_images(count_images(messages), images, self.rules.max_images)
+        embeds = self.image_embeds(raw_embeds)
         ids = prompt_ids(self.tokenizer, messages, self.rules)
+        image_tokens = sum(1 for token in ids if token == self.checkpoint.image_token_id)
+        if image_tokens != images * self.checkpoint.image_tokens_per_image:
+            # e.g. a chat template that renders placeholders differently from the processor's rule
+            raise InvalidInputError(
+                f"messages: the rendered prompt holds {image_tokens} image tokens, "
+                f"{images} images need {images * self.checkpoint.image_tokens_per_image}"
+            )
         return GenerationRequest(
             prompt_ids=ids,
             image_embeds=None if embeds is None else torch.from_numpy(embeds.reshape(-1, embeds.shape[-1])),

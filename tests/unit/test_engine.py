@@ -174,9 +174,10 @@ def test_a_stop_string_ends_the_completion_just_before_it(harness: Harness) -> N
     assert stop not in "".join(stopped.pieces)
 
 
-def test_max_tokens_ends_the_completion_with_reason_length(harness: Harness) -> None:
+def test_max_tokens_ends_the_completion_with_reason_length(harness: Harness, reference: LlavaReference) -> None:
+    assert len(reference.greedy(user("hi"), [], 3)) == 3, "pick a prompt that does not end early"
     result = harness.submit(user("hi"), [], SamplingParams(), 3).wait()
-    assert (result.completion_tokens, result.finish_reason) == (3, "length") or result.finish_reason == "stop"
+    assert (result.completion_tokens, result.finish_reason) == (3, "length")
 
 
 def test_a_cancelled_request_leaves_the_batch_and_the_next_one_is_served(
@@ -229,3 +230,38 @@ def test_a_stream_interval_coalesces_pieces_but_keeps_the_text(harness: Harness,
     unstreamed = harness.submit(user("hi"), [], SamplingParams(), 30).wait()
     assert len(sink.pieces) <= 1  # the first piece at once, the rest with the final response
     assert "".join(sink.pieces) + result.text == unstreamed.text
+
+
+def test_a_cancel_that_overtakes_its_request_still_stops_it(harness: Harness) -> None:
+    counts: list[int] = []
+    harness.engine.submit(CancelRequest("early", counts.append))
+    late = harness.submit(user("hi"), [], SamplingParams(), 50, request_id="early")
+    assert late.done.wait(WAIT_S) and late.outcome == "cancelled"
+    assert counts == [0]
+
+
+def test_a_request_whose_prefill_fails_fails_alone(harness: Harness, reference: LlavaReference) -> None:
+    running = harness.submit(user("describe", 1), [scene(seed=12)], SamplingParams(stream=True), 200)
+    assert running.first_text.wait(WAIT_S)
+    parsed = parse_messages(json.dumps(user("what?", 1)).encode(), harness.rules)
+    ids = prompt_ids(harness.tokenizer, parsed, harness.rules)
+    broken = Collector()  # one image row short of its 16 image tokens: the splice cannot succeed
+    short = reference.image_embeds([scene(seed=13)]).flatten(0, 1)[:-1]
+    harness.engine.submit(GenerationRequest(ids, short, SamplingParams(), 5, broken))
+    assert broken.done.wait(WAIT_S) and broken.outcome == "error: internal error"
+    assert running.wait().completion_tokens >= 1
+
+
+def test_stopping_the_engine_answers_every_request_it_holds(harness: Harness, tiny_llava: Path) -> None:
+    model = load_language_model(tiny_llava, torch.float32, torch.device("cpu"))
+    config = EngineConfig(harness.checkpoint.image_token_id, harness.checkpoint.eos_token_ids, 1, 8192)
+    engine = Engine(model, harness.tokenizer, config).start()
+    ids = prompt_ids(harness.tokenizer, parse_messages(json.dumps(user("hi")).encode(), harness.rules), harness.rules)
+    sinks = [Collector() for _ in range(3)]
+    for sink in sinks:
+        engine.submit(GenerationRequest(ids, None, SamplingParams(), 400, sink))
+    engine.stop()
+    for sink in sinks:
+        assert sink.done.wait(WAIT_S)
+        assert sink.outcome in ("final", "error: the server is shutting down")
+    assert not engine.alive

@@ -286,3 +286,10 @@ def test_select_tokens_runs_on_cuda_with_cuda_generators() -> None:
     tokens, logprobs = select_tokens(logits, params, previous_ids, generators)
     assert tokens.device == logits.device and logprobs.device == logits.device
     assert tokens[0] == logits[0].argmax()
+
+
+def test_a_vanishing_temperature_on_all_negative_logits_picks_the_most_likely_token() -> None:
+    logits = -torch.rand(1, 50) - 1.0
+    params = SamplingParams(temperature=1e-40, top_p=0.9, seed=1)
+    tokens, _ = select_tokens(logits, [params], [torch.tensor([0])], [make_generator(1)])
+    assert int(tokens[0]) == int(logits[0].argmax())

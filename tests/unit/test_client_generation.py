@@ -1,0 +1,58 @@
+"""The client's generation requests and how it reads streamed errors, without a server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from client.errors import InvalidInputError, VLMError
+from client.generation import GenerationRequest, classify_stream_error
+
+QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]}]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "max_tokens: must lie in [1, 512], got 0",
+        "messages[0].content[1].text: contains the reserved image token <image>",
+        "in ensemble 'llava', image[1]: not a decodable image (supported formats: JPEG)",
+        "stop: at most 16 stop strings, got 1000",
+    ],
+)
+def test_a_streamed_rejection_that_names_a_field_is_invalid_input(message: str) -> None:
+    assert type(classify_stream_error(message)) is InvalidInputError
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "in ensemble 'llava', llava_decoder: internal error",
+        "the request was cancelled",
+        "Deadline Exceeded",
+        "Request for unknown model: 'llava' is not found",
+    ],
+)
+def test_a_streamed_server_failure_is_not_blamed_on_the_request(message: str) -> None:
+    error = classify_stream_error(message)
+    assert isinstance(error, VLMError) and not isinstance(error, InvalidInputError)
+
+
+def test_requests_with_images_go_to_the_ensemble_and_text_only_ones_to_the_decoder() -> None:
+    assert GenerationRequest(QUESTION, [b"png"]).model == "llava"
+    assert GenerationRequest([{"role": "user", "content": "hi"}]).model == "llava_decoder"
+
+
+def test_the_http_body_carries_the_id_parameters_and_images_as_data_urls() -> None:
+    request = GenerationRequest(QUESTION, [b"\x89PNG"], max_tokens=5, stop=["."], stream=False)
+    body = json.loads(request.http_body())
+    assert body["id"] == request.request_id and len(request.request_id) == 32
+    assert body["max_tokens"] == 5 and body["stop"] == ["."] and body["stream"] is False
+    assert body["image"] == ["data:application/octet-stream;base64,iVBORw=="]
+    assert json.loads(body["messages"]) == QUESTION
+    assert "temperature" not in body
+
+
+def test_every_request_gets_its_own_id() -> None:
+    assert GenerationRequest(QUESTION).request_id != GenerationRequest(QUESTION).request_id
