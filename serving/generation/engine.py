@@ -152,10 +152,11 @@ class Engine:
     def submit(self, request: GenerationRequest | CancelRequest) -> None:
         self.incoming.put(request)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Bounded: a step stuck on a server that is already gone must not keep the process alive."""
         self.stopping = True
         self.incoming.put(None)
-        self.thread.join()
+        self.thread.join(timeout_s)
 
     # -- the loop ---------------------------------------------------------------------------------
 

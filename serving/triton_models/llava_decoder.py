@@ -56,9 +56,9 @@ class Outbox:
     def post(self, send: Callable[[], None]) -> None:
         self.queue.put(send)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
         self.queue.put(None)
-        self.thread.join()
+        self.thread.join(timeout_s)  # bounded: sends to a server that is gone may never return
 
     def _run(self) -> None:
         while (send := self.queue.get()) is not None:
