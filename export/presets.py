@@ -1,7 +1,8 @@
 """Checkpoints made locally and deterministically from a seed, in the standard Hugging Face layout.
 
 ``tiny-*`` presets are for tests; the others have real architectures' shapes with random weights, for
-export checks, capacity planning and benchmarks (weights do not change speed).
+export checks, capacity planning and benchmarks (weights do not change speed). ``shapes-clip`` is trained
+(a few minutes on CPU) on a synthetic world of coloured shapes, so that its answers mean something.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from export.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
 from export.llava_preset import LLAVA_PRESETS, LlavaPreset
 from export.tokenizer_training import train_clip_tokenizer
 
@@ -91,7 +93,7 @@ class ClipPreset:
         return out
 
 
-PRESETS: dict[str, ClipPreset | LlavaPreset] = {
+PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset] = {
     preset.name: preset
     for preset in (
         ClipPreset(
@@ -125,6 +127,7 @@ PRESETS: dict[str, ClipPreset | LlavaPreset] = {
             tokenizer_vocab_size=2048,
         ),
         *LLAVA_PRESETS,
+        SHAPES_CLIP_PRESET,
     )
 }
 

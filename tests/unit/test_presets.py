@@ -54,13 +54,14 @@ def test_real_size_presets_have_the_published_shapes(
     assert preset.vocab_size == CLIPConfig().text_config.vocab_size == 49408
 
 
-def test_the_registry_holds_the_clip_and_llava_presets_by_name() -> None:
+def test_the_registry_holds_the_clip_llava_and_trained_presets_by_name() -> None:
     assert list(PRESETS) == [
         "tiny-clip",
         "clip-vit-base-patch32",
         "clip-vit-large-patch14-336",
         "tiny-llava",
         "llava-1.5-7b",
+        "shapes-clip",
     ]
     assert all(preset.name == name for name, preset in PRESETS.items())
 
