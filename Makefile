@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CLIP_CHECKPOINT := .cache/checkpoints/tiny-clip
+CLIP_CHECKPOINT := .cache/checkpoints/shapes-clip
 LLAVA_CHECKPOINT := .cache/checkpoints/tiny-llava
 REPOSITORY := model_repository
 EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx $(REPOSITORY)/llava_vision/1/model.onnx
@@ -33,7 +33,7 @@ $(REPOSITORY)/llava_vision/1/model.onnx: $(LLAVA_CHECKPOINT)/config.json $(EXPOR
 export: $(EXPORTED)
 
 demo: $(EXPORTED)
-	$(BIN)/python scripts/demo.py --repository $(REPOSITORY)
+	$(BIN)/python scripts/demo.py --repository $(REPOSITORY) --clip-checkpoint $(CLIP_CHECKPOINT)
 
 serve: $(EXPORTED)
 	$(BIN)/vlm-serve --repository $(REPOSITORY)
