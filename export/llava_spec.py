@@ -72,41 +72,26 @@ LLAVA_PREPROCESS = PythonModelSpec(
     },
 )
 
+
 # The response cache keys on the whole request (all its images), so a repeated image set is not re-encoded.
 # Triton 2.51 caches a python model's error response as an empty success, so a cached encoder answers
 # non-finite values with non-finite features instead of an error (the decoder rejects those by name).
-LLAVA_VISION = OnnxComponentSpec(
-    name="llava_vision",
-    inputs=(_PIXELS,),
-    outputs=(_FEATURES,),
-    max_batch_size=ENCODER_MAX_BATCH,
-    response_cache=True,
-    tolerance=_ENCODER_TOLERANCE,
-    resources=Resources(instance_count=1, intra_op_threads=2),
-    parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
-)
+def _encoder(name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> OnnxComponentSpec:
+    return OnnxComponentSpec(
+        name=name,
+        inputs=inputs,
+        outputs=outputs,
+        max_batch_size=ENCODER_MAX_BATCH,
+        response_cache=True,
+        tolerance=_ENCODER_TOLERANCE,
+        resources=Resources(instance_count=1, intra_op_threads=2),
+        parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
+    )
 
-LLAVA_PROJECTOR = OnnxComponentSpec(
-    name="llava_projector",
-    inputs=(_FEATURES,),
-    outputs=(_EMBEDS,),
-    max_batch_size=ENCODER_MAX_BATCH,
-    response_cache=True,
-    tolerance=_ENCODER_TOLERANCE,
-    resources=Resources(instance_count=1, intra_op_threads=2),
-    parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
-)
 
-LLAVA_VISION_FUSED = OnnxComponentSpec(
-    name="llava_vision",
-    inputs=(_PIXELS,),
-    outputs=(_EMBEDS,),
-    max_batch_size=ENCODER_MAX_BATCH,
-    response_cache=True,
-    tolerance=_ENCODER_TOLERANCE,
-    resources=Resources(instance_count=1, intra_op_threads=2),
-    parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
-)
+LLAVA_VISION = _encoder("llava_vision", (_PIXELS,), (_FEATURES,))
+LLAVA_PROJECTOR = _encoder("llava_projector", (_FEATURES,), (_EMBEDS,))
+LLAVA_VISION_FUSED = _encoder("llava_vision", (_PIXELS,), (_EMBEDS,))
 
 # Triton 2.51 does not pass a cancelled ensemble request's cancellation on to the decoder it is running in,
 # so clients stop a stream by id: a request with only ``cancel`` (the id of the request to stop) answers
