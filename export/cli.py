@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from export.parity import ParityReport
 
 DEFAULT_REPOSITORY = Path("model_repository")
 
@@ -20,19 +24,28 @@ def _checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_checkpoint(folder: Path) -> bool:
+    if (folder / "config.json").is_file():
+        return True
+    print(f"vlm-export: {folder} is not a Hugging Face checkpoint folder (no config.json)", file=sys.stderr)
+    return False
+
+
+def _reported(reports: list[ParityReport], repository: Path) -> bool:
+    for report in reports:
+        print(report.summary())
+    if all(report.passed for report in reports):
+        return True
+    print(f"vlm-export: parity check failed; {repository} was left unchanged", file=sys.stderr)
+    return False
+
+
 def _clip(args: argparse.Namespace) -> int:
     from export.clip_export import export_clip
 
-    if not (args.checkpoint / "config.json").is_file():
-        print(
-            f"vlm-export: {args.checkpoint} is not a Hugging Face checkpoint folder (no config.json)", file=sys.stderr
-        )
+    if not _is_checkpoint(args.checkpoint):
         return 2
-    reports = export_clip(args.checkpoint, args.repository, opset=args.opset)
-    for report in reports:
-        print(report.summary())
-    if not all(report.passed for report in reports):
-        print(f"vlm-export: parity check failed; {args.repository} was left unchanged", file=sys.stderr)
+    if not _reported(export_clip(args.checkpoint, args.repository, opset=args.opset), args.repository):
         return 1
     print(f"exported CLIP into {args.repository}")
     return 0
@@ -41,16 +54,10 @@ def _clip(args: argparse.Namespace) -> int:
 def _llava(args: argparse.Namespace) -> int:
     from export.llava_export import export_llava
 
-    if not (args.checkpoint / "config.json").is_file():
-        print(
-            f"vlm-export: {args.checkpoint} is not a Hugging Face checkpoint folder (no config.json)", file=sys.stderr
-        )
+    if not _is_checkpoint(args.checkpoint):
         return 2
     reports = export_llava(args.checkpoint, args.repository, fuse_projector=args.fuse_projector, opset=args.opset)
-    for report in reports:
-        print(report.summary())
-    if not all(report.passed for report in reports):
-        print(f"vlm-export: parity check failed; {args.repository} was left unchanged", file=sys.stderr)
+    if not _reported(reports, args.repository):
         return 1
     print(f"exported LLaVA into {args.repository} (llava_decoder loads the checkpoint from {args.checkpoint})")
     return 0
@@ -59,10 +66,7 @@ def _llava(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from export.shapes_eval import evaluate_clip, evaluate_served_clip
 
-    if not (args.checkpoint / "config.json").is_file():
-        print(
-            f"vlm-export: {args.checkpoint} is not a Hugging Face checkpoint folder (no config.json)", file=sys.stderr
-        )
+    if not _is_checkpoint(args.checkpoint):
         return 2
     rows = [("in-process", evaluate_clip(args.checkpoint, args.count))]
     for protocol in args.protocol or ():
