@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from client import Completion, VLMClient
-from serving.launcher import ServerOptions, TritonServer
+from serving.launcher import TritonServer, loopback_options
 
 QUESTIONS = ("Describe the image.", "What colour is the shape?", "How many shapes are there?", "What is on the left?")
 
@@ -122,14 +122,7 @@ def main() -> int:
     if args.url:
         report(measure(args.url, args.concurrency, args.requests, args.max_tokens), args.out)
         return 0
-    options = ServerOptions(
-        repository=args.repository,
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        log_file=args.out / "tritonserver.log",
-    )
+    options = loopback_options(args.repository, args.out / "tritonserver.log")
     args.out.mkdir(parents=True, exist_ok=True)
     with TritonServer(options) as server:
         report(measure(server.grpc_url, args.concurrency, args.requests, args.max_tokens), args.out)

@@ -17,7 +17,7 @@ import numpy as np
 from client import Completion, VLMClient
 from export.shapes_eval import evaluate_served_clip, held_out_single_shapes
 from export.shapes_world import COLOUR_PROMPT, COLOURS, KINDS, SHAPE_PROMPT, Sample
-from serving.launcher import ServerOptions, TritonServer
+from serving.launcher import TritonServer, loopback_options
 
 PROMPTS = (("caption", "Describe the image in one sentence."), ("question", "What colour is the shape?"))
 MAX_TOKENS = 24
@@ -42,14 +42,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sample, image_path = sample_image(args.clip_checkpoint, args.out / "sample.png")
-    options = ServerOptions(
-        repository=args.repository,
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        log_file=args.out / "tritonserver.log",
-    )
+    options = loopback_options(args.repository, args.out / "tritonserver.log")
     started = time.monotonic()
     with TritonServer(options) as server:
         print(

@@ -117,6 +117,22 @@ class ServerOptions:
     extra_args: list[str] = field(default_factory=list)
 
 
+def loopback_options(
+    repository: Path, log_file: Path, *, exit_timeout_s: int = 5, models: tuple[str, ...] = ()
+) -> ServerOptions:
+    """Loopback only, every port picked free: what tests, the demo and benchmarks start."""
+    return ServerOptions(
+        repository=repository,
+        host="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        metrics_port=0,
+        log_file=log_file,
+        exit_timeout_s=exit_timeout_s,
+        models=models,
+    )
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 

@@ -7,21 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from serving.launcher import ServerOptions, TritonServer
+from serving.launcher import TritonServer, loopback_options
 from tests.reference import ClipReference, LlavaReference
 
 
 @pytest.fixture(scope="session")
 def server(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    options = ServerOptions(
-        repository=model_repository,
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        log_file=tmp_path_factory.mktemp("logs") / "tritonserver.log",
-        exit_timeout_s=2,
-    )
+    options = loopback_options(model_repository, tmp_path_factory.mktemp("logs") / "tritonserver.log", exit_timeout_s=2)
     with TritonServer(options) as running:
         yield running
 

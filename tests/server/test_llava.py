@@ -11,7 +11,7 @@ import pytest
 
 from client import Completion, VLMClient
 from export.llava_export import export_llava
-from serving.launcher import ServerOptions, TritonServer
+from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT
 from tests.images import encode, scene
 from tests.reference import LlavaReference
@@ -123,16 +123,7 @@ def test_the_fused_projector_variant_serves_the_same_tokens(
     repository = tmp_path / "model_repository"
     shutil.copytree(REPO_ROOT / "model_repository", repository)
     assert all(report.passed for report in export_llava(tiny_llava, repository, fuse_projector=True))
-    options = ServerOptions(
-        repository=repository,
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        log_file=tmp_path / "server.log",
-        exit_timeout_s=2,
-        models=("llava",),
-    )
+    options = loopback_options(repository, tmp_path / "server.log", exit_timeout_s=2, models=("llava",))
     messages, images = user("describe the image.", 2), [scene(seed=40), scene(seed=41)]
     with TritonServer(options) as server, VLMClient(server.grpc_url) as client:
         completion = client.generate(messages, [encode(image) for image in images], max_tokens=20)

@@ -13,7 +13,7 @@ from export.cli import main as vlm_export
 from export.clip_export import export_clip
 from export.clip_training import short_schedule, train_clip
 from export.shapes_eval import evaluate_clip, evaluate_served_clip
-from serving.launcher import ServerOptions, TritonServer
+from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT
 
 HELD_OUT = 48
@@ -29,16 +29,7 @@ def shapes_server(shapes_checkpoint: Path, tmp_path_factory: pytest.TempPathFact
     repository = tmp_path_factory.mktemp("shapes-repo") / "model_repository"
     shutil.copytree(REPO_ROOT / "model_repository", repository)
     assert all(report.passed for report in export_clip(shapes_checkpoint, repository))
-    options = ServerOptions(
-        repository=repository,
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        log_file=repository.parent / "server.log",
-        exit_timeout_s=2,
-        models=("clip_rank",),
-    )
+    options = loopback_options(repository, repository.parent / "server.log", exit_timeout_s=2, models=("clip_rank",))
     with TritonServer(options) as server:
         yield server
 

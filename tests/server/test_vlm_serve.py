@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from client import VLMClient
-from serving.launcher import ServerError, ServerOptions, TritonServer, free_port
+from serving.launcher import ServerError, TritonServer, free_port, loopback_options
 from tests.conftest import REPO_ROOT
 
 
@@ -128,16 +128,7 @@ def test_serving_only_some_models_skips_the_ones_not_exported(model_repository: 
     for model in ("clip_tokenize", "clip_text"):
         shutil.rmtree(repository / model)
         shutil.copytree(model_repository / model, repository / model)
-    options = ServerOptions(
-        repository=repository,
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        log_file=tmp_path / "server.log",
-        exit_timeout_s=2,
-        models=("clip_text_embed",),
-    )
+    options = loopback_options(repository, tmp_path / "server.log", exit_timeout_s=2, models=("clip_text_embed",))
     with TritonServer(options) as server:
         states = {m["name"]: m.get("state") for m in server.model_states()}
         with VLMClient(server.grpc_url) as client:
@@ -147,15 +138,8 @@ def test_serving_only_some_models_skips_the_ones_not_exported(model_repository: 
 
 
 def test_a_model_name_the_repository_lacks_is_named(tmp_path: Path) -> None:
-    options = ServerOptions(
-        repository=REPO_ROOT / "model_repository",
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        metrics_port=0,
-        log_file=tmp_path / "server.log",
-        exit_timeout_s=2,
-        models=("no_such_model",),
+    options = loopback_options(
+        REPO_ROOT / "model_repository", tmp_path / "server.log", exit_timeout_s=2, models=("no_such_model",)
     )
     with pytest.raises(ServerError) as caught, TritonServer(options):
         pass
