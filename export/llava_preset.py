@@ -24,6 +24,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from export.tokenizer_training import train_llama_tokenizer
+from export.tower_shape import TowerShape
 
 IMAGE_TOKEN, PAD_TOKEN = "<image>", "<pad>"
 # llava-hf/llava-1.5-7b-hf's template: "USER: <image>\nWhat is shown? ASSISTANT:". Unlike that one, it also
@@ -40,21 +41,6 @@ CHAT_TEMPLATE = (
 )
 # Embedding rows are padded to a multiple of 64 for efficient matmuls, as llava-hf's 32064 is.
 VOCAB_MULTIPLE = 64
-
-
-@dataclass(frozen=True)
-class TowerShape:
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-    kv_heads: int | None = None  # grouped-query attention; None: one key/value head per query head
-
-    def __post_init__(self) -> None:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden size {self.hidden} must be divisible by {self.heads} heads")
-        if self.kv_heads is not None and self.heads % self.kv_heads:
-            raise ValueError(f"{self.heads} query heads must be divisible by {self.kv_heads} key/value heads")
 
 
 @dataclass(frozen=True)

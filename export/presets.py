@@ -13,25 +13,12 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from export.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
 from export.llava_preset import LLAVA_PRESETS, LlavaPreset
 from export.tokenizer_training import train_clip_tokenizer
-
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-@dataclass(frozen=True)
-class EncoderShape:
-    hidden: int
-    layers: int
-    heads: int
-    intermediate: int
-
-    def __post_init__(self) -> None:
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden size {self.hidden} must be divisible by {self.heads} heads")
+from export.tower_shape import TowerShape
 
 
 @dataclass(frozen=True)
@@ -39,8 +26,8 @@ class ClipPreset:
     name: str
     image_size: int
     patch_size: int
-    vision: EncoderShape
-    text: EncoderShape
+    vision: TowerShape
+    text: TowerShape
     projection_dim: int
     vocab_size: int
     tokenizer_vocab_size: int
@@ -84,8 +71,8 @@ class ClipPreset:
         image_processor = CLIPImageProcessorPil(
             size={"shortest_edge": self.image_size},
             crop_size={"height": self.image_size, "width": self.image_size},
-            image_mean=list(OPENAI_CLIP_MEAN),
-            image_std=list(OPENAI_CLIP_STD),
+            image_mean=OPENAI_CLIP_MEAN,
+            image_std=OPENAI_CLIP_STD,
         )
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
@@ -100,8 +87,8 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset] = {
             name="tiny-clip",
             image_size=64,
             patch_size=16,
-            vision=EncoderShape(hidden=32, layers=2, heads=2, intermediate=64),
-            text=EncoderShape(hidden=32, layers=2, heads=2, intermediate=64),
+            vision=TowerShape(hidden=32, layers=2, heads=2, intermediate=64),
+            text=TowerShape(hidden=32, layers=2, heads=2, intermediate=64),
             projection_dim=32,
             vocab_size=1024,
             tokenizer_vocab_size=768,
@@ -110,8 +97,8 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset] = {
             name="clip-vit-base-patch32",
             image_size=224,
             patch_size=32,
-            vision=EncoderShape(hidden=768, layers=12, heads=12, intermediate=3072),
-            text=EncoderShape(hidden=512, layers=12, heads=8, intermediate=2048),
+            vision=TowerShape(hidden=768, layers=12, heads=12, intermediate=3072),
+            text=TowerShape(hidden=512, layers=12, heads=8, intermediate=2048),
             projection_dim=512,
             vocab_size=49408,
             tokenizer_vocab_size=2048,
@@ -120,8 +107,8 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset] = {
             name="clip-vit-large-patch14-336",
             image_size=336,
             patch_size=14,
-            vision=EncoderShape(hidden=1024, layers=24, heads=16, intermediate=4096),
-            text=EncoderShape(hidden=768, layers=12, heads=12, intermediate=3072),
+            vision=TowerShape(hidden=1024, layers=24, heads=16, intermediate=4096),
+            text=TowerShape(hidden=768, layers=12, heads=12, intermediate=3072),
             projection_dim=768,
             vocab_size=49408,
             tokenizer_vocab_size=2048,

@@ -14,8 +14,9 @@ from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
 from export.cli import main as vlm_export
-from export.llava_preset import LLAVA_1_5_7B, TINY_LLAVA, TowerShape
+from export.llava_preset import LLAVA_1_5_7B, TINY_LLAVA
 from export.presets import build_preset
+from export.tower_shape import TowerShape
 
 PROMPT = "USER: <image>\nWhat is shown? ASSISTANT:"
 
