@@ -104,7 +104,7 @@ class _Sequence:
     request: GenerationRequest
     generator: torch.Generator
     detokenizer: IncrementalDetokenizer
-    history: torch.Tensor  # prompt + generated ids, for the repetition penalty
+    history: torch.Tensor  # prompt + generated ids; only the repetition penalty reads it
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     text: str = ""
@@ -344,7 +344,8 @@ class Engine:
         """Record one token; the finish reason if the sequence is done."""
         sequence.token_ids.append(token)
         sequence.logprobs.append(logprob)
-        sequence.history = torch.cat([sequence.history, sequence.history.new_tensor([token])])
+        if sequence.request.params.repetition_penalty != 1.0:  # a per-token copy nobody else needs
+            sequence.history = torch.cat([sequence.history, sequence.history.new_tensor([token])])
         if token in self.config.eos_token_ids:
             return "stop"
         piece = sequence.detokenizer.step(token)
