@@ -40,6 +40,29 @@ def _reported(reports: list[ParityReport], repository: Path) -> bool:
     return False
 
 
+def _build_engines(args: argparse.Namespace, components: list[str] | None) -> int:
+    from export.tensorrt_engine import BuildSettings, EngineBuildError, TensorRTUnavailableError
+    from export.tensorrt_export import build_engines
+    from export.tensorrt_sidecar import EngineMismatchError
+
+    try:
+        settings = BuildSettings(args.precision, args.workspace_mib << 20, args.timing_cache)
+        outcomes = build_engines(args.repository, components, settings, force=args.force)
+    except (TensorRTUnavailableError, EngineBuildError, EngineMismatchError, ValueError) as error:
+        print(f"vlm-export: {error}", file=sys.stderr)
+        return 2
+    for outcome in outcomes:
+        print(outcome.summary())
+    if not all(outcome.passed for outcome in outcomes):
+        print("vlm-export: parity check failed; those engines were not installed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> int:
+    return _build_engines(args, args.component)
+
+
 def _clip(args: argparse.Namespace) -> int:
     from export.clip_export import export_clip
 
@@ -48,6 +71,8 @@ def _clip(args: argparse.Namespace) -> int:
     if not _reported(export_clip(args.checkpoint, args.repository, opset=args.opset), args.repository):
         return 1
     print(f"exported CLIP into {args.repository}")
+    if args.runtime == "tensorrt":
+        return _build_engines(args, ["clip_vision", "clip_text"])
     return 0
 
 
@@ -60,6 +85,8 @@ def _llava(args: argparse.Namespace) -> int:
     if not _reported(reports, args.repository):
         return 1
     print(f"exported LLaVA into {args.repository} (llava_decoder loads the checkpoint from {args.checkpoint})")
+    if args.runtime == "tensorrt":
+        return _build_engines(args, ["llava_vision"] if args.fuse_projector else ["llava_vision", "llava_projector"])
     return 0
 
 
@@ -93,6 +120,22 @@ def _repository(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    from export.tensorrt_sidecar import DEFAULT_PRECISION, DEFAULT_WORKSPACE_BYTES, PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help="TensorRT builder precision")
+    parser.add_argument(
+        "--workspace-mib", type=int, default=DEFAULT_WORKSPACE_BYTES >> 20, help="TensorRT workspace limit (MiB)"
+    )
+    parser.add_argument(
+        "--timing-cache",
+        type=Path,
+        default=Path(".cache/tensorrt/timing.cache"),
+        help="TensorRT timing cache, reused across builds",
+    )
+    parser.add_argument("--force", action="store_true", help="rebuild engines that are current")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-export", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     clip.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face CLIP checkpoint folder")
     clip.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     clip.add_argument("--opset", type=int, default=18)
+    clip.add_argument(
+        "--runtime", choices=("onnx", "tensorrt"), default="onnx", help="tensorrt: also build engines (GPU host)"
+    )
+    _add_engine_options(clip)
     clip.set_defaults(run=_clip)
 
     llava = commands.add_parser("llava", help="export a LLaVA checkpoint's vision tower and projector to ONNX")
@@ -120,7 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--fuse-projector", action="store_true", help="one ONNX graph for vision tower + projector (one step fewer)"
     )
     llava.add_argument("--opset", type=int, default=18)
+    llava.add_argument(
+        "--runtime", choices=("onnx", "tensorrt"), default="onnx", help="tensorrt: also build engines (GPU host)"
+    )
+    _add_engine_options(llava)
     llava.set_defaults(run=_llava)
+
+    engine = commands.add_parser(
+        "engine", help="build TensorRT engines for the exported encoders, with parity checks (GPU host)"
+    )
+    engine.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    engine.add_argument(
+        "--component", action="append", help="an exported encoder, e.g. clip_vision (repeatable; default: all)"
+    )
+    _add_engine_options(engine)
+    engine.set_defaults(run=_engine)
 
     evaluate = commands.add_parser(
         "evaluate", help="score a shapes-world CLIP checkpoint on the held-out split, in process and served"

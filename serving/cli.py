@@ -10,7 +10,7 @@ from pathlib import Path
 
 from serving.launcher import ServerError, ServerOptions, TritonServer
 
-TARGETS = ("embedded", "cpu", "gpu")
+TARGETS = ("embedded", "cpu", "gpu", "gpu-onnxruntime")  # as export.triton_config.TARGETS
 # What a family's clients call; Triton loads each ensemble's steps with it.
 FAMILIES = {
     "clip": ("clip_image_embed", "clip_text_embed", "clip_rank"),

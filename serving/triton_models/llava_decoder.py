@@ -38,7 +38,7 @@ from serving.generation.engine import (
 from serving.generation.params import GenerationLimits, SamplingParams, parse_sampling_params
 from serving.generation.prompt import PromptRules, check_images, count_images, parse_messages, prompt_ids
 from serving.triton_models.base import PythonModel
-from serving.validators import as_bytes_list, require_finite, require_shape
+from serving.validators import as_bytes_list, require_shape
 
 STEP_FLUSH_INTERVAL_S = 0.1
 
@@ -188,10 +188,11 @@ class LlavaDecoder(PythonModel):
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(1)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(self.parameters.get("dtype", "auto"), self.device)
         self.tokenizer = load_tokenizer(checkpoint)
         self.checkpoint = read_checkpoint(checkpoint, self.tokenizer)
-        model = load_language_model(checkpoint, resolve_dtype(self.parameters.get("dtype", "auto"), device), device)
+        model = load_language_model(checkpoint, self.dtype, self.device)
         self.limits = GenerationLimits(
             max_tokens_limit=self.checkpoint.context_length,
             max_stop_strings=self.int_parameter("max_stop_strings"),
@@ -223,6 +224,21 @@ class LlavaDecoder(PythonModel):
     def log_error(self, message: str) -> None:
         self.pb.Logger.log_error(f"{self.model_name}: {message}")
 
+    def read_inputs(self, request: Any) -> dict[str, Any]:
+        """numpy arrays, except ``image_embeds``: a torch tensor wherever the projector left it (the config
+        keeps GPU inputs on the GPU: ``FORCE_CPU_ONLY_INPUT_TENSORS: no``)."""
+        inputs: dict[str, Any] = {}
+        for name in self.input_names:
+            tensor = self.pb.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                continue
+            on_host = tensor.is_cpu()
+            if name == "image_embeds":
+                inputs[name] = torch.from_numpy(tensor.as_numpy()) if on_host else torch.from_dlpack(tensor.to_dlpack())
+            else:  # small scalars and strings; on a GPU only if a client sent them from CUDA shared memory
+                inputs[name] = tensor.as_numpy() if on_host else torch.from_dlpack(tensor.to_dlpack()).cpu().numpy()
+        return inputs
+
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
             sink = TritonSink(self.pb, request.get_response_sender(), self.outbox)
@@ -246,7 +262,7 @@ class LlavaDecoder(PythonModel):
         self.engine.stop()
         self.outbox.close()
 
-    def cancel_request(self, inputs: dict[str, np.ndarray], sink: TritonSink) -> CancelRequest:
+    def cancel_request(self, inputs: dict[str, Any], sink: TritonSink) -> CancelRequest:
         if set(inputs) != {"cancel"}:
             raise InvalidInputError("cancel: a cancel request carries only the id of the request to stop")
         request_id = _single_bytes("cancel", inputs["cancel"]).decode("utf-8", errors="replace")
@@ -254,7 +270,7 @@ class LlavaDecoder(PythonModel):
             raise InvalidInputError("cancel: the id of the request to stop must not be empty")
         return CancelRequest(request_id, sink.send_cancel_count)
 
-    def generation_request(self, inputs: dict[str, np.ndarray], sink: TritonSink, request_id: str) -> GenerationRequest:
+    def generation_request(self, inputs: dict[str, Any], sink: TritonSink, request_id: str) -> GenerationRequest:
         """Every check that can fail a request, in order, before any model compute."""
         if "messages" not in inputs:
             raise InvalidInputError("messages: required (the conversation to answer)")
@@ -274,20 +290,23 @@ class LlavaDecoder(PythonModel):
             )
         return GenerationRequest(
             prompt_ids=ids,
-            image_embeds=None if embeds is None else torch.from_numpy(embeds.reshape(-1, embeds.shape[-1])),
+            image_embeds=None if embeds is None else embeds.reshape(-1, embeds.shape[-1]),
             params=params,
             max_tokens=self.max_tokens(len(ids), params, 0 if embeds is None else embeds.shape[0]),
             sink=sink,
             request_id=request_id,
         )
 
-    def image_embeds(self, array: np.ndarray | None) -> np.ndarray | None:
-        if array is None or array.shape[0] == 0:
+    def image_embeds(self, embeds: torch.Tensor | None) -> torch.Tensor | None:
+        """Checked, then copied onto the model's device in its dtype: a GPU input stays on the GPU, and the
+        copy outlives the request's input buffers, which the engine thread reads after ``execute`` returns."""
+        if embeds is None or embeds.shape[0] == 0:
             return None
         tokens, hidden = self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden
-        require_shape("image_embeds", array.shape, [-1, tokens, hidden])
-        require_finite("image_embeds", array)
-        return np.ascontiguousarray(array, dtype=np.float32)
+        require_shape("image_embeds", tuple(embeds.shape), [-1, tokens, hidden])
+        if not bool(torch.isfinite(embeds).all()):
+            raise InvalidInputError("image_embeds: values must be finite (no NaN or infinity)")
+        return embeds.to(device=self.device, dtype=self.dtype, copy=True)
 
     def max_tokens(self, prompt_tokens: int, params: SamplingParams, images: int) -> int:
         context = self.checkpoint.context_length

@@ -39,7 +39,7 @@ def test_max_batch_size_zero_is_written_explicitly() -> None:
     [
         ("embedded", "python", mc.ModelInstanceGroup.KIND_CPU),
         ("cpu", "onnxruntime", mc.ModelInstanceGroup.KIND_CPU),
-        ("gpu", "onnxruntime", mc.ModelInstanceGroup.KIND_GPU),
+        ("gpu-onnxruntime", "onnxruntime", mc.ModelInstanceGroup.KIND_GPU),
     ],
 )
 def test_targets_differ_only_in_the_leaf_backend(target: str, backend: str, kind: int) -> None:

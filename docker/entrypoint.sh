@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Start triton-vlm in the NGC image. First start: make the checkpoints (presets, unless the CHECKPOINT
+# variables name mounted ones), export them to ONNX and build TensorRT engines, all into the /cache volume.
+# Every start: regenerate the configs, keep what is current, rebuild what is stale (a newer image brings a
+# newer TensorRT), then serve the target (default gpu). Extra arguments go to tritonserver.
+set -euo pipefail
+
+CACHE=${VLM_CACHE:-/cache}
+REPOSITORY=${VLM_REPOSITORY:-$CACHE/model_repository}
+CLIP_CHECKPOINT=${CLIP_CHECKPOINT:-$CACHE/checkpoints/tiny-clip}
+LLAVA_CHECKPOINT=${LLAVA_CHECKPOINT:-$CACHE/checkpoints/tiny-llava}
+TARGET=${VLM_TARGET:-gpu}
+PRECISION=${ENGINE_PRECISION:-fp16}
+
+say() { echo "vlm-entrypoint: $*" >&2; }
+
+# A checkpoint folder without config.json is made from the preset of the same name (tiny-clip, ...).
+ensure_checkpoint() {
+    local folder=$1
+    if [[ ! -f $folder/config.json ]]; then
+        say "making the $(basename "$folder") preset in $folder"
+        vlm-export checkpoint --preset "$(basename "$folder")" --out "$folder"
+    fi
+}
+
+# Export a family when its checkpoint differs from the one last exported into the repository.
+ensure_export() {
+    local family=$1 checkpoint=$2 marker=$REPOSITORY/.exported-$1
+    if [[ "$(cat "$marker" 2>/dev/null || true)" != "$checkpoint" ]]; then
+        say "exporting $family from $checkpoint"
+        vlm-export "$family" --checkpoint "$checkpoint" --repository "$REPOSITORY"
+        echo "$checkpoint" >"$marker"
+    fi
+}
+
+# The python TensorRT that builds engines must be the TensorRT the server loads them with.
+check_tensorrt_versions() {
+    local library python_version server_version
+    library=$(ldconfig -p | awk '/libnvinfer\.so\.[0-9]+ /{print $NF; exit}')
+    [[ -n $library ]] || return 0
+    server_version=$(basename "$(readlink -f "$library")" | sed 's/^libnvinfer\.so\.//')
+    python_version=$(python3 -c 'import tensorrt; print(tensorrt.__version__)')
+    if [[ $server_version != "$python_version"* && $python_version != "$server_version"* ]]; then
+        say "the server's TensorRT is $server_version but the TensorRT Python package is $python_version;"
+        say "rebuild the image with --build-arg TENSORRT_VERSION=$server_version"
+        exit 1
+    fi
+}
+
+mkdir -p "$REPOSITORY" "$CACHE/tensorrt" "$CACHE/ort-tensorrt"
+vlm-export repository --repository "$REPOSITORY"
+ensure_checkpoint "$CLIP_CHECKPOINT"
+ensure_checkpoint "$LLAVA_CHECKPOINT"
+ensure_export clip "$CLIP_CHECKPOINT"
+ensure_export llava "$LLAVA_CHECKPOINT"
+if [[ $TARGET == gpu ]]; then
+    check_tensorrt_versions
+    vlm-export engine --repository "$REPOSITORY" --precision "$PRECISION" --timing-cache "$CACHE/tensorrt/timing.cache"
+fi
+
+exec tritonserver \
+    --model-repository="$REPOSITORY" \
+    --model-config-name="$TARGET" \
+    --http-port=8000 --grpc-port=8001 --metrics-port=8002 \
+    --cache-config=local,size="${RESPONSE_CACHE_BYTES:-268435456}" \
+    --exit-timeout-secs=10 \
+    "$@"

@@ -1,0 +1,190 @@
+"""TensorRT engines for the exported encoders of a model repository: ``<model>/1/model.plan`` beside the
+``model.onnx`` it was built from, with its ``engine.json`` sidecar and a parity report against ONNX Runtime.
+
+Each engine is built in a staging folder and installed only when its parity check passes. An engine whose
+sidecar says it is what a build would make now (same TensorRT, GPU generation, precision, profile and
+ONNX file) is kept, so a container can run this on every start and rebuild only what is stale.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.llava_spec import llava_models
+from export.parity import ParityReport, check_parity
+from export.repository import ALL_MODELS, VERSION
+from export.specs import OnnxComponentSpec, Tolerance
+from export.tensorrt_engine import BuildSettings, TensorRTRunner, build_engine, current_host
+from export.tensorrt_profiles import ShapeRange, engine_profile, sizes_from_manifest
+from export.tensorrt_sidecar import ENGINE_FILE, SIDECAR_FILE, EngineHost, EngineSidecar, is_current, onnx_sha256
+from serving.manifest import MANIFEST_FILE, ONNX_FILE, ComponentManifest
+from serving.onnx_runner import OnnxRunner
+from serving.triton_models.clip_tokenize import TOKENIZER_DIR
+
+Feeds = list[dict[str, np.ndarray]]
+PARITY_SENTENCES = ("a photo of a red circle", "two dogs", "x", "a very long caption " + "about shapes " * 60)
+
+_SPECS: tuple[OnnxComponentSpec, ...] = tuple(
+    spec for spec in (*ALL_MODELS, *llava_models(fuse_projector=True)) if isinstance(spec, OnnxComponentSpec)
+)
+
+
+def component_spec(name: str, manifest: ComponentManifest) -> OnnxComponentSpec:
+    """The spec the component was exported from (``llava_vision`` has a fused and a plain variant)."""
+    outputs = [tensor.name for tensor in manifest.outputs]
+    for spec in _SPECS:
+        if spec.name == name and [tensor.name for tensor in spec.outputs] == outputs:
+            return spec
+    raise ValueError(f"{name}: no exported encoder of that name with outputs {outputs}")
+
+
+def tolerance(spec: OnnxComponentSpec, precision: str) -> Tolerance:
+    return {"fp16": spec.fp16_tolerance, "bf16": spec.bf16_tolerance, "fp32": spec.tolerance}[precision]
+
+
+def exported_components(repository: Path) -> list[str]:
+    """Encoders with an ONNX export in ``repository``, in spec order."""
+    names = dict.fromkeys(spec.name for spec in _SPECS)
+    return [name for name in names if (repository / name / VERSION / ONNX_FILE).is_file()]
+
+
+def _pixel_feeds(repository: Path, manifest: ComponentManifest, batch_sizes: tuple[int, ...]) -> Feeds:
+    generator = np.random.default_rng(0)
+    tensor = manifest.inputs[0]
+    return [{tensor.name: generator.standard_normal((n, *tensor.shape)).astype(np.float32)} for n in batch_sizes]
+
+
+def _token_feeds(repository: Path, manifest: ComponentManifest, batch_sizes: tuple[int, ...]) -> Feeds:
+    """Real tokenised sentences of varied length, one longer than the context, padded as served."""
+    from serving.triton_models.clip_tokenize import load_tokenizer
+
+    tokenizer = load_tokenizer(str(repository / "clip_tokenize" / VERSION / TOKENIZER_DIR))
+    (context_length,) = manifest.inputs[0].shape
+    feeds = []
+    for n in batch_sizes:
+        texts = [PARITY_SENTENCES[i % len(PARITY_SENTENCES)] for i in range(n)]
+        encoded = tokenizer(
+            texts, padding="max_length", truncation=True, max_length=context_length, return_tensors="np"
+        )
+        feeds.append({t.name: encoded[t.name].astype(np.int64) for t in manifest.inputs})
+    return feeds
+
+
+def _feature_feeds(repository: Path, manifest: ComponentManifest, batch_sizes: tuple[int, ...]) -> Feeds:
+    """The projector is checked on the exported vision tower's real features, not noise of the wrong scale."""
+    vision = repository / "llava_vision" / VERSION
+    pixels = _pixel_feeds(repository, ComponentManifest.read(vision), batch_sizes)
+    with OnnxRunner(vision / ONNX_FILE) as runner:
+        return [{manifest.inputs[0].name: next(iter(runner.run(feed).values()))} for feed in pixels]
+
+
+PARITY_FEEDS: dict[str, Callable[[Path, ComponentManifest, tuple[int, ...]], Feeds]] = {
+    "clip_vision": _pixel_feeds,
+    "clip_text": _token_feeds,
+    "llava_vision": _pixel_feeds,
+    "llava_projector": _feature_feeds,
+}
+
+
+@dataclass(frozen=True)
+class EngineOutcome:
+    component: str
+    sidecar: EngineSidecar
+    report: ParityReport | None  # None: the installed engine was current and kept
+
+    @property
+    def passed(self) -> bool:
+        return self.report is None or self.report.passed
+
+    def summary(self) -> str:
+        if self.report is None:
+            return (
+                f"KEPT {self.component}: its engine is current "
+                f"(TensorRT {self.sidecar.tensorrt_version}, {self.sidecar.precision}, {self.sidecar.gpu_name})"
+            )
+        return self.report.summary()
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """What building one component's engine here and now would use and record."""
+
+    spec: OnnxComponentSpec
+    manifest: ComponentManifest
+    profile: dict[str, ShapeRange]
+    sidecar: EngineSidecar
+
+
+def plan_engine(name: str, repository: Path, settings: BuildSettings, host: EngineHost) -> EnginePlan:
+    version_dir = repository / name / VERSION
+    manifest = ComponentManifest.read(version_dir)
+    spec = component_spec(name, manifest)
+    profile = engine_profile(spec, sizes_from_manifest(spec, manifest))
+    sidecar = EngineSidecar(
+        component=name,
+        tensorrt_version=host.tensorrt_version,
+        gpu_name=host.gpu_name,
+        compute_capability=host.compute_capability,
+        precision=settings.precision,
+        workspace_bytes=settings.workspace_bytes,
+        profiles={input_name: shapes.as_dict() for input_name, shapes in profile.items()},
+        source_onnx_sha256=onnx_sha256(version_dir / ONNX_FILE),
+    )
+    return EnginePlan(spec, manifest, profile, sidecar)
+
+
+def installed_engine_is_current(version_dir: Path, planned: EngineSidecar) -> bool:
+    if not (version_dir / ENGINE_FILE).is_file():
+        return False
+    try:
+        return is_current(EngineSidecar.read(version_dir), planned)
+    except (RuntimeError, ValueError, TypeError):  # no, old or damaged sidecar: rebuild
+        return False
+
+
+def build_component_engine(
+    name: str, repository: Path, settings: BuildSettings, host: EngineHost, force: bool = False
+) -> EngineOutcome:
+    version_dir = repository / name / VERSION
+    plan = plan_engine(name, repository, settings, host)
+    if not force and installed_engine_is_current(version_dir, plan.sidecar):
+        return EngineOutcome(name, EngineSidecar.read(version_dir), None)
+    feeds = PARITY_FEEDS[name](repository, plan.manifest, plan.spec.parity_batch_sizes)
+    # Staged beside its destination, so installing is an atomic rename on the same filesystem.
+    with tempfile.TemporaryDirectory(prefix=".engine-", dir=version_dir) as scratch:
+        staging = Path(scratch)
+        build_engine(version_dir / ONNX_FILE, plan.profile, settings, staging)
+        plan.sidecar.write(staging)
+        with OnnxRunner(version_dir / ONNX_FILE) as reference, TensorRTRunner(staging) as candidate:
+            report = check_parity(
+                name,
+                ("onnxruntime", reference.run),
+                (f"tensorrt-{settings.precision}", candidate.run),
+                feeds,
+                tolerance(plan.spec, settings.precision),
+            )
+        if report.passed:
+            for item in (ENGINE_FILE, SIDECAR_FILE):  # the sidecar last: it vouches for the engine beside it
+                (staging / item).replace(version_dir / item)
+    return EngineOutcome(name, plan.sidecar, report)
+
+
+def build_engines(
+    repository: Path,
+    components: list[str] | None = None,
+    settings: BuildSettings | None = None,
+    force: bool = False,
+) -> list[EngineOutcome]:
+    """Build (or keep) an engine for each named component, or for every exported encoder."""
+    settings = settings or BuildSettings()
+    names = components or exported_components(repository)
+    missing = [name for name in names if not (repository / name / VERSION / MANIFEST_FILE).is_file()]
+    if missing:
+        raise ValueError(f"not exported to ONNX in this repository: {', '.join(missing)} (run vlm-export clip/llava)")
+    host = current_host()
+    return [build_component_engine(name, repository, settings, host, force) for name in names]

@@ -1,0 +1,96 @@
+"""TensorRT optimisation profiles come from the component specs: the batch axis spans what the ONNX export
+and the Triton config allow, and the checkpoint's named dims are pinned to the exported values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from export.llava_spec import llava_models
+from export.parity import ParityReport
+from export.repository import ALL_MODELS, VERSION
+from export.specs import OnnxComponentSpec, TensorSpec
+from export.tensorrt_profiles import ShapeRange, engine_profile, opt_batch_size, sizes_from_manifest
+from export.triton_config import onnx_component_config
+from serving.manifest import ONNX_FILE, ComponentManifest
+
+COMPONENTS = {
+    f"{spec.name}{'_fused' if spec.outputs[0].name == 'image_embeds' and spec.name == 'llava_vision' else ''}": spec
+    for spec in (*ALL_MODELS, *llava_models(fuse_projector=True))
+    if isinstance(spec, OnnxComponentSpec)
+}
+SIZES = {
+    "image_size": 336,
+    "embed_dim": 768,
+    "context_length": 77,
+    "max_token_id": 49407,
+    "image_tokens": 576,
+    "vision_hidden": 1024,
+    "text_hidden": 4096,
+}
+
+
+def test_every_exported_component_is_covered() -> None:
+    assert sorted(COMPONENTS) == ["clip_text", "clip_vision", "llava_projector", "llava_vision", "llava_vision_fused"]
+
+
+@pytest.mark.parametrize("key", sorted(COMPONENTS))
+def test_each_component_profile_spans_batch_one_to_the_triton_max_batch_size(key: str) -> None:
+    spec = COMPONENTS[key]
+    profile = engine_profile(spec, SIZES)
+    triton_max = onnx_component_config(spec, "gpu").max_batch_size
+    assert set(profile) == {tensor.name for tensor in spec.inputs}
+    for tensor in spec.inputs:
+        shapes = profile[tensor.name]
+        assert (shapes.min[0], shapes.opt[0], shapes.max[0]) == (1, opt_batch_size(triton_max), triton_max)
+        item = tensor.resolve(SIZES)
+        assert shapes.min[1:] == shapes.opt[1:] == shapes.max[1:] == item
+
+
+@pytest.mark.parametrize(("max_batch", "opt"), [(1, 1), (2, 1), (16, 8), (32, 16), (48, 16), (64, 32)])
+def test_the_opt_batch_is_the_largest_power_of_two_up_to_half_the_maximum(max_batch: int, opt: int) -> None:
+    assert opt_batch_size(max_batch) == opt
+
+
+def test_a_free_dim_has_no_range_and_is_refused_by_name() -> None:
+    spec = OnnxComponentSpec(
+        "free", (TensorSpec("tokens", "int64", (-1,)),), (TensorSpec("out", "float32", (4,)),), max_batch_size=8
+    )
+    with pytest.raises(ValueError, match=r"free\.tokens: a free \(-1\) dim"):
+        engine_profile(spec, {})
+
+
+def test_shape_ranges_refuse_min_above_max() -> None:
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        ShapeRange((4, 3), (2, 3), (8, 3))
+
+
+def _onnx_input_dims(path: Path) -> dict[str, list[str | int]]:
+    model = onnx.load(str(path), load_external_data=False)
+    inputs = model.graph.input
+    return {value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim] for value in inputs}
+
+
+def test_profiles_of_real_exports_match_the_onnx_dynamic_axes_and_the_manifest(
+    repository_copy: Path, exported_clip: list[ParityReport], exported_llava: list[ParityReport]
+) -> None:
+    for name in ("clip_vision", "clip_text", "llava_vision", "llava_projector"):
+        folder = repository_copy / name / VERSION
+        manifest = ComponentManifest.read(folder)
+        spec = COMPONENTS[name]
+        profile = engine_profile(spec, sizes_from_manifest(spec, manifest))
+        onnx_dims = _onnx_input_dims(folder / ONNX_FILE)
+        for tensor in manifest.inputs:
+            shapes = profile[tensor.name]
+            assert onnx_dims[tensor.name][0] == "batch"  # the one axis the engine lets vary
+            assert (shapes.min[0], shapes.max[0]) == (1, manifest.max_batch_size)
+            assert list(shapes.max[1:]) == tensor.shape == list(shapes.min[1:])
+            assert len(onnx_dims[tensor.name]) == len(shapes.max)
+
+
+def test_a_manifest_that_disagrees_with_the_spec_is_refused(repository_copy: Path, exported_clip: list) -> None:
+    manifest = ComponentManifest.read(repository_copy / "clip_vision" / VERSION)
+    with pytest.raises(ValueError, match="clip_text: the export has no input input_ids"):
+        sizes_from_manifest(COMPONENTS["clip_text"], manifest)
