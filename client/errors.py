@@ -1,4 +1,4 @@
-"""Typed client errors, mapped from tritonclient's single exception type."""
+"""Typed client errors, mapped from tritonclient's single exception type and from socket errors."""
 
 from __future__ import annotations
 
@@ -10,22 +10,70 @@ class VLMError(RuntimeError):
 
 
 class InvalidInputError(VLMError):
-    """The server rejected the request's content (HTTP 400 / gRPC INVALID_ARGUMENT)."""
+    """The request's content is wrong: the server rejected it (HTTP 400 / gRPC INVALID_ARGUMENT) or the
+    client's own checks did. Never retried."""
+
+
+class ModelNotReadyError(VLMError):
+    """The server answers but does not serve the model (not loaded, unknown, or still loading)."""
 
 
 class ServerUnavailableError(VLMError):
-    """No server answered, or it is not ready."""
+    """No server answered (connection refused, unreachable) or it is shutting down. Retried."""
 
+
+class ServerBusyError(ServerUnavailableError):
+    """The server is up but refused the request for lack of capacity (a full queue). Retried."""
+
+
+class RequestTimeoutError(VLMError):
+    """No answer within the client's timeout."""
+
+
+class StreamInterruptedError(VLMError):
+    """A generation failed after it had started; ``partial_text`` holds the text received until then."""
+
+    def __init__(self, message: str, partial_text: str) -> None:
+        super().__init__(message)
+        self.partial_text = partial_text
+
+
+TRANSIENT = (ServerUnavailableError,)  # busy is a kind of unavailable: both are worth another attempt
 
 _INVALID = {"400", "StatusCode.INVALID_ARGUMENT"}
-_UNAVAILABLE = {"StatusCode.UNAVAILABLE", "503", "502"}
+_NOT_FOUND = {"404", "StatusCode.NOT_FOUND"}
+_BUSY = {"429", "StatusCode.RESOURCE_EXHAUSTED"}
+_UNAVAILABLE = {"502", "503", "StatusCode.UNAVAILABLE"}
+_TIMEOUT = {"504", "StatusCode.DEADLINE_EXCEEDED"}
+_CONNECTION_FAILED = ("connection refused", "failed to connect", "connection reset", "broken pipe")
+_NOT_READY = ("unknown model", "is not ready", "no available versions", "not found")
+
+
+def from_status(status: str, message: str) -> VLMError:
+    """The error for a gRPC status (``StatusCode.X``) or an HTTP status code, and the server's message."""
+    lowered = message.lower()
+    if status in _INVALID:
+        return InvalidInputError(message)
+    if status in _TIMEOUT or "deadline exceeded" in lowered:
+        return RequestTimeoutError(message)
+    if status in _NOT_FOUND or (status in _UNAVAILABLE and any(s in lowered for s in _NOT_READY)):
+        return ModelNotReadyError(message)
+    if status in _BUSY or (status in _UNAVAILABLE and "queue" in lowered):
+        return ServerBusyError(message)
+    if status in _UNAVAILABLE or any(s in lowered for s in _CONNECTION_FAILED):
+        return ServerUnavailableError(message)
+    return VLMError(message)
 
 
 def translate(error: InferenceServerException) -> VLMError:
-    status = str(error.status() or "")
-    message = error.message() or str(error)
-    if status in _INVALID:
-        return InvalidInputError(message)
-    if status in _UNAVAILABLE or "connection refused" in message.lower() or "failed to connect" in message.lower():
-        return ServerUnavailableError(message)
-    return VLMError(message)
+    return from_status(str(error.status() or ""), error.message() or str(error))
+
+
+def from_os_error(url: str, error: OSError) -> VLMError:
+    """The HTTP clients raise socket errors as they are (urllib wraps them in ``URLError.reason``)."""
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, OSError):
+        error = reason
+    if isinstance(error, TimeoutError):
+        return RequestTimeoutError(f"{url}: no answer within the timeout")
+    return ServerUnavailableError(f"{url}: {error.strerror or reason or error}")

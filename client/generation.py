@@ -1,31 +1,28 @@
-"""Text generation on ``llava`` (with images) or ``llava_decoder`` (text only), streamed over gRPC's
-bidirectional stream or HTTP's ``generate_stream`` (server-sent events).
-
-A stream yields ``str`` text pieces, then one ``Completion``. Leaving the iteration early (``break``, an
-exception, closing the generator) cancels the request on the server: the gRPC stream is cancelled, and
-because Triton 2.51 neither passes that on into a running ensemble nor cancels on an HTTP disconnect, the
-client also asks ``llava_decoder`` to stop the request by its id.
+"""Generation requests on ``llava`` (with images) or ``llava_decoder`` (text only), and reading the
+responses back: text pieces, then one ``Completion``. The transports are in ``client.streams`` (sync) and
+``client.async_streams``; both send the same request and read responses the same way.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import queue
 import re
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException
 
-from client.errors import InvalidInputError, ServerUnavailableError, VLMError, translate
+from client.errors import (
+    InvalidInputError,
+    ModelNotReadyError,
+    RequestTimeoutError,
+    StreamInterruptedError,
+    VLMError,
+    from_status,
+)
 from client.images import ImageLike, to_image_bytes
 
 IMAGE_MODEL, TEXT_MODEL = "llava", "llava_decoder"
@@ -42,12 +39,16 @@ _TYPES = {
 @dataclass(frozen=True)
 class Completion:
     text: str  # the whole completion
-    finish_reason: str
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
     prompt_tokens: int
     completion_tokens: int
     token_ids: list[int] = field(repr=False)
     logprobs: list[float] = field(repr=False)
-    confidence: float
+    confidence: float  # mean probability of the completion's tokens
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-friendly fields (without the per-token lists)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("token_ids", "logprobs")}
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,18 @@ class GenerationRequest:
     stop: Sequence[str] = ()
     stream: bool = True  # False: the server sends the whole text in its one final response
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unguessable: a cancel names it
+    image_model: str = IMAGE_MODEL
+    text_model: str = TEXT_MODEL  # also the model that cancels a running request by its id
 
     @property
     def model(self) -> str:
-        return IMAGE_MODEL if self.images else TEXT_MODEL
+        return self.image_model if self.images else self.text_model
 
     def scalars(self) -> dict[str, int | float]:
         return {name: getattr(self, name) for name in _TYPES if getattr(self, name) is not None}
 
-    def grpc_inputs(self) -> list[grpcclient.InferInput]:
+    def arrays(self) -> dict[str, tuple[str, np.ndarray]]:
+        """Input name -> (Triton datatype, array), for the gRPC clients."""
         arrays: dict[str, tuple[str, np.ndarray]] = {
             "messages": ("BYTES", np.array([json.dumps(self.messages).encode()], dtype=object)),
             "stream": ("BOOL", np.array([self.stream])),
@@ -83,12 +87,7 @@ class GenerationRequest:
         for name, value in self.scalars().items():
             triton_type, dtype = _TYPES[name]
             arrays[name] = (triton_type, np.array([value], dtype=dtype))
-        inputs = []
-        for name, (triton_type, array) in arrays.items():
-            tensor = grpcclient.InferInput(name, list(array.shape), triton_type)
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
-        return inputs
+        return arrays
 
     def http_body(self) -> bytes:
         """Triton's generate extension: each JSON field fills the input of that name; images as data URLs."""
@@ -105,172 +104,94 @@ class GenerationRequest:
         return json.dumps(body).encode()
 
 
+def cancel_body(request_id: str) -> bytes:
+    """``llava_decoder``'s cancel request over HTTP: stop the running request with this id."""
+    return json.dumps({"cancel": request_id}).encode()
+
+
 def _data_url(blob: bytes) -> str:
     return "data:application/octet-stream;base64," + base64.b64encode(blob).decode()
 
 
-class _Accumulator:
+class ResponseReader:
+    """Turns one request's responses (output name -> value) into text pieces and a final ``Completion``."""
+
     def __init__(self) -> None:
         self.text = ""
+        self.finished = False
 
-    def piece(self, outputs: dict[str, Any]) -> str:
-        piece = outputs["text_output"]
-        self.text += piece
-        return piece
+    def read(self, outputs: dict[str, Any]) -> list[str | Completion]:
+        items: list[str | Completion] = []
+        if piece := outputs.get("text_output"):
+            self.text += piece
+            items.append(piece)
+        if "finish_reason" in outputs:
+            self.finished = True
+            items.append(
+                Completion(
+                    text=self.text,
+                    finish_reason=outputs["finish_reason"],
+                    prompt_tokens=int(outputs["prompt_tokens"]),
+                    completion_tokens=int(outputs["completion_tokens"]),
+                    token_ids=[int(t) for t in outputs.get("token_ids", [])],
+                    logprobs=[float(p) for p in outputs.get("logprobs", [])],
+                    confidence=float(outputs["confidence"]),
+                )
+            )
+        return items
 
-    def completion(self, outputs: dict[str, Any]) -> Completion:
-        return Completion(
-            text=self.text,
-            finish_reason=outputs["finish_reason"],
-            prompt_tokens=int(outputs["prompt_tokens"]),
-            completion_tokens=int(outputs["completion_tokens"]),
-            token_ids=[int(t) for t in outputs["token_ids"]],
-            logprobs=[float(p) for p in outputs["logprobs"]],
-            confidence=float(outputs["confidence"]),
-        )
+    def failure(self, error: VLMError) -> VLMError:
+        """An error after text has arrived interrupts the stream; the text received so far goes with it."""
+        if not self.text or isinstance(error, InvalidInputError | RequestTimeoutError):
+            return error
+        return StreamInterruptedError(f"the stream broke after {len(self.text)} characters: {error}", self.text)
+
+    def event(self, line: bytes) -> list[str | Completion]:
+        """One server-sent event line of ``generate_stream``."""
+        if not line.startswith(b"data: "):
+            return []
+        event = json.loads(line[len(b"data: ") :])
+        if "error" in event:
+            raise self.failure(classify_stream_error(event["error"]))
+        return self.read(event)
 
 
-def _scalar(value: Any) -> Any:
+def scalar(value: Any) -> Any:
     array = np.asarray(value).reshape(-1)
     item = array[0] if array.size == 1 else array
     return item.decode() if isinstance(item, bytes) else item
 
 
-def grpc_stream(url: str, request: GenerationRequest, timeout: float) -> Iterator[str | Completion]:
-    client = grpcclient.InferenceServerClient(url)
-    responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    finished = False
+def grpc_outputs(result: Any) -> dict[str, Any]:
+    """A gRPC ``InferResult`` as output name -> value (lists for the per-token outputs)."""
+    names = [output.name for output in result.get_response().outputs]
+    outputs = {name: scalar(result.as_numpy(name)) for name in names}
+    for name in ("token_ids", "logprobs"):
+        if name in names:
+            outputs[name] = result.as_numpy(name).tolist()
+    return outputs
+
+
+def http_error(code: int, body: bytes) -> VLMError:
+    """A request rejected before streaming starts gets its status with one event (or a JSON body)."""
+    text = body.strip().removeprefix(b"data: ")
     try:
-        # No stream deadline: a long generation is fine as long as each response comes within ``timeout``.
-        client.start_stream(callback=lambda result, error: responses.put((result, error)))
-        client.async_stream_infer(
-            request.model, request.grpc_inputs(), request_id=request.request_id, enable_empty_final_response=True
-        )
-        accumulated = _Accumulator()
-        while True:
-            try:
-                result, error = responses.get(timeout=timeout)
-            except queue.Empty:
-                raise VLMError(f"no response within {timeout} s") from None
-            if error is not None:
-                failure = _grpc_error(error)
-                finished = isinstance(failure, InvalidInputError)  # otherwise the request may still run
-                raise failure
-            response = result.get_response()
-            names = [output.name for output in response.outputs]
-            outputs = {name: _scalar(result.as_numpy(name)) for name in names}
-            if "token_ids" in names:
-                outputs["token_ids"] = result.as_numpy("token_ids").tolist()
-                outputs["logprobs"] = result.as_numpy("logprobs").tolist()
-            if outputs.get("text_output"):
-                yield accumulated.piece(outputs)
-            if "finish_reason" in outputs:
-                finished = True
-                yield accumulated.completion(outputs)
-                return
-    finally:
-        client.stop_stream(cancel_requests=not finished)
-        client.close()
-        if not finished:
-            _grpc_cancel(url, request.request_id, timeout)
-
-
-def _grpc_cancel(url: str, request_id: str, timeout: float) -> None:
-    client = grpcclient.InferenceServerClient(url)
-    responses: queue.Queue[Any] = queue.Queue()
-    try:
-        client.start_stream(callback=lambda result, error: responses.put(error), stream_timeout=timeout)
-        cancel = grpcclient.InferInput("cancel", [1], "BYTES")
-        cancel.set_data_from_numpy(np.array([request_id.encode()], dtype=object))
-        client.async_stream_infer(TEXT_MODEL, [cancel])
-        responses.get(timeout=timeout)
-    except (queue.Empty, InferenceServerException):
-        pass  # best effort: the stream is already gone from this client's side
-    finally:
-        client.stop_stream()
-        client.close()
-
-
-def http_stream(url: str, request: GenerationRequest, timeout: float) -> Iterator[str | Completion]:
-    http = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the server is local to its clients
-    post = urllib.request.Request(
-        f"http://{url}/v2/models/{request.model}/generate_stream",
-        data=request.http_body(),
-        headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
-    )
-    try:
-        response = http.open(post, timeout=timeout)
-    except urllib.error.HTTPError as error:
-        # A request rejected before streaming starts gets its status with one event (or a JSON body).
-        body = error.read().strip().removeprefix(b"data: ")
-        try:
-            message = json.loads(body).get("error", str(error))
-        except ValueError:
-            message = str(error)
-        kind = {400: InvalidInputError, 502: ServerUnavailableError, 503: ServerUnavailableError}
-        raise kind.get(error.code, VLMError)(message) from None
-    except OSError as error:
-        raise ServerUnavailableError(f"{url}: {getattr(error, 'reason', error)}") from None
-    accumulated = _Accumulator()
-    finished = False
-    try:
-        for item in _read_events(response, accumulated):
-            finished = isinstance(item, Completion)  # the caller may stop reading right after it
-            yield item
-    except TimeoutError:
-        raise VLMError(f"no response within {timeout} s") from None
-    except InvalidInputError:
-        finished = True
-        raise
-    finally:
-        response.close()
-        if not finished:
-            _http_cancel(http, url, request.request_id, timeout)
-
-
-def _http_cancel(http: urllib.request.OpenerDirector, url: str, request_id: str, timeout: float) -> None:
-    cancel = urllib.request.Request(
-        f"http://{url}/v2/models/{TEXT_MODEL}/generate",
-        data=json.dumps({"cancel": request_id}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with contextlib.suppress(OSError):  # best effort: the server may be gone
-        http.open(cancel, timeout=timeout).close()
-
-
-def _read_events(response: Any, accumulated: _Accumulator) -> Iterator[str | Completion]:
-    for line in response:
-        if not line.startswith(b"data: "):
-            continue
-        event = json.loads(line[len(b"data: ") :])
-        if "error" in event:
-            raise classify_stream_error(event["error"])
-        if event.get("text_output"):
-            yield accumulated.piece(event)
-        if "finish_reason" in event:
-            event["token_ids"] = event.get("token_ids", [])
-            event["logprobs"] = event.get("logprobs", [])
-            yield accumulated.completion(event)
-            return
-    raise VLMError("the stream ended without a final response")
+        message = json.loads(text).get("error", text.decode(errors="replace"))
+    except ValueError:
+        message = text.decode(errors="replace") or f"HTTP {code}"
+    return from_status(str(code), message)
 
 
 # Every rejection of a request names its field first ("max_tokens: ...", "image[1]: ..."), after the
 # ensemble's "in ensemble 'llava', " when it came through one; the server's own failures say "internal error".
 _FIELD_ERROR = re.compile(r"^(in ensemble '[^']+', )?[a-z_]+(\[\d+\])?[\w.\[\]]*: ")
+_UNKNOWN_MODEL = re.compile(r"unknown model|is not ready|no available versions")
 
 
 def classify_stream_error(message: str) -> VLMError:
     """Streamed errors (gRPC stream responses, server-sent events) carry no status code, only the message."""
     if _FIELD_ERROR.match(message) and "internal error" not in message:
         return InvalidInputError(message)
+    if _UNKNOWN_MODEL.search(message):
+        return ModelNotReadyError(message)
     return VLMError(message)
-
-
-def _grpc_error(error: object) -> VLMError:
-    """Transport failures carry a gRPC status; the server's responses only a message."""
-    if isinstance(error, InferenceServerException):
-        if error.status():
-            return translate(error)
-        return classify_stream_error(error.message() or "")
-    return VLMError(str(error))

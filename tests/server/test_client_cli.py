@@ -1,4 +1,4 @@
-"""``vlm-client`` against the real server: JSON output over both protocols, one-line errors."""
+"""``vlm-client`` against the real server: JSON output and streaming over both protocols, one-line errors."""
 
 from __future__ import annotations
 
@@ -52,3 +52,66 @@ def test_no_server_exits_1_saying_it_is_unavailable() -> None:
     result = _vlm_client("--url", f"127.0.0.1:{free_port()}", "--timeout", "5", "embed-text", "hello")
     assert result.returncode == 1
     assert result.stderr.startswith("vlm-client: ") and result.stderr.count("\n") == 1
+
+
+def _images(folder: Path, seeds: range) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{seed}.png" for seed in seeds]
+    for seed, path in zip(seeds, paths, strict=True):
+        path.write_bytes(encode(scene(seed=seed)))
+    return paths
+
+
+def test_caption_streams_json_deltas_that_add_up_to_the_final_text(url: str, protocol: str, tmp_path: Path) -> None:
+    (image,) = _images(tmp_path, range(120, 121))
+    args = ("--url", url, "--protocol", protocol, "--json", "--stream", "caption", str(image), "--max-tokens", "8")
+    result = _vlm_client(*args)
+    assert result.returncode == 0, result.stderr
+    *deltas, final = [json.loads(line) for line in result.stdout.splitlines()]
+    assert deltas and "".join(d["delta"] for d in deltas) == final["text"]
+    assert final["completion_tokens"] == 8 and final["finish_reason"] == "length"
+
+
+def test_ask_chat_and_batch_ask_print_their_answers(url: str, protocol: str, tmp_path: Path) -> None:
+    first, second = _images(tmp_path, range(121, 123))
+    common = ("--url", url, "--protocol", protocol, "--json")
+    ask = _vlm_client(*common, "ask", str(first), "what is it?", "--max-tokens", "6")
+    chat = _vlm_client(*common, "chat", "--image", str(first), "what is it?", "and then?", "--max-tokens", "6")
+    (tmp_path / "questions.jsonl").write_text(
+        json.dumps({"image": first.name, "question": "what is it?"})
+        + "\n"
+        + json.dumps({"image": second.name, "question": "why?"})
+        + "\n"
+    )
+    batch = _vlm_client(*common, "--no-progress", "batch-ask", str(tmp_path / "questions.jsonl"), "--max-tokens", "6")
+    for result in (ask, chat, batch):
+        assert result.returncode == 0, result.stderr
+    answer = json.loads(ask.stdout)
+    turns = [json.loads(line) for line in chat.stdout.splitlines()]
+    answers = json.loads(batch.stdout)["answers"]
+    assert [t["turn"] for t in turns] == [1, 2] and turns[0]["text"] == answer["text"]
+    assert turns[1]["prompt_tokens"] > turns[0]["prompt_tokens"] + turns[0]["completion_tokens"]
+    assert [a["question"] for a in answers] == ["what is it?", "why?"] and answers[0]["text"] == answer["text"]
+
+
+def test_rank_index_and_search_agree_on_the_best_image(server: TritonServer, tmp_path: Path) -> None:
+    paths = _images(tmp_path / "photos", range(123, 127))
+    common = ("--url", server.grpc_url, "--json")
+    rank = _vlm_client(*common, "rank", "--text", "a yellow square", *map(str, paths))
+    index = _vlm_client(*common, "index", str(tmp_path / "photos"), "--index", str(tmp_path / "photos.npz"))
+    search = _vlm_client(*common, "search", "a yellow square", "--index", str(tmp_path / "photos.npz"), "-k", "2")
+    for result in (rank, index, search):
+        assert result.returncode == 0, result.stderr
+    best = json.loads(rank.stdout)["ranking"][0]["candidate"]
+    hits = json.loads(search.stdout)["hits"]
+    assert json.loads(index.stdout)["images"] == 4 and len(hits) == 2 and Path(best).name == hits[0]["name"]
+
+
+def test_a_timeout_and_a_bad_questions_file_exit_1_with_one_line(server: TritonServer, tmp_path: Path) -> None:
+    (image,) = _images(tmp_path, range(127, 128))
+    (tmp_path / "questions.jsonl").write_text('{"image": "x.png"}\n')
+    timeout = _vlm_client("--url", server.grpc_url, "--timeout", "0.001", "caption", str(image), "--max-tokens", "64")
+    bad_file = _vlm_client("--url", server.grpc_url, "batch-ask", str(tmp_path / "questions.jsonl"))
+    assert timeout.returncode == 1 and timeout.stderr == "vlm-client: no response within 0.001 s\n"
+    assert bad_file.returncode == 1
+    assert bad_file.stderr == "vlm-client: questions.jsonl: row 1 needs an image and a question\n"
