@@ -11,7 +11,7 @@ REPOSITORY := model_repository
 EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx $(REPOSITORY)/llava_vision/1/model.onnx
 EXPORT_SOURCES := $(wildcard export/*.py) serving/manifest.py
 
-.PHONY: demo test serve export lint clean
+.PHONY: demo test serve export lint clean bench
 .DELETE_ON_ERROR:
 
 $(STAMP): pyproject.toml
@@ -37,6 +37,26 @@ demo: $(EXPORTED)
 
 serve: $(EXPORTED)
 	$(BIN)/vlm-serve --repository $(REPOSITORY)
+
+# Benchmarks export real-size shapes into their own repository: model_repository/ stays what tests and demo use.
+BENCH_REPOSITORY := .cache/bench_repository
+BENCH_CLIP := .cache/checkpoints/clip-vit-base-patch32
+BENCH_LLAVA := .cache/checkpoints/bench-llava
+BENCH_SWEEP := --serve --repository $(BENCH_REPOSITORY) --concurrency 1,8 --max-windows 5
+
+$(BENCH_REPOSITORY)/clip_vision/1/model.onnx: $(BENCH_CLIP)/config.json $(EXPORT_SOURCES)
+	$(BIN)/vlm-export repository --repository $(BENCH_REPOSITORY)
+	$(BIN)/vlm-export clip --checkpoint $(BENCH_CLIP) --repository $(BENCH_REPOSITORY)
+
+$(BENCH_REPOSITORY)/llava_vision/1/model.onnx: $(BENCH_LLAVA)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
+	$(BIN)/vlm-export llava --checkpoint $(BENCH_LLAVA) --repository $(BENCH_REPOSITORY)
+
+bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_REPOSITORY)/llava_vision/1/model.onnx
+	$(BIN)/vlm-bench clip-image $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
+	$(BIN)/vlm-bench clip-text $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
+	$(BIN)/vlm-bench clip-rank $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
+	$(BIN)/vlm-bench llava $(BENCH_SWEEP) --checkpoint $(BENCH_LLAVA) --window-requests 2 --baseline-requests 3 \
+		--output-tokens 64
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,1 +1,1 @@
-"""Load generators and reports; ``decoder_batching`` measures what in-flight batching buys."""
+"""``vlm-bench``: load generation against the served paths, in-process baselines, reports and plots."""

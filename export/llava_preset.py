@@ -7,6 +7,7 @@ chat template) and generation config, loadable with ``LlavaForConditionalGenerat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class LlavaPreset:
     tokenizer_vocab_size: int
     vocab_size: int | None = None  # None: the tokenizer's length rounded up to a multiple of VOCAB_MULTIPLE
     dtype: torch.dtype = torch.float32
+    vision_feature_layer: int = -2  # LLaVA-1.5's choice: the penultimate layer
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -67,8 +69,9 @@ class LlavaPreset:
         """One token per patch: the "default" feature strategy drops the vision tower's CLS token."""
         return (self.image_size // self.patch_size) ** 2
 
-    def tokenizer(self) -> LlamaTokenizer:
-        tokenizer = train_llama_tokenizer(self.tokenizer_vocab_size, self.context_length)
+    def tokenizer(self, corpus: Sequence[str] | None = None) -> LlamaTokenizer:
+        """Trained on ``corpus`` (default: the generic conversation corpus), with LLaVA's added tokens."""
+        tokenizer = train_llama_tokenizer(self.tokenizer_vocab_size, self.context_length, corpus)
         # Appended in llava-hf's order (<image>=32000, <pad>=32001 there); Llama 2 has no pad token of its own.
         tokenizer.add_special_tokens({"extra_special_tokens": [IMAGE_TOKEN], "pad_token": PAD_TOKEN})
         tokenizer.chat_template = CHAT_TEMPLATE
@@ -108,7 +111,7 @@ class LlavaPreset:
             image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
             image_seq_length=self.image_seq_length,
             projector_hidden_act="gelu",
-            vision_feature_layer=-2,
+            vision_feature_layer=self.vision_feature_layer,
             vision_feature_select_strategy="default",
             tie_word_embeddings=False,
         )
@@ -118,21 +121,14 @@ class LlavaPreset:
         # Initialised directly in self.dtype: 7B parameters in float32 would need 28 GB of memory, float16 14 GB.
         return AutoModelForImageTextToText.from_config(config, dtype=self.dtype).eval()
 
-    def build(self, out: Path) -> Path:
-        tokenizer = self.tokenizer()
-        model = self.model(self.config(tokenizer))
-        model.generation_config = GenerationConfig(  # greedy: no sampling, no penalties
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+    def processor(self, tokenizer: LlamaTokenizer) -> LlavaProcessor:
         image_processor = CLIPImageProcessorPil(
             size={"shortest_edge": self.image_size},
             crop_size={"height": self.image_size, "width": self.image_size},
             image_mean=OPENAI_CLIP_MEAN,
             image_std=OPENAI_CLIP_STD,
         )
-        processor = LlavaProcessor(
+        return LlavaProcessor(
             image_processor=image_processor,
             tokenizer=tokenizer,
             patch_size=self.patch_size,
@@ -140,10 +136,22 @@ class LlavaPreset:
             num_additional_image_tokens=1,  # the CLS token, which the "default" strategy then drops
             chat_template=CHAT_TEMPLATE,
         )
+
+    def save(self, model: LlavaForConditionalGeneration, tokenizer: LlamaTokenizer, out: Path) -> Path:
+        """Saves ``model`` with greedy generation defaults and this preset's processor, in the llava-hf layout."""
+        model.generation_config = GenerationConfig(  # greedy: no sampling, no penalties
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
-        processor.save_pretrained(out)
+        self.processor(tokenizer).save_pretrained(out)
         return out
+
+    def build(self, out: Path) -> Path:
+        tokenizer = self.tokenizer()
+        return self.save(self.model(self.config(tokenizer)), tokenizer, out)
 
 
 TINY_LLAVA = LlavaPreset(
@@ -166,4 +174,14 @@ LLAVA_1_5_7B = LlavaPreset(
     vocab_size=32064,
     dtype=torch.float16,
 )
-LLAVA_PRESETS = (TINY_LLAVA, LLAVA_1_5_7B)
+# Benchmarks: a small CLIP tower (49 image tokens) and a 58M-parameter Llama, so the decoder's compute is real.
+BENCH_LLAVA = LlavaPreset(
+    name="bench-llava",
+    image_size=224,
+    patch_size=32,
+    vision=TowerShape(hidden=256, layers=4, heads=4, intermediate=1024),
+    text=TowerShape(hidden=768, layers=8, heads=12, intermediate=2048, kv_heads=12),
+    context_length=1024,
+    tokenizer_vocab_size=1000,
+)
+LLAVA_PRESETS = (TINY_LLAVA, LLAVA_1_5_7B, BENCH_LLAVA)

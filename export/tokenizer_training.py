@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import CLIPTokenizer, LlamaTokenizer
@@ -111,8 +112,11 @@ def canonical_vocab(merges: list[tuple[str, str]]) -> dict[str, int]:
     return {token: index for index, token in enumerate(dict.fromkeys(tokens))}
 
 
-def train_llama_tokenizer(vocab_size: int, model_max_length: int) -> LlamaTokenizer:
-    """A Llama-2-style tokenizer of at most ``vocab_size`` tokens (the corpus has room for about 1130).
+def train_llama_tokenizer(
+    vocab_size: int, model_max_length: int, corpus: Sequence[str] | None = None
+) -> LlamaTokenizer:
+    """A Llama-2-style tokenizer of at most ``vocab_size`` tokens, trained on ``corpus`` (default:
+    ``conversation_corpus()``, which has room for about 1130).
 
     Words are split on spaces only, so no merge spans a ``▁``: ``LlamaTokenizer``'s unsplit Metaspace
     then tokenizes exactly as the trainer did. Characters outside the corpus fall back to byte tokens.
@@ -124,7 +128,7 @@ def train_llama_tokenizer(vocab_size: int, model_max_length: int) -> LlamaTokeni
         special_tokens=list(LLAMA_SPECIALS),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(conversation_corpus(), trainer)
+    tokenizer.train_from_iterator(conversation_corpus() if corpus is None else corpus, trainer)
     trained = json.loads(tokenizer.to_str())["model"]
     merges = [tuple(pair) for pair in trained["merges"]]
     return LlamaTokenizer(

@@ -1,0 +1,337 @@
+"""In-process baselines on the same checkpoint and inputs as the served run.
+
+- ``huggingface``: what a user would otherwise build: the Hugging Face model in this process, one request at a
+  time, PyTorch eager (the body of a plain FastAPI endpoint).
+- ``limit``: what the hardware allows: encoders run the served pipeline in-process (decode, the checkpoint's
+  image processor, the exported ONNX model in ONNX Runtime) at their best batch size; the decoder is Hugging
+  Face ``generate`` on a whole batch at once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.workloads import Payload, Sample, llava_messages
+
+MAX_PIXELS, MAX_ASPECT_RATIO = 36_000_000, 20  # the served preprocessors' limits
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    name: str  # "huggingface" or "limit"
+    description: str
+    samples: list[Sample]
+    start: float
+    end: float
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    checkpoint: Path
+    repository: Path | None  # the exported repository the limit reads its ONNX models from
+    requests: int
+    limit_batch_sizes: tuple[int, ...]
+    warmup: int = 1
+
+
+def _run(
+    name: str, description: str, calls: Sequence[Callable[[], list[Sample]]], warmup: int, batch: int
+) -> BaselineRun:
+    """Each call serves one request or a batch of them: one sample per request."""
+    for call in calls[:warmup]:
+        call()
+    start = time.perf_counter()
+    samples = [sample for call in calls[warmup:] for sample in call()]
+    return BaselineRun(name, description, samples, start, time.perf_counter(), batch)
+
+
+def _best(runs: list[BaselineRun], amount: Callable[[Sample], float]) -> BaselineRun:
+    """The run that got the most done per second (images, texts or tokens)."""
+    return max(runs, key=lambda run: sum(amount(s) for s in run.samples) / (run.end - run.start))
+
+
+def _rgb(blob: bytes) -> Any:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(blob)).convert("RGB")
+
+
+def _batches(items: Sequence[Any], size: int, count: int) -> list[list[Any]]:
+    """``count`` batches of ``size`` items, cycling through ``items``."""
+    return [[items[(b * size + i) % len(items)] for i in range(size)] for b in range(count)]
+
+
+class _HfClip:
+    def __init__(self, checkpoint: Path) -> None:
+        from transformers import CLIPModel, CLIPProcessor
+
+        self.model = CLIPModel.from_pretrained(checkpoint).eval()
+        self.processor = CLIPProcessor.from_pretrained(checkpoint)
+
+    def image_embeds(self, blobs: list[bytes]) -> Sample:
+        import torch
+
+        start = time.perf_counter()
+        pixels = self.processor(images=[_rgb(b) for b in blobs], return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            torch.nn.functional.normalize(self.model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+        return Sample(start, time.perf_counter(), images=len(blobs))
+
+    def text_embeds(self, texts: list[str]) -> Sample:
+        import torch
+
+        start = time.perf_counter()
+        tokens = self.processor(text=texts, padding=True, truncation=True, return_tensors="pt")
+        with torch.inference_mode():
+            torch.nn.functional.normalize(self.model.get_text_features(**tokens).pooler_output, dim=-1)
+        return Sample(start, time.perf_counter())
+
+    def rank(self, blobs: list[bytes], texts: list[str]) -> Sample:
+        import torch
+
+        start = time.perf_counter()
+        inputs = self.processor(
+            images=[_rgb(b) for b in blobs], text=texts, padding=True, truncation=True, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            self.model(**inputs).logits_per_image.softmax(dim=-1)
+        return Sample(start, time.perf_counter(), images=len(blobs))
+
+
+class _OnnxClip:
+    """The served CLIP pipeline in-process: the same decoder, image processor, tokenizer and ONNX files."""
+
+    def __init__(self, repository: Path) -> None:
+        from serving.onnx_runner import OnnxRunner
+        from serving.triton_models.clip_tokenize import TOKENIZER_DIR, load_tokenizer
+        from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR, load_image_processor
+
+        threads = os.cpu_count() or 1
+        self.image_processor = load_image_processor(str(repository / "clip_preprocess/1" / IMAGE_PROCESSOR_DIR))
+        self.tokenizer = load_tokenizer(str(repository / "clip_tokenize/1" / TOKENIZER_DIR))
+        self.vision = OnnxRunner(repository / "clip_vision/1/model.onnx", intra_op_threads=threads).open()
+        self.text = OnnxRunner(repository / "clip_text/1/model.onnx", intra_op_threads=threads).open()
+        similarity = json.loads((repository / "clip_similarity/1/similarity.json").read_text())
+        self.logit_scale = float(similarity["logit_scale"])
+
+    def _image_embeds(self, blobs: list[bytes]) -> np.ndarray:
+        from serving.images import decode_image
+
+        pixels = np.concatenate(
+            [
+                self.image_processor(
+                    images=[decode_image(b, "image", MAX_PIXELS, MAX_ASPECT_RATIO)], return_tensors="np"
+                )["pixel_values"]
+                for b in blobs
+            ]
+        ).astype(np.float32)
+        return self.vision.run({"pixel_values": pixels})["image_embeds"]
+
+    def _text_embeds(self, texts: list[str]) -> np.ndarray:
+        encoded = self.tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="np",
+        )
+        feeds = {name: encoded[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+        return self.text.run(feeds)["text_embeds"]
+
+    def image_embeds(self, blobs: list[bytes]) -> Sample:
+        start = time.perf_counter()
+        self._image_embeds(blobs)
+        return Sample(start, time.perf_counter(), images=len(blobs))
+
+    def text_embeds(self, texts: list[str]) -> Sample:
+        start = time.perf_counter()
+        self._text_embeds(texts)
+        return Sample(start, time.perf_counter())
+
+    def rank_each(self, batch: list[tuple[list[bytes], list[str]]]) -> Sample:
+        """Every request's images and texts in one encoder call each, then each request's own scores."""
+        start = time.perf_counter()
+        images = self._image_embeds([b for blobs, _ in batch for b in blobs])
+        texts = self._text_embeds([t for _, request_texts in batch for t in request_texts])
+        row = column = 0
+        for blobs, request_texts in batch:
+            logits = self.logit_scale * images[row : row + len(blobs)] @ texts[column : column + len(request_texts)].T
+            np.exp(logits - logits.max(axis=1, keepdims=True))
+            row, column = row + len(blobs), column + len(request_texts)
+        return Sample(start, time.perf_counter(), images=len(images))
+
+
+_LIMIT_STEPS = {
+    "clip-image": "decode + preprocess",
+    "clip-text": "tokenize",
+    "clip-rank": "decode + preprocess + tokenize",
+}
+
+
+def _per_request(sample: Sample, batch: list[tuple[list[bytes], list[str]]]) -> list[Sample]:
+    """A batch's timing, once for each request in it: requests per second count requests, not batches."""
+    return [Sample(sample.start, sample.end, images=len(images)) for images, _ in batch]
+
+
+def _requests(payload: Payload, count: int) -> list[tuple[list[bytes], list[str]]]:
+    """Request ``n``'s images and texts, as the served run sends them (less the cache-busting serial)."""
+    images, texts = payload.images, payload.texts
+    per_image, per_text = payload.images_per_request, payload.texts_per_request
+    return [
+        (
+            [images[(n * per_image + i) % len(images)] for i in range(per_image)] if images else [],
+            [texts[(n * per_text + i) % len(texts)] for i in range(per_text)] if texts else [],
+        )
+        for n in range(count)
+    ]
+
+
+def _clip_baselines(kind: str, payload: Payload, settings: BaselineSettings) -> list[BaselineRun]:
+    count = settings.warmup + settings.requests
+    requests = _requests(payload, count)
+    hf = _HfClip(settings.checkpoint)
+    one = {
+        "clip-image": lambda r: hf.image_embeds(r[0]),
+        "clip-text": lambda r: hf.text_embeds(r[1]),
+        "clip-rank": lambda r: hf.rank(r[0], r[1]),
+    }[kind]
+    runs = [
+        _run(
+            "huggingface",
+            "Hugging Face CLIPModel in-process, one request at a time (PyTorch eager)",
+            [lambda r=r: [one(r)] for r in requests],
+            settings.warmup,
+            1,
+        )
+    ]
+    if settings.repository is None:
+        return runs
+    onnx = _OnnxClip(settings.repository)
+    limits = []
+    for size in settings.limit_batch_sizes:
+        batches = _batches(requests, size, max(2, -(-count // size)))
+        call = {
+            "clip-image": lambda batch: onnx.image_embeds([b for r in batch for b in r[0]]),
+            "clip-text": lambda batch: onnx.text_embeds([t for r in batch for t in r[1]]),
+            "clip-rank": lambda batch: onnx.rank_each(batch),
+        }[kind]
+        limits.append(
+            _run(
+                "limit",
+                f"{_LIMIT_STEPS[kind]} + ONNX Runtime in-process at batch {size} ({os.cpu_count()} threads)",
+                [lambda batch=batch, call=call: _per_request(call(batch), batch) for batch in batches],
+                1,
+                size,
+            )
+        )
+    return [*runs, _best(limits, lambda s: s.images or 1)]
+
+
+class _TokenTimes:
+    """A ``generate`` streamer that notes when the first new token arrived (the first put is the prompt)."""
+
+    def __init__(self) -> None:
+        self.puts = 0
+        self.first_token: float | None = None
+
+    def put(self, value: Any) -> None:
+        self.puts += 1
+        if self.puts == 2:
+            self.first_token = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+def _new_tokens(row: Sequence[int], eos: set[int]) -> int:
+    """Tokens a completion holds: up to and including the first EOS (the rest of a batch row is padding)."""
+    for index, token in enumerate(row):
+        if token in eos:
+            return index + 1
+    return len(row)
+
+
+def _llava_baselines(payload: Payload, settings: BaselineSettings) -> list[BaselineRun]:
+    import torch
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers.generation.streamers import BaseStreamer
+
+    model = LlavaForConditionalGeneration.from_pretrained(settings.checkpoint).eval()
+    processor = AutoProcessor.from_pretrained(settings.checkpoint)
+    eos_ids = model.generation_config.eos_token_id
+    eos = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
+    streamer_type = type("TokenTimes", (_TokenTimes, BaseStreamer), {})
+
+    def generate(batch: list[tuple[list[bytes], list[str]]]) -> list[Sample]:
+        start = time.perf_counter()
+        prompts = [
+            processor.apply_chat_template(llava_messages(texts[0], len(images)), add_generation_prompt=True)
+            for images, texts in batch
+        ]
+        images = [_rgb(blob) for request_images, _ in batch for blob in request_images]
+        inputs = processor(images=images or None, text=prompts, padding=True, return_tensors="pt")
+        streamer = streamer_type()
+        with torch.inference_mode():
+            output = model.generate(**inputs, max_new_tokens=payload.max_tokens, do_sample=False, streamer=streamer)
+        end = time.perf_counter()
+        prompt_length = inputs["input_ids"].shape[1]
+        return [
+            Sample(
+                start,
+                end,
+                len(request[0]),
+                streamer.first_token,
+                _new_tokens(row[prompt_length:].tolist(), eos),
+                int(mask.sum()),
+            )
+            for request, row, mask in zip(batch, output, inputs["attention_mask"], strict=True)
+        ]
+
+    requests = _requests(payload, settings.warmup + settings.requests)
+    sequential = _run(
+        "huggingface",
+        "Hugging Face LlavaForConditionalGeneration.generate in-process, one request at a time (greedy)",
+        [lambda r=r: generate([r]) for r in requests],
+        settings.warmup,
+        1,
+    )
+    limits = []
+    for size in settings.limit_batch_sizes:
+        batches = _batches(requests[settings.warmup :], size, max(1, -(-settings.requests // size)))
+        generate(batches[0][:1])  # warm-up at this batch shape's code path
+        start = time.perf_counter()
+        samples = [sample for batch in batches for sample in generate(batch)]
+        limits.append(
+            BaselineRun(
+                "limit",
+                f"Hugging Face generate in-process on batches of {size} (greedy, left-padded)",
+                samples,
+                start,
+                time.perf_counter(),
+                size,
+            )
+        )
+    return [sequential, _best(limits, lambda s: s.output_tokens or 0)]
+
+
+BASELINES: dict[str, Callable[[Payload, BaselineSettings], list[BaselineRun]]] = {
+    "clip-image": partial(_clip_baselines, "clip-image"),
+    "clip-text": partial(_clip_baselines, "clip-text"),
+    "clip-rank": partial(_clip_baselines, "clip-rank"),
+    "llava": _llava_baselines,
+}
+
+
+def run_baselines(kind: str, payload: Payload, settings: BaselineSettings) -> list[BaselineRun]:
+    return BASELINES[kind](payload, settings)

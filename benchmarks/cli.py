@@ -1,0 +1,274 @@
+"""``vlm-bench``: latency and throughput of a served path, side by side with in-process baselines.
+
+    vlm-bench clip-image --serve --repository REPOSITORY --checkpoint CHECKPOINT --concurrency 1,8
+    vlm-bench llava --url localhost:8001 --checkpoint CKPT --concurrency 1,8 --output-tokens 64
+    vlm-bench clip-text --url localhost:8000 --protocol http --request-rate 5,10 --no-baselines
+
+Writes report.json, metrics.csv, perf_analyzer.csv (encoders), summary.md and PNG plots under
+benchmarks/results/<name>/ and prints the summary with the issue's targets as met or missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.baselines import BaselineSettings, run_baselines
+from benchmarks.inputs import IMAGE_FORMATS, captions, folder_images, parse_size, prompts, synthetic_images
+from benchmarks.load import LoadPoint, PointResult, WindowSettings, measure_point
+from benchmarks.metrics import compute_metrics
+from benchmarks.plots import write_plots
+from benchmarks.report import (
+    build_report,
+    write_csv,
+    write_json,
+    write_markdown,
+    write_perf_analyzer_csv,
+)
+from benchmarks.server import PeakMemory, read_statistics, server_split
+from benchmarks.workloads import WORKLOADS, Payload, Workload
+from serving.launcher import ServerError
+
+DEFAULT_CONCURRENCY = "1,2,4,8,16"
+RESULTS = Path("benchmarks/results")
+
+
+def _numbers(text: str, flag: str, kind: type) -> list[Any]:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not values or any(value <= 0 for value in values):
+        raise ValueError(f"{flag}: expected numbers > 0, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vlm-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("benchmark", choices=list(WORKLOADS), help="the served path to measure")
+    server = parser.add_argument_group("server")
+    server.add_argument("--url", help="a running server (gRPC port for grpc, HTTP port for http)")
+    server.add_argument("--serve", action="store_true", help="start tritonserver on --repository for the run")
+    server.add_argument("--repository", type=Path, help="exported model repository (--serve, and the encoders' limit)")
+    server.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    load = parser.add_argument_group("load")
+    load.add_argument("--concurrency", help=f"closed-loop points (default {DEFAULT_CONCURRENCY})")
+    load.add_argument("--request-rate", help="open-loop points, requests/s with Poisson arrivals")
+    load.add_argument("--window-seconds", type=float, default=2.0, help="a measurement window's least length")
+    load.add_argument("--window-requests", type=int, default=4, help="a window's least number of completions")
+    load.add_argument("--max-windows", type=int, default=10, help="windows per point before giving up on stability")
+    load.add_argument("--stability-percent", type=float, default=10.0, help="the last 3 windows agree within this")
+    load.add_argument("--warmup-requests", type=int, default=4, help="completions discarded before measuring")
+    load.add_argument("--seed", type=int, default=0, help="inputs and Poisson arrivals")
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument("--images", type=Path, help="a folder of images to send instead of synthetic ones")
+    inputs.add_argument("--image-size", default="640x480", help="synthetic images: WIDTHxHEIGHT or SIZE")
+    inputs.add_argument("--image-format", choices=IMAGE_FORMATS, default="jpeg", help="synthetic images' encoding")
+    inputs.add_argument("--input-count", type=int, default=64, help="distinct inputs the requests cycle through")
+    inputs.add_argument("--images-per-request", type=int, default=1)
+    inputs.add_argument("--texts-per-request", type=int, help="clip-text (default 1) and clip-rank (default 8)")
+    inputs.add_argument("--prompt-tokens", type=int, default=32, help="llava: question length in tokens")
+    inputs.add_argument("--output-tokens", type=int, default=64, help="llava: max_tokens (EOS may end a reply early)")
+    baselines = parser.add_argument_group("baselines")
+    baselines.add_argument(
+        "--checkpoint", type=Path, help="the Hugging Face checkpoint the repository was exported from"
+    )
+    baselines.add_argument("--baseline-requests", type=int, default=32, help="measured requests per baseline")
+    baselines.add_argument("--limit-batch-sizes", default="8", help="the limit runs at each and keeps the best")
+    baselines.add_argument("--no-baselines", action="store_true")
+    output = parser.add_argument_group("output")
+    output.add_argument("--name", help="results folder name (default: the benchmark)")
+    output.add_argument("--results", type=Path, default=RESULTS, help="parent of the results folder")
+    return parser
+
+
+def load_points(args: argparse.Namespace) -> list[LoadPoint]:
+    concurrency = args.concurrency or (None if args.request_rate else DEFAULT_CONCURRENCY)
+    points = [LoadPoint("concurrency", c) for c in _numbers(concurrency, "--concurrency", int)] if concurrency else []
+    if args.request_rate:
+        points += [LoadPoint("request_rate", r) for r in _numbers(args.request_rate, "--request-rate", float)]
+    return points
+
+
+def build_payload(args: argparse.Namespace) -> Payload:
+    counts = {
+        "--input-count": (args.input_count, 1, 100_000),
+        "--images-per-request": (args.images_per_request, 1, 32),
+        "--prompt-tokens": (args.prompt_tokens, 1, 100_000),
+        "--output-tokens": (args.output_tokens, 1, 100_000),
+        "--baseline-requests": (args.baseline_requests, 1, 100_000),
+    }
+    for flag, (value, least, most) in counts.items():
+        if not least <= value <= most:
+            raise ValueError(f"{flag}: must be {least}..{most}, got {value}")
+    texts_per_request = args.texts_per_request or (8 if args.benchmark == "clip-rank" else 1)
+    if not 1 <= texts_per_request <= 64:
+        raise ValueError(f"--texts-per-request: must be 1..64, got {texts_per_request}")
+    workload = WORKLOADS[args.benchmark]
+    images: list[bytes] = []
+    if workload.counts_images or workload.generates:
+        if args.images:
+            images = folder_images(args.images)
+        else:
+            images = synthetic_images(args.input_count, parse_size(args.image_size), args.image_format, args.seed)
+    if workload.generates:
+        tokenizer = None
+        if args.checkpoint:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+        texts = prompts(args.input_count, args.prompt_tokens, args.seed, tokenizer)
+    else:
+        texts = captions(args.input_count * texts_per_request, args.seed)
+    return Payload(tuple(images), tuple(texts), args.images_per_request, texts_per_request, args.output_tokens)
+
+
+def input_config(args: argparse.Namespace, points: list[LoadPoint]) -> dict[str, Any]:
+    config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    config["points"] = [asdict(p) for p in points]
+    if args.images:
+        config["image_size"] = config["image_format"] = None
+    return config
+
+
+@contextlib.contextmanager
+def served(args: argparse.Namespace, workload: type[Workload], out: Path) -> Iterator[tuple[str, int | None]]:
+    """The URL to load and the server's pid when this run started it."""
+    if not args.serve:
+        yield args.url, None
+        return
+    from serving.launcher import TritonServer, loopback_options
+
+    progress(f"starting tritonserver on {args.repository} ({', '.join(workload.models)})")
+    options = loopback_options(args.repository, out / "tritonserver.log", exit_timeout_s=2, models=workload.models)
+    with TritonServer(options) as server:
+        assert server.process is not None
+        yield (server.grpc_url if args.protocol == "grpc" else server.http_url), server.process.pid
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def point_report(result: PointResult, workload: type[Workload]) -> dict[str, Any]:
+    spans = [(w.start, w.end) for w in result.windows]
+    return {
+        "mode": result.point.mode,
+        "value": result.point.value,
+        "stable": result.stable,
+        "windows": result.window_count,
+        "errors": result.errors,
+        "first_error": result.first_error,
+        "metrics": compute_metrics(result.samples, spans, workload.counts_images, workload.generates),
+        "server_split": server_split(result.server_stats_before, result.server_stats_after),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    workload_type = WORKLOADS[args.benchmark]
+    points = load_points(args)
+    settings = WindowSettings(
+        args.window_seconds,
+        args.window_requests,
+        args.max_windows,
+        args.stability_percent,
+        args.warmup_requests,
+        args.seed,
+    )
+    limit_batches = tuple(_numbers(args.limit_batch_sizes, "--limit-batch-sizes", int))
+    payload = build_payload(args)
+    out = args.results / (args.name or args.benchmark)
+    out.mkdir(parents=True, exist_ok=True)
+    peak_memory = None
+    with served(args, workload_type, out) as (url, pid):
+        workload = workload_type(url, args.protocol, payload)
+        with PeakMemory(pid) if pid else contextlib.nullcontext() as memory:
+            point_reports = []
+            for point in points:
+                progress(f"{args.benchmark}: {point.label}")
+                result = measure_point(workload, point, settings, lambda: read_statistics(url, args.protocol), progress)
+                point_reports.append(point_report(result, workload_type))
+        peak_memory = memory.bytes if memory else None
+        baseline_reports = []
+        if not args.no_baselines:
+            progress(f"{args.benchmark}: in-process baselines")
+            baseline_settings = BaselineSettings(
+                args.checkpoint, args.repository, args.baseline_requests, limit_batches
+            )
+            for baseline in run_baselines(args.benchmark, payload, baseline_settings):
+                baseline_reports.append(
+                    {
+                        "name": baseline.name,
+                        "description": baseline.description,
+                        "batch_size": baseline.batch_size,
+                        "requests": len(baseline.samples),
+                        "metrics": compute_metrics(
+                            baseline.samples,
+                            [(baseline.start, baseline.end)],
+                            workload_type.counts_images,
+                            workload_type.generates,
+                        ),
+                    }
+                )
+    server = {
+        "url": url,
+        "protocol": args.protocol,
+        "model": workload_type.models[0],
+        "started_by_bench": args.serve,
+        "peak_memory_bytes": peak_memory,
+    }
+    environment = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    report = build_report(
+        args.benchmark, input_config(args, points), server, point_reports, baseline_reports, environment
+    )
+    write_reports(report, out, encoders=not workload_type.generates)
+    return report
+
+
+def write_reports(report: dict[str, Any], out: Path, encoders: bool) -> list[Path]:
+    paths = [write_json(report, out), write_csv(report, out), write_markdown(report, out), *write_plots(report, out)]
+    if encoders:
+        paths.append(write_perf_analyzer_csv(report, out))
+    return paths
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if bool(args.url) == args.serve:
+        raise ValueError("give either --url (a running server) or --serve (with --repository)")
+    if args.serve and not (args.repository and args.repository.is_dir()):
+        raise ValueError("--serve needs --repository: an exported model repository folder")
+    if not args.no_baselines and not (args.checkpoint and (args.checkpoint / "config.json").is_file()):
+        raise ValueError("--checkpoint: the baselines need the Hugging Face checkpoint folder (or pass --no-baselines)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        check_arguments(args)
+        run(args)
+    except ValueError as error:
+        print(f"vlm-bench: {error}", file=sys.stderr)
+        return 2
+    except (ServerError, RuntimeError) as error:
+        print(f"vlm-bench: {error}", file=sys.stderr)
+        return 1
+    out = args.results / (args.name or args.benchmark)
+    print((out / "summary.md").read_text())
+    print(f"reports in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

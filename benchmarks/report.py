@@ -1,0 +1,261 @@
+"""The run's report: one JSON document (genai-perf-like) and the files derived from it (CSV, perf_analyzer CSV,
+Markdown). Everything written is computed from the document, so the files always agree."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.statistics import FIELDS
+from benchmarks.targets import check_targets
+
+SCHEMA_VERSION = 1
+PRIMARY_METRIC = {
+    "clip-image": "image_throughput",
+    "clip-text": "request_throughput",
+    "clip-rank": "image_throughput",
+    "llava": "output_token_throughput",
+}
+_STAT = {"type": ["number", "null"]}
+METRIC_SCHEMA = {
+    "type": "object",
+    "required": ["unit", *FIELDS],
+    "properties": {"unit": {"type": "string"}, **dict.fromkeys(FIELDS, _STAT)},
+}
+_METRICS = {
+    "type": "object",
+    "required": ["request_throughput", "request_latency"],
+    "additionalProperties": METRIC_SCHEMA,
+}
+REPORT_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["schema_version", "benchmark", "input_config", "server", "points", "baselines", "ratios", "targets"],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "benchmark": {"enum": list(PRIMARY_METRIC)},
+        "input_config": {"type": "object"},
+        "server": {
+            "type": "object",
+            "required": ["url", "protocol", "model", "peak_memory_bytes"],
+            "properties": {"peak_memory_bytes": {"type": ["integer", "null"]}},
+        },
+        "points": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["mode", "value", "stable", "windows", "errors", "metrics", "server_split"],
+                "properties": {
+                    "mode": {"enum": ["concurrency", "request_rate"]},
+                    "value": {"type": "number"},
+                    "stable": {"type": "boolean"},
+                    "metrics": _METRICS,
+                    "server_split": {"type": "object"},
+                },
+            },
+        },
+        "baselines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "description", "batch_size", "requests", "metrics"],
+                "properties": {"name": {"enum": ["huggingface", "limit"]}, "metrics": _METRICS},
+            },
+        },
+        "ratios": {"type": "array"},
+        "targets": {"type": "array"},
+    },
+}
+
+
+def build_report(
+    benchmark: str,
+    input_config: dict[str, Any],
+    server: dict[str, Any],
+    points: list[dict[str, Any]],
+    baselines: list[dict[str, Any]],
+    environment: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole document, with the ratios and the targets computed from the figures."""
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "vlm-bench",
+        "benchmark": benchmark,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "input_config": input_config,
+        "environment": environment,
+        "server": server,
+        "points": points,
+        "baselines": baselines,
+    }
+    report["ratios"] = throughput_ratios(report)
+    report["targets"] = check_targets(report)
+    return report
+
+
+def throughput_ratios(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Served / baseline on the benchmark's primary throughput, for every load point."""
+    metric = PRIMARY_METRIC[report["benchmark"]]
+    baselines = {b["name"]: b["metrics"][metric]["avg"] for b in report["baselines"]}
+    rows = []
+    for point in report["points"]:
+        served = point["metrics"][metric]["avg"]
+        row = {"mode": point["mode"], "value": point["value"], "metric": metric}
+        for name in ("huggingface", "limit"):
+            base = baselines.get(name)
+            row[f"vs_{name}"] = served / base if served is not None and base else None
+        rows.append(row)
+    return rows
+
+
+def write_json(report: dict[str, Any], out: Path) -> Path:
+    path = out / "report.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def write_csv(report: dict[str, Any], out: Path) -> Path:
+    """Long format: one row per (source, load point, metric)."""
+    path = out / "metrics.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "mode", "value", "metric", "unit", *FIELDS])
+        rows = [("served", p["mode"], p["value"], p["metrics"]) for p in report["points"]]
+        rows += [(b["name"], "batch_size", b["batch_size"], b["metrics"]) for b in report["baselines"]]
+        for source, mode, value, metrics in rows:
+            for name, stats in metrics.items():
+                writer.writerow([source, mode, value, name, stats["unit"], *(stats[f] for f in FIELDS)])
+    return path
+
+
+def write_perf_analyzer_csv(report: dict[str, Any], out: Path) -> Path:
+    """perf_analyzer's ``-f`` layout (µs): server phases summed over the ensemble's models, the rest of the
+    average latency is network and client."""
+    path = out / "perf_analyzer.csv"
+    phases = ("queue", "compute_input", "compute_infer", "compute_output")
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "Concurrency",
+                "Request Rate",
+                "Inferences/Second",
+                "Network+Client",
+                "Server Queue",
+                "Server Compute Input",
+                "Server Compute Infer",
+                "Server Compute Output",
+                "p50 latency",
+                "p90 latency",
+                "p95 latency",
+                "p99 latency",
+                "Avg latency",
+            ]
+        )
+        for point in report["points"]:
+            latency = point["metrics"]["request_latency"]
+            # An ensemble's own figures already add up its steps': count the steps, as perf_analyzer does.
+            steps = {n: m for n, m in point["server_split"].items() if n != report["server"]["model"]}
+            models = steps or point["server_split"]
+            server = [sum(m[f"{phase}_us"] for m in models.values()) for phase in phases]
+            average = (latency["avg"] or 0) * 1000
+            writer.writerow(
+                [
+                    int(point["value"]) if point["mode"] == "concurrency" else "",
+                    point["value"] if point["mode"] == "request_rate" else "",
+                    round(point["metrics"]["request_throughput"]["avg"] or 0, 3),
+                    round(max(average - sum(server), 0)),
+                    *(round(value) for value in server),
+                    *(round((latency[f] or 0) * 1000) for f in ("p50", "p90", "p95", "p99")),
+                    round(average),
+                ]
+            )
+    return path
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    kind, config = report["benchmark"], report["input_config"]
+    primary = PRIMARY_METRIC[kind]
+    columns = [("request_throughput", "avg", "requests/s"), ("request_latency", "p50", "latency p50 ms")]
+    columns += [("request_latency", "p99", "latency p99 ms")]
+    if primary == "image_throughput":
+        columns.insert(1, ("image_throughput", "avg", "images/s"))
+    if kind == "llava":
+        columns += [
+            ("output_token_throughput", "avg", "tokens/s"),
+            ("time_to_first_token", "p50", "TTFT p50 ms"),
+            ("inter_token_latency", "p50", "ITL p50 ms"),
+            ("output_sequence_length", "avg", "tokens/request"),
+        ]
+    memory = report["server"]["peak_memory_bytes"]
+    images = kind != "clip-text"
+    lines = [
+        f"## vlm-bench {kind}",
+        "",
+        f"{config['protocol']} at {report['server']['url']}; checkpoint `{config.get('checkpoint')}`; "
+        + (f"images {config['image_size']} {config['image_format']}; " if config.get("image_size") and images else "")
+        + (
+            f"prompt {config['prompt_tokens']} tokens, max {config['output_tokens']} output tokens; "
+            if kind == "llava"
+            else ""
+        )
+        + f"server peak memory {_number(memory / 2**20, 0) + ' MiB' if memory else 'not measured'}.",
+        "",
+        "| load | " + " | ".join(title for _, _, title in columns) + " | vs Hugging Face | vs limit | stable |",
+        "|---" * (len(columns) + 4) + "|",
+    ]
+    ratios = {(r["mode"], r["value"]): r for r in report["ratios"]}
+    for point in report["points"]:
+        load = f"concurrency {point['value']:g}" if point["mode"] == "concurrency" else f"{point['value']:g} req/s"
+        cells = [_number(point["metrics"][metric][field]) for metric, field, _ in columns]
+        ratio = ratios[(point["mode"], point["value"])]
+        stable = "yes" if point["stable"] else f"no ({point['windows']} windows)"
+        lines.append(
+            f"| {load} | "
+            + " | ".join(cells)
+            + f" | {_ratio(ratio['vs_huggingface'])} | {_ratio(ratio['vs_limit'])} | {stable} |"
+        )
+    for baseline in report["baselines"]:
+        cells = [_number(baseline["metrics"].get(metric, {}).get(field)) for metric, field, _ in columns]
+        lines.append(f"| {baseline['name']} (batch {baseline['batch_size']}) | " + " | ".join(cells) + " | | | |")
+    lines += ["", "Baselines: " + "; ".join(f"{b['name']}: {b['description']}" for b in report["baselines"]), ""]
+    lines += ["Server-side split (µs per request, Triton statistics over the measured windows):", ""]
+    lines += ["| load | model | requests | avg batch | queue | compute input | compute infer | compute output |"]
+    lines += ["|---|---|---|---|---|---|---|---|"]
+    for point in report["points"]:
+        for model, split in point["server_split"].items():
+            lines.append(
+                f"| {point['mode']} {point['value']:g} | {model} | {split['requests']} "
+                f"| {split['average_batch']:.2f} | "
+                + " | ".join(
+                    _number(split[f"{phase}_us"], 0)
+                    for phase in ("queue", "compute_input", "compute_infer", "compute_output")
+                )
+                + " |"
+            )
+    if report["targets"]:
+        lines += ["", "Targets:", ""]
+        for target in report["targets"]:
+            verdict = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
+            measured = _ratio(target["measured"])
+            note = f" {target['note']}" if "note" in target else ""
+            lines.append(f"- **{verdict}** {target['target']}: {measured} (needs {target['requirement']}){note}")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(report: dict[str, Any], out: Path) -> Path:
+    path = out / "summary.md"
+    path.write_text(markdown(report))
+    return path

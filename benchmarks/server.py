@@ -1,0 +1,100 @@
+"""What the server says about a run: Triton's per-model statistics (diffed over the measured windows) and the
+peak resident memory of tritonserver and its python-backend stub processes."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+import psutil
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+Counters = dict[str, dict[str, int]]  # model -> counter name -> cumulative value
+
+
+def read_statistics(url: str, protocol: str) -> Counters:
+    """Cumulative counters of every loaded model: requests, executions, and ns per phase."""
+    if protocol == "grpc":
+        with grpcclient.InferenceServerClient(url) as client:
+            stats = client.get_inference_statistics(as_json=True)
+    else:
+        with httpclient.InferenceServerClient(url) as client:
+            stats = client.get_inference_statistics()
+    counters: Counters = {}
+    for model in stats.get("model_stats", []):
+        phases = model.get("inference_stats", {})
+        # gRPC's JSON writes int64 as strings and leaves zeros out; HTTP writes numbers.
+        entry = {
+            "requests": int(phases.get("success", {}).get("count", 0)),
+            "inferences": int(model.get("inference_count", 0)),
+            "executions": int(model.get("execution_count", 0)),
+        }
+        for phase in PHASES:
+            entry[f"{phase}_ns"] = int(phases.get(phase, {}).get("ns", 0))
+        counters[model["name"]] = entry
+    return counters
+
+
+def server_split(before: Counters | None, after: Counters | None) -> dict[str, dict[str, float]]:
+    """Per model over the span: requests, average batch (inferences per execution), and µs per request in each
+    phase. Models that served nothing in the span are left out."""
+    if not before or not after:
+        return {}
+    split = {}
+    for name, end in after.items():
+        start = before.get(name, dict.fromkeys(end, 0))
+        requests = end["requests"] - start["requests"]
+        if requests <= 0:
+            continue
+        executions = end["executions"] - start["executions"]
+        entry: dict[str, float] = {
+            "requests": requests,
+            "average_batch": (end["inferences"] - start["inferences"]) / executions if executions else 0.0,
+        }
+        for phase in PHASES:
+            entry[f"{phase}_us"] = (end[f"{phase}_ns"] - start[f"{phase}_ns"]) / requests / 1000
+        split[name] = entry
+    return split
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process and all its descendants (the python-backend stubs are children)."""
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
+class PeakMemory:
+    """``with PeakMemory(pid) as peak:`` samples the process tree's RSS every ``interval_s``; ``peak.bytes``."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25) -> None:
+        self.process = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                self.bytes = max(self.bytes, tree_rss(self.process))
+            except psutil.NoSuchProcess:
+                return
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,140 @@
+"""One served path per benchmark: which models it needs and how one request is sent and timed.
+
+Requests go through ``VLMClient`` (one client per load thread), the way an application calls the server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.inputs import unique
+from client import Completion, VLMClient
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completed request; times are ``time.perf_counter()`` seconds."""
+
+    start: float
+    end: float
+    images: int = 0
+    first_token: float | None = None  # when the first text arrived (generation only)
+    output_tokens: int | None = None
+    prompt_tokens: int | None = None
+
+    @property
+    def latency_s(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Payload:
+    """The inputs every request of a run draws from, in turn; baselines use the same ones."""
+
+    images: tuple[bytes, ...] = ()
+    texts: tuple[str, ...] = ()
+    images_per_request: int = 1
+    texts_per_request: int = 1
+    max_tokens: int = 64
+
+
+class Workload:
+    """Sends request ``n`` of a run; subclasses name the ensemble (``models``) and what one request is."""
+
+    name = ""
+    models: tuple[str, ...] = ()
+    counts_images = False
+    generates = False
+
+    def __init__(self, url: str, protocol: str, payload: Payload) -> None:
+        self.url, self.protocol, self.payload = url, protocol, payload
+        self._serial = itertools.count()
+        self._requests = itertools.count()
+        self._local = threading.local()
+
+    def next_request(self) -> int:
+        """Run-wide request numbers: a later load point moves on to inputs the earlier ones have not sent (the
+        LLaVA encoders cache by pixel values, which the serial in the bytes does not change)."""
+        return next(self._requests)
+
+    def client(self) -> VLMClient:
+        """One client per thread: tritonclient's clients are not shared across threads."""
+        if not hasattr(self._local, "client"):
+            self._local.client = VLMClient(self.url, protocol=self.protocol, timeout=600.0)
+        return self._local.client
+
+    def images(self, n: int) -> list[bytes]:
+        pool, count = self.payload.images, self.payload.images_per_request
+        return [unique(pool[(n * count + i) % len(pool)], next(self._serial)) for i in range(count)]
+
+    def texts(self, n: int) -> list[str]:
+        pool, count = self.payload.texts, self.payload.texts_per_request
+        return [pool[(n * count + i) % len(pool)] for i in range(count)]
+
+    def send(self, n: int, start: float | None = None) -> Sample:
+        """Send request ``n``; latency counts from ``start`` (an open-loop arrival time) when given."""
+        raise NotImplementedError
+
+
+def _timed(call: Callable[[], Any], images: int, start: float | None) -> Sample:
+    begin = time.perf_counter() if start is None else start
+    call()
+    return Sample(begin, time.perf_counter(), images=images)
+
+
+class ClipImage(Workload):
+    name, models, counts_images = "clip-image", ("clip_image_embed",), True
+
+    def send(self, n: int, start: float | None = None) -> Sample:
+        images = self.images(n)
+        return _timed(lambda: self.client().embed_images(images), len(images), start)
+
+
+class ClipText(Workload):
+    name, models = "clip-text", ("clip_text_embed",)
+
+    def texts(self, n: int) -> list[str]:
+        # A serial keeps the response cache from answering a repeated text; it adds a token or two.
+        return [f"{text} {next(self._serial)}" for text in super().texts(n)]
+
+    def send(self, n: int, start: float | None = None) -> Sample:
+        texts = self.texts(n)
+        return _timed(lambda: self.client().embed_texts(texts), 0, start)
+
+
+class ClipRank(Workload):
+    name, models, counts_images = "clip-rank", ("clip_rank",), True
+
+    def send(self, n: int, start: float | None = None) -> Sample:
+        images, texts = self.images(n), self.texts(n)
+        return _timed(lambda: self.client().rank_texts(images, texts), len(images), start)
+
+
+def llava_messages(question: str, images: int) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": [*({"type": "image"} for _ in range(images)), {"type": "text", "text": question}]}
+    ]
+
+
+class Llava(Workload):
+    name, models, generates = "llava", ("llava",), True
+
+    def send(self, n: int, start: float | None = None) -> Sample:
+        images = self.images(n)
+        messages = llava_messages(self.texts(n)[0], len(images))
+        begin = time.perf_counter() if start is None else start
+        first = None
+        for item in self.client().generate_stream(messages, images, max_tokens=self.payload.max_tokens):
+            now = time.perf_counter()
+            first = first or now  # a completion whose only token is EOS has no text: its end is its first token
+            if isinstance(item, Completion):
+                return Sample(begin, now, len(images), first, item.completion_tokens, item.prompt_tokens)
+        raise RuntimeError("the stream ended without a final response")
+
+
+WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (ClipImage, ClipText, ClipRank, Llava)}

@@ -1,0 +1,62 @@
+"""vlm-bench end to end against the session's server: a two-point sweep with baselines writes every report file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from PIL import Image
+
+from benchmarks.cli import main as vlm_bench
+from benchmarks.report import REPORT_SCHEMA
+from serving.launcher import TritonServer
+
+SHORT = ["--concurrency", "1,2", "--window-seconds", "0.2", "--window-requests", "2", "--max-windows", "3"]
+SHORT += ["--warmup-requests", "1", "--baseline-requests", "2", "--limit-batch-sizes", "2", "--input-count", "8"]
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "checkpoint", "extra", "files"),
+    [
+        ("clip-image", "tiny_clip", ["--image-size", "64"], {"perf_analyzer.csv"}),
+        ("llava", "tiny_llava", ["--image-size", "64", "--prompt-tokens", "8", "--output-tokens", "4"],
+         {"time_to_first_token.png", "inter_token_latency.png"}),
+    ],
+)  # fmt: skip
+def test_a_two_point_sweep_writes_every_report_file_and_each_parses(
+    server: TritonServer,
+    model_repository: Path,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    benchmark: str,
+    checkpoint: str,
+    extra: list[str],
+    files: set[str],
+) -> None:
+    args = [benchmark, "--url", server.grpc_url, "--repository", str(model_repository), *SHORT, *extra]
+    args += ["--checkpoint", str(request.getfixturevalue(checkpoint)), "--results", str(tmp_path), "--name", "run"]
+    assert vlm_bench(args) == 0
+    out = tmp_path / "run"
+    expected = {"report.json", "metrics.csv", "summary.md", "throughput.png", "latency.png", *files}
+    assert expected <= {p.name for p in out.iterdir()}
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert [(p["mode"], p["value"]) for p in report["points"]] == [("concurrency", 1), ("concurrency", 2)]
+    assert all(p["errors"] == 0 and p["metrics"]["request_throughput"]["avg"] > 0 for p in report["points"])
+    assert {b["name"] for b in report["baselines"]} == {"huggingface", "limit"}
+    assert all(p["server_split"] for p in report["points"])
+    assert list(csv.DictReader((out / "metrics.csv").open()))
+    for name in expected - {"report.json", "metrics.csv", "summary.md"}:
+        if name.endswith(".csv"):
+            assert len(list(csv.DictReader((out / name).open()))) == 2
+        else:
+            assert Image.open(out / name).size[0] > 0
+    assert "| concurrency 2 |" in (out / "summary.md").read_text()
+
+
+def test_bad_arguments_get_a_message_naming_the_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert vlm_bench(["clip-image", "--url", "127.0.0.1:1", "--no-baselines", "--concurrency", "0"]) == 2
+    assert "--concurrency: expected numbers > 0" in capsys.readouterr().err

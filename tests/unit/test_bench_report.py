@@ -1,0 +1,129 @@
+"""benchmarks.report, benchmarks.metrics and benchmarks.targets: the document's schema, its figures and the files
+derived from it, built from requests with known timings."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from benchmarks.metrics import compute_metrics
+from benchmarks.report import (
+    REPORT_SCHEMA,
+    build_report,
+    markdown,
+    write_csv,
+    write_json,
+    write_markdown,
+    write_perf_analyzer_csv,
+)
+from benchmarks.statistics import FIELDS
+from benchmarks.workloads import Sample
+
+SPLIT = {
+    "clip_image_embed": {"requests": 10, "average_batch": 1.0, "queue_us": 5.0, "compute_input_us": 1.0,
+                         "compute_infer_us": 900.0, "compute_output_us": 2.0},
+    "clip_preprocess": {"requests": 10, "average_batch": 1.0, "queue_us": 10.0, "compute_input_us": 1.0,
+                        "compute_infer_us": 300.0, "compute_output_us": 1.0},
+    "clip_vision": {"requests": 10, "average_batch": 2.5, "queue_us": 100.0, "compute_input_us": 1.0,
+                    "compute_infer_us": 500.0, "compute_output_us": 1.0},
+}  # fmt: skip
+
+
+def requests_every(interval: float, count: int, latency: float, images: int = 1) -> list[Sample]:
+    return [Sample(i * interval, i * interval + latency, images=images) for i in range(count)]
+
+
+def image_point(concurrency: int, per_second: int) -> dict[str, Any]:
+    latency = 0.01 * concurrency
+    samples = requests_every(1 / per_second, per_second * 3, latency)
+    spans = [(latency + i, latency + i + 1) for i in range(3)]  # windows hold the requests that complete in them
+    return {
+        "mode": "concurrency",
+        "value": concurrency,
+        "stable": True,
+        "windows": 3,
+        "errors": 0,
+        "first_error": None,
+        "metrics": compute_metrics(samples, spans, images=True, generation=False),
+        "server_split": SPLIT,
+    }
+
+
+def baseline(name: str, per_second: int, batch: int) -> dict[str, Any]:
+    samples = requests_every(1 / per_second, per_second * 2, 0.05, images=batch)
+    return {
+        "name": name,
+        "description": name,
+        "batch_size": batch,
+        "requests": len(samples),
+        "metrics": compute_metrics(samples, [(0.05, 2.05)], images=True, generation=False),
+    }
+
+
+@pytest.fixture
+def report() -> dict[str, Any]:
+    config = {"protocol": "grpc", "image_format": "jpeg", "image_size": "640x480", "checkpoint": "ckpt"}
+    server = {"url": "127.0.0.1:8001", "protocol": "grpc", "model": "clip_image_embed", "peak_memory_bytes": 2**30}
+    points = [image_point(1, 10), image_point(8, 40)]
+    baselines = [baseline("huggingface", 10, 1), baseline("limit", 4, 8)]  # 10 and 32 images/s
+    return build_report("clip-image", config, server, points, baselines, {"cpu_count": 2})
+
+
+def test_a_report_matches_the_schema_and_survives_a_json_round_trip(report: dict[str, Any], tmp_path: Path) -> None:
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert json.loads(write_json(report, tmp_path).read_text()) == report
+
+
+def test_a_report_missing_a_metric_field_fails_the_schema(report: dict[str, Any]) -> None:
+    del report["points"][0]["metrics"]["request_latency"]["p99"]
+    with pytest.raises(jsonschema.ValidationError, match="p99"):
+        jsonschema.validate(report, REPORT_SCHEMA)
+
+
+def test_throughputs_come_from_windows_and_latencies_from_requests(report: dict[str, Any]) -> None:
+    metrics = report["points"][1]["metrics"]
+    assert metrics["request_throughput"]["avg"] == pytest.approx(40)
+    assert metrics["image_throughput"]["avg"] == pytest.approx(40)
+    assert metrics["request_latency"]["p50"] == pytest.approx(80)  # ms
+    assert set(metrics) == {"request_throughput", "request_latency", "image_throughput", "image_latency"}
+
+
+def test_ratios_and_targets_divide_served_by_baseline(report: dict[str, Any]) -> None:
+    at_8 = report["ratios"][1]
+    assert (at_8["vs_huggingface"], at_8["vs_limit"]) == pytest.approx((4.0, 1.25))
+    limit, huggingface = report["targets"]
+    assert (limit["measured"], limit["met"]) == (pytest.approx(1.25), True)
+    assert (huggingface["measured"], huggingface["met"]) == (pytest.approx(4.0), True)
+
+
+def test_a_target_whose_conditions_the_run_did_not_meet_is_not_measured(report: dict[str, Any]) -> None:
+    report["input_config"]["protocol"] = "http"
+    rebuilt = build_report("clip-image", report["input_config"], report["server"], report["points"],
+                           report["baselines"], {})  # fmt: skip
+    assert all(t["met"] is None and "protocol=grpc" in t["note"] for t in rebuilt["targets"])
+
+
+def test_generation_metrics_follow_genai_perf_definitions() -> None:
+    samples = [Sample(0.0, 1.0, 1, first_token=0.1, output_tokens=10), Sample(0.5, 1.5, 1, 0.7, 5)]
+    metrics = compute_metrics(samples, [(0.0, 2.0)], images=False, generation=True)
+    assert metrics["time_to_first_token"]["avg"] == pytest.approx(150)  # (100 + 200) / 2 ms
+    assert metrics["inter_token_latency"]["min"] == pytest.approx(100)  # 900 ms / 9
+    assert metrics["inter_token_latency"]["max"] == pytest.approx(200)  # 800 ms / 4
+    assert metrics["output_token_throughput"]["avg"] == pytest.approx(7.5)
+
+
+def test_csv_files_and_markdown_carry_every_point_and_baseline(report: dict[str, Any], tmp_path: Path) -> None:
+    rows = list(csv.DictReader(write_csv(report, tmp_path).open()))
+    assert {r["source"] for r in rows} == {"served", "huggingface", "limit"}
+    assert set(FIELDS) <= set(rows[0])
+    perf = list(csv.DictReader(write_perf_analyzer_csv(report, tmp_path).open()))
+    assert [row["Concurrency"] for row in perf] == ["1", "8"]
+    assert perf[0]["Server Compute Infer"] == "800"  # the ensemble's steps, not the ensemble's own total
+    text = write_markdown(report, tmp_path).read_text()
+    assert text == markdown(report)
+    assert "| concurrency 8 |" in text and "4.00x" in text and "**met**" in text and "1,024 MiB" in text
