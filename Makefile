@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CLIP_CHECKPOINT := .cache/checkpoints/shapes-clip
-LLAVA_CHECKPOINT := .cache/checkpoints/tiny-llava
+LLAVA_CHECKPOINT := .cache/checkpoints/shapes-llava
 REPOSITORY := model_repository
 EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx $(REPOSITORY)/llava_vision/1/model.onnx
 EXPORT_SOURCES := $(wildcard export/*.py) serving/manifest.py
@@ -33,7 +33,8 @@ $(REPOSITORY)/llava_vision/1/model.onnx: $(LLAVA_CHECKPOINT)/config.json $(EXPOR
 export: $(EXPORTED)
 
 demo: $(EXPORTED)
-	$(BIN)/python scripts/demo.py --repository $(REPOSITORY) --clip-checkpoint $(CLIP_CHECKPOINT)
+	$(BIN)/python scripts/demo.py --repository $(REPOSITORY) --clip-checkpoint $(CLIP_CHECKPOINT) \
+		--llava-checkpoint $(LLAVA_CHECKPOINT)
 
 serve: $(EXPORTED)
 	$(BIN)/vlm-serve --repository $(REPOSITORY)

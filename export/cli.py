@@ -91,17 +91,22 @@ def _llava(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from export.shapes_eval import evaluate_clip, evaluate_served_clip
+    from export.evaluations import evaluation_for
 
     if not _is_checkpoint(args.checkpoint):
         return 2
-    rows = [("in-process", evaluate_clip(args.checkpoint, args.count))]
+    try:
+        evaluation = evaluation_for(args.checkpoint)
+    except ValueError as error:
+        print(f"vlm-export: {error}", file=sys.stderr)
+        return 2
+    rows = [("in-process", evaluation.local(args.checkpoint, args.count))]
     for protocol in args.protocol or ():
-        rows.append((f"served ({protocol})", evaluate_served_clip(args.checkpoint, args.count, args.url, protocol)))
-    print(f"zero-shot on {args.count} held-out single-shape images of the shapes world")
-    print(f"{'':<16}{'colour':>10}{'shape':>10}")
+        rows.append((f"served ({protocol})", evaluation.served(args.checkpoint, args.count, args.url, protocol)))
+    print(evaluation.title.format(args.count))
+    print(f"{'':<16}" + "".join(f"{heading:>20}" for heading, _ in evaluation.columns))
     for label, scores in rows:
-        print(f"{label:<16}{scores['colour_accuracy']:>10.1%}{scores['shape_accuracy']:>10.1%}")
+        print(f"{label:<16}" + "".join(f"{scores[key]:>20.1%}" for _, key in evaluation.columns))
     return 0
 
 
@@ -145,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         required=True,
         help="tiny-clip, clip-vit-base-patch32, clip-vit-large-patch14-336, tiny-llava, llava-1.5-7b, "
-        "shapes-clip (trained here on a synthetic shapes world, about 3 minutes on 2 cores)",
+        "shapes-clip, shapes-llava (trained here on a synthetic shapes world, a few minutes each on 2 cores; "
+        "shapes-llava trains or reuses shapes-clip beside its --out)",
     )
     checkpoint.add_argument("--out", type=Path, required=True, help="folder to write")
     checkpoint.set_defaults(run=_checkpoint)
@@ -184,10 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     engine.set_defaults(run=_engine)
 
     evaluate = commands.add_parser(
-        "evaluate", help="score a shapes-world CLIP checkpoint on the held-out split, in process and served"
+        "evaluate", help="score a shapes-world CLIP or LLaVA checkpoint on the held-out split, in process and served"
     )
     evaluate.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint (also what --url serves)")
-    evaluate.add_argument("--count", type=int, default=200, help="held-out images")
+    evaluate.add_argument("--count", type=int, default=200, help="held-out images (scenes, for LLaVA)")
     evaluate.add_argument("--url", default="localhost:8001", help="a server serving the checkpoint's export")
     evaluate.add_argument(
         "--protocol", choices=("grpc", "http"), action="append", help="also score through the server (repeatable)"

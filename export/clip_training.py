@@ -12,17 +12,16 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import pre_tokenizers
 from tqdm import tqdm
-from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer, set_seed
+from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -41,6 +40,7 @@ from export.shapes_world import (
     render,
 )
 from export.tokenizer_training import canonical_vocab
+from export.training_loop import adamw, batches, deterministic, scheduled
 
 LOG_NAME = "training_log.json"
 TRAINING_VERSION = 1  # bump when this code or the world changes what a config trains: old checkpoints are redone
@@ -200,44 +200,6 @@ def contrastive_loss(logits_per_image: torch.Tensor, positives: torch.Tensor) ->
     return (image_to_text + text_to_image) / 2
 
 
-def batches(count: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Indices of full batches, reshuffled every epoch, forever."""
-    while True:
-        order = rng.permutation(count)
-        for start in range(0, count - batch_size + 1, batch_size):
-            yield order[start : start + batch_size]
-
-
-def learning_rate_factor(config: TrainingConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to zero."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / (config.steps - config.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-@contextmanager
-def deterministic(config: TrainingConfig) -> Iterator[None]:
-    """Seeded, deterministic kernels on a fixed number of threads; the process's settings come back after."""
-    threads, strict = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(config.threads)  # float sums are split across threads: another count, other bits
-    torch.use_deterministic_algorithms(True)
-    set_seed(config.seed)  # python, numpy and torch
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(strict)
-
-
-def optimiser_for(model: CLIPModel, config: TrainingConfig) -> torch.optim.AdamW:
-    """AdamW with CLIP's betas; gains, biases and the temperature are not decayed."""
-    decayed = [p for p in model.parameters() if p.ndim >= 2]
-    kept = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decayed, "weight_decay": config.weight_decay}, {"params": kept, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.98), eps=1e-6)
-
-
 def training_set(config: TrainingConfig, processor: CLIPProcessor) -> tuple[torch.Tensor, list[tuple[str, ...]]]:
     """Pixel values of the training images (preprocessed once, as served) and the texts true of each."""
     scenes = make_scenes("train", config.train_images, config.seed)
@@ -250,8 +212,8 @@ def train(model: CLIPModel, processor: CLIPProcessor, config: TrainingConfig, pr
     """Trains ``model`` in place on the world's training split; returns the loss of every step."""
     pixels, truths = training_set(config, processor)
     rng = np.random.default_rng(config.seed)  # text choice and batch order
-    optimiser = optimiser_for(model, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: learning_rate_factor(config, step))
+    optimiser = adamw([(model, 1.0)], config.learning_rate, config.weight_decay)
+    schedule = scheduled(optimiser, config.warmup_steps, config.steps)
     losses = []
     model.train()
     schedule_batches = itertools.islice(batches(len(truths), config.batch_size, rng), config.steps)
@@ -284,7 +246,7 @@ def pick_text(truths: tuple[str, ...], rng: np.random.Generator) -> str:
 def train_clip(out: Path, config: TrainingConfig = SHAPES_CLIP, progress: bool = True) -> Path:
     """Trains a CLIP on the shapes world and saves it to ``out``, with ``training_log.json`` written last."""
     start = time.perf_counter()
-    with deterministic(config):
+    with deterministic(config.threads, config.seed):
         tokenizer = train_tokenizer(config.tokenizer_vocab_size)
         processor = processor_for(config, tokenizer)
         model = model_for(config, tokenizer)
@@ -305,12 +267,21 @@ def train_clip(out: Path, config: TrainingConfig = SHAPES_CLIP, progress: bool =
     return out
 
 
-def is_finished(out: Path, config: TrainingConfig) -> bool:
-    """Whether ``out`` holds a complete checkpoint that ``config`` trained."""
+class Fingerprinted(Protocol):
+    def fingerprint(self) -> str: ...
+
+
+def read_fingerprint(out: Path) -> str | None:
+    """The fingerprint in ``out``'s training log, or None when the folder holds no finished training."""
     log = out / LOG_NAME
     if not (log.is_file() and (out / "model.safetensors").is_file()):
-        return False
-    return json.loads(log.read_text()).get("fingerprint") == config.fingerprint()
+        return None
+    return json.loads(log.read_text()).get("fingerprint")
+
+
+def is_finished(out: Path, config: Fingerprinted) -> bool:
+    """Whether ``out`` holds a complete checkpoint that ``config`` trained."""
+    return read_fingerprint(out) == config.fingerprint()
 
 
 @dataclass(frozen=True)

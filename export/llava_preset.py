@@ -28,14 +28,16 @@ from export.tokenizer_training import train_llama_tokenizer
 from export.tower_shape import TowerShape
 
 IMAGE_TOKEN, PAD_TOKEN = "<image>", "<pad>"
-# llava-hf/llava-1.5-7b-hf's template: "USER: <image>\nWhat is shown? ASSISTANT:". Unlike that one, it also
-# renders plain-string content as text rather than dropping it.
+# LLaVA-1.5's conversation format (Vicuna v1): "USER: <image>\nWhat is shown? ASSISTANT: A cat.</s>USER: ...".
+# llava-hf's template leaves out the </s> that ends each assistant turn in training; this one keeps it, so a
+# served multi-turn history is tokenized as the model saw it in training. It also renders plain-string content.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
-    "{% if message['content'] is string %}{{ message['content'] + ' ' }}{% else %}"
+    "{% set end = eos_token if message['role'] == 'assistant' else ' ' %}"
+    "{% if message['content'] is string %}{{ message['content'] + end }}{% else %}"
     "{% for item in message['content'] if item['type'] == 'image' %}{{ '<image>\n' }}{% endfor %}"
-    "{% for item in message['content'] if item['type'] == 'text' %}{{ item['text'] + ' ' }}{% endfor %}"
+    "{{ message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') }}{{ end }}"
     "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"

@@ -1,8 +1,9 @@
 """Checkpoints made locally and deterministically from a seed, in the standard Hugging Face layout.
 
 ``tiny-*`` presets are for tests; the others have real architectures' shapes with random weights, for
-export checks, capacity planning and benchmarks (weights do not change speed). ``shapes-clip`` is trained
-(a few minutes on CPU) on a synthetic world of coloured shapes, so that its answers mean something.
+export checks, capacity planning and benchmarks (weights do not change speed). ``shapes-clip`` and
+``shapes-llava`` are trained (a few minutes each on CPU) on a synthetic world of coloured shapes, so that
+their answers mean something.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from export.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
 from export.llava_preset import LLAVA_PRESETS, LlavaPreset
+from export.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
 from export.tokenizer_training import train_clip_tokenizer
 from export.tower_shape import TowerShape
 
@@ -80,7 +82,7 @@ class ClipPreset:
         return out
 
 
-PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset] = {
+PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset | ShapesLlavaPreset] = {
     preset.name: preset
     for preset in (
         ClipPreset(
@@ -115,6 +117,7 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset] = {
         ),
         *LLAVA_PRESETS,
         SHAPES_CLIP_PRESET,
+        SHAPES_LLAVA_PRESET,
     )
 }
 

@@ -44,6 +44,8 @@ WHERE = {
 }
 NUMBERS = ("one", "two", "three")
 
+# What a VLM is asked for a caption.
+CAPTION_REQUEST = "describe the image."
 # Zero-shot prompts: one per colour and one per kind; the best-scoring prompt is the prediction.
 COLOUR_PROMPT = "a photo of a {colour} shape"
 SHAPE_PROMPT = "a photo of a {kind}"

@@ -1,116 +1,134 @@
-"""``make demo``: serve the exported repository. CLIP (``shapes-clip``, trained here on the shapes world):
-embed a held-out shapes image and texts over gRPC and HTTP, classify its colour and shape zero-shot with
-the expected answer beside each, and score the served model on held-out images. LLaVA: stream a caption
-and an answer about the same image over gRPC and over HTTP (Triton's ``generate_stream``). Starts and stops
-its own tritonserver on free ports."""
+"""``make demo``: serve the exported repository and call it with ``vlm-client``, over gRPC and HTTP.
+
+CLIP (``shapes-clip``): classify a held-out shapes image's colour and shape zero-shot, with the expected
+answer beside each, and score the served model on held-out images. LLaVA (``shapes-llava``): caption a
+held-out scene (streamed), answer its questions, hold a two-turn chat, and score the served model's exact
+answers on held-out scenes. Both checkpoints are trained here on the shapes world. Starts and stops its own
+tritonserver on free ports; the images it sends are saved as PNGs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from client import Completion, VLMClient
+from client import VLMClient
 from export.shapes_eval import evaluate_served_clip, held_out_single_shapes
+from export.shapes_vqa_eval import evaluate_served_llava, held_out_scenes, image_size
 from export.shapes_world import COLOUR_PROMPT, COLOURS, KINDS, SHAPE_PROMPT, Sample
 from serving.launcher import TritonServer, loopback_options
 
-PROMPTS = (("caption", "Describe the image in one sentence."), ("question", "What colour is the shape?"))
-MAX_TOKENS = 24
-HELD_OUT = 100  # images the served model is scored on
+CLIP_HELD_OUT = 100  # images the served CLIP is scored on
+LLAVA_HELD_OUT = 25  # scenes the served LLaVA is scored on (about 170 questions and 25 captions)
 SAMPLE_INDEX = 3  # which held-out image the demo shows
+VLM_CLIENT = str(Path(sys.executable).with_name("vlm-client"))
 
 
-def sample_image(checkpoint: Path, path: Path) -> tuple[Sample, Path]:
-    """A held-out shapes-world image at the checkpoint's image size, saved as the PNG that is sent."""
-    image_size = json.loads((checkpoint / "config.json").read_text())["vision_config"]["image_size"]
-    sample = held_out_single_shapes(SAMPLE_INDEX + 1, image_size)[SAMPLE_INDEX]
+def save(sample: Sample, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sample.image.save(path)
-    return sample, path
+    return path
+
+
+def vlm_client(url: str, protocol: str, *args: str, show: bool = False) -> str:
+    """Runs ``vlm-client``; with ``show``, prints the command and lets its output stream to the terminal."""
+    command = [VLM_CLIENT, "--url", url, "--protocol", protocol, *args]
+    if show:
+        print("$ vlm-client " + " ".join(_quoted(a) for a in command[1:]), flush=True)
+    result = subprocess.run(command, stdout=None if show else subprocess.PIPE, text=True, check=False)
+    if result.returncode:
+        raise RuntimeError(f"vlm-client {args[0]} failed with exit code {result.returncode}")
+    return result.stdout or ""
+
+
+def _quoted(arg: str) -> str:
+    return f'"{arg}"' if " " in arg or "{" in arg else arg
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     parser.add_argument("--clip-checkpoint", type=Path, default=Path(".cache/checkpoints/shapes-clip"))
+    parser.add_argument("--llava-checkpoint", type=Path, default=Path(".cache/checkpoints/shapes-llava"))
     parser.add_argument("--out", type=Path, default=Path("demo_output"))
     args = parser.parse_args()
 
-    sample, image_path = sample_image(args.clip_checkpoint, args.out / "sample.png")
+    clip_sample = held_out_single_shapes(SAMPLE_INDEX + 1, image_size(args.clip_checkpoint))[SAMPLE_INDEX]
+    llava_sample = next(s for s in held_out_scenes(20, image_size(args.llava_checkpoint)) if len(s.scene.shapes) == 2)
+    clip_image = save(clip_sample, args.out / "clip_sample.png")
+    llava_image = save(llava_sample, args.out / "llava_sample.png")
     options = loopback_options(args.repository, args.out / "tritonserver.log")
     started = time.monotonic()
     with TritonServer(options) as server:
         print(
             f"tritonserver ready in {time.monotonic() - started:.1f}s (gRPC {server.grpc_url}, HTTP {server.http_url})"
         )
-        endpoints = (("grpc", server.grpc_url), ("http", server.http_url))
-        same_embeddings = clip_demo(endpoints, sample, image_path)
-        for protocol, url in endpoints:
-            scores = evaluate_served_clip(args.clip_checkpoint, HELD_OUT, url, protocol)
-            print(
-                f"served zero-shot accuracy on {HELD_OUT} held-out images ({protocol}): "
-                f"colour {scores['colour_accuracy']:.0%}, shape {scores['shape_accuracy']:.0%}"
-            )
-        print(f"\nLLaVA, streamed (greedy, at most {MAX_TOKENS} tokens; tiny-llava's weights are random, so the words")
-        print("are noise: what the demo shows is the served path, the streaming and gRPC/HTTP agreement)")
-        completions = {}
-        for protocol, url in endpoints:
-            with VLMClient(url, protocol=protocol) as client:
-                for task, prompt in PROMPTS:
-                    completions[protocol, task] = stream_reply(client, protocol, task, prompt, image_path)
-    same_text = all(completions["grpc", task].token_ids == completions["http", task].token_ids for task, _ in PROMPTS)
-    print(f"gRPC and HTTP generations identical: {same_text}")
-    return 0 if same_embeddings and same_text else 1
+        endpoints = {"grpc": server.grpc_url, "http": server.http_url}
+        clip_agrees = clip_demo(endpoints, clip_sample, clip_image, args.clip_checkpoint)
+        llava_agrees = llava_demo(endpoints, llava_sample, llava_image, args.llava_checkpoint)
+    print(f"\ngRPC and HTTP agree: CLIP {clip_agrees}, LLaVA {llava_agrees}")
+    return 0 if clip_agrees and llava_agrees else 1
 
 
-def clip_demo(endpoints: tuple[tuple[str, str], ...], sample: Sample, image_path: Path) -> bool:
+def clip_demo(endpoints: dict[str, str], sample: Sample, image: Path, checkpoint: Path) -> bool:
     (shape,) = sample.scene.shapes
-    texts = [sample.scene.caption(), "a photo of a blue square"]
-    rows = []
-    for protocol, url in endpoints:
-        with VLMClient(url, protocol=protocol) as client:
-            image_embeds = client.embed_images([image_path])
-            text_embeds = client.embed_texts(texts)
-            colours = client.classify(image_path, list(COLOURS), COLOUR_PROMPT.replace("{colour}", "{}"))
-            kinds = client.classify(image_path, list(KINDS), SHAPE_PROMPT.replace("{kind}", "{}"))
-            rows.append((protocol, image_embeds, text_embeds, colours, kinds))
-    print(f"\nsample image: {image_path} ({sample.scene.caption()}, a held-out image)")
-    print(f"{'protocol':<9}{'image embedding':<18}{'text embeddings':<18}cosine(image, texts)")
-    for protocol, image_embeds, text_embeds, _, _ in rows:
-        cosines = ", ".join(f"{c:+.3f}" for c in (image_embeds @ text_embeds.T)[0])
-        print(f"{protocol:<9}{image_embeds.shape!s:<18}{text_embeds.shape!s:<18}{cosines}")
-    print(f"  texts: {texts}")
-    same = np.allclose(rows[0][1], rows[1][1], atol=1e-6) and np.allclose(rows[0][2], rows[1][2], atol=1e-6)
-    print(f"gRPC and HTTP embeddings identical: {same}")
-    for title, index, expected in (("colour", 3, shape.colour), ("shape", 4, shape.kind)):
-        print(f"\nzero-shot {title} (top 3; expected: {expected}):")
+    print(f"\n== CLIP (shapes-clip) ==\nsample image: {image} ({sample.scene.caption()}; held out of training)")
+    same = True
+    for title, labels, template, expected in (
+        ("colour", list(COLOURS), COLOUR_PROMPT.replace("{colour}", "{}"), shape.colour),
+        ("shape", list(KINDS), SHAPE_PROMPT.replace("{kind}", "{}"), shape.kind),
+    ):
+        command = ("--json", "classify", str(image), "--labels", ",".join(labels), "--template", template)
+        probs = {p: json.loads(vlm_client(url, p, *command))["probabilities"] for p, url in endpoints.items()}
+        print(f"\nzero-shot {title} (top 3 of {len(labels)}; expected: {expected})")
+        print(f"$ vlm-client classify {image} --labels {','.join(labels)} --template {_quoted(template)}")
         print(f"{'label':<12}{'gRPC':>8}{'HTTP':>8}")
-        grpc_probs, http_probs = rows[0][index], rows[1][index]
-        for label in list(grpc_probs)[:3]:
+        for label in list(probs["grpc"])[:3]:
             mark = "  <- expected" if label == expected else ""
-            print(f"{label:<12}{grpc_probs[label]:>8.4f}{http_probs[label]:>8.4f}{mark}")
+            print(f"{label:<12}{probs['grpc'][label]:>8.4f}{probs['http'][label]:>8.4f}{mark}")
+        same &= np.allclose([probs["grpc"][k] for k in labels], [probs["http"][k] for k in labels], atol=1e-6)
+    for protocol, url in endpoints.items():
+        scores = evaluate_served_clip(checkpoint, CLIP_HELD_OUT, url, protocol)
+        print(
+            f"served zero-shot accuracy on {CLIP_HELD_OUT} held-out images ({protocol}): "
+            f"colour {scores['colour_accuracy']:.0%}, shape {scores['shape_accuracy']:.0%}"
+        )
+    with VLMClient(endpoints["grpc"]) as grpc, VLMClient(endpoints["http"], protocol="http") as http:
+        same &= np.allclose(grpc.embed_images([image]), http.embed_images([image]), atol=1e-6)
     return bool(same)
 
 
-def stream_reply(client: VLMClient, protocol: str, task: str, prompt: str, image: Path) -> Completion:
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    print(f"[{protocol} {task}] {prompt}\n  -> ", end="", flush=True)
-    started = time.monotonic()
-    for item in client.generate_stream(messages, [image], max_tokens=MAX_TOKENS):
-        if isinstance(item, Completion):
-            elapsed = time.monotonic() - started
-            print(
-                f"\n  ({item.completion_tokens} tokens in {elapsed:.2f}s, finish reason {item.finish_reason}, "
-                f"confidence {item.confidence:.4f})"
-            )
-            return item
-        print(item, end="", flush=True)
-    raise RuntimeError("the stream ended without a final response")
+def llava_demo(endpoints: dict[str, str], sample: Sample, image: Path, checkpoint: Path) -> bool:
+    print(f"\n== LLaVA (shapes-llava) ==\nsample image: {image} (held out of training)")
+    print(f"expected caption: {sample.scene.caption()}  (shapes may come in either order)")
+    vlm_client(endpoints["grpc"], "grpc", "caption", str(image), "--style", "descriptive", "--stream", show=True)
+    print(f"\n{'question':<30}{'gRPC':<10}{'HTTP':<10}expected")
+    same = True
+    for qa in sample.questions:
+        answers = [
+            json.loads(vlm_client(url, p, "--json", "ask", str(image), qa.question, "--max-tokens", "8"))["text"]
+            for p, url in endpoints.items()
+        ]
+        mark = "" if answers[0].strip() == qa.answer else "  <- differs"
+        print(f"{qa.question:<30}{answers[0]:<10}{answers[1]:<10}{qa.answer}{mark}")
+        same &= answers[0] == answers[1]
+    first, second = sample.questions[0], sample.questions[1]
+    print(f"\ntwo-turn chat over HTTP (expected: {first.answer}, then {second.answer})")
+    vlm_client(endpoints["http"], "http", "chat", "--image", str(image), first.question, second.question, show=True)
+    for protocol, url in endpoints.items():
+        scores = evaluate_served_llava(checkpoint, LLAVA_HELD_OUT, url, protocol)
+        print(
+            f"served accuracy on {LLAVA_HELD_OUT} held-out scenes ({protocol}): exact-match answers "
+            f"{scores['exact_match_accuracy']:.1%} of {scores['questions']}, "
+            f"caption attributes {scores['caption_attribute_accuracy']:.1%}"
+        )
+    return bool(same)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def test_tiny_llava_loads_with_llava_classes_and_autoprocessor(
                 {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]},
                 {"role": "user", "content": [{"type": "text", "text": "And?"}]},
             ],
-            "USER: <image>\nWhat? ASSISTANT: A cat. USER: And? ASSISTANT:",
+            "USER: <image>\nWhat? ASSISTANT: A cat.</s>USER: And? ASSISTANT:",
         ),
         (
             [
@@ -77,7 +77,7 @@ def test_tiny_llava_loads_with_llava_classes_and_autoprocessor(
                 {"role": "assistant", "content": "A cat."},
                 {"role": "user", "content": "And?"},
             ],
-            "USER: <image>\nWhat? ASSISTANT: A cat. USER: And? ASSISTANT:",
+            "USER: <image>\nWhat? ASSISTANT: A cat.</s>USER: And? ASSISTANT:",
         ),
     ],
 )

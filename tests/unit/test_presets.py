@@ -61,7 +61,9 @@ def test_the_registry_holds_the_clip_llava_and_trained_presets_by_name() -> None
         "clip-vit-large-patch14-336",
         "tiny-llava",
         "llava-1.5-7b",
+        "bench-llava",
         "shapes-clip",
+        "shapes-llava",
     ]
     assert all(preset.name == name for name, preset in PRESETS.items())
 
