@@ -113,6 +113,11 @@ def _data_url(blob: bytes) -> str:
     return "data:application/octet-stream;base64," + base64.b64encode(blob).decode()
 
 
+def _as_list(value: Any) -> list[Any]:
+    """Triton's generate_stream JSON gives a one-element array output as a bare scalar."""
+    return value if isinstance(value, list) else [value]
+
+
 class ResponseReader:
     """Turns one request's responses (output name -> value) into text pieces and a final ``Completion``."""
 
@@ -133,8 +138,8 @@ class ResponseReader:
                     finish_reason=outputs["finish_reason"],
                     prompt_tokens=int(outputs["prompt_tokens"]),
                     completion_tokens=int(outputs["completion_tokens"]),
-                    token_ids=[int(t) for t in outputs.get("token_ids", [])],
-                    logprobs=[float(p) for p in outputs.get("logprobs", [])],
+                    token_ids=[int(t) for t in _as_list(outputs.get("token_ids", []))],
+                    logprobs=[float(p) for p in _as_list(outputs.get("logprobs", []))],
                     confidence=float(outputs["confidence"]),
                 )
             )

@@ -70,7 +70,7 @@ class LlavaTrainingConfig:
     batch_size: int = 32
     language: Stage = Stage(steps=150, learning_rate=3e-3, warmup_steps=15)
     alignment: Stage = Stage(steps=200, learning_rate=3e-3, warmup_steps=15)
-    instruction: Stage = Stage(steps=900, learning_rate=3e-3, warmup_steps=50)
+    instruction: Stage = Stage(steps=1000, learning_rate=3e-3, warmup_steps=50)
     weight_decay: float = 0.0
     threads: int = 2
     seed: int = 0
@@ -119,9 +119,28 @@ def short_schedule(steps: int = 10) -> LlavaTrainingConfig:
     )
 
 
-def conversations(scene: Scene, caption_request: str = CAPTION_REQUEST) -> list[tuple[str, str]]:
+Turn = tuple[str, str]  # (request, answer)
+
+
+def conversations(scene: Scene, caption_request: str = CAPTION_REQUEST) -> list[Turn]:
     """(request, answer) turns true of ``scene``: its caption, then its questions."""
     return [(caption_request, scene.caption()), *((qa.question, qa.answer) for qa in scene.questions())]
+
+
+def instruction_conversations(scene: Scene, caption_request: str, rng: np.random.Generator) -> list[list[Turn]]:
+    """The scene's turns as two conversations in which no answer can be read off an earlier turn.
+
+    Otherwise the model learns to copy ("what shape is red?" -> "diamond", then "what colour is the diamond?")
+    instead of looking, and fails on a first question. So the first asks the count and each shape's colour and
+    place in random order, then the caption (which names everything); the second asks each colour's shape.
+    """
+    caption, count, *per_shape = conversations(scene, caption_request)
+    colour_of, shape_of, place_of = per_shape[0::3], per_shape[1::3], per_shape[2::3]
+    looks = [count, *colour_of, *place_of]
+    return [
+        [*(looks[i] for i in rng.permutation(len(looks))), caption],
+        [shape_of[i] for i in rng.permutation(len(shape_of))],
+    ]
 
 
 def tokenizer_corpus(scenes: Sequence[Scene]) -> list[str]:
@@ -284,8 +303,9 @@ def train_llava(
         language = [builder.text_only(request, answer) for scene_turns in turns for request, answer in scene_turns]
         captions = [builder.conversation(index, scene_turns[:1]) for index, scene_turns in enumerate(turns)]
         instructions = [
-            builder.conversation(index, [scene_turns[i] for i in rng.permutation(len(scene_turns))])
-            for index, scene_turns in enumerate(turns)
+            builder.conversation(index, conversation)
+            for index, (scene, request) in enumerate(zip(scenes, requests, strict=True))
+            for conversation in instruction_conversations(scene, CAPTION_REQUESTS[request], rng)
         ]
         projector = (model.model.multi_modal_projector, 1.0)
         language_model = [(model.model.language_model, 1.0), (model.lm_head, 1.0)]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from client.errors import InvalidInputError, VLMError
-from client.generation import GenerationRequest, classify_stream_error
+from client.generation import GenerationRequest, ResponseReader, classify_stream_error
 
 QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]}]
 
@@ -56,3 +56,9 @@ def test_the_http_body_carries_the_id_parameters_and_images_as_data_urls() -> No
 
 def test_every_request_gets_its_own_id() -> None:
     assert GenerationRequest(QUESTION).request_id != GenerationRequest(QUESTION).request_id
+
+
+def test_a_one_token_completion_over_http_reads_its_scalar_token_ids_and_logprobs() -> None:
+    final = {"finish_reason": "stop", "prompt_tokens": 12, "completion_tokens": 1, "confidence": 0.5}
+    (completion,) = ResponseReader().read({**final, "token_ids": 7, "logprobs": -0.69})  # Triton's JSON for [7]
+    assert completion.token_ids == [7] and completion.logprobs == [-0.69]

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoProcessor, CLIPModel, LlavaForConditionalGeneration
@@ -24,6 +25,7 @@ from export.llava_training import (
     collate,
     conversations,
     image_features,
+    instruction_conversations,
     run_stage,
     sequence_loss,
     short_schedule,
@@ -176,6 +178,19 @@ def test_every_scene_is_asked_for_its_caption_and_its_questions() -> None:
     turns = conversations(scene)
     assert turns[0] == (CAPTION_REQUEST, scene.caption())
     assert turns[1:] == [(qa.question, qa.answer) for qa in scene.questions()]
+
+
+def test_instruction_conversations_cover_every_turn_once_and_never_answer_from_an_earlier_turn() -> None:
+    rng = np.random.default_rng(0)
+    for scene in make_scenes("train", 30, seed=3):
+        asked = instruction_conversations(scene, CAPTION_REQUEST, rng)
+        assert sorted(turn for conversation in asked for turn in conversation) == sorted(conversations(scene))
+        assert asked[0][-1] == (CAPTION_REQUEST, scene.caption())
+        for conversation in asked:
+            for number, (request, answer) in enumerate(conversation):
+                earlier = " ".join(f"{q} {a}" for q, a in conversation[:number])
+                if request != CAPTION_REQUEST:  # a one-word answer never appears earlier in its conversation
+                    assert answer not in earlier.replace("?", "").split(), (conversation, number)
 
 
 def test_a_vision_tower_from_another_recipe_is_refused(clip_checkpoint: Path, tmp_path: Path) -> None:
