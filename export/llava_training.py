@@ -128,18 +128,19 @@ def conversations(scene: Scene, caption_request: str = CAPTION_REQUEST) -> list[
 
 
 def instruction_conversations(scene: Scene, caption_request: str, rng: np.random.Generator) -> list[list[Turn]]:
-    """The scene's turns as two conversations in which no answer can be read off an earlier turn.
+    """The scene's turns as three conversations in which no answer can be read off an earlier turn.
 
     Otherwise the model learns to copy ("what shape is red?" -> "diamond", then "what colour is the diamond?")
-    instead of looking, and fails on a first question. So the first asks the count and each shape's colour and
-    place in random order, then the caption (which names everything); the second asks each colour's shape.
+    instead of looking, and fails on a first question. So one asks the count and each shape's colour and place
+    in random order, one asks each colour's shape, and the caption, which names everything, is asked alone.
     """
     caption, count, *per_shape = conversations(scene, caption_request)
     colour_of, shape_of, place_of = per_shape[0::3], per_shape[1::3], per_shape[2::3]
     looks = [count, *colour_of, *place_of]
     return [
-        [*(looks[i] for i in rng.permutation(len(looks))), caption],
+        [looks[i] for i in rng.permutation(len(looks))],
         [shape_of[i] for i in rng.permutation(len(shape_of))],
+        [caption],
     ]
 
 

@@ -185,7 +185,7 @@ def test_instruction_conversations_cover_every_turn_once_and_never_answer_from_a
     for scene in make_scenes("train", 30, seed=3):
         asked = instruction_conversations(scene, CAPTION_REQUEST, rng)
         assert sorted(turn for conversation in asked for turn in conversation) == sorted(conversations(scene))
-        assert asked[0][-1] == (CAPTION_REQUEST, scene.caption())
+        assert asked[-1] == [(CAPTION_REQUEST, scene.caption())]
         for conversation in asked:
             for number, (request, answer) in enumerate(conversation):
                 earlier = " ".join(f"{q} {a}" for q, a in conversation[:number])
