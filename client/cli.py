@@ -171,7 +171,7 @@ def _chat(client: VLMClient, args: argparse.Namespace) -> None:
         content = prompts.user_turn(turn, len(images))[0] if not messages else {"role": "user", "content": turn}
         messages.append(content)
         if not args.printer.as_json:
-            print(f"user: {turn}\nassistant: ", end="" if args.stream else "\n", flush=True)
+            print(f"user: {turn}\nassistant: ", end="", flush=True)
         completion = args.printer.generation(
             client.chat(messages, images, stream=args.stream, **_params(args)), turn=len(messages) // 2 + 1
         )
