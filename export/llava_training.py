@@ -22,11 +22,10 @@ import torch
 from tqdm import tqdm
 from transformers import CLIPModel, LlamaTokenizer, LlavaForConditionalGeneration
 
-from client.prompts import CAPTION_STYLES
+from client.prompts import CAPTION_STYLES, user_turn
 from export import clip_training
 from export.clip_training import SHAPES_CLIP, TrainingConfig
 from export.llava_preset import IMAGE_TOKEN, LlavaPreset
-from export.shapes_vqa_eval import user_turn
 from export.shapes_world import CAPTION_REQUEST, Scene, make_scenes, render
 from export.tokenizer_training import conversation_corpus
 from export.tower_shape import TowerShape

@@ -23,6 +23,11 @@ def held_out_single_shapes(count: int, image_size: int, seed: int = HELD_OUT_SEE
     return make_dataset("held-out", count, seed, image_size, shape_counts=(1,))
 
 
+def image_size(checkpoint: Path) -> int:
+    """The vision tower's input size, from a CLIP or LLaVA checkpoint's config."""
+    return json.loads((checkpoint / "config.json").read_text())["vision_config"]["image_size"]
+
+
 def best(scores: Sequence[float]) -> int:
     return max(range(len(scores)), key=scores.__getitem__)
 
@@ -72,8 +77,7 @@ def clip_probabilities(checkpoint: Path) -> Probabilities:
 
 def evaluate_clip(checkpoint: Path, count: int) -> dict[str, float | int]:
     """Zero-shot colour and shape accuracy of a CLIP checkpoint on ``count`` held-out single-shape images."""
-    image_size = json.loads((checkpoint / "config.json").read_text())["vision_config"]["image_size"]
-    return zero_shot_scores(held_out_single_shapes(count, image_size), clip_probabilities(checkpoint))
+    return zero_shot_scores(held_out_single_shapes(count, image_size(checkpoint)), clip_probabilities(checkpoint))
 
 
 def served_probabilities(url: str, protocol: str) -> Probabilities:
@@ -90,5 +94,4 @@ def served_probabilities(url: str, protocol: str) -> Probabilities:
 
 def evaluate_served_clip(checkpoint: Path, count: int, url: str, protocol: str) -> dict[str, float | int]:
     """The same held-out images and prompts as ``evaluate_clip``, scored by the served export of ``checkpoint``."""
-    image_size = json.loads((checkpoint / "config.json").read_text())["vision_config"]["image_size"]
-    return zero_shot_scores(held_out_single_shapes(count, image_size), served_probabilities(url, protocol))
+    return zero_shot_scores(held_out_single_shapes(count, image_size(checkpoint)), served_probabilities(url, protocol))

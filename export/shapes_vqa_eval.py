@@ -9,7 +9,6 @@ counts as named when some phrase has its kind, and its size and colour are right
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from client.prompts import user_turn
+from export.shapes_eval import image_size
 from export.shapes_world import CAPTION_REQUEST, COLOURS, KINDS, SIZES, Sample, make_dataset
 
 Request = tuple[Image.Image, str, int]  # image, request text, max tokens
@@ -26,11 +27,6 @@ ANSWER_TOKENS = 8  # one word and its end: room to see a wrong, longer reply
 CAPTION_TOKENS = 48
 PHRASE = re.compile(rf"\b({'|'.join(SIZES)}) ({'|'.join(COLOURS)}) ({'|'.join(KINDS)})\b")
 ATTRIBUTES = ("size", "colour", "kind")
-
-
-def user_turn(text: str) -> list[dict]:
-    """One user message with one image, as a client sends it."""
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
 def held_out_scenes(count: int, image_size: int, seed: int = HELD_OUT_SEED) -> list[Sample]:
@@ -110,10 +106,6 @@ def served_answerer(url: str, protocol: str, concurrency: int = 8) -> Answerer:
             return list(pool.map(one, requests))
 
     return answer
-
-
-def image_size(checkpoint: Path) -> int:
-    return json.loads((checkpoint / "config.json").read_text())["vision_config"]["image_size"]
 
 
 def evaluate_llava(checkpoint: Path, count: int) -> dict[str, float | int]:

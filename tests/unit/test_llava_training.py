@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import AutoProcessor, CLIPModel, LlavaForConditionalGeneration
 
+from client.prompts import user_turn
 from export import llava_training
 from export.clip_training import train_clip
 from export.llava_training import (
@@ -32,7 +33,6 @@ from export.llava_training import (
     train_llava,
 )
 from export.presets import PRESETS
-from export.shapes_vqa_eval import user_turn
 from export.shapes_world import CAPTION_REQUEST, make_scenes, render
 from serving.generation.prompt import PromptRules, prompt_ids
 
