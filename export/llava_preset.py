@@ -58,6 +58,7 @@ class LlavaPreset:
     vocab_size: int | None = None  # None: the tokenizer's length rounded up to a multiple of VOCAB_MULTIPLE
     dtype: torch.dtype = torch.float32
     vision_feature_layer: int = -2  # LLaVA-1.5's choice: the penultimate layer
+    initializer_range: float = 0.02  # standard deviation of the initial weights (Hugging Face's default)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -105,6 +106,7 @@ class LlavaPreset:
                 "num_key_value_heads": self.text.kv_heads or self.text.heads,
                 "max_position_embeddings": self.context_length,
                 "rms_norm_eps": 1e-5,
+                "initializer_range": self.initializer_range,
                 "tie_word_embeddings": False,
                 "bos_token_id": tokenizer.bos_token_id,
                 "eos_token_id": tokenizer.eos_token_id,
@@ -116,6 +118,7 @@ class LlavaPreset:
             vision_feature_layer=self.vision_feature_layer,
             vision_feature_select_strategy="default",
             tie_word_embeddings=False,
+            initializer_range=self.initializer_range,  # what LlavaForConditionalGeneration initialises with
         )
 
     def model(self, config: LlavaConfig) -> LlavaForConditionalGeneration:
