@@ -97,8 +97,8 @@ class LlavaTrainingConfig:
             context_length=self.context_length,
             tokenizer_vocab_size=self.tokenizer_vocab_size,
             vision_feature_layer=self.vision_feature_layer,
-            # Hugging Face's 0.02 suits widths in the thousands; at 128 it starts attention so flat that learning
-            # to look up a shape by its kind took longer than the schedule (colour of a shape: 52% -> 100%).
+            # Hugging Face's 0.02 suits widths in the thousands; at 128 it starts attention almost uniform, and
+            # with it no schedule tried here learnt to find a shape by its kind.
             initializer_range=self.text.hidden**-0.5,
             seed=self.seed,
         )
