@@ -46,23 +46,33 @@ _BUSY = {"429", "StatusCode.RESOURCE_EXHAUSTED"}
 _UNAVAILABLE = {"502", "503", "StatusCode.UNAVAILABLE"}
 _TIMEOUT = {"504", "StatusCode.DEADLINE_EXCEEDED"}
 _CONNECTION_FAILED = ("connection refused", "failed to connect", "connection reset", "broken pipe")
+# Triton's queue policy ("Exceeds maximum queue size", "Request timeout expired") and the decoder's waiting bound
+# ("llava_decoder: busy: ...") refuse with UNAVAILABLE, or with no code at all inside a stream.
+_BUSY_MESSAGES = ("exceeds maximum queue size", "request timeout expired", ": busy: ")
 _NOT_READY = ("unknown model", "is not ready", "no available versions", "not found")
 
 
 def from_status(status: str, message: str) -> VLMError:
     """The error for a gRPC status (``StatusCode.X``) or an HTTP status code, and the server's message."""
     lowered = message.lower()
+    if status in _BUSY or is_busy_message(message):  # Triton's HTTP generate_stream answers a refusal with 400
+        return ServerBusyError(message)
+    if "server is stopping" in lowered:  # a draining server refuses new requests; another replica may not
+        return ServerUnavailableError(message)
     if status in _INVALID:
         return InvalidInputError(message)
     if status in _TIMEOUT or "deadline exceeded" in lowered:
         return RequestTimeoutError(message)
     if status in _NOT_FOUND or (status in _UNAVAILABLE and any(s in lowered for s in _NOT_READY)):
         return ModelNotReadyError(message)
-    if status in _BUSY or (status in _UNAVAILABLE and "queue" in lowered):
-        return ServerBusyError(message)
     if status in _UNAVAILABLE or any(s in lowered for s in _CONNECTION_FAILED):
         return ServerUnavailableError(message)
     return VLMError(message)
+
+
+def is_busy_message(message: str) -> bool:
+    lowered = message.lower()
+    return any(phrase in lowered for phrase in _BUSY_MESSAGES)
 
 
 def translate(error: InferenceServerException) -> VLMError:

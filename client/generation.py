@@ -22,6 +22,7 @@ from client.errors import (
     StreamInterruptedError,
     VLMError,
     from_status,
+    is_busy_message,
 )
 from client.images import ImageLike, to_image_bytes
 
@@ -195,6 +196,8 @@ _UNKNOWN_MODEL = re.compile(r"unknown model|is not ready|no available versions")
 
 def classify_stream_error(message: str) -> VLMError:
     """Streamed errors (gRPC stream responses, server-sent events) carry no status code, only the message."""
+    if is_busy_message(message) or "server is stopping" in message.lower():
+        return from_status("", message)
     if _FIELD_ERROR.match(message) and "internal error" not in message:
         return InvalidInputError(message)
     if _UNKNOWN_MODEL.search(message):

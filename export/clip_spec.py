@@ -11,6 +11,7 @@ from export.specs import (
     EnsembleStep,
     OnnxComponentSpec,
     PythonModelSpec,
+    QueuePolicy,
     Resources,
     TensorSpec,
     Tolerance,
@@ -23,6 +24,10 @@ MAX_REQUEST_PIXELS = 128_000_000  # all images of one request: bounds decode tim
 MAX_ASPECT_RATIO = 20  # wider images are centre-cropped to this first; CLIP crops to the centre anyway
 MAX_TEXT_BYTES = 16_384  # CLIP reads 77 tokens; this only bounds tokenizer work on absurd inputs
 
+# Admission control, sized for the 2-core hosts the embedded configs target: a python step holds a few requests
+# per instance, an encoder one full batch behind the one it runs. The timeouts only bound a wait behind a stuck
+# instance. Excess is refused at once and clients back off (client.retry).
+STEP_QUEUE = QueuePolicy(max_queue_size=8, timeout_us=10_000_000)
 _IMAGE_BYTES = TensorSpec("image", "bytes", (-1,))
 _TEXT_BYTES = TensorSpec("text", "bytes", (-1,))
 _PIXELS = ("float32", (3, "image_size", "image_size"))
@@ -42,6 +47,7 @@ CLIP_VISION = OnnxComponentSpec(
     inputs=(TensorSpec("pixel_values", *_PIXELS),),
     outputs=(TensorSpec("image_embeds", *_EMBED),),
     max_batch_size=VISION_MAX_BATCH,
+    queue=QueuePolicy(max_queue_size=VISION_MAX_BATCH, timeout_us=10_000_000),
     tolerance=Tolerance(max_abs_diff=1e-4, min_cosine=0.9999),
     fp16_tolerance=_FP16,
     bf16_tolerance=_BF16,
@@ -57,6 +63,7 @@ CLIP_TEXT = OnnxComponentSpec(
     ),
     outputs=(TensorSpec("text_embeds", *_EMBED),),
     max_batch_size=TEXT_MAX_BATCH,
+    queue=QueuePolicy(max_queue_size=TEXT_MAX_BATCH, timeout_us=10_000_000),
     tolerance=Tolerance(max_abs_diff=1e-4, min_cosine=0.9999),
     fp16_tolerance=_FP16,
     bf16_tolerance=_BF16,
@@ -64,12 +71,19 @@ CLIP_TEXT = OnnxComponentSpec(
     parity_batch_sizes=(1, 3, TEXT_MAX_BATCH),
 )
 
+# Triton 2.51 loses an ensemble request whose two parallel steps both fail at about the same time, and every later
+# gRPC unary inference of the server then hangs (seen with clip_rank: a bad image and a bad text, about one
+# request in 200). In clip_rank the image step therefore waits for the tokenizer through ``wait_for``, which it
+# ignores: a bad text fails the request before any image step runs, so two steps never fail together.
+WAIT_FOR = TensorSpec("wait_for", "int64", (-1, -1), optional=True)
+
 CLIP_PREPROCESS = PythonModelSpec(
     name="clip_preprocess",
-    inputs=(_IMAGE_BYTES,),
+    inputs=(_IMAGE_BYTES, WAIT_FOR),
     outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
     entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
     resources=Resources(instance_count=2),  # decoding is the slow step: one per core
+    queue=STEP_QUEUE,
     parameters={
         "max_images": str(VISION_MAX_BATCH),
         "max_image_pixels": str(MAX_IMAGE_PIXELS),
@@ -86,6 +100,7 @@ CLIP_TOKENIZE = PythonModelSpec(
         TensorSpec("attention_mask", "int64", (-1, "context_length")),
     ),
     entry_point="serving.triton_models.clip_tokenize:ClipTokenize",
+    queue=STEP_QUEUE,
     parameters={
         "max_texts": str(TEXT_MAX_BATCH),
         "max_text_bytes": str(MAX_TEXT_BYTES),
@@ -100,6 +115,7 @@ CLIP_SIMILARITY = PythonModelSpec(
     ),
     outputs=(TensorSpec("logits_per_image", "float32", (-1, -1)), TensorSpec("probs", "float32", (-1, -1))),
     entry_point="serving.triton_models.clip_similarity:ClipSimilarity",
+    queue=QueuePolicy(max_queue_size=16, timeout_us=10_000_000),  # its requests did their work: room for more
     parameters={"max_images": str(VISION_MAX_BATCH), "max_texts": str(TEXT_MAX_BATCH)},
 )
 
@@ -138,9 +154,9 @@ CLIP_RANK = EnsembleSpec(
     outputs=CLIP_SIMILARITY.outputs,
     response_cache=True,
     steps=(
-        _PREPROCESS_STEP,
-        _VISION_STEP,
         _TOKENIZE_STEP,
+        EnsembleStep("clip_preprocess", {"image": "image", "wait_for": "attention_mask"}, _PREPROCESS_STEP.output_map),
+        _VISION_STEP,
         _TEXT_STEP,
         EnsembleStep(
             "clip_similarity",

@@ -7,13 +7,14 @@ graph ends with the projector, so the ensemble has one encoder step fewer.
 
 from __future__ import annotations
 
-from export.clip_spec import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
+from export.clip_spec import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS, STEP_QUEUE
 from export.specs import (
     EnsembleSpec,
     EnsembleStep,
     ModelSpec,
     OnnxComponentSpec,
     PythonModelSpec,
+    QueuePolicy,
     Resources,
     TensorSpec,
     Tolerance,
@@ -22,6 +23,7 @@ from export.specs import (
 MAX_IMAGES = 4  # per request; llava-1.5 spends 576 of its 4096 context tokens on each image
 ENCODER_MAX_BATCH = 16  # images per vision/projector execution, across requests
 MAX_ACTIVE_SEQUENCES = 16  # sequences the decoder runs in one step
+MAX_WAITING_REQUESTS = 16  # requests waiting for a free sequence slot; more are refused as busy
 MAX_PREFILL_TOKENS = 8192  # prompt tokens prefilled per step, so running sequences keep streaming
 DEFAULT_MAX_TOKENS = 256  # completion budget when a request names none (cut to what the context allows)
 MAX_STOP_STRINGS = 16
@@ -69,6 +71,7 @@ LLAVA_PREPROCESS = PythonModelSpec(
     outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
     entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
     resources=Resources(instance_count=2),
+    queue=STEP_QUEUE,
     parameters={
         "max_images": str(MAX_IMAGES),
         "max_image_pixels": str(MAX_IMAGE_PIXELS),
@@ -88,6 +91,7 @@ def _encoder(name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpe
         outputs=outputs,
         max_batch_size=ENCODER_MAX_BATCH,
         response_cache=True,
+        queue=QueuePolicy(max_queue_size=ENCODER_MAX_BATCH, timeout_us=10_000_000),
         tolerance=_ENCODER_TOLERANCE,
         fp16_tolerance=_ENCODER_FP16,
         bf16_tolerance=_ENCODER_BF16,
@@ -118,6 +122,7 @@ LLAVA_DECODER = PythonModelSpec(
         CHECKPOINT_PARAMETER: CHECKPOINT_LINK,
         "max_images": str(MAX_IMAGES),
         "max_active_sequences": str(MAX_ACTIVE_SEQUENCES),
+        "max_waiting_requests": str(MAX_WAITING_REQUESTS),
         "max_prefill_tokens": str(MAX_PREFILL_TOKENS),
         "default_max_tokens": str(DEFAULT_MAX_TOKENS),
         "max_stop_strings": str(MAX_STOP_STRINGS),

@@ -77,6 +77,20 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class QueuePolicy:
+    """Admission control (Triton's queue policy): at most ``max_queue_size`` requests wait for an instance; one
+    more is refused at once with UNAVAILABLE "Exceeds maximum queue size", which clients read as busy.
+    ``timeout_us`` (0: none) also refuses a request that has waited longer, e.g. behind a stuck instance."""
+
+    max_queue_size: int
+    timeout_us: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_queue_size < 1 or self.timeout_us < 0:
+            raise ValueError("queue policy: max_queue_size must be >= 1 and timeout_us >= 0")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Fields every served model has."""
 
@@ -85,6 +99,7 @@ class ModelSpec:
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int = 0
     response_cache: bool = False
+    queue: QueuePolicy | None = None  # None: Triton's default, an unbounded queue
 
     def __post_init__(self) -> None:
         _check_name("model", self.name)
@@ -143,6 +158,8 @@ class EnsembleSpec(ModelSpec):
         super().__post_init__()
         if not self.steps:
             raise ValueError(f"ensemble {self.name}: needs at least one step")
+        if self.queue is not None:
+            raise ValueError(f"ensemble {self.name}: Triton has no queue for an ensemble; bound its steps instead")
         produced = {t.name for t in self.inputs}
         for step in self.steps:
             missing = set(step.input_map.values()) - produced

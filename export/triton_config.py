@@ -53,6 +53,13 @@ def _base(spec: ModelSpec) -> mc.ModelConfig:
     _add_io(config, spec)
     if spec.response_cache:
         config.response_cache.enable = True
+    if spec.queue is not None:
+        # The queue policy lives in the dynamic batcher's settings; Triton accepts it on a model that does not
+        # batch (max_batch_size 0) too, where it only bounds the queue.
+        policy = config.dynamic_batching.default_queue_policy
+        policy.max_queue_size = spec.queue.max_queue_size
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        policy.default_timeout_microseconds = spec.queue.timeout_us
     return config
 
 

@@ -87,6 +87,13 @@ class EngineConfig:
     # cancellation flag is polled as often: each is a round trip through Triton, which costs more than a
     # decode step of a small model. A cancellation seen is acted on at the next step.
     stream_interval_s: float = 0.0
+    # Requests that may wait for a free slot (None: no bound); one more is refused with ``EngineBusyError``,
+    # so a burst is turned away at once instead of queueing without bound.
+    max_waiting_requests: int | None = None
+
+
+class EngineBusyError(RuntimeError):
+    """The waiting list is full; the message says so and is safe to show a client."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,8 @@ class Engine:
         self.log_error = log_error or (lambda message: None)
         self.embed = model.get_input_embeddings()
         self.incoming: queue.Queue[GenerationRequest | CancelRequest | None] = queue.Queue()
+        self.incoming_requests = 0  # generation requests in ``incoming``; with ``waiting``, what the bound counts
+        self.incoming_lock = threading.Lock()
         self.waiting: list[GenerationRequest] = []
         self.running: list[_Sequence] = []
         self.batch = KVBatch()
@@ -150,6 +159,17 @@ class Engine:
         return self
 
     def submit(self, request: GenerationRequest | CancelRequest) -> None:
+        """Queue a request for the engine thread; a generation request past the waiting bound raises
+        ``EngineBusyError`` (cancels always pass)."""
+        if isinstance(request, GenerationRequest):
+            with self.incoming_lock:
+                bound = self.config.max_waiting_requests
+                if bound is not None and self.incoming_requests + len(self.waiting) >= bound:
+                    raise EngineBusyError(
+                        f"busy: {bound} requests already wait for a free sequence slot "
+                        f"(max_waiting_requests); retry later"
+                    )
+                self.incoming_requests += 1
         self.incoming.put(request)
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -182,6 +202,8 @@ class Engine:
                 if isinstance(item, GenerationRequest):
                     item.cancel_requested = item.request_id in self.cancelled_ids
                     self.waiting.append(item)
+                    with self.incoming_lock:  # after the append: the bound may over-count, never under-count
+                        self.incoming_requests -= 1
                 elif isinstance(item, CancelRequest):
                     self._mark_cancelled(item)
                 item = self.incoming.get_nowait()

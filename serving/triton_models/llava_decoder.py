@@ -30,6 +30,7 @@ from serving.generation.checkpoint import (
 from serving.generation.engine import (
     CancelRequest,
     Engine,
+    EngineBusyError,
     EngineConfig,
     GenerationRequest,
     GenerationResult,
@@ -113,6 +114,9 @@ class TritonSink:
 
     def send_invalid(self, error: InvalidInputError) -> None:
         self._send_error(str(error), self.pb.TritonError.INVALID_ARG)
+
+    def send_busy(self, error: EngineBusyError) -> None:
+        self._send_error(f"llava_decoder: {error}", self.pb.TritonError.UNAVAILABLE)
 
     def _send_error(self, message: str, code: int) -> None:
         response = self.pb.InferenceResponse(error=self.pb.TritonError(message, code))
@@ -213,6 +217,7 @@ class LlavaDecoder(PythonModel):
                 image_token_id=self.checkpoint.image_token_id,
                 eos_token_ids=self.checkpoint.eos_token_ids,
                 max_active_sequences=self.int_parameter("max_active_sequences"),
+                max_waiting_requests=self.int_parameter("max_waiting_requests"),
                 max_prefill_tokens=self.int_parameter("max_prefill_tokens"),
                 stream_interval_s=int(self.parameters.get("stream_interval_ms", "0")) / 1000,
             ),
@@ -253,6 +258,8 @@ class LlavaDecoder(PythonModel):
                     self.engine.submit(self.generation_request(inputs, sink, request.request_id()))
             except InvalidInputError as error:
                 sink.send_invalid(error)
+            except EngineBusyError as error:
+                sink.send_busy(error)
             except Exception:
                 self.pb.Logger.log_error(f"{self.model_name}: {traceback.format_exc()}")
                 sink.send_error("internal error")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from client.errors import InvalidInputError, VLMError
+from client.errors import InvalidInputError, ServerBusyError, ServerUnavailableError, VLMError
 from client.generation import GenerationRequest, ResponseReader, classify_stream_error
 
 QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]}]
@@ -37,6 +37,23 @@ def test_a_streamed_rejection_that_names_a_field_is_invalid_input(message: str) 
 def test_a_streamed_server_failure_is_not_blamed_on_the_request(message: str) -> None:
     error = classify_stream_error(message)
     assert isinstance(error, VLMError) and not isinstance(error, InvalidInputError)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "llava_decoder: busy: 16 requests already wait for a free sequence slot (max_waiting_requests); retry later",
+        "in ensemble 'llava', [request id: <id_unknown>] Exceeds maximum queue size",
+        "in ensemble 'llava', Request timeout expired",
+    ],
+)
+def test_a_streamed_refusal_for_lack_of_capacity_is_busy_not_invalid_input(message: str) -> None:
+    assert type(classify_stream_error(message)) is ServerBusyError
+
+
+def test_a_streamed_refusal_from_a_server_shutting_down_is_unavailable() -> None:
+    message = "[request id: 1f] Server is stopping, scheduler for model has stopped accepting new inference requests"
+    assert type(classify_stream_error(message)) is ServerUnavailableError
 
 
 def test_requests_with_images_go_to_the_ensemble_and_text_only_ones_to_the_decoder() -> None:

@@ -16,6 +16,7 @@ from serving.generation.checkpoint import load_language_model, load_tokenizer, r
 from serving.generation.engine import (
     CancelRequest,
     Engine,
+    EngineBusyError,
     EngineConfig,
     GenerationRequest,
     GenerationResult,
@@ -265,3 +266,35 @@ def test_stopping_the_engine_answers_every_request_it_holds(harness: Harness, ti
         assert sink.done.wait(WAIT_S)
         assert sink.outcome in ("final", "error: the server is shutting down")
     assert not engine.alive
+
+
+def test_requests_past_the_waiting_bound_are_refused_at_once_and_room_frees_as_slots_do(
+    harness: Harness, tiny_llava: Path
+) -> None:
+    model = load_language_model(tiny_llava, torch.float32, torch.device("cpu"))
+    config = EngineConfig(
+        harness.checkpoint.image_token_id, harness.checkpoint.eos_token_ids, 1, 8192, max_waiting_requests=2
+    )
+    engine = Engine(model, harness.tokenizer, config).start()
+    ids = prompt_ids(harness.tokenizer, parse_messages(json.dumps(user("hi")).encode(), harness.rules), harness.rules)
+    try:
+        running = Collector()
+        engine.submit(GenerationRequest(ids, None, SamplingParams(stream=True), 400, running, "running"))
+        assert running.first_text.wait(WAIT_S)  # it holds the only slot
+        waiting = [Collector() for _ in range(2)]
+        for sink in waiting:
+            engine.submit(GenerationRequest(ids, None, SamplingParams(), 3, sink))
+        started = time.monotonic()
+        with pytest.raises(EngineBusyError, match=r"busy: 2 requests already wait .*max_waiting_requests"):
+            engine.submit(GenerationRequest(ids, None, SamplingParams(), 3, Collector()))
+        assert time.monotonic() - started < 1.0  # refused, not queued behind the running request
+        counts: list[int] = []
+        engine.submit(CancelRequest("running", counts.append))  # cancels always pass the bound
+        assert running.done.wait(WAIT_S) and running.outcome == "cancelled"
+        for sink in waiting:
+            assert sink.wait().completion_tokens >= 1
+        admitted = Collector()
+        engine.submit(GenerationRequest(ids, None, SamplingParams(), 3, admitted))  # room again
+        assert admitted.wait().completion_tokens >= 1
+    finally:
+        engine.stop()

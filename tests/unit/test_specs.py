@@ -10,6 +10,7 @@ from export.specs import (
     ModelSpec,
     OnnxComponentSpec,
     PythonModelSpec,
+    QueuePolicy,
     Resources,
     TensorSpec,
     Tolerance,
@@ -197,3 +198,17 @@ def test_an_ensemble_step_that_reads_a_tensor_nobody_makes_is_rejected() -> None
 def test_an_ensemble_output_produced_by_no_step_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"ensemble clip: outputs \['probs'\] are made by no step"):
         EnsembleSpec("clip", (IMAGE, TEXT), (PROBS,), steps=(PREPROCESS, VISION))
+
+
+# QueuePolicy
+
+
+@pytest.mark.parametrize(("size", "timeout"), [(0, 0), (-1, 0), (4, -1)])
+def test_a_queue_policy_needs_room_for_one_request_and_a_non_negative_timeout(size: int, timeout: int) -> None:
+    with pytest.raises(ValueError, match="queue policy"):
+        QueuePolicy(size, timeout)
+
+
+def test_an_ensemble_cannot_have_a_queue_of_its_own() -> None:
+    with pytest.raises(ValueError, match="bound its steps instead"):
+        EnsembleSpec("clip", (IMAGE, TEXT), (PROBS,), steps=(PREPROCESS, VISION, SCORE), queue=QueuePolicy(4))

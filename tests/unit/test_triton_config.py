@@ -8,9 +8,17 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.cli import main as vlm_export
-from export.clip_spec import CLIP_MODELS, CLIP_RANK, CLIP_SIMILARITY, CLIP_VISION
-from export.repository import generated_files, stale_files, write_repository
-from export.triton_config import TARGETS, ensemble_config, onnx_component_config, parse_pbtxt, to_pbtxt
+from export.clip_spec import CLIP_MODELS, CLIP_PREPROCESS, CLIP_RANK, CLIP_SIMILARITY, CLIP_VISION
+from export.repository import ALL_MODELS, generated_files, stale_files, write_repository
+from export.specs import EnsembleSpec, OnnxComponentSpec
+from export.triton_config import (
+    TARGETS,
+    ensemble_config,
+    onnx_component_config,
+    parse_pbtxt,
+    python_model_config,
+    to_pbtxt,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,3 +85,35 @@ def test_vlm_export_repository_check_fails_on_a_hand_edited_config(tmp_path: Pat
     assert vlm_export(["repository", "--repository", str(tmp_path), "--check"]) == 1
     assert vlm_export(["repository", "--repository", str(tmp_path)]) == 0
     assert vlm_export(["repository", "--repository", str(tmp_path), "--check"]) == 0
+
+
+def test_every_queue_policy_of_a_spec_reaches_its_config_on_every_target() -> None:
+    for spec in ALL_MODELS:
+        if spec.queue is None:
+            continue
+        configs = (
+            [onnx_component_config(spec, target) for target in TARGETS]
+            if isinstance(spec, OnnxComponentSpec)
+            else [python_model_config(spec)]
+        )
+        for config in configs:
+            policy = config.dynamic_batching.default_queue_policy
+            assert policy.max_queue_size == spec.queue.max_queue_size
+            assert policy.default_timeout_microseconds == spec.queue.timeout_us
+            assert policy.timeout_action == mc.ModelQueuePolicy.REJECT
+
+
+def test_every_entry_step_and_encoder_is_bounded_and_the_decoder_bounds_its_waiting_list() -> None:
+    entry_steps = {step.model for spec in ALL_MODELS if isinstance(spec, EnsembleSpec) for step in spec.steps}
+    for spec in ALL_MODELS:
+        if spec.name == "llava_decoder":
+            assert int(spec.parameters["max_waiting_requests"]) >= 1
+        elif spec.name in entry_steps:
+            assert spec.queue is not None, f"{spec.name} has an unbounded queue"
+
+
+def test_a_python_step_without_batching_gets_a_queue_policy_but_no_batching_delay() -> None:
+    config = python_model_config(CLIP_PREPROCESS)
+    assert config.max_batch_size == 0
+    assert config.dynamic_batching.max_queue_delay_microseconds == 0
+    assert config.dynamic_batching.default_queue_policy.max_queue_size == CLIP_PREPROCESS.queue.max_queue_size
