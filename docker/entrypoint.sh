@@ -2,7 +2,7 @@
 # Start triton-vlm in the NGC image. First start: make the checkpoints (presets, unless the CHECKPOINT
 # variables name mounted ones), export them to ONNX and build TensorRT engines, all into the /cache volume.
 # Every start: regenerate the configs, keep what is current, rebuild what is stale (a newer image brings a
-# newer TensorRT), then serve the target (default gpu). Extra arguments go to tritonserver.
+# newer TensorRT), then serve the target (default gpu) under vlm-serve. Extra arguments go to tritonserver.
 set -euo pipefail
 
 CACHE=${VLM_CACHE:-/cache}
@@ -58,10 +58,21 @@ if [[ $TARGET == gpu ]]; then
     vlm-export engine --repository "$REPOSITORY" --precision "$PRECISION" --timing-cache "$CACHE/tensorrt/timing.cache"
 fi
 
-exec tritonserver \
-    --model-repository="$REPOSITORY" \
-    --model-config-name="$TARGET" \
-    --http-port=8000 --grpc-port=8001 --metrics-port=8002 \
-    --cache-config=local,size="${RESPONSE_CACHE_BYTES:-268435456}" \
-    --exit-timeout-secs=10 \
-    "$@"
+# vlm-serve runs tritonserver with the control APIs behind the operator's key (kept in the cache volume, or
+# the file VLM_CONTROL_KEY_FILE names: mount a secret there), restarts it if it dies and reloads a model whose
+# python stub dies. VLM_FAMILIES ("clip", "llava" or both, the default) picks the families; vlm-probe reads it too.
+families=()
+for family in ${VLM_FAMILIES:-}; do
+    families+=(--family "$family")
+done
+exec vlm-serve \
+    --repository "$REPOSITORY" \
+    --target "$TARGET" \
+    --host 0.0.0.0 --http-port 8000 --grpc-port 8001 --metrics-port 8002 \
+    --cache-size "${RESPONSE_CACHE_BYTES:-268435456}" \
+    --exit-timeout "${EXIT_TIMEOUT_SECONDS:-25}" \
+    --startup-timeout "${STARTUP_TIMEOUT_SECONDS:-3600}" \
+    --control-key-file "${VLM_CONTROL_KEY_FILE:-$CACHE/control-key}" \
+    --log-file /dev/stdout \
+    "${families[@]}" \
+    -- "$@"

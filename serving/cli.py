@@ -1,4 +1,8 @@
-"""``vlm-serve``: start tritonserver on a model repository and keep it up until SIGINT/SIGTERM."""
+"""``vlm-serve``: start tritonserver on a model repository and keep it serving until SIGINT/SIGTERM.
+
+It restarts a tritonserver that dies and reloads a model whose python stub dies (``serving.supervisor``), and
+keeps Triton's control APIs behind the operator's key (``serving.control``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
+from serving.control import read_or_create_control_key
 from serving.launcher import ServerError, ServerOptions, TritonServer
+from serving.supervisor import Supervisor
 
 TARGETS = ("embedded", "cpu", "gpu", "gpu-onnxruntime")  # as export.triton_config.TARGETS
 # What a family's clients call; Triton loads each ensemble's steps with it.
@@ -18,7 +24,7 @@ FAMILIES = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-serve", description=__doc__)
     parser.add_argument("--repository", type=Path, default=Path("model_repository"), help="Triton model repository")
     parser.add_argument(
@@ -41,11 +47,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         help="serve only this model family (repeatable); default: every model in the repository",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--control-key-file",
+        type=Path,
+        help="the operator's key for Triton's control APIs (a new key is written there if the file is missing); "
+        "default: a key made for this run only",
+    )
+    parser.add_argument(
+        "--no-supervise", action="store_true", help="exit when tritonserver dies instead of restarting it"
+    )
+    parser.add_argument("triton_args", nargs="*", help="after --: more tritonserver arguments")
+    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def options_from(args: argparse.Namespace) -> ServerOptions:
     options = ServerOptions(
         repository=args.repository,
         target=args.target,
@@ -58,7 +77,24 @@ def main(argv: list[str] | None = None) -> int:
         exit_timeout_s=args.exit_timeout,
         startup_timeout_s=args.startup_timeout,
         models=tuple(model for family in args.family or () for model in FAMILIES[family]),
+        extra_args=list(args.triton_args),
     )
+    if args.control_key_file:
+        options.control_key = read_or_create_control_key(args.control_key_file)
+    return options
+
+
+def say(message: str) -> None:
+    print(f"vlm-serve: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        options = options_from(args)
+    except (OSError, ValueError) as error:
+        say(f"--control-key-file: {getattr(error, 'strerror', None) or error}")
+        return 1
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -66,18 +102,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.start(cancel=stop)
     except ServerError as error:
-        print(f"vlm-serve: {error}", file=sys.stderr)
+        say(str(error))
         return 1
+    key_source = args.control_key_file or "made for this run (pass --control-key-file to keep one)"
     print(f"tritonserver ready ({args.target} target, repository {args.repository})")
     print(f"  HTTP     http://{server.http_url}")
     print(f"  gRPC     {server.grpc_url}")
     print(f"  metrics  {server.metrics_url}")
-    print(f"  log      {options.log_file}", flush=True)
-    while not stop.wait(0.5):
-        if server.process is None or server.process.poll() is not None:
-            print(f"vlm-serve: tritonserver exited unexpectedly; last log lines:\n{server.log_tail()}", file=sys.stderr)
-            server.stop()
-            return 1
+    print(f"  log      {options.log_file}")
+    print(f"  control  model repository, shared memory, trace and logging APIs need the key: {key_source}", flush=True)
+    if args.no_supervise:
+        while not stop.wait(0.5):
+            server.watch_stubs()  # so that stop() can kill the stubs a crash leaves behind
+            if not server.running:
+                say(f"tritonserver exited unexpectedly; last log lines:\n{server.log_tail()}")
+                server.stop()
+                return 1
+    else:
+        Supervisor(server, stop, say).run()
     code = server.stop()
     print(f"tritonserver stopped (exit code {code})", flush=True)
     return 0

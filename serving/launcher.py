@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -23,9 +22,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from serving.control import ControlClient, ControlError, generate_control_key, restriction_flags
+from serving.stubs import Stub, python_stubs
 
 NGC_HOME = Path("/opt/tritonserver")
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through $http_proxy
@@ -115,6 +118,7 @@ class ServerOptions:
     startup_timeout_s: float = 300.0
     models: tuple[str, ...] = ()  # load only these (Triton loads an ensemble's steps with it); () = all
     extra_args: list[str] = field(default_factory=list)
+    control_key: str = field(default_factory=generate_control_key, repr=False)  # see serving.control
 
 
 def loopback_options(
@@ -143,6 +147,19 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _reap(stubs: Iterable[Stub], grace_s: float = 5.0) -> None:
+    """Most stubs leave once their server is gone, but not all: after a crash of tritonserver 2.51, stubs of
+    models with threads of their own (the preprocessors, the decoder) were seen running on, orphaned, holding
+    their memory. One still there after ``grace_s`` is killed."""
+    deadline = time.monotonic() + grace_s
+    for stub in stubs:
+        while stub.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if stub.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stub.pid, signal.SIGKILL)
+
+
 class TritonServer:
     """``with TritonServer(options) as server:`` starts tritonserver and waits until every model is ready."""
 
@@ -150,6 +167,7 @@ class TritonServer:
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self.stubs: dict[str, Stub] = {}  # the python stubs seen last (watch_stubs): reaped if the server dies
 
     @property
     def http_url(self) -> str:
@@ -203,10 +221,12 @@ class TritonServer:
             f"--exit-timeout-secs={opts.exit_timeout_s}",
             "--exit-on-error=false",  # a model that fails to load is reported by name, below
             "--log-verbose=0",
+            # Explicit control in every mode, so the supervisor can reload a model whose stub died; the
+            # control APIs are behind the operator's key, so nobody else can load anything.
+            "--model-control-mode=explicit",
+            *(f"--load-model={model}" for model in opts.models or ("*",)),
+            *restriction_flags(opts.control_key),
         ]
-        if opts.models:
-            args.append("--model-control-mode=explicit")
-            args += [f"--load-model={model}" for model in opts.models]
         if opts.cache_size_bytes > 0:
             args.append(f"--cache-config=local,size={opts.cache_size_bytes}")
             if install.caches is not None:
@@ -223,8 +243,32 @@ class TritonServer:
             env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, libraries))
         return env
 
-    def start(self, cancel: threading.Event | None = None) -> TritonServer:
-        """Start and wait until every model is ready; setting ``cancel`` (from a signal handler) aborts."""
+    @property
+    def control(self) -> ControlClient:
+        return ControlClient(self.http_url, self.options.control_key)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL tritonserver (its stubs are reaped by the next stop()); for a server that no longer recovers."""
+        if self.running:
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait()
+
+    def watch_stubs(self) -> dict[str, Stub]:
+        """The stub processes running now (instance name -> stub); remembered, so that stop() can kill the
+        ones a crashed server left behind (they are no longer its children by then)."""
+        if self.running:
+            assert self.process is not None
+            self.stubs = python_stubs(self.process.pid)
+        return self.stubs
+
+    def start(self, cancel: threading.Event | None = None, append_log: bool = False) -> TritonServer:
+        """Start and wait until every model is ready; setting ``cancel`` (from a signal handler) aborts.
+        A restart passes ``append_log`` so the log of the run that ended stays readable."""
         opts = self.options
         if not opts.repository.is_dir():
             raise ServerError(f"model repository {opts.repository} is not a folder")
@@ -232,7 +276,7 @@ class TritonServer:
         self._resolve_ports()
         opts.log_file.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open(opts.log_file, "wb") as log:
+            with open(opts.log_file, "ab" if append_log else "wb") as log:
                 self.process = subprocess.Popen(
                     self.command(install, self.prepare_backends(install)),
                     env=self.environment(install),
@@ -251,15 +295,12 @@ class TritonServer:
             raise
         return self
 
-    def _get(self, path: str, method: str = "GET") -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            f"http://{self.http_url}{path}", method=method, data=b"{}" if method == "POST" else None
-        )
+    def _get(self, path: str) -> int:
         try:
-            with _DIRECT.open(request, timeout=5) as response:
-                return response.status, response.read()
+            with _DIRECT.open(f"http://{self.http_url}{path}", timeout=5) as response:
+                return response.status
         except urllib.error.HTTPError as error:
-            return error.code, error.read()
+            return error.code
 
     def _wait_until_ready(self, cancel: threading.Event) -> None:
         deadline = time.monotonic() + self.options.startup_timeout_s
@@ -269,11 +310,12 @@ class TritonServer:
             if self.process is None or self.process.poll() is not None:
                 raise ServerError(f"tritonserver exited during start-up; last log lines:\n{self.log_tail()}")
             try:
-                status, _ = self._get("/v2/health/live")
+                status = self._get("/v2/health/live")
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 status = 0
             if status == 200:
                 self._check_models()
+                self.watch_stubs()
                 return
             cancel.wait(0.2)
         raise ServerError(
@@ -282,12 +324,9 @@ class TritonServer:
 
     def model_states(self) -> list[dict]:
         try:
-            status, body = self._get("/v2/repository/index", method="POST")
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-            raise ServerError(f"the repository index did not answer: {error}") from None
-        if status != 200:
-            raise ServerError(f"the repository index answered HTTP {status}")
-        return json.loads(body)
+            return self.control.index()
+        except ControlError as error:
+            raise ServerError(f"the repository index failed: {error}") from None
 
     def _check_models(self) -> None:
         """Live means the initial load is over; every model asked for (all by default) must now be READY."""
@@ -312,9 +351,13 @@ class TritonServer:
             return "(no log)"
 
     def stop(self) -> int | None:
+        """SIGTERM (Triton drains admitted requests for up to ``exit_timeout_s``), then SIGKILL past a margin;
+        stubs still running once the server is gone are killed too, so nothing outlives a stop."""
         process, self.process = self.process, None
         code = None
         if process is not None:
+            stubs = {**self.stubs, **python_stubs(process.pid)}
+            self.stubs = {}
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             try:
@@ -322,6 +365,7 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 code = process.wait()
+            _reap(stubs.values())
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None

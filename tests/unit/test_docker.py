@@ -73,10 +73,11 @@ def test_the_triton_service_has_shared_memory_a_gpu_and_the_three_ports(compose:
     assert not triton["user"].startswith("0")
 
 
-def test_the_health_check_asks_triton_whether_it_is_ready(compose: dict) -> None:
+def test_the_health_check_probes_the_python_models_through_grpc(compose: dict) -> None:
     check = compose["services"]["triton"]["healthcheck"]
-    assert check["test"][0] == "CMD"
-    assert "http://localhost:8000/v2/health/ready" in " ".join(check["test"])
+    assert check["test"][:3] == ["CMD", "vlm-probe", "ready"]
+    assert check["test"][-2:] == ["--url", "localhost:8001"]
+    assert "8001:8001" in compose["services"]["triton"]["ports"]
 
 
 def test_prometheus_scrapes_the_metrics_port_of_the_triton_service(compose: dict) -> None:
@@ -95,6 +96,18 @@ def test_the_entrypoint_is_valid_bash_and_serves_the_chosen_target_with_the_comp
     entrypoint = DOCKER / "entrypoint.sh"
     assert run("bash", "-n", entrypoint).returncode == 0
     text = entrypoint.read_text()
-    assert '--model-config-name="$TARGET"' in text and "TARGET=${VLM_TARGET:-gpu}" in text
-    assert "--http-port=8000 --grpc-port=8001 --metrics-port=8002" in text
+    assert "exec vlm-serve" in text and '--target "$TARGET"' in text and "TARGET=${VLM_TARGET:-gpu}" in text
+    assert "--http-port 8000 --grpc-port 8001 --metrics-port 8002" in text
+    assert "--control-key-file" in text  # the control APIs are locked in the container too
     assert "vlm-export engine" in text
+
+
+def test_the_entrypoint_passes_vlm_serve_only_flags_it_has() -> None:
+    from serving.cli import build_parser, parse_args
+
+    text = (DOCKER / "entrypoint.sh").read_text()
+    used = set(re.findall(r"(?<= )--[a-z][a-z-]+", text[text.index("exec vlm-serve") :]))
+    known = {flag for action in build_parser()._actions for flag in action.option_strings}
+    assert used and used <= known, used - known
+    args = parse_args(["--family", "clip", "--", "--log-info=true"])  # what the entrypoint's "$@" becomes
+    assert args.family == ["clip"] and args.triton_args == ["--log-info=true"]

@@ -231,3 +231,32 @@ def test_environment_leaves_the_library_path_alone_without_wheel_libraries(
     monkeypatch.setenv("LD_LIBRARY_PATH", "/already/there")
     env = TritonServer(options(tmp_path)).environment(fake_install)
     assert env["LD_LIBRARY_PATH"] == "/already/there"
+
+
+def test_every_server_uses_explicit_model_control_and_loads_everything_by_default(
+    tmp_path: Path, fake_install: TritonInstall
+) -> None:
+    command = TritonServer(options(tmp_path)).command(fake_install, fake_install.backends)
+    assert "--model-control-mode=explicit" in command
+    assert "--load-model=*" in command
+
+
+def test_a_family_loads_only_its_models(tmp_path: Path, fake_install: TritonInstall) -> None:
+    command = TritonServer(options(tmp_path, models=("clip_rank",))).command(fake_install, fake_install.backends)
+    assert [arg for arg in command if arg.startswith("--load-model")] == ["--load-model=clip_rank"]
+
+
+def test_the_control_apis_are_restricted_to_the_servers_key_on_both_protocols(
+    tmp_path: Path, fake_install: TritonInstall
+) -> None:
+    opts = options(tmp_path)
+    command = TritonServer(opts).command(fake_install, fake_install.backends)
+    rule = f"model-repository,shared-memory,trace,logging:x-vlm-control-key={opts.control_key}"
+    assert f"--http-restricted-api={rule}" in command
+    assert f"--grpc-restricted-protocol={rule}" in command
+
+
+def test_each_server_gets_its_own_control_key_and_options_do_not_print_it(tmp_path: Path) -> None:
+    first, second = options(tmp_path), options(tmp_path)
+    assert first.control_key != second.control_key and len(first.control_key) >= 32
+    assert first.control_key not in repr(first)

@@ -1,0 +1,169 @@
+"""``vlm-probe ready|live``: health checks for Docker and Kubernetes that exercise the python models.
+
+``/v2/health/ready`` stays true while a python model's stub is dead (Triton 2.51), so each check also sends
+every served family's entry model a real request with a fresh input (the response caches must not answer):
+``clip_rank`` runs the CLIP preprocess, both encoders, the tokenizer and the similarity; ``llava`` runs the
+LLaVA preprocess, vision tower, projector and one decoder step.
+
+- ``ready``: the server is ready and every family answers. An orchestrator sends no traffic meanwhile.
+- ``live``: the server is live, and no family that Triton reports ready fails with a server error (a dead
+  stub, a hang past the timeout). A model being (re)loaded is not a liveness failure; one that is ready but
+  broken is, and the orchestrator restarts the container. Either check counts "busy" (a full queue) as up.
+
+Exit status 0 when the check passes, 1 otherwise, with one line per family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import queue
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+FAMILIES = ("clip", "llava")
+_BUSY = ("exceeds maximum queue size", "request timeout expired", ": busy: ")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    family: str
+    model: str
+    ready: bool  # Triton reports the model ready
+    answered: bool  # it served the probe (or was busy)
+    detail: str
+
+
+def _fresh_image() -> bytes:
+    """A small PNG of random colours: no two probes share a response-cache entry."""
+    pixels = np.frombuffer(secrets.token_bytes(16 * 16 * 3), dtype=np.uint8).reshape(16, 16, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _bytes_input(name: str, items: list[bytes]) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput(name, [len(items)], "BYTES")
+    tensor.set_data_from_numpy(np.array(items, dtype=object))
+    return tensor
+
+
+def _probe_clip(client: grpcclient.InferenceServerClient, timeout_s: float) -> None:
+    text = f"a probe {secrets.token_hex(4)}".encode()
+    inputs = [_bytes_input("image", [_fresh_image()]), _bytes_input("text", [text])]
+    client.infer("clip_rank", inputs, client_timeout=timeout_s)
+
+
+def _probe_llava(client: grpcclient.InferenceServerClient, timeout_s: float) -> None:
+    """One token of a reply about a fresh image, through the decoupled ensemble's stream."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}]
+    max_tokens = grpcclient.InferInput("max_tokens", [1], "INT32")
+    max_tokens.set_data_from_numpy(np.array([1], dtype=np.int32))
+    inputs = [
+        _bytes_input("image", [_fresh_image()]),
+        _bytes_input("messages", [json.dumps(messages).encode()]),
+        max_tokens,
+    ]
+    answers: queue.Queue[InferenceServerException | None] = queue.Queue()
+
+    def on_response(result: object, error: InferenceServerException | None) -> None:
+        if error is not None:
+            answers.put(error)
+        elif result is not None and result.get_response().parameters["triton_final_response"].bool_param:
+            answers.put(None)
+
+    client.start_stream(callback=on_response, stream_timeout=timeout_s)
+    try:
+        client.async_stream_infer("llava", inputs, enable_empty_final_response=True)
+        try:
+            error = answers.get(timeout=timeout_s)
+        except queue.Empty:
+            raise InferenceServerException(f"no answer within {timeout_s:g} s") from None
+        if error is not None:
+            raise error
+    finally:
+        client.stop_stream(cancel_requests=True)
+
+
+PROBES: dict[str, tuple[str, Callable[[grpcclient.InferenceServerClient, float], None]]] = {
+    "clip": ("clip_rank", _probe_clip),
+    "llava": ("llava", _probe_llava),
+}
+
+
+def probe_family(url: str, family: str, timeout_s: float) -> Outcome:
+    model, probe = PROBES[family]
+    with grpcclient.InferenceServerClient(url) as client:
+        try:
+            ready = client.is_model_ready(model, client_timeout=timeout_s)
+        except InferenceServerException as error:
+            return Outcome(family, model, False, False, f"not ready ({error.message()})")
+        if not ready:
+            return Outcome(family, model, False, False, "not ready")
+        started = time.monotonic()
+        try:
+            probe(client, timeout_s)
+        except InferenceServerException as error:
+            message = error.message() or str(error)
+            if any(phrase in message.lower() for phrase in _BUSY):
+                return Outcome(family, model, True, True, f"busy ({message})")
+            return Outcome(family, model, True, False, message)
+    return Outcome(family, model, True, True, f"answered in {(time.monotonic() - started) * 1000:.0f} ms")
+
+
+def server_state(url: str, timeout_s: float) -> tuple[bool, bool]:
+    """(live, ready); both False when nothing answers."""
+    with grpcclient.InferenceServerClient(url) as client:
+        try:
+            return client.is_server_live(client_timeout=timeout_s), client.is_server_ready(client_timeout=timeout_s)
+        except InferenceServerException:
+            return False, False
+
+
+def check(kind: str, url: str, families: tuple[str, ...], timeout_s: float) -> tuple[bool, list[str]]:
+    live, ready = server_state(url, timeout_s)
+    lines = [f"server: {'live' if live else 'not live'}, {'ready' if ready else 'not ready'}"]
+    if not live:
+        return False, lines
+    outcomes = [probe_family(url, family, timeout_s) for family in families]
+    lines += [f"{o.family} ({o.model}): {o.detail}" for o in outcomes]
+    if kind == "ready":
+        return ready and all(o.answered for o in outcomes), lines
+    return all(o.answered or not o.ready for o in outcomes), lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vlm-probe", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("kind", choices=("ready", "live"))
+    parser.add_argument("--url", default="localhost:8001", help="Triton's gRPC endpoint")
+    parser.add_argument(
+        "--family",
+        choices=FAMILIES,
+        action="append",
+        help="a family the server serves (repeatable; default: $VLM_FAMILIES, a space-separated list, else all)",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
+    args = parser.parse_args(argv)
+    families = tuple(args.family or os.environ.get("VLM_FAMILIES", "").split() or FAMILIES)
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        parser.error(f"VLM_FAMILIES: unknown families {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    passed, lines = check(args.kind, args.url, families, args.timeout)
+    print(f"vlm-probe {args.kind}: {'pass' if passed else 'FAIL'}; " + "; ".join(lines), flush=True)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

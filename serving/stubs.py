@@ -1,0 +1,65 @@
+"""The python-backend stub processes of a running tritonserver, read from /proc (Linux).
+
+Each model instance of the python backend runs in its own stub process, a child of tritonserver started as
+``triton_python_backend_stub <repository>/<model>/<version>/model.py <shm region> ... <instance name> ...``.
+Triton 2.51 does not restart a stub that dies: the model stays READY while every request to that instance
+fails, so the supervisor watches these processes itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STUB_NAME = "triton_python_backend_stub"
+_INSTANCE_ARG = 8  # the stub launcher's argument order: ... parent pid, python lib path, ipc handle, instance name
+
+
+@dataclass(frozen=True)
+class Stub:
+    pid: int
+    model: str  # the model folder's name
+    instance: str  # e.g. "llava_decoder_0_0"
+
+    def is_alive(self) -> bool:
+        """Still running, and still this stub (not another process that was given the pid since)."""
+        args = _arguments(self.pid)
+        return len(args) > _INSTANCE_ARG and args[_INSTANCE_ARG] == self.instance and is_running(self.pid)
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(child) for child in task.read_text().split()]
+        except OSError:  # the thread ended while we looked
+            continue
+    return children
+
+
+def _arguments(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def python_stubs(server_pid: int) -> dict[str, Stub]:
+    """Instance name -> stub, for every running stub process of the server."""
+    stubs = {}
+    for pid in _children(server_pid):
+        args = _arguments(pid)
+        if len(args) <= _INSTANCE_ARG or Path(args[0]).name != STUB_NAME or not is_running(pid):
+            continue
+        model = Path(args[1]).parent.parent.name
+        stubs[args[_INSTANCE_ARG]] = Stub(pid, model, args[_INSTANCE_ARG])
+    return stubs

@@ -1,0 +1,162 @@
+"""vlm-serve recovers by itself: a killed python stub is reloaded, a crashed tritonserver is restarted, and
+readiness is false meanwhile; SIGTERM under load drains what was admitted, refuses the rest and leaves no
+process behind. One supervised vlm-serve for the module (tests run in order and share it)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import signal
+import socket
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from client import Completion, ModelNotReadyError, RetryPolicy, ServerUnavailableError, VLMClient, VLMError
+from serving.stubs import is_running
+from tests.server.serve_process import ServeProcess, wait_for
+
+pytestmark = pytest.mark.timeout(600)
+QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}]
+
+
+@pytest.fixture(scope="module")
+def supervised(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    # A long drain bound: the SIGTERM test's streams must finish within it on a slow machine.
+    with ServeProcess(model_repository, tmp_path_factory.mktemp("supervised"), "--exit-timeout", "30") as serve:
+        yield serve
+
+
+def fresh_image(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+
+
+def serves_clip_and_llava(serve: ServeProcess, seed: int) -> bool:
+    with VLMClient(serve.grpc_url, timeout=30, retry=RetryPolicy(attempts=1)) as client:
+        try:
+            embeds = client.embed_images([fresh_image(seed)])
+            texts = client.embed_texts([f"a text {seed}"])
+            completion = client.generate(QUESTION, [fresh_image(seed + 1)], max_tokens=2)
+        except VLMError:
+            return False
+    return embeds.shape[0] == texts.shape[0] == 1 and completion.completion_tokens >= 1
+
+
+def kill_one_stub(serve: ServeProcess, model: str) -> None:
+    stubs = serve.stubs(model)
+    assert stubs, f"no python stub runs {model}"
+    os.kill(stubs[-1].pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("model", ["llava_decoder", "clip_preprocess"])
+def test_a_killed_stub_is_reloaded_and_readiness_is_false_until_it_serves_again(
+    supervised: ServeProcess, model: str
+) -> None:
+    assert serves_clip_and_llava(supervised, seed=1)
+    killed_at = time.monotonic()
+    kill_one_stub(supervised, model)
+    wait_for(lambda: not supervised.ready(), "readiness turns false", timeout_s=10)
+    wait_for(lambda: supervised.ready(), "the server is ready again", timeout_s=30)
+    seed = iter(range(100, 10_000, 2))
+    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", timeout_s=30)
+    assert time.monotonic() - killed_at < 30
+    assert any(f"the python stub of {model} died" in line for line in supervised.errors)
+    assert len(supervised.stubs(model)) == (2 if model == "clip_preprocess" else 1)
+
+
+def post_raw(serve: ServeProcess, body: bytes, *headers: str) -> None:
+    """Send one HTTP request as it is; the server may die before it answers."""
+    host, port = serve.http_url.split(":")
+    request = [
+        "POST /v2/models/clip_text_embed/infer HTTP/1.1",
+        f"Host: {host}",
+        f"Content-Length: {len(body)}",
+        *headers,
+    ]
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall("\r\n".join(request).encode() + b"\r\n\r\n" + body)
+        with contextlib.suppress(OSError):
+            sock.recv(4096)
+
+
+def gzip_bomb(inflated_bytes: int) -> bytes:
+    """A gzip body that inflates to ``inflated_bytes`` of one JSON string (about 2 MB compressed for 2 GiB)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [compressor.compress(b'{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["')]
+    chunk = b"a" * (1 << 20)
+    parts += [compressor.compress(chunk) for _ in range(inflated_bytes // len(chunk))]
+    parts += [compressor.compress(b'"]}]}'), compressor.flush()]
+    return b"".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"[" * 150_000 + b"]" * 150_000, ()),
+        (gzip_bomb(2 << 30), ("Content-Encoding: gzip",)),
+    ],
+    ids=["json-nested-150000-deep", "gzip-bomb-2GiB"],
+)
+def test_a_request_that_crashes_tritonserver_is_survived_without_a_manual_step(
+    supervised: ServeProcess, body: bytes, headers: tuple[str, ...]
+) -> None:
+    assert gzip.decompress(gzip_bomb(1 << 20))[:10] == b'{"inputs":'  # the bomb is what it says it is
+    before = supervised.tritonserver.pid
+    stubs_before = supervised.stubs()
+    sent_at = time.monotonic()
+    post_raw(supervised, body, *headers)
+    wait_for(lambda: not is_running(before), "tritonserver 2.51 dies of it", timeout_s=60)
+    seed = iter(range(20_000, 30_000, 2))
+    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", timeout_s=90)
+    assert time.monotonic() - sent_at < 60
+    assert supervised.tritonserver.pid != before
+    assert any("tritonserver is serving again" in line for line in supervised.errors)
+    assert not [stub for stub in stubs_before if stub.is_alive()], "stubs of the dead server still run"
+
+
+def test_sigterm_under_load_finishes_admitted_requests_refuses_new_ones_and_leaves_no_process(
+    supervised: ServeProcess,
+) -> None:
+    wait_for(lambda: serves_clip_and_llava(supervised, seed=50_000), "the server serves", timeout_s=120)
+    server = supervised.tritonserver
+    stubs = supervised.stubs()
+    streaming = threading.Barrier(5)
+
+    def admitted_stream(seed: int) -> object:
+        with VLMClient(supervised.grpc_url, timeout=60, retry=RetryPolicy(attempts=1)) as client:
+            pieces = client.generate_stream(QUESTION, [fresh_image(seed)], max_tokens=400)
+            first = next(pieces)
+            streaming.wait(timeout=60)
+            try:
+                return [first, *pieces][-1]
+            except VLMError as error:
+                return error
+
+    def refused() -> bool:
+        with VLMClient(supervised.grpc_url, timeout=10, retry=RetryPolicy(attempts=1)) as client:
+            try:
+                client.embed_texts([f"after the signal {time.monotonic()}"])
+            except (ServerUnavailableError, ModelNotReadyError):
+                return True
+        return False
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(admitted_stream, 40_000 + i) for i in range(4)]
+        streaming.wait(timeout=120)  # every stream has its first piece: all four are admitted and running
+        assert supervised.process is not None
+        said_before = len(supervised.errors)
+        supervised.process.send_signal(signal.SIGTERM)
+        wait_for(refused, "new requests are refused", timeout_s=10)
+        results = [future.result(timeout=120) for future in futures]
+    assert all(isinstance(r, Completion) and r.finish_reason in ("length", "stop") for r in results), results
+    assert supervised.stop(timeout_s=60) == 0
+    assert not is_running(server.pid)
+    assert not [stub for stub in stubs if stub.is_alive()]
+    assert not any("restarting" in line for line in supervised.errors[said_before:])  # a stop, not a crash
