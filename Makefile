@@ -11,7 +11,7 @@ REPOSITORY := model_repository
 EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx $(REPOSITORY)/llava_vision/1/model.onnx
 EXPORT_SOURCES := $(wildcard export/*.py) serving/manifest.py
 
-.PHONY: demo test serve export lint clean bench
+.PHONY: demo test test-long serve export lint clean bench
 .DELETE_ON_ERROR:
 
 $(STAMP): pyproject.toml
@@ -63,6 +63,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# Bursts, soaks and other long runs against a real server (tens of minutes on 2 cores); not part of `make test`.
+test-long: $(STAMP)
+	$(BIN)/pytest -m long
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,6 +34,7 @@ from benchmarks.report import (
 )
 from benchmarks.server import PeakMemory, read_statistics, server_split
 from benchmarks.workloads import WORKLOADS, Payload, Workload
+from client import RetryPolicy
 from serving.launcher import ServerError
 
 DEFAULT_CONCURRENCY = "1,2,4,8,16"
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--stability-percent", type=float, default=10.0, help="the last 3 windows agree within this")
     load.add_argument("--warmup-requests", type=int, default=4, help="completions discarded before measuring")
     load.add_argument("--seed", type=int, default=0, help="inputs and Poisson arrivals")
+    load.add_argument(
+        "--retries",
+        type=int,
+        help="retries of a busy or unavailable request (default: the client's); 0 measures refusals as they come",
+    )
+    load.add_argument("--max-in-flight", type=int, default=64, help="open loop: requests in flight at most")
     inputs = parser.add_argument_group("inputs")
     inputs.add_argument("--images", type=Path, help="a folder of images to send instead of synthetic ones")
     inputs.add_argument("--image-size", default="640x480", help="synthetic images: WIDTHxHEIGHT or SIZE")
@@ -106,6 +113,7 @@ def build_payload(args: argparse.Namespace) -> Payload:
         "--prompt-tokens": (args.prompt_tokens, 1, 100_000),
         "--output-tokens": (args.output_tokens, 1, 100_000),
         "--baseline-requests": (args.baseline_requests, 1, 100_000),
+        "--max-in-flight": (args.max_in_flight, 1, 4096),
     }
     for flag, (value, least, most) in counts.items():
         if not least <= value <= most:
@@ -183,6 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.stability_percent,
         args.warmup_requests,
         args.seed,
+        args.max_in_flight,
     )
     limit_batches = tuple(_numbers(args.limit_batch_sizes, "--limit-batch-sizes", int))
     payload = build_payload(args)
@@ -190,7 +199,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     peak_memory = None
     with served(args, workload_type, out) as (url, pid):
-        workload = workload_type(url, args.protocol, payload)
+        retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
+        workload = workload_type(url, args.protocol, payload, retry)
         with PeakMemory(pid) if pid else contextlib.nullcontext() as memory:
             point_reports = []
             for point in points:
@@ -242,6 +252,8 @@ def write_reports(report: dict[str, Any], out: Path, encoders: bool) -> list[Pat
 
 
 def check_arguments(args: argparse.Namespace) -> None:
+    if args.retries is not None and args.retries < 0:
+        raise ValueError(f"--retries: must be 0 or more, got {args.retries}")
     if bool(args.url) == args.serve:
         raise ValueError("give either --url (a running server) or --serve (with --repository)")
     if args.serve and not (args.repository and args.repository.is_dir()):

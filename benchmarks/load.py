@@ -19,6 +19,7 @@ import numpy as np
 
 from benchmarks.stability import STABLE_WINDOWS, WindowResult, is_stable
 from benchmarks.workloads import Sample, Workload
+from client import ServerBusyError
 
 MODES = ("concurrency", "request_rate")
 
@@ -56,6 +57,7 @@ class WindowSettings:
             "--max-windows": (self.max_windows, STABLE_WINDOWS),
             "--stability-percent": (self.stability_percent, 0.1),
             "--warmup-requests": (self.warmup_requests, 0),
+            "--max-in-flight": (self.max_threads, 1),
         }
         for flag, (value, least) in limits.items():
             if value < least:
@@ -104,8 +106,11 @@ class _Recorder:
         self.changed = threading.Condition(self.lock)
 
     def run(self, workload: Workload, n: int, start: float | None = None) -> None:
+        begin = time.perf_counter() if start is None else start
         try:
             sample = workload.send(n, start)
+        except ServerBusyError:  # refused by admission control: timed, and kept apart from the served requests
+            sample = Sample(begin, time.perf_counter(), refused=True)
         except Exception as error:  # a failed request is counted and reported, never fatal to the run
             with self.lock:
                 self.errors += 1

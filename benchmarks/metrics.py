@@ -25,7 +25,10 @@ def compute_metrics(
 ) -> dict[str, dict]:
     """Latencies are summarised over requests, throughputs over windows; image metrics when requests carry
     images, token metrics for generation. ``inter_token_latency`` is genai-perf's: (latency - TTFT) divided by
-    (output tokens - 1), per request with more than one token."""
+    (output tokens - 1), per request with more than one token. Requests the server refused as busy count in
+    none of these: they have ``refused_throughput`` and ``refused_latency`` of their own, when there are any."""
+    refused = [s for s in samples if s.refused]
+    samples = [s for s in samples if not s.refused]
     metrics = {
         "request_throughput": summarize(_per_window(samples, spans, "requests"), "requests/sec"),
         "request_latency": summarize([s.latency_s * MS for s in samples], "ms"),
@@ -48,4 +51,7 @@ def compute_metrics(
         metrics["output_token_throughput"] = summarize(_per_window(samples, spans, "output_tokens"), "tokens/sec")
         metrics["output_sequence_length"] = summarize([s.output_tokens or 0 for s in samples], "tokens")
         metrics["input_sequence_length"] = summarize([s.prompt_tokens or 0 for s in samples], "tokens")
+    if refused:
+        metrics["refused_throughput"] = summarize(_per_window(refused, spans, "requests"), "requests/sec")
+        metrics["refused_latency"] = summarize([s.latency_s * MS for s in refused], "ms")
     return metrics

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.inputs import unique
-from client import Completion, VLMClient
+from client import Completion, RetryPolicy, VLMClient
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Sample:
     first_token: float | None = None  # when the first text arrived (generation only)
     output_tokens: int | None = None
     prompt_tokens: int | None = None
+    refused: bool = False  # the server turned it away as busy (admission control)
 
     @property
     def latency_s(self) -> float:
@@ -51,8 +52,9 @@ class Workload:
     counts_images = False
     generates = False
 
-    def __init__(self, url: str, protocol: str, payload: Payload) -> None:
+    def __init__(self, url: str, protocol: str, payload: Payload, retry: RetryPolicy | None = None) -> None:
         self.url, self.protocol, self.payload = url, protocol, payload
+        self.retry = retry  # None: the client's default (transient failures, busy included, are retried)
         self._serial = itertools.count()
         self._requests = itertools.count()
         self._local = threading.local()
@@ -65,7 +67,7 @@ class Workload:
     def client(self) -> VLMClient:
         """One client per thread: tritonclient's clients are not shared across threads."""
         if not hasattr(self._local, "client"):
-            self._local.client = VLMClient(self.url, protocol=self.protocol, timeout=600.0)
+            self._local.client = VLMClient(self.url, protocol=self.protocol, timeout=600.0, retry=self.retry)
         return self._local.client
 
     def images(self, n: int) -> list[bytes]:

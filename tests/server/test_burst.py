@@ -1,0 +1,64 @@
+"""A 10x burst (``make test-long``): Poisson arrivals at ten times the measured capacity for 30 s, driven by
+vlm-bench, on CLIP and on LLaVA. The server stays up; refusals come in under 50 ms (p99); admitted requests'
+p99 latency stays under 3x the unloaded p99; afterwards nothing is pending and the next request succeeds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serving.launcher import TritonServer
+from tests.server.serve_process import wait_for
+from tests.server.statistics import metric_samples
+from tests.server.test_hostile import assert_serves_clip_and_llava
+
+pytestmark = [pytest.mark.long, pytest.mark.timeout(900)]
+BURST_FACTOR = 10
+BURST_S = 30
+PENDING_METRICS = ("nv_inference_pending_request_count", "vlm_decoder_active_sequences", "vlm_decoder_waiting_requests")
+
+
+def bench(server: TritonServer, out: Path, benchmark: str, name: str, *load: str) -> dict:
+    """One vlm-bench point against the running server, no retries (refusals are measured as they come)."""
+    command = [
+        *(sys.executable, "-m", "benchmarks.cli", benchmark, "--url", server.grpc_url, "--no-baselines"),
+        *("--retries", "0", "--results", str(out), "--name", name, "--output-tokens", "32", *load),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (point,) = json.loads((out / name / "report.json").read_text())["points"]
+    return point
+
+
+def pending_work(server: TritonServer) -> float:
+    return sum(sum(metric_samples(server, name).values()) for name in PENDING_METRICS)
+
+
+@pytest.mark.parametrize("benchmark", ["clip-image", "llava"])
+def test_a_10x_burst_is_refused_fast_while_admitted_requests_keep_their_latency(
+    server: TritonServer, tmp_path: Path, benchmark: str
+) -> None:
+    windows = ("--window-seconds", "5", "--max-windows", "4")
+    unloaded = bench(server, tmp_path, benchmark, "unloaded", "--concurrency", "1", *windows)
+    capacity = bench(server, tmp_path, benchmark, "capacity", "--concurrency", "8", *windows)
+    rate = BURST_FACTOR * capacity["metrics"]["request_throughput"]["avg"]
+    burst = bench(
+        server,
+        tmp_path,
+        benchmark,
+        "burst",
+        *("--request-rate", f"{rate:.2f}", "--max-in-flight", "1024", "--warmup-requests", "0"),
+        *("--window-seconds", str(BURST_S / 3), "--max-windows", "3"),
+    )
+    metrics = burst["metrics"]
+    assert burst["errors"] == 0, burst["first_error"]
+    assert metrics["refused_throughput"]["avg"] > 0, "a burst at ten times capacity was not refused at all"
+    assert metrics["refused_latency"]["p99"] < 50, metrics["refused_latency"]
+    unloaded_p99 = unloaded["metrics"]["request_latency"]["p99"]
+    assert metrics["request_latency"]["p99"] < 3 * unloaded_p99, (metrics["request_latency"], unloaded_p99)
+    wait_for(lambda: pending_work(server) == 0, "nothing is pending or active", timeout_s=60, interval_s=0.5)
+    assert_serves_clip_and_llava(server)
