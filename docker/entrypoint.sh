@@ -57,10 +57,17 @@ if [[ $TARGET == gpu ]]; then
     check_tensorrt_versions
     vlm-export engine --repository "$REPOSITORY" --precision "$PRECISION" --timing-cache "$CACHE/tensorrt/timing.cache"
 fi
+# An init container (deploy/k8s) only fills the repository volume; the server container then starts at once.
+if [[ ${VLM_PREPARE_ONLY:-0} == 1 ]]; then
+    say "the repository $REPOSITORY is ready"
+    exit 0
+fi
 
 # vlm-serve runs tritonserver with the control APIs behind the operator's key (kept in the cache volume, or
 # the file VLM_CONTROL_KEY_FILE names: mount a secret there), restarts it if it dies and reloads a model whose
-# python stub dies. VLM_FAMILIES ("clip", "llava" or both, the default) picks the families; vlm-probe reads it too.
+# python stub dies. Triton's HTTP endpoint listens inside the container only (one deeply nested JSON body kills
+# tritonserver 2.51's HTTP frontend): clients use gRPC, the public front door is the gateway. VLM_FAMILIES
+# ("clip", "llava" or both, the default) picks the families; vlm-probe reads it too.
 families=()
 for family in ${VLM_FAMILIES:-}; do
     families+=(--family "$family")
@@ -68,7 +75,7 @@ done
 exec vlm-serve \
     --repository "$REPOSITORY" \
     --target "$TARGET" \
-    --host 0.0.0.0 --http-port 8000 --grpc-port 8001 --metrics-port 8002 \
+    --host 0.0.0.0 --http-host 127.0.0.1 --http-port 8000 --grpc-port 8001 --metrics-port 8002 \
     --cache-size "${RESPONSE_CACHE_BYTES:-268435456}" \
     --exit-timeout "${EXIT_TIMEOUT_SECONDS:-25}" \
     --startup-timeout "${STARTUP_TIMEOUT_SECONDS:-3600}" \

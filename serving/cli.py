@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="deployment target: picks <model>/configs/<target>.pbtxt (Triton's --model-config-name)",
     )
     parser.add_argument("--host", default="0.0.0.0", help="address the endpoints bind to")
+    parser.add_argument(
+        "--http-host",
+        help="address of the HTTP endpoint alone (default: --host); 127.0.0.1 keeps Triton's HTTP inside the host",
+    )
     parser.add_argument("--http-port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--grpc-port", type=int, default=8001, help="0 picks a free port")
     parser.add_argument("--metrics-port", type=int, default=8002, help="0 picks a free port")
@@ -69,6 +73,7 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
         repository=args.repository,
         target=args.target,
         host=args.host,
+        http_host=args.http_host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,

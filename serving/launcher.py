@@ -109,6 +109,7 @@ class ServerOptions:
     repository: Path
     target: str = "embedded"
     host: str = "0.0.0.0"
+    http_host: str | None = None  # the HTTP endpoint's own address (default: ``host``), e.g. loopback only
     http_port: int = 8000  # 0 picks a free port
     grpc_port: int = 8001
     metrics_port: int = 8002
@@ -141,6 +142,11 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
+def _client_host(bound: str) -> str:
+    """Where a local client reaches an endpoint bound to ``bound``."""
+    return "127.0.0.1" if bound in ("0.0.0.0", "") else bound
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: the server gets SIGTERM if the launcher dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -171,27 +177,28 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
-        return f"{self._client_host}:{self.options.http_port}"
+        return f"{_client_host(self._http_host)}:{self.options.http_port}"
 
     @property
     def grpc_url(self) -> str:
-        return f"{self._client_host}:{self.options.grpc_port}"
+        return f"{_client_host(self.options.host)}:{self.options.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self._client_host}:{self.options.metrics_port}/metrics"
+        return f"http://{_client_host(self.options.host)}:{self.options.metrics_port}/metrics"
 
     @property
-    def _client_host(self) -> str:
-        return "127.0.0.1" if self.options.host in ("0.0.0.0", "") else self.options.host
+    def _http_host(self) -> str:
+        return self.options.http_host or self.options.host
 
     def _resolve_ports(self) -> None:
         opts = self.options
         for label in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(opts, label)
+            host = self._http_host if label == "http_port" else opts.host
             if port == 0:
-                setattr(opts, label, free_port(opts.host))
-            elif not port_is_free(opts.host, port):
+                setattr(opts, label, free_port(host))
+            elif not port_is_free(host, port):
                 flag = "--" + label.replace("_", "-")
                 raise ServerError(f"port {port} ({flag}) is already in use; free it or pass {flag} 0 for any free port")
 
@@ -212,7 +219,7 @@ class TritonServer:
             f"--model-repository={opts.repository.resolve()}",
             f"--backend-directory={backends}",
             f"--model-config-name={opts.target}",
-            f"--http-address={opts.host}",
+            f"--http-address={self._http_host}",
             f"--grpc-address={opts.host}",
             f"--metrics-address={opts.host}",
             f"--http-port={opts.http_port}",

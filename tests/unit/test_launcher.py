@@ -260,3 +260,13 @@ def test_each_server_gets_its_own_control_key_and_options_do_not_print_it(tmp_pa
     first, second = options(tmp_path), options(tmp_path)
     assert first.control_key != second.control_key and len(first.control_key) >= 32
     assert first.control_key not in repr(first)
+
+
+def test_the_http_endpoint_can_stay_on_loopback_while_grpc_and_metrics_listen_everywhere(
+    tmp_path: Path, fake_install: TritonInstall
+) -> None:
+    server = TritonServer(options(tmp_path, host="0.0.0.0", http_host="127.0.0.1", http_port=1, grpc_port=2))
+    command = server.command(fake_install, fake_install.backends)
+    assert "--http-address=127.0.0.1" in command
+    assert "--grpc-address=0.0.0.0" in command and "--metrics-address=0.0.0.0" in command
+    assert server.http_url == "127.0.0.1:1" and server.grpc_url == "127.0.0.1:2"
