@@ -3,6 +3,7 @@
     vlm-bench clip-image --serve --repository REPOSITORY --checkpoint CHECKPOINT --concurrency 1,8
     vlm-bench llava --url localhost:8001 --checkpoint CKPT --concurrency 1,8 --output-tokens 64
     vlm-bench clip-text --url localhost:8000 --protocol http --request-rate 5,10 --no-baselines
+    vlm-bench plan benchmarks/results/clip-image/report.json --target-rps 200 --slo-ms 150
 
 Writes report.json, metrics.csv, perf_analyzer.csv (encoders), summary.md and PNG plots under
 benchmarks/results/<name>/ and prints the summary with the issue's targets as met or missed.
@@ -263,6 +264,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plan"]:  # capacity planning from a report: its own arguments (benchmarks/plan.py)
+        from benchmarks.plan import main as plan_main
+
+        return plan_main(argv[1:])
     args = build_parser().parse_args(argv)
     from transformers.utils import logging as hf_logging
 
