@@ -21,6 +21,7 @@ from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
 from client import async_streams, prompts
+from client.channel import grpc_channel_args
 from client.errors import InvalidInputError, translate
 from client.generation import Completion, GenerationRequest
 from client.images import ImageLike, to_image_bytes
@@ -53,7 +54,7 @@ class AsyncVLMClient:
         self._http: httpaio.InferenceServerClient | None = None
         self._session: aiohttp.ClientSession | None = None
         if protocol == "grpc":
-            self._grpc = grpcaio.InferenceServerClient(self.url)
+            self._grpc = grpcaio.InferenceServerClient(self.url, channel_args=grpc_channel_args())
         else:
             self._http = httpaio.InferenceServerClient(self.url, conn_timeout=timeout)
             self._session = aiohttp.ClientSession()

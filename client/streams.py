@@ -20,6 +20,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from client.channel import grpc_channel_args
 from client.errors import (
     InvalidInputError,
     ModelNotReadyError,
@@ -44,7 +45,7 @@ Stream = Iterator[str | Completion]
 
 
 def grpc_stream(url: str, request: GenerationRequest, timeout: float) -> Stream:
-    client = grpcclient.InferenceServerClient(url)
+    client = grpcclient.InferenceServerClient(url, channel_args=grpc_channel_args())
     responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
     reader = ResponseReader()
     try:
@@ -86,7 +87,7 @@ def _grpc_input(name: str, triton_type: str, array: np.ndarray) -> grpcclient.In
 
 
 def _grpc_cancel(url: str, request: GenerationRequest, timeout: float) -> None:
-    client = grpcclient.InferenceServerClient(url)
+    client = grpcclient.InferenceServerClient(url, channel_args=grpc_channel_args())
     responses: queue.Queue[Any] = queue.Queue()
     try:
         client.start_stream(callback=lambda result, error: responses.put(error), stream_timeout=timeout)

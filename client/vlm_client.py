@@ -16,6 +16,7 @@ from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
 from client import prompts
+from client.channel import grpc_channel_args
 from client.errors import InvalidInputError, from_os_error, translate
 from client.generation import Completion, GenerationRequest
 from client.images import ImageLike, to_image_bytes
@@ -50,7 +51,7 @@ class VLMClient:
         self.models = models or ModelNames()
         self._module: ModuleType = grpcclient if protocol == "grpc" else httpclient
         if protocol == "grpc":
-            self._client = grpcclient.InferenceServerClient(self.url)
+            self._client = grpcclient.InferenceServerClient(self.url, channel_args=grpc_channel_args())
         else:
             self._client = httpclient.InferenceServerClient(
                 self.url, connection_timeout=timeout, network_timeout=timeout
