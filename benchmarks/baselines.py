@@ -114,12 +114,13 @@ class _OnnxClip:
 
     def __init__(self, repository: Path) -> None:
         from serving.onnx_runner import OnnxRunner
-        from serving.triton_models.clip_tokenize import TOKENIZER_DIR, load_tokenizer
+        from serving.text_tokenizer import TextTokenizer
+        from serving.triton_models.clip_tokenize import TOKENIZER_DIR
         from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR, load_image_processor
 
         threads = os.cpu_count() or 1
         self.image_processor = load_image_processor(str(repository / "clip_preprocess/1" / IMAGE_PROCESSOR_DIR))
-        self.tokenizer = load_tokenizer(str(repository / "clip_tokenize/1" / TOKENIZER_DIR))
+        self.tokenizer = TextTokenizer(repository / "clip_tokenize/1" / TOKENIZER_DIR)
         self.vision = OnnxRunner(repository / "clip_vision/1/model.onnx", intra_op_threads=threads).open()
         self.text = OnnxRunner(repository / "clip_text/1/model.onnx", intra_op_threads=threads).open()
         similarity = json.loads((repository / "clip_similarity/1/similarity.json").read_text())
@@ -139,15 +140,7 @@ class _OnnxClip:
         return self.vision.run({"pixel_values": pixels})["image_embeds"]
 
     def _text_embeds(self, texts: list[str]) -> np.ndarray:
-        encoded = self.tokenizer(
-            texts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.tokenizer.model_max_length,
-            return_tensors="np",
-        )
-        feeds = {name: encoded[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
-        return self.text.run(feeds)["text_embeds"]
+        return self.text.run(self.tokenizer.encode(texts))["text_embeds"]
 
     def image_embeds(self, blobs: list[bytes]) -> Sample:
         start = time.perf_counter()

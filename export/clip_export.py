@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from transformers import AutoProcessor, CLIPModel
 
-from export.clip_spec import CLIP_MODELS, CLIP_TEXT, CLIP_VISION
+from export.clip_spec import CLIP_MODELS, CLIP_TEXT, CLIP_VISION, PARITY_SENTENCES
 from export.components import export_encoder, install
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
@@ -56,6 +56,7 @@ class ClipSizes:
     embed_dim: int
     context_length: int
     max_token_id: int
+    pad_token_id: int
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -68,13 +69,13 @@ def _pixel_feeds(sizes: ClipSizes, batch_sizes: tuple[int, ...]) -> list[dict[st
 
 
 def _token_feeds(tokenizer: object, sizes: ClipSizes, batch_sizes: tuple[int, ...]) -> list[dict[str, np.ndarray]]:
-    """Real tokenised sentences of varied length, one longer than the context (truncated as served)."""
-    sentences = ["a photo of a red circle", "two dogs", "x", "a very long caption " + "about shapes " * 60]
+    """Real tokenised sentences padded to each batch's longest, as served: batches of different lengths, up to
+    the whole context (the sequence axis is dynamic, so each length is checked, not only the context's)."""
     feeds = []
     for n in batch_sizes:
-        texts = [sentences[i % len(sentences)] for i in range(n)]
+        texts = [PARITY_SENTENCES[i % len(PARITY_SENTENCES)] for i in range(n)]
         encoded = tokenizer(
-            texts, padding="max_length", truncation=True, max_length=sizes.context_length, return_tensors="np"
+            texts, padding="longest", truncation=True, max_length=sizes.context_length, return_tensors="np"
         )
         feeds.append({k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
     return feeds
@@ -96,6 +97,7 @@ def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) 
         embed_dim=model.config.projection_dim,
         context_length=context_length,
         max_token_id=model.config.text_config.vocab_size - 1,
+        pad_token_id=tokenizer.pad_token_id,
     )
     with tempfile.TemporaryDirectory(prefix="vlm-export-") as scratch:
         staging = Path(scratch)

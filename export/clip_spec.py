@@ -7,6 +7,7 @@ specs for ONNX names, dynamic axes and parity tolerances.
 from __future__ import annotations
 
 from export.specs import (
+    DynamicAxis,
     EnsembleSpec,
     EnsembleStep,
     OnnxComponentSpec,
@@ -23,6 +24,19 @@ MAX_IMAGE_PIXELS = 36_000_000  # per image, checked from the header before any p
 MAX_REQUEST_PIXELS = 128_000_000  # all images of one request: bounds decode time (about 10 phone photos)
 MAX_ASPECT_RATIO = 20  # wider images are centre-cropped to this first; CLIP crops to the centre anyway
 MAX_TEXT_BYTES = 16_384  # CLIP reads 77 tokens; this only bounds tokenizer work on absurd inputs
+SEQUENCE = "sequence"  # a text's length in tokens: each request's longest text, up to the context length
+# The length TensorRT tunes the text engine for: captions and zero-shot prompts ("a photo of a dog") are mostly
+# under 16 tokens. Chosen from the benchmark's captions, not yet measured on a GPU.
+TEXT_OPT_TOKENS = 16
+# The text encoder's parity checks (ONNX export, TensorRT engines): batches of these, each padded to its longest,
+# so the dynamic sequence axis is checked at several lengths up to the whole context (the last one is truncated).
+PARITY_SENTENCES = (
+    "a photo of a red circle",
+    "x",
+    "a small blue square above a large green triangle, next to a tall tree on the left",
+    "two dogs",
+    "a very long caption " + "about shapes " * 60,
+)
 
 # Admission control, sized for the 2-core hosts the embedded configs target: a python step holds a few requests
 # per instance, an encoder one full batch behind the one it runs. The timeouts only bound a wait behind a stuck
@@ -31,7 +45,6 @@ STEP_QUEUE = QueuePolicy(max_queue_size=8, timeout_us=10_000_000)
 _IMAGE_BYTES = TensorSpec("image", "bytes", (-1,))
 _TEXT_BYTES = TensorSpec("text", "bytes", (-1,))
 _PIXELS = ("float32", (3, "image_size", "image_size"))
-_TOKENS = ("int64", ("context_length",))
 _EMBED = ("float32", ("embed_dim",))
 # Reduced-precision TensorRT engines vs ONNX Runtime on L2-normalised embeddings (every value lies in [-1, 1]):
 # float16 keeps about 3 significant digits, bfloat16 about 2. Set from the formats, not yet measured on a GPU.
@@ -58,9 +71,10 @@ CLIP_VISION = OnnxComponentSpec(
 CLIP_TEXT = OnnxComponentSpec(
     name="clip_text",
     inputs=(
-        TensorSpec("input_ids", *_TOKENS, value_range=(0, "max_token_id")),
-        TensorSpec("attention_mask", *_TOKENS, value_range=(0, 1)),
+        TensorSpec("input_ids", "int64", (SEQUENCE,), value_range=(0, "max_token_id"), pad_value="pad_token_id"),
+        TensorSpec("attention_mask", "int64", (SEQUENCE,), value_range=(0, 1), pad_value=0),
     ),
+    dynamic_axes=(DynamicAxis(SEQUENCE, max="context_length", opt=TEXT_OPT_TOKENS),),
     outputs=(TensorSpec("text_embeds", *_EMBED),),
     max_batch_size=TEXT_MAX_BATCH,
     queue=QueuePolicy(max_queue_size=TEXT_MAX_BATCH, timeout_us=10_000_000),
@@ -96,8 +110,8 @@ CLIP_TOKENIZE = PythonModelSpec(
     name="clip_tokenize",
     inputs=(_TEXT_BYTES,),
     outputs=(
-        TensorSpec("input_ids", "int64", (-1, "context_length")),
-        TensorSpec("attention_mask", "int64", (-1, "context_length")),
+        TensorSpec("input_ids", "int64", (-1, SEQUENCE)),
+        TensorSpec("attention_mask", "int64", (-1, SEQUENCE)),
     ),
     entry_point="serving.triton_models.clip_tokenize:ClipTokenize",
     queue=STEP_QUEUE,

@@ -26,10 +26,19 @@ def _torch_runner(module: torch.nn.Module, output: str) -> Callable[[dict[str, n
     return run
 
 
-def _tensor_manifest(tensor: TensorSpec, sizes: dict[str, int]) -> TensorManifest:
+def _tensor_manifest(spec: OnnxComponentSpec, tensor: TensorSpec, sizes: dict[str, int]) -> TensorManifest:
     value_range = tensor.resolve_range(sizes)
+    axes = {d: i for i, d in enumerate(tensor.dims) if isinstance(d, str) and spec.axis(d) is not None}
+    _, _, largest = spec.item_shapes(tensor, sizes)
+    shape = [-1 if i in axes.values() else size for i, size in enumerate(largest)]
     return TensorManifest(
-        tensor.name, tensor.dtype, list(tensor.resolve(sizes)), list(value_range) if value_range else None
+        tensor.name,
+        tensor.dtype,
+        shape,
+        list(value_range) if value_range else None,
+        dynamic_axes=axes,
+        max_shape=list(largest) if axes else None,
+        pad_value=tensor.resolve_pad(sizes) if axes else None,
     )
 
 
@@ -42,7 +51,7 @@ def export_encoder(
     opset: int,
 ) -> ParityReport:
     example = {k: torch.from_numpy(v[:2]) for k, v in feeds[-1].items()}
-    onnx_path = export_component(module, example, spec, out_dir, opset)
+    onnx_path = export_component(module, example, spec, sizes, out_dir, opset)
     output = spec.outputs[0].name
     with OnnxRunner(onnx_path, intra_op_threads=torch.get_num_threads()) as runner:
         report = check_parity(
@@ -51,8 +60,8 @@ def export_encoder(
     ComponentManifest(
         name=spec.name,
         max_batch_size=spec.max_batch_size,
-        inputs=[_tensor_manifest(t, sizes) for t in spec.inputs],
-        outputs=[_tensor_manifest(t, sizes) for t in spec.outputs],
+        inputs=[_tensor_manifest(spec, t, sizes) for t in spec.inputs],
+        outputs=[_tensor_manifest(spec, t, sizes) for t in spec.outputs],
         parity=report.to_dict(),
     ).write(out_dir)
     return report

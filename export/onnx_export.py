@@ -1,9 +1,10 @@
 """torch -> ONNX for one component, its interface taken from the component's spec.
 
-The batch axis is dynamic (up to the spec's ``max_batch_size``). Dims the spec names (``image_size``,
-``embed_dim``) are exported at the checkpoint's value and then declared symbolic on the graph's inputs
-and outputs, matching the ``-1`` of the Triton config, so Triton's native onnxruntime backend accepts
-the checked-in config for any checkpoint of the family.
+The batch axis is dynamic (up to the spec's ``max_batch_size``), and so is each of the spec's dynamic axes
+(a text's length, up to the checkpoint's context). Other dims the spec names (``image_size``, ``embed_dim``)
+are exported at the checkpoint's value and then declared symbolic on the graph's inputs and outputs,
+matching the ``-1`` of the Triton config, so Triton's native onnxruntime backend accepts the checked-in
+config for any checkpoint of the family.
 """
 
 from __future__ import annotations
@@ -26,11 +27,18 @@ def export_component(
     module: torch.nn.Module,
     example_inputs: dict[str, torch.Tensor],
     spec: OnnxComponentSpec,
+    sizes: dict[str, int],
     out_dir: Path,
     opset: int = DEFAULT_OPSET,
 ) -> Path:
     batch = torch.export.Dim("batch", min=1, max=spec.max_batch_size)
-    dynamic_shapes = {t.name: {0: batch} for t in spec.inputs}
+    axes = {}
+    for axis in spec.dynamic_axes:
+        low, _, high = axis.resolve(sizes)
+        axes[axis.name] = torch.export.Dim(axis.name, min=low, max=high)
+    dynamic_shapes = {
+        t.name: {0: batch, **{i + 1: axes[d] for i, d in enumerate(t.dims) if d in axes}} for t in spec.inputs
+    }
     exporter_log = logging.getLogger("torch.onnx")
     previous_level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # it warns about every optional torchvision op it skips

@@ -4,6 +4,11 @@ Dims are per item (the batch axis is implied by ``max_batch_size > 0``). A dim g
 size that depends on the checkpoint (``"image_size"``, ``"embed_dim"``): it is ``-1`` in the Triton
 config and a symbolic ONNX dim, so one checked-in repository serves any checkpoint of the family, and the
 exported sidecar records the concrete value the runner validates against.
+
+A dim may instead name one of an exported component's ``dynamic_axes`` (a text's length in tokens): it varies
+from request to request up to a bound, so it is dynamic in the ONNX graph, ``-1`` in the Triton config, a
+min/opt/max range in the TensorRT profile, and requests of different lengths are padded to one batch with
+each input's ``pad_value``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class TensorSpec:
     dims: tuple[Dim, ...]
     value_range: tuple[Dim, Dim] | None = None  # inclusive; e.g. token ids (0, "max_token_id")
     optional: bool = False  # a request may leave it out (Triton's `optional: true`)
+    pad_value: Dim | None = None  # fills a dynamic axis when requests of different lengths share a batch
 
     def __post_init__(self) -> None:
         _check_name("tensor", self.name)
@@ -40,6 +46,9 @@ class TensorSpec:
         """The concrete per-item shape for one checkpoint (-1 stays variable)."""
         return tuple(_resolve(d, sizes) for d in self.dims)
 
+    def resolve_pad(self, sizes: dict[str, int]) -> int | None:
+        return None if self.pad_value is None else _resolve(self.pad_value, sizes)
+
     def resolve_range(self, sizes: dict[str, int]) -> tuple[int, int] | None:
         if self.value_range is None:
             return None
@@ -49,6 +58,29 @@ class TensorSpec:
 
 def _resolve(value: Dim, sizes: dict[str, int]) -> int:
     return sizes[value] if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class DynamicAxis:
+    """A per-item dim whose size each request chooses, from ``min`` to ``max`` (a number or a checkpoint size
+    such as ``"context_length"``); ``opt`` is the size TensorRT tunes its kernels for."""
+
+    name: str
+    max: Dim
+    opt: Dim
+    min: int = 1
+
+    def __post_init__(self) -> None:
+        _check_name("dynamic axis", self.name)
+        if self.min < 1:
+            raise ValueError(f"dynamic axis {self.name}: min must be >= 1, got {self.min}")
+
+    def resolve(self, sizes: dict[str, int]) -> tuple[int, int, int]:
+        """(min, opt, max) for one checkpoint; opt is clamped into the range."""
+        high = _resolve(self.max, sizes)
+        if high < self.min:
+            raise ValueError(f"dynamic axis {self.name}: max {high} is below min {self.min}")
+        return self.min, min(max(_resolve(self.opt, sizes), self.min), high), high
 
 
 @dataclass(frozen=True)
@@ -120,11 +152,41 @@ class OnnxComponentSpec(ModelSpec):
     resources: Resources = Resources()
     max_queue_delay_us: int = 2000
     parity_batch_sizes: tuple[int, ...] = (1, 3)
+    dynamic_axes: tuple[DynamicAxis, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_batch_size < 1:
             raise ValueError(f"model {self.name}: an exported encoder must batch (max_batch_size >= 1)")
+        names = {axis.name for axis in self.dynamic_axes}
+        for tensor in self.outputs:
+            if names & set(tensor.dims):  # padding added at batch time would leak into such an output
+                raise ValueError(f"model {self.name}: output {tensor.name} may not have a dynamic axis")
+        for axis in self.dynamic_axes:
+            holders = [t for t in self.inputs if axis.name in t.dims]
+            if not holders:
+                raise ValueError(f"model {self.name}: dynamic axis {axis.name} is no input's dim")
+            for tensor in holders:
+                if tensor.pad_value is None:
+                    raise ValueError(
+                        f"model {self.name}: input {tensor.name} has the dynamic axis {axis.name}, so needs a pad_value"
+                    )
+
+    def axis(self, name: str) -> DynamicAxis | None:
+        return next((axis for axis in self.dynamic_axes if axis.name == name), None)
+
+    def has_dynamic_axis(self, tensor: TensorSpec) -> bool:
+        return any(self.axis(d) is not None for d in tensor.dims if isinstance(d, str))
+
+    def item_shapes(self, tensor: TensorSpec, sizes: dict[str, int]) -> tuple[tuple[int, ...], ...]:
+        """The (min, opt, max) per-item shapes of ``tensor`` for one checkpoint; they differ only on dynamic axes."""
+        shapes: list[list[int]] = [[], [], []]
+        for dim in tensor.dims:
+            axis = self.axis(dim) if isinstance(dim, str) else None
+            values = axis.resolve(sizes) if axis else (_resolve(dim, sizes),) * 3
+            for shape, value in zip(shapes, values, strict=True):
+                shape.append(value)
+        return tuple(tuple(shape) for shape in shapes)
 
 
 @dataclass(frozen=True)

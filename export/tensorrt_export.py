@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.clip_spec import PARITY_SENTENCES
 from export.llava_spec import llava_models
 from export.parity import ParityReport, check_parity
 from export.repository import ALL_MODELS, VERSION
@@ -24,10 +25,10 @@ from export.tensorrt_profiles import ShapeRange, engine_profile, sizes_from_mani
 from export.tensorrt_sidecar import ENGINE_FILE, SIDECAR_FILE, EngineHost, EngineSidecar, is_current, onnx_sha256
 from serving.manifest import MANIFEST_FILE, ONNX_FILE, ComponentManifest
 from serving.onnx_runner import OnnxRunner
+from serving.text_tokenizer import TextTokenizer
 from serving.triton_models.clip_tokenize import TOKENIZER_DIR
 
 Feeds = list[dict[str, np.ndarray]]
-PARITY_SENTENCES = ("a photo of a red circle", "two dogs", "x", "a very long caption " + "about shapes " * 60)
 
 _SPECS: tuple[OnnxComponentSpec, ...] = tuple(
     spec for spec in (*ALL_MODELS, *llava_models(fuse_projector=True)) if isinstance(spec, OnnxComponentSpec)
@@ -60,18 +61,13 @@ def _pixel_feeds(repository: Path, manifest: ComponentManifest, batch_sizes: tup
 
 
 def _token_feeds(repository: Path, manifest: ComponentManifest, batch_sizes: tuple[int, ...]) -> Feeds:
-    """Real tokenised sentences of varied length, one longer than the context, padded as served."""
-    from serving.triton_models.clip_tokenize import load_tokenizer
-
-    tokenizer = load_tokenizer(str(repository / "clip_tokenize" / VERSION / TOKENIZER_DIR))
-    (context_length,) = manifest.inputs[0].shape
+    """Real tokenised sentences of varied length, one longer than the context, padded as served: to each
+    batch's longest, so the engine is checked at several lengths up to the whole context."""
+    tokenizer = TextTokenizer(repository / "clip_tokenize" / VERSION / TOKENIZER_DIR)
     feeds = []
     for n in batch_sizes:
-        texts = [PARITY_SENTENCES[i % len(PARITY_SENTENCES)] for i in range(n)]
-        encoded = tokenizer(
-            texts, padding="max_length", truncation=True, max_length=context_length, return_tensors="np"
-        )
-        feeds.append({t.name: encoded[t.name].astype(np.int64) for t in manifest.inputs})
+        encoded = tokenizer.encode([PARITY_SENTENCES[i % len(PARITY_SENTENCES)] for i in range(n)])
+        feeds.append({t.name: encoded[t.name] for t in manifest.inputs})
     return feeds
 
 

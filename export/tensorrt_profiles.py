@@ -1,9 +1,10 @@
 """TensorRT optimisation profiles from a component's spec: the same spec that gives the ONNX export its
-dynamic batch axis (1 .. ``max_batch_size``) and the Triton config its ``max_batch_size``.
+dynamic batch axis (1 .. ``max_batch_size``) and dynamic axes, and the Triton config its ``max_batch_size``.
 
-Named dims (``image_size``, ``context_length``, ``image_tokens``) are symbolic in the ONNX graph so one
-config serves any checkpoint, but an engine is built for one checkpoint: they are pinned (min = opt = max)
-to the exported checkpoint's values, which the component's manifest records. Only the batch axis varies.
+Named dims (``image_size``, ``embed_dim``, ``image_tokens``) are symbolic in the ONNX graph so one config
+serves any checkpoint, but an engine is built for one checkpoint: they are pinned (min = opt = max) to the
+exported checkpoint's values, which the component's manifest records. The batch axis varies, and so does each
+dynamic axis (a text's length: the spec's min .. opt .. the checkpoint's context length).
 """
 
 from __future__ import annotations
@@ -41,15 +42,18 @@ def opt_batch_size(max_batch_size: int) -> int:
 
 def sizes_from_manifest(spec: OnnxComponentSpec, manifest: ComponentManifest) -> dict[str, int]:
     """The values of the spec's named input dims for the exported checkpoint (its manifest's concrete shapes)."""
-    exported = {tensor.name: tensor.shape for tensor in manifest.inputs}
+    exported = {tensor.name: tensor for tensor in manifest.inputs}
     sizes: dict[str, int] = {}
     for tensor in spec.inputs:
         if tensor.name not in exported:
             raise ValueError(f"{spec.name}: the export has no input {tensor.name}; export the checkpoint again")
-        shape = exported[tensor.name]
+        shape = exported[tensor.name].max_shape or exported[tensor.name].shape
         if len(shape) != len(tensor.dims):
             raise ValueError(f"{spec.name}.{tensor.name}: exported rank {len(shape)}, the spec says {len(tensor.dims)}")
         for declared, value in zip(tensor.dims, shape, strict=True):
+            axis = spec.axis(declared) if isinstance(declared, str) else None
+            if axis is not None:
+                declared = axis.max  # a dynamic axis: the manifest's largest shape holds its maximum
             if isinstance(declared, str):
                 if sizes.setdefault(declared, value) != value:
                     raise ValueError(f"{spec.name}: {declared} is both {sizes[declared]} and {value} in the export")
@@ -64,8 +68,8 @@ def engine_profile(spec: OnnxComponentSpec, sizes: dict[str, int]) -> dict[str, 
     for tensor in spec.inputs:
         if -1 in tensor.dims:
             raise ValueError(f"{spec.name}.{tensor.name}: a free (-1) dim has no range to build an engine profile for")
-        item = tensor.resolve(sizes)
+        low, mid, high = spec.item_shapes(tensor, sizes)
         profile[tensor.name] = ShapeRange(
-            (MIN_BATCH, *item), (opt_batch_size(spec.max_batch_size), *item), (spec.max_batch_size, *item)
+            (MIN_BATCH, *low), (opt_batch_size(spec.max_batch_size), *mid), (spec.max_batch_size, *high)
         )
     return profile

@@ -7,6 +7,13 @@ Runtime runner (works with the CPU tritonserver of the nvidia-pytriton wheel); `
 builds (``tensorrt_plan``); ``gpu-onnxruntime`` is the GPU alternative without prebuilt engines: the
 ``onnxruntime`` backend with its TensorRT execution accelerator, which builds and caches engines itself.
 Python models and ensembles are the same everywhere.
+
+Requests whose inputs differ in a dynamic axis (texts of different lengths) are batched differently per target.
+Triton's dynamic batcher merges only requests of equal shapes unless an input allows ragged batches, and the
+native onnxruntime and TensorRT backends would then hand the model each ragged input flattened to one
+dimension. So on ``embedded`` the dynamic inputs allow ragged batches and the python-backend encoder pads them
+to the batch's longest itself (``serving.triton_models.onnx_encoder``); on the native targets they do not, and
+the batcher merges requests of equal length only: correct always, batching less when lengths vary.
 """
 
 from __future__ import annotations
@@ -87,6 +94,8 @@ def _threads(spec: OnnxComponentSpec) -> dict[str, str]:
 
 def _embedded_leaf(config: mc.ModelConfig, spec: OnnxComponentSpec) -> None:
     config.backend = "python"
+    for tensor, entry in zip(spec.inputs, config.input, strict=True):
+        entry.allow_ragged_batch = spec.has_dynamic_axis(tensor)
     config.instance_group.add(count=spec.resources.instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
     _set_parameters(config, _threads(spec))
 

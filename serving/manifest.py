@@ -12,15 +12,22 @@ from pathlib import Path
 
 MANIFEST_FILE = "component.json"
 ONNX_FILE = "model.onnx"  # beside the manifest; the name Triton's onnxruntime backend loads
-MANIFEST_FORMAT = 1  # bump when a field's meaning changes, so stale exports fail to load with a clear reason
+MANIFEST_FORMAT = 2  # bump when a field's meaning changes, so stale exports fail to load with a clear reason
 
 
 @dataclass(frozen=True)
 class TensorManifest:
     name: str
     dtype: str
-    shape: list[int]  # per item, without the batch axis
+    shape: list[int]  # per item, without the batch axis; -1 on a dynamic axis (a text's length)
     value_range: list[int] | None = None  # inclusive [low, high] for integer inputs such as token ids
+    dynamic_axes: dict[str, int] = field(default_factory=dict)  # axis name -> its position in ``shape``
+    max_shape: list[int] | None = None  # the largest per-item shape accepted (dynamic axes at their maximum)
+    pad_value: int | None = None  # fills a dynamic axis when requests of different lengths share a batch
+
+    def __post_init__(self) -> None:
+        if self.dynamic_axes and (self.max_shape is None or self.pad_value is None):
+            raise ValueError(f"{MANIFEST_FILE}: input {self.name} has dynamic axes but no max_shape or pad_value")
 
 
 @dataclass(frozen=True)

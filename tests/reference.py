@@ -18,6 +18,15 @@ class ClipReference:
     def _text_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.processor.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt")
 
+    def text_embeds_each_alone(self, texts: list[str]) -> np.ndarray:
+        """Every text through the model on its own, unpadded: what no batching of any kind can have touched."""
+        rows = []
+        for text in texts:
+            tokens = self.processor.tokenizer([text], truncation=True, return_tensors="pt")
+            with torch.inference_mode():
+                rows.append(self.model.get_text_features(**tokens).pooler_output)
+        return torch.nn.functional.normalize(torch.cat(rows), dim=-1).numpy()
+
     def image_embeds(self, images: list[Image.Image]) -> np.ndarray:
         pixels = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
         with torch.inference_mode():

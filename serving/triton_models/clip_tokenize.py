@@ -1,32 +1,26 @@
-"""``clip_tokenize``: UTF-8 texts [m] -> input_ids and attention_mask [m, context_length].
+"""``clip_tokenize``: UTF-8 texts [m] -> input_ids and attention_mask [m, L], L the request's longest text.
 
-Every text is padded to the checkpoint's context length, so requests batch together in ``clip_text``;
-longer texts are truncated to it, keeping the end-of-text token, as CLIP's tokenizer does.
+Texts are padded to the request's longest, not to the context: a caption of 12 tokens costs the text encoder
+12 positions, not 77. Longer texts are truncated to the context length, keeping the end-of-text token, as
+CLIP's tokenizer does. ``clip_text`` pads requests of different lengths to one batch (see its spec).
+The tokenizer is the checkpoint's own ``tokenizer.json`` run by the ``tokenizers`` library: this process
+imports neither transformers nor torch.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from serving.text_tokenizer import TextTokenizer
 from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, decode_text, require_count
 
 TOKENIZER_DIR = "tokenizer"
 
 
-def load_tokenizer(folder: str) -> object:
-    # One instance, one thread: the Rust tokenizer would otherwise start a thread per core for each batch.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder)
-
-
 class ClipTokenize(PythonModel):
     def setup(self) -> None:
-        self.tokenizer = load_tokenizer(str(self.artifacts / TOKENIZER_DIR))
+        self.tokenizer = TextTokenizer(self.artifacts / TOKENIZER_DIR)
         self.max_texts = self.int_parameter("max_texts")
         self.max_text_bytes = self.int_parameter("max_text_bytes")
 
@@ -34,14 +28,4 @@ class ClipTokenize(PythonModel):
         blobs = as_bytes_list(inputs["text"])
         require_count("text", len(blobs), self.max_texts)
         texts = [decode_text(f"text[{i}]", blob, self.max_text_bytes) for i, blob in enumerate(blobs)]
-        encoded = self.tokenizer(
-            texts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.tokenizer.model_max_length,
-            return_tensors="np",
-        )
-        return {
-            "input_ids": encoded["input_ids"].astype(np.int64),
-            "attention_mask": encoded["attention_mask"].astype(np.int64),
-        }
+        return self.tokenizer.encode(texts)

@@ -196,6 +196,28 @@ def test_out_of_range_tokens_sent_straight_to_clip_text_are_rejected(
     assert_server_still_serving(server)
 
 
+@pytest.mark.parametrize(
+    ("ids_length", "mask_length", "fragments"),
+    [
+        (78, 78, ["input_ids", "sequence must be 1 to 77 long", "got 78"]),
+        (5, 6, ["attention_mask", "sequence is 6 long", "input_ids's is 5"]),
+    ],
+    ids=["longer-than-the-context", "lengths-differ"],
+)
+def test_token_arrays_of_a_wrong_length_sent_straight_to_clip_text_are_rejected(
+    server: TritonServer, ids_length: int, mask_length: int, fragments: list[str]
+) -> None:
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    request = grpc_inputs(
+        "INT64", input_ids=np.full((1, ids_length), 5, np.int64), attention_mask=np.ones((1, mask_length), np.int64)
+    )
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer("clip_text", request)
+    assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
+    assert_clean(caught.value.message(), *fragments)
+    assert_server_still_serving(server)
+
+
 def test_too_many_pixels_in_one_request_are_refused_before_decoding(server: TritonServer) -> None:
     at_the_cap = encode(Image.new("L", (6000, 6000), 0))  # 36 MP each: allowed alone, not four at once
     with VLMClient(server.grpc_url) as client:

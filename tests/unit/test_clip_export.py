@@ -6,6 +6,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -14,7 +15,8 @@ from export.cli import main as vlm_export
 from export.clip_spec import CLIP_TEXT, CLIP_VISION
 from export.parity import ParityReport
 from export.specs import Tolerance
-from serving.manifest import ComponentManifest
+from serving.manifest import MANIFEST_FORMAT, ComponentManifest
+from serving.onnx_runner import OnnxRunner
 from serving.similarity import read_logit_scale
 from tests.conftest import REPO_ROOT
 
@@ -30,20 +32,38 @@ def test_both_encoders_pass_parity_at_every_batch_size_including_the_extremes(
         assert report.max_abs_diff < 1e-4 and report.min_cosine > 0.9999
 
 
+def _dims(value: onnx.ValueInfoProto) -> list[str | int]:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
 def test_onnx_interfaces_have_a_dynamic_batch_and_symbolic_checkpoint_dims(model_repository: Path) -> None:
     model = onnx.load(str(model_repository / "clip_vision" / "1" / "model.onnx"), load_external_data=False)
     (pixels,) = model.graph.input
-    dims = [d.dim_param or d.dim_value for d in pixels.type.tensor_type.shape.dim]
-    assert dims == ["batch", 3, "image_size", "image_size"]
+    assert _dims(pixels) == ["batch", 3, "image_size", "image_size"]
     (embeds,) = model.graph.output
-    assert [d.dim_param or d.dim_value for d in embeds.type.tensor_type.shape.dim] == ["batch", "embed_dim"]
+    assert _dims(embeds) == ["batch", "embed_dim"]
+
+
+def test_the_text_encoder_has_a_dynamic_sequence_axis_and_runs_at_every_length(model_repository: Path) -> None:
+    path = model_repository / "clip_text" / "1" / "model.onnx"
+    model = onnx.load(str(path), load_external_data=False)
+    assert [_dims(value) for value in model.graph.input] == [["batch", "sequence"]] * 2
+    with OnnxRunner(path) as runner:
+        for length in (1, 2, 40, 77):  # a graph traced at one length would fail at the others
+            ids = np.full((2, length), 5, np.int64)
+            embeds = runner.run({"input_ids": ids, "attention_mask": np.ones_like(ids)})["text_embeds"]
+            assert embeds.shape == (2, 32) and np.isfinite(embeds).all()
 
 
 def test_manifests_pin_the_checkpoint_shapes_and_keep_the_parity_report(model_repository: Path) -> None:
     vision = ComponentManifest.read(model_repository / "clip_vision" / "1")
     text = ComponentManifest.read(model_repository / "clip_text" / "1")
     assert vision.inputs[0].shape == [3, 64, 64] and vision.outputs[0].shape == [32]
-    assert [t.name for t in text.inputs] == ["input_ids", "attention_mask"] and text.inputs[0].shape == [77]
+    assert [t.name for t in text.inputs] == ["input_ids", "attention_mask"]
+    ids, mask = text.inputs
+    assert ids.shape == mask.shape == [-1] and ids.max_shape == mask.max_shape == [77]
+    assert ids.dynamic_axes == mask.dynamic_axes == {"sequence": 0}
+    assert (ids.pad_value, mask.pad_value) == (1, 0)  # tiny-clip's pad token is its end-of-text token, id 1
     assert vision.parity["passed"] and text.parity["passed"]
 
 
@@ -81,6 +101,6 @@ def test_a_manifest_from_another_format_refuses_to_load_and_says_to_re_export(
     folder = tmp_path / "stale"
     folder.mkdir()
     text = (model_repository / "clip_text" / "1" / "component.json").read_text()
-    (folder / "component.json").write_text(text.replace('"format": 1', '"format": 0'))
+    (folder / "component.json").write_text(text.replace(f'"format": {MANIFEST_FORMAT}', '"format": 1'))
     with pytest.raises(ValueError, match="export the checkpoint again"):
         ComponentManifest.read(folder)

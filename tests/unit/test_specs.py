@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from export.specs import (
+    DynamicAxis,
     EnsembleSpec,
     EnsembleStep,
     ModelSpec,
@@ -135,6 +136,40 @@ def test_an_exported_encoder_that_batches_gets_the_default_tolerance_and_resourc
 def test_an_exported_encoder_still_gets_the_base_checks() -> None:
     with pytest.raises(ValueError, match="tensor names must be unique"):
         OnnxComponentSpec("clip_vision", (PIXELS,), (PIXELS,), max_batch_size=8)
+
+
+IDS = TensorSpec("input_ids", "int64", ("sequence",), pad_value="pad_token_id")
+MASK = TensorSpec("attention_mask", "int64", ("sequence",), pad_value=0)
+SEQUENCE = DynamicAxis("sequence", max="context_length", opt=16)
+
+
+def test_a_dynamic_axis_spans_min_to_the_checkpoint_maximum_with_opt_clamped_inside() -> None:
+    assert SEQUENCE.resolve({"context_length": 77}) == (1, 16, 77)
+    assert SEQUENCE.resolve({"context_length": 8}) == (1, 8, 8)
+    with pytest.raises(ValueError, match="dynamic axis sequence: min must be >= 1"):
+        DynamicAxis("sequence", max=77, opt=16, min=0)
+
+
+def test_item_shapes_vary_only_on_the_dynamic_axis() -> None:
+    spec = OnnxComponentSpec("clip_text", (IDS, MASK), (EMBEDS,), max_batch_size=8, dynamic_axes=(SEQUENCE,))
+    sizes = {"context_length": 77, "pad_token_id": 1}
+    assert spec.item_shapes(IDS, sizes) == ((1,), (16,), (77,))
+    assert spec.has_dynamic_axis(IDS) and not spec.has_dynamic_axis(EMBEDS)
+    assert (IDS.resolve_pad(sizes), MASK.resolve_pad(sizes)) == (1, 0)
+
+
+def test_an_input_with_a_dynamic_axis_needs_a_pad_value() -> None:
+    unpadded = TensorSpec("input_ids", "int64", ("sequence",))
+    with pytest.raises(ValueError, match="input input_ids has the dynamic axis sequence, so needs a pad_value"):
+        OnnxComponentSpec("clip_text", (unpadded,), (EMBEDS,), max_batch_size=8, dynamic_axes=(SEQUENCE,))
+
+
+def test_a_dynamic_axis_no_input_has_or_an_output_has_is_rejected() -> None:
+    with pytest.raises(ValueError, match="dynamic axis sequence is no input's dim"):
+        OnnxComponentSpec("clip_vision", (PIXELS,), (EMBEDS,), max_batch_size=8, dynamic_axes=(SEQUENCE,))
+    per_token = TensorSpec("hidden", "float32", ("sequence", "embed_dim"))
+    with pytest.raises(ValueError, match="output hidden may not have a dynamic axis"):
+        OnnxComponentSpec("clip_text", (IDS,), (per_token,), max_batch_size=8, dynamic_axes=(SEQUENCE,))
 
 
 # PythonModelSpec

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from export.clip_spec import CLIP_TEXT, TEXT_OPT_TOKENS
 from export.llava_spec import llava_models
 from export.parity import ParityReport
 from export.repository import ALL_MODELS, VERSION
@@ -45,8 +46,14 @@ def test_each_component_profile_spans_batch_one_to_the_triton_max_batch_size(key
     for tensor in spec.inputs:
         shapes = profile[tensor.name]
         assert (shapes.min[0], shapes.opt[0], shapes.max[0]) == (1, opt_batch_size(triton_max), triton_max)
-        item = tensor.resolve(SIZES)
-        assert shapes.min[1:] == shapes.opt[1:] == shapes.max[1:] == item
+        if not spec.has_dynamic_axis(tensor):
+            assert shapes.min[1:] == shapes.opt[1:] == shapes.max[1:] == tensor.resolve(SIZES)
+
+
+def test_the_text_engine_spans_one_token_to_the_context_length_and_tunes_for_short_captions() -> None:
+    profile = engine_profile(CLIP_TEXT, SIZES)
+    for name in ("input_ids", "attention_mask"):
+        assert profile[name] == ShapeRange((1, 1), (32, TEXT_OPT_TOKENS), (64, 77))
 
 
 @pytest.mark.parametrize(("max_batch", "opt"), [(1, 1), (2, 1), (16, 8), (32, 16), (48, 16), (64, 32)])
@@ -84,9 +91,14 @@ def test_profiles_of_real_exports_match_the_onnx_dynamic_axes_and_the_manifest(
         onnx_dims = _onnx_input_dims(folder / ONNX_FILE)
         for tensor in manifest.inputs:
             shapes = profile[tensor.name]
-            assert onnx_dims[tensor.name][0] == "batch"  # the one axis the engine lets vary
+            assert onnx_dims[tensor.name][0] == "batch"
             assert (shapes.min[0], shapes.max[0]) == (1, manifest.max_batch_size)
-            assert list(shapes.max[1:]) == tensor.shape == list(shapes.min[1:])
+            assert list(shapes.max[1:]) == (tensor.max_shape or tensor.shape)
+            item_ranges = enumerate(zip(shapes.min[1:], shapes.max[1:], strict=True))
+            varying = {i for i, (low, high) in item_ranges if low != high}
+            assert varying == set(tensor.dynamic_axes.values())  # besides the batch, only the dynamic axes vary
+            for axis, position in tensor.dynamic_axes.items():
+                assert onnx_dims[tensor.name][1 + position] == axis
             assert len(onnx_dims[tensor.name]) == len(shapes.max)
 
 

@@ -8,7 +8,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.cli import main as vlm_export
-from export.clip_spec import CLIP_MODELS, CLIP_PREPROCESS, CLIP_RANK, CLIP_SIMILARITY, CLIP_VISION
+from export.clip_spec import CLIP_MODELS, CLIP_PREPROCESS, CLIP_RANK, CLIP_SIMILARITY, CLIP_TEXT, CLIP_VISION
 from export.repository import ALL_MODELS, generated_files, stale_files, write_repository
 from export.specs import EnsembleSpec, OnnxComponentSpec
 from export.triton_config import (
@@ -65,6 +65,16 @@ def test_checkpoint_dependent_dims_are_variable_in_the_config() -> None:
     config = onnx_component_config(CLIP_VISION, "cpu")
     assert list(config.input[0].dims) == [3, -1, -1]
     assert list(config.output[0].dims) == [-1]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_only_the_embedded_text_encoder_takes_ragged_batches(target: str) -> None:
+    """The python-backend encoder pads requests of different lengths itself; the native backends would get a
+    ragged input flattened to one dimension, so there the batcher merges equal lengths only."""
+    config = onnx_component_config(CLIP_TEXT, target)
+    assert [entry.allow_ragged_batch for entry in config.input] == [target == "embedded"] * 2
+    assert list(config.input[0].dims) == [-1]
+    assert not any(entry.allow_ragged_batch for entry in onnx_component_config(CLIP_VISION, target).input)
 
 
 def test_every_model_has_a_config_and_leaves_have_one_per_target() -> None:
