@@ -113,13 +113,15 @@ class _OnnxClip:
     """The served CLIP pipeline in-process: the same decoder, image processor, tokenizer and ONNX files."""
 
     def __init__(self, repository: Path) -> None:
+        from serving.image_processor import ImageProcessor
         from serving.onnx_runner import OnnxRunner
         from serving.text_tokenizer import TextTokenizer
         from serving.triton_models.clip_tokenize import TOKENIZER_DIR
-        from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR, load_image_processor
+        from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR, draft_side
 
         threads = os.cpu_count() or 1
-        self.image_processor = load_image_processor(str(repository / "clip_preprocess/1" / IMAGE_PROCESSOR_DIR))
+        self.image_processor = ImageProcessor.from_folder(repository / "clip_preprocess/1" / IMAGE_PROCESSOR_DIR)
+        self.draft_side = draft_side(self.image_processor)
         self.tokenizer = TextTokenizer(repository / "clip_tokenize/1" / TOKENIZER_DIR)
         self.vision = OnnxRunner(repository / "clip_vision/1/model.onnx", intra_op_threads=threads).open()
         self.text = OnnxRunner(repository / "clip_text/1/model.onnx", intra_op_threads=threads).open()
@@ -129,15 +131,10 @@ class _OnnxClip:
     def _image_embeds(self, blobs: list[bytes]) -> np.ndarray:
         from serving.images import decode_image
 
-        pixels = np.concatenate(
-            [
-                self.image_processor(
-                    images=[decode_image(b, "image", MAX_PIXELS, MAX_ASPECT_RATIO)], return_tensors="np"
-                )["pixel_values"]
-                for b in blobs
-            ]
-        ).astype(np.float32)
-        return self.vision.run({"pixel_values": pixels})["image_embeds"]
+        rgb = [decode_image(b, "image", MAX_PIXELS, MAX_ASPECT_RATIO, self.draft_side) for b in blobs]
+        return self.vision.run({"pixel_values": np.stack([self.image_processor(image) for image in rgb])})[
+            "image_embeds"
+        ]
 
     def _text_embeds(self, texts: list[str]) -> np.ndarray:
         return self.text.run(self.tokenizer.encode(texts))["text_embeds"]

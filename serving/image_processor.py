@@ -1,0 +1,168 @@
+"""A checkpoint's CLIP image processor (``preprocessor_config.json``) in numpy and Pillow, without transformers
+or torch: resize so the shortest edge has the configured size (Pillow, the configured filter), centre crop,
+rescale and normalise.
+
+The steps and their arithmetic are transformers' ``CLIPImageProcessor`` with its PIL backend, which CLIP and
+LLaVA-1.5 checkpoints name, so the pixel values are equal to what it gives, bit for bit
+(``tests/unit/test_image_processor.py`` compares them on the presets' saved configurations). Rescaling and
+normalising a uint8 value always give the same float32, so both are one lookup table per channel. Settings
+this does not implement are refused when the model loads, by name, rather than served differently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+PREPROCESSOR_FILE = "preprocessor_config.json"
+PROCESSOR_FILE = "processor_config.json"  # transformers 5 saves a processor's image settings inside this one
+SUPPORTED_TYPES = ("CLIPImageProcessor", "CLIPImageProcessorPil")
+# Keys that change nothing here: bookkeeping, or steps our decoder already does (every image arrives as RGB).
+_IGNORED_KEYS = {"image_processor_type", "processor_class", "do_convert_rgb", "feature_extractor_type", "backend"}
+_KNOWN_KEYS = {
+    *_IGNORED_KEYS,
+    *("do_resize", "size", "resample", "do_center_crop", "crop_size"),
+    *("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std", "default_to_square"),
+}
+_OFF_WHEN_FALSE = ("do_pad", "do_reduce_labels")  # harmless when present and false
+
+
+def _side(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{PREPROCESSOR_FILE}: {field} must be a positive integer, got {value!r}")
+    return value
+
+
+def _size(field: str, value: object, square_int: bool) -> tuple[str, tuple[int, int]]:
+    """("shortest_edge", (n, n)) or ("fixed", (height, width)), as transformers reads ``size``/``crop_size``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return ("fixed" if square_int else "shortest_edge"), (_side(field, value), _side(field, value))
+    if isinstance(value, dict) and set(value) == {"shortest_edge"}:
+        edge = _side(f"{field}.shortest_edge", value["shortest_edge"])
+        return "shortest_edge", (edge, edge)
+    if isinstance(value, dict) and set(value) == {"height", "width"}:
+        return "fixed", (_side(f"{field}.height", value["height"]), _side(f"{field}.width", value["width"]))
+    raise ValueError(f"{PREPROCESSOR_FILE}: {field} {value!r} is not supported (shortest_edge, or height and width)")
+
+
+def _triple(field: str, value: object) -> tuple[float, float, float]:
+    values = [value] * 3 if isinstance(value, int | float) else value
+    if not isinstance(values, list | tuple) or len(values) != 3 or not all(isinstance(v, int | float) for v in values):
+        raise ValueError(f"{PREPROCESSOR_FILE}: {field} must be a number or three numbers, got {value!r}")
+    return float(values[0]), float(values[1]), float(values[2])
+
+
+@dataclass(frozen=True)
+class ImageProcessorConfig:
+    resize: tuple[str, tuple[int, int]] | None  # ("shortest_edge" | "fixed", (height, width)); None: no resize
+    resample: int
+    crop: tuple[int, int] | None  # (height, width)
+    rescale_factor: float | None
+    mean: tuple[float, float, float] | None  # None: no normalisation
+    std: tuple[float, float, float] | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageProcessorConfig:
+        kind = data.get("image_processor_type", "CLIPImageProcessor")
+        if kind not in SUPPORTED_TYPES:
+            raise ValueError(f"{PREPROCESSOR_FILE}: image_processor_type {kind!r} is not supported ({SUPPORTED_TYPES})")
+        for key in _OFF_WHEN_FALSE:
+            if data.get(key):
+                raise ValueError(f"{PREPROCESSOR_FILE}: {key} is not supported")
+        unknown = set(data) - _KNOWN_KEYS - set(_OFF_WHEN_FALSE)
+        if unknown:
+            raise ValueError(f"{PREPROCESSOR_FILE}: settings not supported: {', '.join(sorted(unknown))}")
+        if data.get("default_to_square", False):
+            raise ValueError(f"{PREPROCESSOR_FILE}: default_to_square is not supported")
+        resample = data.get("resample", Image.Resampling.BICUBIC)
+        if resample not in {int(r) for r in Image.Resampling}:
+            raise ValueError(f"{PREPROCESSOR_FILE}: resample {resample!r} is not a Pillow filter")
+        normalise = data.get("do_normalize", True)
+        resize = _size("size", data.get("size", {"shortest_edge": 224}), square_int=False)
+        crop = _size("crop_size", data.get("crop_size", 224), square_int=True)[1]
+        return cls(
+            resize=resize if data.get("do_resize", True) else None,
+            resample=int(resample),
+            crop=crop if data.get("do_center_crop", True) else None,
+            rescale_factor=float(data.get("rescale_factor", 1 / 255)) if data.get("do_rescale", True) else None,
+            mean=_triple("image_mean", data["image_mean"]) if normalise else None,
+            std=_triple("image_std", data["image_std"]) if normalise else None,
+        )
+
+    @classmethod
+    def read(cls, folder: Path) -> ImageProcessorConfig:
+        """From ``preprocessor_config.json`` (an exported repository, a hub checkpoint), or else the
+        ``image_processor`` entry of ``processor_config.json`` (a checkpoint saved by transformers 5)."""
+        folder = Path(folder)
+        if (folder / PREPROCESSOR_FILE).is_file():
+            return cls.from_dict(json.loads((folder / PREPROCESSOR_FILE).read_text()))
+        return cls.from_dict(json.loads((folder / PROCESSOR_FILE).read_text())["image_processor"])
+
+
+def resize_shape(width: int, height: int, edge: int) -> tuple[int, int]:
+    """(width, height) with the shortest side ``edge`` and the other truncated, as transformers computes it."""
+    if width <= height:
+        return edge, int(edge * height / width)
+    return int(edge * width / height), edge
+
+
+class ImageProcessor:
+    """RGB PIL image -> float32 pixel values [3, H, W]."""
+
+    def __init__(self, config: ImageProcessorConfig) -> None:
+        self.config = config
+        values = np.arange(256, dtype=np.float64)
+        if config.rescale_factor is not None:
+            values = values * config.rescale_factor  # in float64, then float32, as transformers rescales
+        table = np.broadcast_to(values.astype(np.float32), (3, 256))
+        if config.mean is not None and config.std is not None:
+            mean = np.array(config.mean, dtype=np.float32)[:, None]
+            std = np.array(config.std, dtype=np.float32)[:, None]
+            table = (table - mean) / std
+        self.table = np.ascontiguousarray(table, dtype=np.float32)  # [channel, uint8 value] -> pixel value
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> ImageProcessor:
+        return cls(ImageProcessorConfig.read(folder))
+
+    def resize_side(self) -> int | None:
+        """The longest side the resize makes its shortest (or fixed) sides: a picture decoded smaller than this
+        would have to be enlarged. None without a resize."""
+        resize = self.config.resize
+        return None if resize is None else max(resize[1])
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        if image.mode != "RGB":
+            raise ValueError("the image processor takes RGB images")
+        resize = self.config.resize
+        if resize is not None:
+            kind, (height, width) = resize
+            size = resize_shape(*image.size, height) if kind == "shortest_edge" else (width, height)
+            if size != image.size:
+                image = image.resize(size, resample=self.config.resample)
+        pixels = np.asarray(image)
+        if self.config.crop is not None:
+            pixels = center_crop(pixels, *self.config.crop)
+        out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+        for channel in range(3):
+            np.take(self.table[channel], pixels[..., channel], out=out[channel])
+        return out
+
+
+def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """[H, W, C] -> [height, width, C] around the centre; an image smaller than the crop is padded with zeros
+    around it first, as transformers does."""
+    rows, columns = pixels.shape[:2]
+    if rows < height or columns < width:
+        padded = np.zeros((max(rows, height), max(columns, width), pixels.shape[2]), dtype=pixels.dtype)
+        top, left = math.ceil((padded.shape[0] - rows) / 2), math.ceil((padded.shape[1] - columns) / 2)
+        padded[top : top + rows, left : left + columns] = pixels
+        pixels, rows, columns = padded, padded.shape[0], padded.shape[1]
+    top, left = (rows - height) // 2, (columns - width) // 2
+    return pixels[top : top + height, left : left + width]
