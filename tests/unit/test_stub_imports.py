@@ -1,0 +1,112 @@
+"""The python-backend models other than the decoder load and answer without torch or transformers: each runs its
+setup and a request in a fresh interpreter (this test process has torch loaded already), which then reports the
+modules it imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.triton_config import parse_pbtxt
+
+HEAVY = ("torch", "transformers")
+
+# model -> (the class its adapter serves, the code that sends it one request and checks the answer)
+CASES = {
+    "clip_tokenize": (
+        "serving.triton_models.clip_tokenize:ClipTokenize",
+        "out = model.handle({'text': np.array([b'a red circle', b'x'], dtype=object)})\n"
+        "assert out['input_ids'].shape == (2, 5), out['input_ids'].shape",
+    ),
+    "clip_preprocess": (
+        "serving.triton_models.image_preprocess:ImagePreprocess",
+        "out = model.handle({'image': np.array([jpeg(640, 480)], dtype=object)})\n"
+        "assert out['pixel_values'].shape == (1, 3, 64, 64)",
+    ),
+    "llava_preprocess": (
+        "serving.triton_models.image_preprocess:ImagePreprocess",
+        "out = model.handle({'image': np.array([jpeg(90, 70)], dtype=object)})\n"
+        "assert out['pixel_values'].shape == (1, 3, 64, 64)",
+    ),
+    "clip_similarity": (
+        "serving.triton_models.clip_similarity:ClipSimilarity",
+        "e = np.eye(2, 32, dtype=np.float32)\n"
+        "assert model.handle({'image_embeds': e, 'text_embeds': e})['probs'].shape == (2, 2)",
+    ),
+    "clip_text": (
+        "serving.triton_models.onnx_encoder:OnnxEncoder",
+        "ids = [np.full((1, n), 5, np.int64) for n in (3, 9)]\n"
+        "batch = [model.validate({'input_ids': i, 'attention_mask': np.ones_like(i)}) for i in ids]\n"
+        "assert [o['text_embeds'].shape for o in model.encode(batch)] == [(1, 32), (1, 32)]",
+    ),
+    "clip_vision": (
+        "serving.triton_models.onnx_encoder:OnnxEncoder",
+        "pixels = np.zeros((2, 3, 64, 64), np.float32)\n"
+        "assert model.encode([model.validate({'pixel_values': pixels})])[0]['image_embeds'].shape == (2, 32)",
+    ),
+}
+
+CHILD = """
+import importlib, io, json, sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+
+def jpeg(width, height):
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 90)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+module, _, name = sys.argv[1].partition(":")
+model = getattr(importlib.import_module(module), name)()
+model.artifacts, model.model_name = Path(sys.argv[2]), "test"
+model.parameters, model.response_cache = json.loads(sys.argv[3]), False
+model.setup()
+exec(sys.argv[4])
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {heavy})))
+"""
+
+
+@pytest.mark.parametrize("model", sorted(CASES))
+def test_the_model_imports_neither_torch_nor_transformers(model_repository: Path, model: str) -> None:
+    entry_point, request = CASES[model]
+    config = parse_pbtxt((model_repository / model / "config.pbtxt").read_text())
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CHILD.format(heavy=set(HEAVY)),
+            entry_point,
+            str(model_repository / model / "1"),
+            json.dumps(parameters),
+            request,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_check_sees_a_heavy_import_when_there_is_one(model_repository: Path) -> None:
+    """The decoder needs torch: the same check run on it must report it, or the check proves nothing."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import serving.triton_models.llava_decoder, sys; print(sorted(set({HEAVY}) & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(sorted(HEAVY))
