@@ -36,6 +36,9 @@ class BaselineRun:
     batch_size: int = 1
 
 
+RoundRunner = Callable[[int], list["BaselineRun"]]  # one round of every baseline, after that many warm-up calls
+
+
 @dataclass(frozen=True)
 class BaselineSettings:
     checkpoint: Path
@@ -187,45 +190,49 @@ def _requests(payload: Payload, count: int) -> list[tuple[list[bytes], list[str]
     ]
 
 
-def _clip_baselines(kind: str, payload: Payload, settings: BaselineSettings) -> list[BaselineRun]:
+def _clip_baselines(kind: str, payload: Payload, settings: BaselineSettings) -> RoundRunner:
     count = settings.warmup + settings.requests
     requests = _requests(payload, count)
     hf = _HfClip(settings.checkpoint)
+    onnx = _OnnxClip(settings.repository) if settings.repository is not None else None
     one = {
         "clip-image": lambda r: hf.image_embeds(r[0]),
         "clip-text": lambda r: hf.text_embeds(r[1]),
         "clip-rank": lambda r: hf.rank(r[0], r[1]),
     }[kind]
-    runs = [
-        _run(
-            "huggingface",
-            "Hugging Face CLIPModel in-process, one request at a time (PyTorch eager)",
-            [lambda r=r: [one(r)] for r in requests],
-            settings.warmup,
-            1,
-        )
-    ]
-    if settings.repository is None:
-        return runs
-    onnx = _OnnxClip(settings.repository)
-    limits = []
-    for size in settings.limit_batch_sizes:
-        batches = _batches(requests, size, max(2, -(-count // size)))
-        call = {
-            "clip-image": lambda batch: onnx.image_embeds([b for r in batch for b in r[0]]),
-            "clip-text": lambda batch: onnx.text_embeds([t for r in batch for t in r[1]]),
-            "clip-rank": lambda batch: onnx.rank_each(batch),
-        }[kind]
-        limits.append(
+
+    def run_round(warmup: int) -> list[BaselineRun]:
+        runs = [
             _run(
-                "limit",
-                f"{_LIMIT_STEPS[kind]} + ONNX Runtime in-process at batch {size} ({os.cpu_count()} threads)",
-                [lambda batch=batch, call=call: _per_request(call(batch), batch) for batch in batches],
+                "huggingface",
+                "Hugging Face CLIPModel in-process, one request at a time (PyTorch eager)",
+                [lambda r=r: [one(r)] for r in requests[settings.warmup - warmup :]],
+                warmup,
                 1,
-                size,
             )
-        )
-    return [*runs, _best(limits, lambda s: s.images or 1)]
+        ]
+        if onnx is None:
+            return runs
+        limits = []
+        for size in settings.limit_batch_sizes:
+            batches = _batches(requests, size, max(2, -(-count // size)))
+            call = {
+                "clip-image": lambda batch: onnx.image_embeds([b for r in batch for b in r[0]]),
+                "clip-text": lambda batch: onnx.text_embeds([t for r in batch for t in r[1]]),
+                "clip-rank": lambda batch: onnx.rank_each(batch),
+            }[kind]
+            limits.append(
+                _run(
+                    "limit",
+                    f"{_LIMIT_STEPS[kind]} + ONNX Runtime in-process at batch {size} ({os.cpu_count()} threads)",
+                    [lambda batch=batch, call=call: _per_request(call(batch), batch) for batch in batches],
+                    1,
+                    size,
+                )
+            )
+        return [*runs, _best(limits, lambda s: s.images or 1)]
+
+    return run_round
 
 
 class _TokenTimes:
@@ -252,7 +259,7 @@ def _new_tokens(row: Sequence[int], eos: set[int]) -> int:
     return len(row)
 
 
-def _llava_baselines(payload: Payload, settings: BaselineSettings) -> list[BaselineRun]:
+def _llava_baselines(payload: Payload, settings: BaselineSettings) -> RoundRunner:
     import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration
     from transformers.generation.streamers import BaseStreamer
@@ -289,33 +296,38 @@ def _llava_baselines(payload: Payload, settings: BaselineSettings) -> list[Basel
         ]
 
     requests = _requests(payload, settings.warmup + settings.requests)
-    sequential = _run(
-        "huggingface",
-        "Hugging Face LlavaForConditionalGeneration.generate in-process, one request at a time (greedy)",
-        [lambda r=r: generate([r]) for r in requests],
-        settings.warmup,
-        1,
-    )
-    limits = []
-    for size in settings.limit_batch_sizes:
-        batches = _batches(requests[settings.warmup :], size, max(1, -(-settings.requests // size)))
-        generate(batches[0][:1])  # warm-up at this batch shape's code path
-        start = time.perf_counter()
-        samples = [sample for batch in batches for sample in generate(batch)]
-        limits.append(
-            BaselineRun(
-                "limit",
-                f"Hugging Face generate in-process on batches of {size} (greedy, left-padded)",
-                samples,
-                start,
-                time.perf_counter(),
-                size,
-            )
+
+    def run_round(warmup: int) -> list[BaselineRun]:
+        sequential = _run(
+            "huggingface",
+            "Hugging Face LlavaForConditionalGeneration.generate in-process, one request at a time (greedy)",
+            [lambda r=r: generate([r]) for r in requests[settings.warmup - warmup :]],
+            warmup,
+            1,
         )
-    return [sequential, _best(limits, lambda s: s.output_tokens or 0)]
+        limits = []
+        for size in settings.limit_batch_sizes:
+            batches = _batches(requests[settings.warmup :], size, max(1, -(-settings.requests // size)))
+            if warmup:
+                generate(batches[0][:1])  # warm-up at this batch shape's code path
+            start = time.perf_counter()
+            samples = [sample for batch in batches for sample in generate(batch)]
+            limits.append(
+                BaselineRun(
+                    "limit",
+                    f"Hugging Face generate in-process on batches of {size} (greedy, left-padded)",
+                    samples,
+                    start,
+                    time.perf_counter(),
+                    size,
+                )
+            )
+        return [sequential, _best(limits, lambda s: s.output_tokens or 0)]
+
+    return run_round
 
 
-BASELINES: dict[str, Callable[[Payload, BaselineSettings], list[BaselineRun]]] = {
+BASELINES: dict[str, Callable[[Payload, BaselineSettings], RoundRunner]] = {
     "clip-image": partial(_clip_baselines, "clip-image"),
     "clip-text": partial(_clip_baselines, "clip-text"),
     "clip-rank": partial(_clip_baselines, "clip-rank"),
@@ -323,5 +335,21 @@ BASELINES: dict[str, Callable[[Payload, BaselineSettings], list[BaselineRun]]] =
 }
 
 
+class Baselines:
+    """The baselines of one benchmark, their models loaded once; ``run()`` measures one round of each, so a run can
+    alternate served and baseline windows (A/B/A/B) and a noisy neighbour slows both sides alike."""
+
+    def __init__(self, kind: str, payload: Payload, settings: BaselineSettings) -> None:
+        self.settings = settings
+        self._run_round = BASELINES[kind](payload, settings)
+        self.rounds = 0
+
+    def run(self) -> list[BaselineRun]:
+        """The first round starts with the settings' warm-up calls; later rounds find everything warm."""
+        warmup = self.settings.warmup if self.rounds == 0 else 0
+        self.rounds += 1
+        return self._run_round(warmup)
+
+
 def run_baselines(kind: str, payload: Payload, settings: BaselineSettings) -> list[BaselineRun]:
-    return BASELINES[kind](payload, settings)
+    return Baselines(kind, payload, settings).run()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import sys
@@ -21,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.baselines import BaselineSettings, run_baselines
+from benchmarks.baselines import BaselineRun, Baselines, BaselineSettings
 from benchmarks.inputs import IMAGE_FORMATS, captions, folder_images, parse_size, prompts, synthetic_images
 from benchmarks.load import LoadPoint, PointResult, WindowSettings, measure_point
 from benchmarks.metrics import compute_metrics
@@ -33,7 +34,7 @@ from benchmarks.report import (
     write_markdown,
     write_perf_analyzer_csv,
 )
-from benchmarks.server import PeakMemory, read_statistics, server_split
+from benchmarks.server import PeakMemory, add_growth, counter_growth, read_statistics, split_from_growth
 from benchmarks.workloads import WORKLOADS, Payload, Workload
 from client import RetryPolicy
 from serving.launcher import ServerError
@@ -77,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="retries of a busy or unavailable request (default: the client's); 0 measures refusals as they come",
     )
     load.add_argument("--max-in-flight", type=int, default=64, help="open loop: requests in flight at most")
+    load.add_argument(
+        "--alternations",
+        type=int,
+        default=3,
+        help="rounds of served windows then baseline windows (A/B/A/B); ratios are per round, with their spread",
+    )
     inputs = parser.add_argument_group("inputs")
     inputs.add_argument("--images", type=Path, help="a folder of images to send instead of synthetic ones")
     inputs.add_argument("--image-size", default="640x480", help="synthetic images: WIDTHxHEIGHT or SIZE")
@@ -115,6 +122,7 @@ def build_payload(args: argparse.Namespace) -> Payload:
         "--output-tokens": (args.output_tokens, 1, 100_000),
         "--baseline-requests": (args.baseline_requests, 1, 100_000),
         "--max-in-flight": (args.max_in_flight, 1, 4096),
+        "--alternations": (args.alternations, 1, 100),
     }
     for flag, (value, least, most) in counts.items():
         if not least <= value <= most:
@@ -168,18 +176,69 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def point_report(result: PointResult, workload: type[Workload]) -> dict[str, Any]:
-    spans = [(w.start, w.end) for w in result.windows]
+def point_report(results: list[PointResult], workload: type[Workload]) -> dict[str, Any]:
+    """One load point's figures over the measured windows of ``results`` (one per alternation)."""
+    windows = [w for result in results for w in result.windows]
+    growth = add_growth([counter_growth(r.server_stats_before, r.server_stats_after) for r in results])
     return {
-        "mode": result.point.mode,
-        "value": result.point.value,
-        "stable": result.stable,
-        "windows": result.window_count,
-        "errors": result.errors,
-        "first_error": result.first_error,
-        "metrics": compute_metrics(result.samples, spans, workload.counts_images, workload.generates),
-        "server_split": server_split(result.server_stats_before, result.server_stats_after),
+        "mode": results[0].point.mode,
+        "value": results[0].point.value,
+        "stable": all(result.stable for result in results),
+        "windows": sum(result.window_count for result in results),
+        "errors": sum(result.errors for result in results),
+        "first_error": next((r.first_error for r in results if r.first_error), None),
+        "metrics": compute_metrics(
+            [s for w in windows for s in w.samples],
+            [(w.start, w.end) for w in windows],
+            workload.counts_images,
+            workload.generates,
+        ),
+        "server_split": split_from_growth(growth),
     }
+
+
+def baseline_report(runs: list[BaselineRun], workload: type[Workload]) -> dict[str, Any]:
+    """One baseline's figures over ``runs`` (one per alternation; each run is one window)."""
+    return {
+        "name": runs[0].name,
+        "description": runs[-1].description,
+        "batch_size": runs[-1].batch_size,
+        "requests": sum(len(run.samples) for run in runs),
+        "metrics": compute_metrics(
+            [s for run in runs for s in run.samples],
+            [(run.start, run.end) for run in runs],
+            workload.counts_images,
+            workload.generates,
+        ),
+    }
+
+
+def measure(
+    args: argparse.Namespace, workload: Workload, points: list[LoadPoint], settings: WindowSettings, payload: Payload
+) -> list[tuple[list[PointResult], list[BaselineRun]]]:
+    """A/B/A/B: each round measures every load point on the server, then every baseline in this process."""
+    baselines = None
+    if not args.no_baselines:
+        progress(f"{args.benchmark}: loading the in-process baselines")
+        limit_batches = tuple(_numbers(args.limit_batch_sizes, "--limit-batch-sizes", int))
+        baselines = Baselines(
+            args.benchmark,
+            payload,
+            BaselineSettings(args.checkpoint, args.repository, args.baseline_requests, limit_batches),
+        )
+    rounds = []
+    for round_number in range(1, args.alternations + 1):
+        results = []
+        for point in points:
+            progress(f"{args.benchmark}: alternation {round_number}/{args.alternations}: served, {point.label}")
+            snapshot = functools.partial(read_statistics, workload.url, args.protocol)
+            results.append(measure_point(workload, point, settings, snapshot, progress))
+        runs = []
+        if baselines is not None:
+            progress(f"{args.benchmark}: alternation {round_number}/{args.alternations}: in-process baselines")
+            runs = baselines.run()
+        rounds.append((results, runs))
+    return rounds
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -194,42 +253,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.seed,
         args.max_in_flight,
     )
-    limit_batches = tuple(_numbers(args.limit_batch_sizes, "--limit-batch-sizes", int))
+    _numbers(args.limit_batch_sizes, "--limit-batch-sizes", int)  # a bad value fails before the server starts
     payload = build_payload(args)
     out = args.results / (args.name or args.benchmark)
     out.mkdir(parents=True, exist_ok=True)
-    peak_memory = None
     with served(args, workload_type, out) as (url, pid):
         retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
         workload = workload_type(url, args.protocol, payload, retry)
         with PeakMemory(pid) if pid else contextlib.nullcontext() as memory:
-            point_reports = []
-            for point in points:
-                progress(f"{args.benchmark}: {point.label}")
-                result = measure_point(workload, point, settings, lambda: read_statistics(url, args.protocol), progress)
-                point_reports.append(point_report(result, workload_type))
+            rounds = measure(args, workload, points, settings, payload)
         peak_memory = memory.bytes if memory else None
-        baseline_reports = []
-        if not args.no_baselines:
-            progress(f"{args.benchmark}: in-process baselines")
-            baseline_settings = BaselineSettings(
-                args.checkpoint, args.repository, args.baseline_requests, limit_batches
-            )
-            for baseline in run_baselines(args.benchmark, payload, baseline_settings):
-                baseline_reports.append(
-                    {
-                        "name": baseline.name,
-                        "description": baseline.description,
-                        "batch_size": baseline.batch_size,
-                        "requests": len(baseline.samples),
-                        "metrics": compute_metrics(
-                            baseline.samples,
-                            [(baseline.start, baseline.end)],
-                            workload_type.counts_images,
-                            workload_type.generates,
-                        ),
-                    }
-                )
+    names = [run.name for run in rounds[0][1]]
+    point_reports = [point_report([r[index] for r, _ in rounds], workload_type) for index in range(len(points))]
+    baseline_reports = [
+        baseline_report([runs[index] for _, runs in rounds], workload_type) for index in range(len(names))
+    ]
+    round_reports = [
+        {
+            "points": [point_report([result], workload_type) for result in results],
+            "baselines": [baseline_report([run], workload_type) for run in runs],
+        }
+        for results, runs in rounds
+    ]
     server = {
         "url": url,
         "protocol": args.protocol,
@@ -239,7 +284,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     environment = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     report = build_report(
-        args.benchmark, input_config(args, points), server, point_reports, baseline_reports, environment
+        args.benchmark,
+        input_config(args, points),
+        server,
+        point_reports,
+        baseline_reports,
+        environment,
+        round_reports,
     )
     write_reports(report, out, encoders=not workload_type.generates)
     return report

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.statistics import FIELDS
-from benchmarks.targets import check_targets
+from benchmarks.targets import check_targets, round_ratios, spread
 
 SCHEMA_VERSION = 1
 PRIMARY_METRIC = {
@@ -68,6 +68,14 @@ REPORT_SCHEMA = {
         },
         "ratios": {"type": "array"},
         "targets": {"type": "array"},
+        "rounds": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["points", "baselines"],
+                "properties": {"points": {"type": "array"}, "baselines": {"type": "array"}},
+            },
+        },
     },
 }
 
@@ -79,8 +87,10 @@ def build_report(
     points: list[dict[str, Any]],
     baselines: list[dict[str, Any]],
     environment: dict[str, Any],
+    rounds: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The whole document, with the ratios and the targets computed from the figures."""
+    """The whole document, with the ratios and the targets computed from the figures. ``points`` and
+    ``baselines`` pool every alternation; ``rounds`` holds each alternation's own, which the ratios come from."""
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": "vlm-bench",
@@ -92,22 +102,24 @@ def build_report(
         "points": points,
         "baselines": baselines,
     }
+    if rounds:
+        report["rounds"] = rounds
     report["ratios"] = throughput_ratios(report)
     report["targets"] = check_targets(report)
     return report
 
 
 def throughput_ratios(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Served / baseline on the benchmark's primary throughput, for every load point."""
+    """Served / baseline on the benchmark's primary throughput for every load point: the median over the
+    alternations, and their spread."""
     metric = PRIMARY_METRIC[report["benchmark"]]
-    baselines = {b["name"]: b["metrics"][metric]["avg"] for b in report["baselines"]}
     rows = []
     for point in report["points"]:
-        served = point["metrics"][metric]["avg"]
-        row = {"mode": point["mode"], "value": point["value"], "metric": metric}
+        row: dict[str, Any] = {"mode": point["mode"], "value": point["value"], "metric": metric}
         for name in ("huggingface", "limit"):
-            base = baselines.get(name)
-            row[f"vs_{name}"] = served / base if served is not None and base else None
+            figures = spread(round_ratios(report, point["mode"], point["value"], metric, "avg", name))
+            row[f"vs_{name}"] = figures["median"]
+            row[f"vs_{name}_spread"] = figures
         rows.append(row)
     return rows
 
@@ -185,6 +197,15 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def _ratio_with_spread(figures: dict[str, Any]) -> str:
+    """``1.72x (1.60-1.85)``: the median over the alternations, then the lowest and highest."""
+    if figures["median"] is None:
+        return "-"
+    if len(figures["values"]) < 2:
+        return _ratio(figures["median"])
+    return f"{figures['median']:.2f}x ({figures['min']:.2f}-{figures['max']:.2f})"
+
+
 def markdown(report: dict[str, Any]) -> str:
     kind, config = report["benchmark"], report["input_config"]
     primary = PRIMARY_METRIC[kind]
@@ -225,12 +246,19 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {load} | "
             + " | ".join(cells)
-            + f" | {_ratio(ratio['vs_huggingface'])} | {_ratio(ratio['vs_limit'])} | {stable} |"
+            + f" | {_ratio_with_spread(ratio['vs_huggingface_spread'])}"
+            + f" | {_ratio_with_spread(ratio['vs_limit_spread'])} | {stable} |"
         )
     for baseline in report["baselines"]:
         cells = [_number(baseline["metrics"].get(metric, {}).get(field)) for metric, field, _ in columns]
         lines.append(f"| {baseline['name']} (batch {baseline['batch_size']}) | " + " | ".join(cells) + " | | | |")
+    alternations = len(report.get("rounds") or [None])
     lines += ["", "Baselines: " + "; ".join(f"{b['name']}: {b['description']}" for b in report["baselines"]), ""]
+    lines += [
+        f"Ratios: served / baseline in each of {alternations} alternations (served windows, then baseline windows),"
+        " as the median (lowest-highest).",
+        "",
+    ]
     lines += ["Server-side split (µs per request, Triton statistics over the measured windows):", ""]
     lines += ["| load | model | requests | avg batch | queue | compute input | compute infer | compute output |"]
     lines += ["|---|---|---|---|---|---|---|---|"]
@@ -250,6 +278,9 @@ def markdown(report: dict[str, Any]) -> str:
         for target in report["targets"]:
             verdict = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
             measured = _ratio(target["measured"])
+            if target.get("spread") and target.get("alternations", 1) > 1:
+                low, high = target["spread"]
+                measured += f" ({low:.2f}-{high:.2f} over {target['alternations']} alternations)"
             note = f" {target['note']}" if "note" in target else ""
             lines.append(f"- **{verdict}** {target['target']}: {measured} (needs {target['requirement']}){note}")
     return "\n".join(lines) + "\n"

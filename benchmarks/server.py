@@ -37,26 +37,50 @@ def read_statistics(url: str, protocol: str) -> Counters:
     return counters
 
 
-def server_split(before: Counters | None, after: Counters | None) -> dict[str, dict[str, float]]:
-    """Per model over the span: requests, average batch (inferences per execution), and µs per request in each
-    phase. Models that served nothing in the span are left out."""
+def counter_growth(before: Counters | None, after: Counters | None) -> Counters:
+    """How much each model's counters grew between two snapshots (empty without both)."""
     if not before or not after:
         return {}
-    split = {}
+    growth = {}
     for name, end in after.items():
         start = before.get(name, dict.fromkeys(end, 0))
-        requests = end["requests"] - start["requests"]
+        growth[name] = {key: value - start.get(key, 0) for key, value in end.items()}
+    return growth
+
+
+def add_growth(spans: list[Counters]) -> Counters:
+    """The growth over several spans (the alternations' measured windows of one load point)."""
+    total: Counters = {}
+    for growth in spans:
+        for name, counters in growth.items():
+            into = total.setdefault(name, dict.fromkeys(counters, 0))
+            for key, value in counters.items():
+                into[key] = into.get(key, 0) + value
+    return total
+
+
+def split_from_growth(growth: Counters) -> dict[str, dict[str, float]]:
+    """Per model over the span: requests, average batch (inferences per execution), and µs per request in each
+    phase. Models that served nothing in the span are left out."""
+    split = {}
+    for name, grown in growth.items():
+        requests = grown["requests"]
         if requests <= 0:
             continue
-        executions = end["executions"] - start["executions"]
+        executions = grown["executions"]
         entry: dict[str, float] = {
             "requests": requests,
-            "average_batch": (end["inferences"] - start["inferences"]) / executions if executions else 0.0,
+            "average_batch": grown["inferences"] / executions if executions else 0.0,
         }
         for phase in PHASES:
-            entry[f"{phase}_us"] = (end[f"{phase}_ns"] - start[f"{phase}_ns"]) / requests / 1000
+            entry[f"{phase}_us"] = grown[f"{phase}_ns"] / requests / 1000
         split[name] = entry
     return split
+
+
+def server_split(before: Counters | None, after: Counters | None) -> dict[str, dict[str, float]]:
+    """The split between two snapshots of the counters."""
+    return split_from_growth(counter_growth(before, after))
 
 
 def tree_rss(process: psutil.Process) -> int:

@@ -16,6 +16,7 @@ from serving.launcher import TritonServer
 
 SHORT = ["--concurrency", "1,2", "--window-seconds", "0.2", "--window-requests", "2", "--max-windows", "3"]
 SHORT += ["--warmup-requests", "1", "--baseline-requests", "2", "--limit-batch-sizes", "2", "--input-count", "8"]
+SHORT += ["--alternations", "2"]
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,15 @@ def test_a_two_point_sweep_writes_every_report_file_and_each_parses(
     assert [(p["mode"], p["value"]) for p in report["points"]] == [("concurrency", 1), ("concurrency", 2)]
     assert all(p["errors"] == 0 and p["metrics"]["request_throughput"]["avg"] > 0 for p in report["points"])
     assert {b["name"] for b in report["baselines"]} == {"huggingface", "limit"}
+    assert len(report["rounds"]) == 2  # served windows, baseline windows, served windows, baseline windows
+    for round_ in report["rounds"]:
+        assert [p["value"] for p in round_["points"]] == [1, 2]
+        assert {b["name"] for b in round_["baselines"]} == {"huggingface", "limit"}
+    windows = [p["windows"] for p in report["points"]]
+    assert windows == [sum(r["points"][i]["windows"] for r in report["rounds"]) for i in range(2)]
+    for ratio in report["ratios"]:
+        assert len(ratio["vs_huggingface_spread"]["values"]) == 2
+        assert ratio["vs_huggingface_spread"]["min"] <= ratio["vs_huggingface"] <= ratio["vs_huggingface_spread"]["max"]
     assert all(p["server_split"] for p in report["points"])
     assert list(csv.DictReader((out / "metrics.csv").open()))
     for name in expected - {"report.json", "metrics.csv", "summary.md"}:
