@@ -14,6 +14,9 @@ native onnxruntime and TensorRT backends would then hand the model each ragged i
 dimension. So on ``embedded`` the dynamic inputs allow ragged batches and the python-backend encoder pads them
 to the batch's longest itself (``serving.triton_models.onnx_encoder``); on the native targets they do not, and
 the batcher merges requests of equal length only: correct always, batching less when lengths vary.
+Padding at batch time was measured against batching by length on ``embedded`` (the tokenizer padding to a
+multiple of 8 tokens, no ragged batches): clip-text at concurrency 8, two servers in alternating rounds, batching
+by length served 0.75x (5 rounds, 0.42-1.56) and 0.79x (8 rounds, 0.68-1.02) of padding at batch time.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.allocator import return_large_blocks
 from serving.errors import InvalidInputError
 from serving.manifest import ONNX_FILE, ComponentManifest, TensorManifest
 from serving.onnx_runner import OnnxRunner
@@ -34,10 +35,14 @@ def pad_to(array: np.ndarray, tensor: TensorManifest, shape: tuple[int, ...]) ->
 class OnnxEncoder(PythonModel):
     def setup(self) -> None:
         self.manifest = ComponentManifest.read(self.artifacts)
+        # Batch buffers go back to the system after each run (serving.allocator): this process holds the weights
+        # and one batch, not the buffers of every batch size it has seen.
+        return_large_blocks()
         self.runner = OnnxRunner(
             self.artifacts / ONNX_FILE,
             intra_op_threads=self.int_parameter("intra_op_thread_count", default=1),
             inter_op_threads=self.int_parameter("inter_op_thread_count", default=1),
+            memory_arena=False,
         ).open()
 
     def validate(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
