@@ -263,6 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with PeakMemory(pid) if pid else contextlib.nullcontext() as memory:
             rounds = measure(args, workload, points, settings, payload)
         peak_memory = memory.bytes if memory else None
+        peak_pss = memory.pss_bytes if memory else None
     names = [run.name for run in rounds[0][1]]
     point_reports = [point_report([r[index] for r, _ in rounds], workload_type) for index in range(len(points))]
     baseline_reports = [
@@ -281,6 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": workload_type.models[0],
         "started_by_bench": args.serve,
         "peak_memory_bytes": peak_memory,
+        "peak_pss_bytes": peak_pss,
     }
     environment = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     report = build_report(

@@ -41,7 +41,10 @@ REPORT_SCHEMA = {
         "server": {
             "type": "object",
             "required": ["url", "protocol", "model", "peak_memory_bytes"],
-            "properties": {"peak_memory_bytes": {"type": ["integer", "null"]}},
+            "properties": {
+                "peak_memory_bytes": {"type": ["integer", "null"]},
+                "peak_pss_bytes": {"type": ["integer", "null"]},
+            },
         },
         "points": {
             "type": "array",
@@ -197,6 +200,16 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def _memory(server: dict[str, Any]) -> str:
+    rss, pss = server["peak_memory_bytes"], server.get("peak_pss_bytes")
+    if not rss:
+        return "not measured"
+    text = f"{_number(rss / 2**20, 0)} MiB ({rss / 1e9:.3f} GB) resident, summed over tritonserver and its stubs"
+    if pss:
+        text += f"; {_number(pss / 2**20, 0)} MiB ({pss / 1e9:.3f} GB) proportional (shared pages counted once)"
+    return text
+
+
 def _ratio_with_spread(figures: dict[str, Any]) -> str:
     """``1.72x (1.60-1.85)``: the median over the alternations, then the lowest and highest."""
     if figures["median"] is None:
@@ -220,7 +233,6 @@ def markdown(report: dict[str, Any]) -> str:
             ("inter_token_latency", "p50", "ITL p50 ms"),
             ("output_sequence_length", "avg", "tokens/request"),
         ]
-    memory = report["server"]["peak_memory_bytes"]
     images = kind != "clip-text"
     lines = [
         f"## vlm-bench {kind}",
@@ -232,7 +244,7 @@ def markdown(report: dict[str, Any]) -> str:
             if kind == "llava"
             else ""
         )
-        + f"server peak memory {_number(memory / 2**20, 0) + ' MiB' if memory else 'not measured'}.",
+        + f"server peak memory {_memory(report['server'])}.",
         "",
         "| load | " + " | ".join(title for _, _, title in columns) + " | vs Hugging Face | vs limit | stable |",
         "|---" * (len(columns) + 4) + "|",

@@ -83,33 +83,41 @@ def server_split(before: Counters | None, after: Counters | None) -> dict[str, d
     return split_from_growth(counter_growth(before, after))
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants (the python-backend stubs are children)."""
-    total = 0
+def tree_memory(process: psutil.Process) -> tuple[int, int]:
+    """Resident bytes of a process and all its descendants (the python-backend stubs are children): summed RSS,
+    and summed PSS. RSS counts a page shared by several processes (their common libraries, the shared-memory
+    regions tritonserver exchanges tensors with its stubs through) once in every one of them; PSS splits it among
+    them, so the PSS sum is what the tree occupies."""
+    rss = pss = 0
     for member in [process, *process.children(recursive=True)]:
         try:
-            total += member.memory_info().rss
+            info = member.memory_full_info()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return total
+        rss += info.rss
+        pss += getattr(info, "pss", info.rss)  # PSS is Linux's; elsewhere count the resident bytes
+    return rss, pss
 
 
 class PeakMemory:
-    """``with PeakMemory(pid) as peak:`` samples the process tree's RSS every ``interval_s``; ``peak.bytes``."""
+    """``with PeakMemory(pid) as peak:`` samples the process tree every ``interval_s``; ``peak.bytes`` is the
+    highest summed RSS, ``peak.pss_bytes`` the highest summed PSS (see ``tree_memory``)."""
 
     def __init__(self, pid: int, interval_s: float = 0.25) -> None:
         self.process = psutil.Process(pid)
         self.interval_s = interval_s
         self.bytes = 0
+        self.pss_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while True:
             try:
-                self.bytes = max(self.bytes, tree_rss(self.process))
+                rss, pss = tree_memory(self.process)
             except psutil.NoSuchProcess:
                 return
+            self.bytes, self.pss_bytes = max(self.bytes, rss), max(self.pss_bytes, pss)
             if self._stop.wait(self.interval_s):
                 return
 

@@ -68,7 +68,13 @@ def baseline(name: str, per_second: int, batch: int) -> dict[str, Any]:
 @pytest.fixture
 def report() -> dict[str, Any]:
     config = {"protocol": "grpc", "image_format": "jpeg", "image_size": "640x480", "checkpoint": "ckpt"}
-    server = {"url": "127.0.0.1:8001", "protocol": "grpc", "model": "clip_image_embed", "peak_memory_bytes": 2**30}
+    server = {
+        "url": "127.0.0.1:8001",
+        "protocol": "grpc",
+        "model": "clip_image_embed",
+        "peak_memory_bytes": 2**30,
+        "peak_pss_bytes": 2**29,
+    }
     points = [image_point(1, 10), image_point(8, 40)]
     baselines = [baseline("huggingface", 10, 1), baseline("limit", 4, 8)]  # 10 and 32 images/s
     return build_report("clip-image", config, server, points, baselines, {"cpu_count": 2})
@@ -149,4 +155,10 @@ def test_csv_files_and_markdown_carry_every_point_and_baseline(report: dict[str,
     assert perf[0]["Server Compute Infer"] == "800"  # the ensemble's steps, not the ensemble's own total
     text = write_markdown(report, tmp_path).read_text()
     assert text == markdown(report)
-    assert "| concurrency 8 |" in text and "4.00x" in text and "**met**" in text and "1,024 MiB" in text
+    assert (
+        "| concurrency 8 |" in text
+        and "4.00x" in text
+        and "**met**" in text
+        and "1,024 MiB (1.074 GB) resident" in text
+        and "512 MiB" in text
+    )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import mmap
 import os
+import signal
+import time
 
+import psutil
 import pytest
 
-from benchmarks.server import PeakMemory, server_split
+from benchmarks.server import PeakMemory, server_split, tree_memory
 
 
 def counters(requests: int, executions: int, queue_ns: int, infer_ns: int) -> dict[str, int]:
@@ -38,4 +42,25 @@ def test_no_snapshots_give_an_empty_split() -> None:
 def test_peak_memory_sees_this_process_resident_bytes() -> None:
     with PeakMemory(os.getpid(), interval_s=0.01) as peak:
         block = bytearray(64 * 2**20)
-    assert peak.bytes > len(block)
+    assert peak.bytes > len(block) and peak.pss_bytes > len(block)
+
+
+def test_pss_splits_pages_shared_with_a_child_where_rss_counts_them_twice() -> None:
+    shared = mmap.mmap(-1, 64 * 2**20)  # anonymous shared memory, as tritonserver shares tensors with its stubs
+    shared.write(b"x" * len(shared))  # touch every page
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child touches the same pages, then waits
+        os.close(reader)
+        sum(shared[i] for i in range(0, len(shared), 4096))
+        os.write(writer, b"1")
+        time.sleep(30)
+        os._exit(0)
+    try:
+        os.close(writer)
+        assert os.read(reader, 1) == b"1"
+        rss, pss = tree_memory(psutil.Process(os.getpid()))
+        assert rss - pss > 0.8 * 32 * 2**20  # half of the 64 MiB region is counted twice in the RSS sum
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
