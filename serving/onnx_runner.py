@@ -24,12 +24,10 @@ class OnnxRunner:
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         providers: list[str] | None = None,
-        memory_arena: bool = True,
     ) -> None:
         self.path = Path(path)
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
-        self.memory_arena = memory_arena  # off: buffers are freed after each run instead of kept for the next
         self.providers = providers or default_providers()
         self._session: ort.InferenceSession | None = None
         self._output_names: list[str] = []
@@ -39,7 +37,6 @@ class OnnxRunner:
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.intra_op_threads
             options.inter_op_num_threads = self.inter_op_threads
-            options.enable_cpu_mem_arena = self.memory_arena
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             # Idle intra-op threads would spin on cores that other models' instances need.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
