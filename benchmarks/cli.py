@@ -227,15 +227,16 @@ def measure(
             BaselineSettings(args.checkpoint, args.repository, args.baseline_requests, limit_batches),
         )
     rounds = []
-    for round_number in range(1, args.alternations + 1):
+    alternations = args.alternations if baselines is not None else 1  # nothing to alternate with
+    for round_number in range(1, alternations + 1):
         results = []
         for point in points:
-            progress(f"{args.benchmark}: alternation {round_number}/{args.alternations}: served, {point.label}")
+            progress(f"{args.benchmark}: alternation {round_number}/{alternations}: served, {point.label}")
             snapshot = functools.partial(read_statistics, workload.url, args.protocol)
             results.append(measure_point(workload, point, settings, snapshot, progress))
         runs = []
         if baselines is not None:
-            progress(f"{args.benchmark}: alternation {round_number}/{args.alternations}: in-process baselines")
+            progress(f"{args.benchmark}: alternation {round_number}/{alternations}: in-process baselines")
             runs = baselines.run()
         rounds.append((results, runs))
     return rounds
