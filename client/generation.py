@@ -46,10 +46,13 @@ class Completion:
     token_ids: list[int] = field(repr=False)
     logprobs: list[float] = field(repr=False)
     confidence: float  # mean probability of the completion's tokens
+    # The text each token added ("" for EOS and for a token ending mid-character, whose character comes with
+    # a later token); they concatenate to ``text``. Empty from a server whose decoder predates this output.
+    tokens: list[str] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-friendly fields (without the per-token lists)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("token_ids", "logprobs")}
+        return {k: v for k, v in asdict(self).items() if k not in ("token_ids", "logprobs", "tokens")}
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class ResponseReader:
                     token_ids=[int(t) for t in _as_list(outputs.get("token_ids", []))],
                     logprobs=[float(p) for p in _as_list(outputs.get("logprobs", []))],
                     confidence=float(outputs["confidence"]),
+                    tokens=[str(t) for t in _as_list(outputs.get("tokens", []))],
                 )
             )
         return items
@@ -175,6 +179,8 @@ def grpc_outputs(result: Any) -> dict[str, Any]:
     for name in ("token_ids", "logprobs"):
         if name in names:
             outputs[name] = result.as_numpy(name).tolist()
+    if "tokens" in names:
+        outputs["tokens"] = [token.decode() for token in result.as_numpy("tokens").reshape(-1)]
     return outputs
 
 

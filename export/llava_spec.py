@@ -62,6 +62,7 @@ GENERATION_OUTPUTS = (
     TensorSpec("completion_tokens", "int32", (1,)),
     TensorSpec("token_ids", "int32", (-1,)),
     TensorSpec("logprobs", "float32", (-1,)),
+    TensorSpec("tokens", "bytes", (-1,)),  # the text each completion token added ("" mid-character and for EOS)
     TensorSpec("confidence", "float32", (1,)),
 )
 

@@ -38,6 +38,9 @@ class GenerationResult:
     prompt_tokens: int
     token_ids: list[int]
     logprobs: list[float]  # of each completion token under the model's (unprocessed) distribution
+    # The text each completion token added, as the incremental detokenizer produced it ("" for EOS and for a
+    # token that ends mid-character, whose character comes with a later token); they concatenate to the text.
+    tokens: list[str]
 
     @property
     def completion_tokens(self) -> int:
@@ -114,6 +117,7 @@ class _Sequence:
     history: torch.Tensor  # prompt + generated ids; only the repetition penalty reads it
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    token_texts: list[str] = field(default_factory=list)  # what each token added to ``text``
     text: str = ""
     streamed: int = 0  # characters of ``text`` already sent
     last_sent: float = 0.0  # time.monotonic() of the last piece sent
@@ -369,8 +373,10 @@ class Engine:
         if sequence.request.params.repetition_penalty != 1.0:  # a per-token copy nobody else needs
             sequence.history = torch.cat([sequence.history, sequence.history.new_tensor([token])])
         if token in self.config.eos_token_ids:
+            sequence.token_texts.append("")
             return "stop"
         piece = sequence.detokenizer.step(token)
+        sequence.token_texts.append(piece)
         if piece:
             stops = sequence.request.params.stop
             start = len(sequence.text)
@@ -378,6 +384,7 @@ class Engine:
             cut = find_stop(sequence.text, stops, start) if stops else None
             if cut is not None:
                 sequence.text = sequence.text[:cut]
+                sequence.token_texts = _cut_texts(sequence.token_texts, cut)
                 sequence.cut_at_stop = True
                 return "stop"
         if len(sequence.token_ids) >= sequence.request.max_tokens:
@@ -397,7 +404,9 @@ class Engine:
 
     def _finish(self, sequence: _Sequence, reason: str) -> None:
         if not sequence.cut_at_stop:
-            sequence.text += sequence.detokenizer.flush()  # bytes of a character the completion left unfinished
+            rest = sequence.detokenizer.flush()  # bytes of a character the completion left unfinished
+            sequence.text += rest
+            sequence.token_texts[-1] += rest
         sequence.done = True
         self.on_finish(reason, len(sequence.token_ids))
         sequence.request.sink.send_final(
@@ -407,6 +416,7 @@ class Engine:
                 prompt_tokens=len(sequence.request.prompt_ids),
                 token_ids=sequence.token_ids,
                 logprobs=sequence.logprobs,
+                tokens=sequence.token_texts,
             )
         )
 
@@ -424,3 +434,14 @@ class Engine:
             self.on_finish("error", 0)
         self.waiting, self.running = [], []
         self.batch = KVBatch()
+
+
+def _cut_texts(texts: list[str], length: int) -> list[str]:
+    """Per-token texts trimmed from the end to ``length`` characters in all (a stop string may begin in an
+    earlier token's text); the tokens stay, with less or no text."""
+    kept, total = [], 0
+    for text in texts:
+        piece = text[: max(0, length - total)]
+        kept.append(piece)
+        total += len(piece)
+    return kept

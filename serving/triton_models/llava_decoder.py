@@ -94,6 +94,7 @@ class TritonSink:
             self.pb.Tensor("completion_tokens", np.array([result.completion_tokens], dtype=np.int32)),
             self.pb.Tensor("token_ids", np.array(result.token_ids, dtype=np.int32)),
             self.pb.Tensor("logprobs", np.array(result.logprobs, dtype=np.float32)),
+            self.pb.Tensor("tokens", np.array([t.encode() for t in result.tokens], dtype=object)),
             self.pb.Tensor("confidence", np.array([result.confidence], dtype=np.float32)),
         ]
         self.sender.send(

@@ -60,7 +60,8 @@ def test_greedy_generation_equals_hf_generate_with_many_requests_in_flight(
         assert completion.completion_tokens == len(completion.token_ids)
         assert completion.prompt_tokens == llava_reference.inputs(messages, images)["input_ids"].shape[1]
         assert completion.finish_reason in ("stop", "length")
-        assert len(completion.logprobs) == completion.completion_tokens
+        assert len(completion.logprobs) == len(completion.tokens) == completion.completion_tokens
+        assert "".join(completion.tokens) == completion.text
         assert 0.0 < completion.confidence <= 1.0
     steps_after = steps_by_batch_size(server)
     batched = sum(count - steps_before.get(size, 0) for size, count in steps_after.items() if size > 1)

@@ -77,5 +77,5 @@ def test_every_request_gets_its_own_id() -> None:
 
 def test_a_one_token_completion_over_http_reads_its_scalar_token_ids_and_logprobs() -> None:
     final = {"finish_reason": "stop", "prompt_tokens": 12, "completion_tokens": 1, "confidence": 0.5}
-    (completion,) = ResponseReader().read({**final, "token_ids": 7, "logprobs": -0.69})  # Triton's JSON for [7]
-    assert completion.token_ids == [7] and completion.logprobs == [-0.69]
+    (completion,) = ResponseReader().read({**final, "token_ids": 7, "logprobs": -0.69, "tokens": "a"})  # JSON for [7]
+    assert completion.token_ids == [7] and completion.logprobs == [-0.69] and completion.tokens == ["a"]

@@ -153,6 +153,24 @@ def test_streamed_pieces_concatenate_to_the_unstreamed_text(harness: Harness) ->
     assert "".join(streamed.pieces) + streamed.result.text == whole.result.text  # type: ignore[union-attr]
 
 
+def test_each_token_carries_the_text_it_added_and_they_concatenate_to_the_completion(harness: Harness) -> None:
+    result = harness.submit(user("describe the image.", 1), [scene(seed=9)], SamplingParams(), 30).wait()
+    assert len(result.tokens) == result.completion_tokens
+    assert "".join(result.tokens) == result.text
+    ids = result.token_ids
+    prefixes = [harness.tokenizer.decode(ids[: k + 1], skip_special_tokens=True) for k in range(len(ids))]
+    complete = [k for k, prefix in enumerate(prefixes) if "\ufffd" not in prefix]  # prefixes ending on a character
+    assert complete and all("".join(result.tokens[: k + 1]) == prefixes[k] for k in complete)
+
+
+def test_a_stop_string_cuts_the_token_texts_too(harness: Harness) -> None:
+    free = harness.submit(user("how many shapes are there?"), [], SamplingParams(), 40).wait()
+    stop = free.text[len(free.text) // 2 : len(free.text) // 2 + 3]
+    stopped = harness.submit(user("how many shapes are there?"), [], SamplingParams(stop=(stop,)), 40).wait()
+    assert "".join(stopped.tokens) == stopped.text == free.text[: free.text.index(stop)]
+    assert len(stopped.tokens) == stopped.completion_tokens
+
+
 def test_the_same_seed_repeats_a_sampled_completion(harness: Harness) -> None:
     params = SamplingParams(temperature=1.0, top_p=0.9, top_k=50, seed=1234, repetition_penalty=1.1)
     first = harness.submit(user("a picture", 1), [scene(seed=10)], params, 24).wait()
