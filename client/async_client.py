@@ -22,6 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from client import async_streams, prompts
 from client.channel import grpc_channel_args
+from client.embeddings import TEXT_EMBEDDING_OUTPUTS, TextEmbeddings
 from client.errors import InvalidInputError, translate
 from client.generation import Completion, GenerationRequest
 from client.images import ImageLike, to_image_bytes
@@ -112,8 +113,14 @@ class AsyncVLMClient:
         return (await self._infer(self.models.image_embed, {"image": blobs}, ["image_embeds"]))["image_embeds"]
 
     async def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return (await self.text_embeddings(texts)).embeddings
+
+    async def text_embeddings(self, texts: Sequence[str]) -> TextEmbeddings:
+        """Embeddings and the number of tokens each text was read as."""
         blobs = [text.encode("utf-8") for text in texts]
-        return (await self._infer(self.models.text_embed, {"text": blobs}, ["text_embeds"]))["text_embeds"]
+        return TextEmbeddings.from_outputs(
+            await self._infer(self.models.text_embed, {"text": blobs}, TEXT_EMBEDDING_OUTPUTS)
+        )
 
     async def rank_texts(self, images: Sequence[ImageLike], texts: Sequence[str]) -> dict[str, np.ndarray]:
         inputs = {"image": [to_image_bytes(image) for image in images], "text": [t.encode("utf-8") for t in texts]}

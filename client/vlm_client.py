@@ -17,6 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from client import prompts
 from client.channel import grpc_channel_args
+from client.embeddings import TEXT_EMBEDDING_OUTPUTS, TextEmbeddings
 from client.errors import InvalidInputError, from_os_error, translate
 from client.generation import Completion, GenerationRequest
 from client.images import ImageLike, to_image_bytes
@@ -102,8 +103,12 @@ class VLMClient:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised text embeddings, one row per text."""
+        return self.text_embeddings(texts).embeddings
+
+    def text_embeddings(self, texts: Sequence[str]) -> TextEmbeddings:
+        """Embeddings and the number of tokens each text was read as (start and end tokens included)."""
         blobs = [text.encode("utf-8") for text in texts]
-        return self._infer(self.models.text_embed, {"text": blobs}, ["text_embeds"])["text_embeds"]
+        return TextEmbeddings.from_outputs(self._infer(self.models.text_embed, {"text": blobs}, TEXT_EMBEDDING_OUTPUTS))
 
     def rank_texts(self, images: Sequence[ImageLike], texts: Sequence[str]) -> dict[str, np.ndarray]:
         """``logits_per_image`` and ``probs`` (softmax over the texts), both [len(images), len(texts)]."""

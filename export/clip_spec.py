@@ -161,10 +161,15 @@ CLIP_IMAGE_EMBED = EnsembleSpec(
     steps=(_PREPROCESS_STEP, _VISION_STEP),
 )
 
+# The tokenizer's attention mask is an output too: its row sums are the tokens each text was read as (start and
+# end tokens included, after truncation), the usage an embeddings API reports.
 CLIP_TEXT_EMBED = EnsembleSpec(
     name="clip_text_embed",
     inputs=(_TEXT_BYTES,),
-    outputs=(TensorSpec("text_embeds", "float32", (-1, "embed_dim")),),
+    outputs=(
+        TensorSpec("text_embeds", "float32", (-1, "embed_dim")),
+        TensorSpec("attention_mask", "int64", (-1, "context_length")),
+    ),
     response_cache=True,
     steps=(_TOKENIZE_STEP, _TEXT_STEP),
 )

@@ -47,6 +47,18 @@ def test_text_embeddings_equal_hugging_face_including_truncation(
     assert min_row_cosine(served, reference.text_embeds(TEXTS)) >= 0.9999
 
 
+def test_text_embeddings_count_the_tokens_each_text_was_read_as(
+    url: str, protocol: str, reference: ClipReference
+) -> None:
+    with VLMClient(url, protocol=protocol) as client:
+        counted = client.text_embeddings(TEXTS)
+        plain = client.embed_texts(TEXTS)
+    tokenizer = reference.processor.tokenizer
+    expected = [len(tokenizer(text, truncation=True)["input_ids"]) for text in TEXTS]
+    assert counted.token_counts == expected and expected[-1] == tokenizer.model_max_length
+    np.testing.assert_allclose(counted.embeddings, plain, atol=1e-6)
+
+
 def test_overlong_text_embeds_like_its_first_77_tokens(url: str, protocol: str) -> None:
     long_text = "a red circle " * 100
     with VLMClient(url, protocol=protocol) as client:
