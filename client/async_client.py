@@ -80,6 +80,21 @@ class AsyncVLMClient:
         if self._session is not None:
             await self._session.close()
 
+    # --- the server
+
+    async def is_ready(self, models: Sequence[str] = ()) -> bool:
+        """The server is ready and so is each of ``models``; False when it cannot be reached."""
+        try:
+            if self._grpc is not None:
+                checks = [self._grpc.is_server_ready(client_timeout=self.timeout)]
+                checks += [self._grpc.is_model_ready(name, client_timeout=self.timeout) for name in models]
+            else:
+                assert self._http is not None
+                checks = [self._http.is_server_ready(), *(self._http.is_model_ready(name) for name in models)]
+            return all(await asyncio.gather(*checks))
+        except (InferenceServerException, OSError, aiohttp.ClientError, TimeoutError):
+            return False
+
     # --- CLIP: embeddings, classification, ranking, search
 
     async def _infer(

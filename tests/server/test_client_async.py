@@ -101,3 +101,15 @@ def test_closing_the_async_client_cancels_its_open_stream(server: TritonServer, 
     asyncio.run(asyncio.wait_for(run(), 30))
     wait_for_idle_decoder(server)
     assert finished_requests(server, "cancelled") == cancelled_before + 1
+
+
+def test_is_ready_checks_the_server_and_the_named_models(url: str, protocol: str) -> None:
+    async def run() -> tuple[bool, bool, bool]:
+        async with AsyncVLMClient(url, protocol=protocol) as client:
+            served = await client.is_ready(["clip_text_embed", "llava"])
+            unknown = await client.is_ready(["no_such_model"])
+        async with AsyncVLMClient("127.0.0.1:1", protocol=protocol, timeout=2) as client:
+            unreachable = await client.is_ready()
+        return served, unknown, unreachable
+
+    assert asyncio.run(run()) == (True, False, False)
