@@ -1,13 +1,17 @@
-"""Session-wide artifacts: tiny CLIP and LLaVA checkpoints and one exported repository for the whole run."""
+"""Session-wide artifacts: tiny CLIP and LLaVA checkpoints, one exported repository, and one real tritonserver
+serving it for the whole run (tests/server/ and tests/gateway/ share it), with the Hugging Face references."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from export.parity import ParityReport
+from serving.launcher import TritonServer, loopback_options
+from tests.reference import ClipReference, LlavaReference
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,3 +58,20 @@ def model_repository(
 ) -> Path:
     """The repository the test server serves: every family exported from its tiny checkpoint."""
     return repository_copy
+
+
+@pytest.fixture(scope="session")
+def server(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    options = loopback_options(model_repository, tmp_path_factory.mktemp("logs") / "tritonserver.log", exit_timeout_s=2)
+    with TritonServer(options) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_clip: Path) -> ClipReference:
+    return ClipReference(tiny_clip)
+
+
+@pytest.fixture(scope="session")
+def llava_reference(tiny_llava: Path) -> LlavaReference:
+    return LlavaReference(tiny_llava)
