@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[serve,export,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[serve,export,gateway,dev]'
 	touch $@
 
 .cache/checkpoints/%/config.json: $(STAMP)

@@ -1,0 +1,82 @@
+"""An OpenAI chat request as the decoder's conversation: ``{"type": "image"}`` placeholders in the messages and
+the images' URLs beside them, in order, each with the parameter that names it in errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import FieldNames, invalid
+from gateway.schemas.chat import ChatCompletionRequest, TextPart
+from gateway.schemas.common import ImageUrlItem
+
+
+@dataclass(frozen=True)
+class Conversation:
+    messages: list[dict[str, Any]]
+    image_urls: list[tuple[str, str]]  # (url, parameter)
+
+
+def conversation(request: ChatCompletionRequest, max_images: int) -> Conversation:
+    messages, image_urls = [], []
+    for i, message in enumerate(request.messages):
+        role = "system" if message.role == "developer" else message.role  # the chat templates know "system"
+        if isinstance(message.content, str):
+            messages.append({"role": role, "content": message.content})
+            continue
+        items: list[dict[str, str]] = []
+        for j, part in enumerate(message.content):
+            if isinstance(part, TextPart):
+                items.append({"type": "text", "text": part.text})
+            elif isinstance(part, ImageUrlItem):
+                items.append({"type": "image"})
+                image_urls.append((part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
+        messages.append({"role": role, "content": items})
+    if len(image_urls) > max_images:
+        raise invalid("messages", f"at most {max_images} images per request, got {len(image_urls)}", "too_many_images")
+    return Conversation(messages, image_urls)
+
+
+def generation_parameters(request: ChatCompletionRequest, max_choices: int) -> dict[str, Any]:
+    """The decoder's parameters; omitted ones take the server's defaults (temperature 0: greedy)."""
+    if request.choices > max_choices:
+        raise invalid("n", f"at most {max_choices} choices per request, got {request.choices}")
+    if request.max_tokens and request.max_completion_tokens and request.max_tokens != request.max_completion_tokens:
+        raise invalid("max_completion_tokens", "differs from max_tokens; give one of them")
+    if request.stream_options is not None and not request.stream:
+        raise invalid("stream_options", "only allowed with stream: true")
+    parameters = {
+        "max_tokens": request.max_completion_tokens or request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": request.seed,
+    }
+    parameters = {name: value for name, value in parameters.items() if value is not None}
+    if request.stop_strings:
+        parameters["stop"] = request.stop_strings
+    return parameters
+
+
+def choice_parameters(parameters: dict[str, Any], choice: int) -> dict[str, Any]:
+    """Choice k samples with seed + k, so n sampled choices differ and each repeats with the same seed."""
+    if choice == 0 or "seed" not in parameters:
+        return parameters
+    return {**parameters, "seed": (parameters["seed"] + choice) % 2**63}
+
+
+def triton_fields(request: ChatCompletionRequest, conversation: Conversation) -> FieldNames:
+    """Triton's field names in a rejection -> this request's parameters."""
+    length_param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+
+    def name(field: str, index: int | None) -> str | None:
+        if field == "image" and index is not None and index < len(conversation.image_urls):
+            return conversation.image_urls[index][1]
+        if field == "image":
+            return "messages"
+        if field == "max_tokens":
+            return length_param
+        if field in ("messages", "temperature", "top_p", "seed", "stop"):
+            return field if index is None else f"{field}[{index}]"
+        return None
+
+    return name

@@ -1,0 +1,70 @@
+"""Images from a request, as encoded bytes for Triton: base64 ``data:`` URLs, allowed http(s) URLs, uploads.
+
+Each is checked by its header only (Pillow reads no pixel data here): size and format. Triton's preprocessing
+decodes it strictly, with its own pixel caps.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+
+from gateway.errors import invalid
+from gateway.fetch import ImageFetcher
+
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")
+
+
+def check_image(data: bytes, param: str, max_bytes: int) -> bytes:
+    if not data:
+        raise invalid(param, "the image is empty", "invalid_image")
+    if len(data) > max_bytes:
+        raise invalid(param, f"the image is {len(data)} bytes, over the limit of {max_bytes}", "image_too_large")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # Triton checks the pixel count
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                image_format = image.format
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        raise invalid(param, f"not an image in a supported format ({', '.join(FORMATS)})", "invalid_image") from None
+    if image_format not in FORMATS:
+        raise invalid(param, f"not an image in a supported format ({', '.join(FORMATS)})", "invalid_image")
+    return data
+
+
+def decode_data_url(url: str, param: str, max_bytes: int) -> bytes:
+    header, comma, payload = url.partition(",")
+    if not comma or not header.endswith(";base64"):
+        raise invalid(param, "a data URL must be base64: data:image/png;base64,...", "invalid_image_url")
+    media_type = header[len("data:") : -len(";base64")].split(";", 1)[0].lower()
+    if media_type and not (media_type.startswith("image/") or media_type == "application/octet-stream"):
+        raise invalid(param, f"the data URL's media type is {media_type}, not an image", "invalid_image_url")
+    if len(payload) > (max_bytes + 2) // 3 * 4 + 4:  # before decoding anything
+        raise invalid(param, f"the image is over the limit of {max_bytes} bytes", "image_too_large")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(param, "the data URL's base64 payload is malformed", "invalid_image_url") from None
+
+
+class ImageLoader:
+    def __init__(self, fetcher: ImageFetcher, max_bytes: int) -> None:
+        self.fetcher = fetcher
+        self.max_bytes = max_bytes
+
+    async def load(self, url: str, param: str) -> bytes:
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme == "data":
+            data = decode_data_url(url, param, self.max_bytes)
+        elif scheme in ("http", "https"):
+            data = await self.fetcher.fetch(url, param)
+        else:
+            raise invalid(param, "an image URL must be a base64 data: URL or an http(s) URL", "invalid_image_url")
+        return check_image(data, param, self.max_bytes)
+
+    def upload(self, data: bytes, param: str) -> bytes:
+        return check_image(data, param, self.max_bytes)

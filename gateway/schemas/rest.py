@@ -1,0 +1,79 @@
+"""The REST routes of the original design (multipart uploads), and the service routes' answers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import UploadFile
+from pydantic import BaseModel, Field
+
+from gateway.schemas.common import Strict
+
+AnalyzeTask = Literal["vqa", "caption", "describe"]
+MaxTokens = Field(None, ge=1, description="Default: the server's")
+
+
+class AnalyzeImageForm(Strict):
+    file: UploadFile
+    task: AnalyzeTask = Field("vqa", description="vqa answers `query`; caption is short, describe detailed")
+    query: str | None = Field(None, description="The question (vqa only)")
+    max_tokens: int | None = MaxTokens
+
+
+class DocumentAnalysisForm(Strict):
+    file: UploadFile
+    analysis_type: str = Field(
+        "summary", description="summary, extract_tables, key_points, numbers, or a free question about the document"
+    )
+    max_tokens: int | None = MaxTokens
+
+
+class ClassifyForm(Strict):
+    file: UploadFile | None = Field(None, description="The image; or give image_url")
+    image_url: str | None = Field(None, description="A base64 data: URL or an allowed http(s) URL")
+    labels: list[str] = Field(description="Candidate labels: repeat the field, or one comma-separated value")
+    template: str = Field("a photo of a {}", description="Each label is put into this text at {}")
+
+
+class AnalyzeImageResponse(BaseModel):
+    task: AnalyzeTask
+    query: str | None
+    result: str
+    confidence: float = Field(description="Mean probability of the answer's tokens")
+
+
+class DocumentAnalysisResponse(BaseModel):
+    analysis_type: str
+    extracted_info: str
+    processing_time: float = Field(description="Seconds the analysis took")
+
+
+class LabelProbability(BaseModel):
+    label: str
+    probability: float
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    predictions: list[LabelProbability] = Field(description="Zero-shot probabilities, most likely first")
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description="Each probe's outcome: `ok` or why not")

@@ -1,0 +1,81 @@
+"""The gateway's one connection to Triton, and the readiness probe behind ``/ready``.
+
+Every request shares one ``AsyncVLMClient``, so one gRPC channel (HTTP/2 multiplexes the requests over it).
+``--triton-url`` is read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import time
+import uuid
+
+from PIL import Image
+
+from client import AsyncVLMClient, ModelNames, ServerBusyError, VLMError, prompts
+from client.retry import NO_RETRY
+from gateway.settings import GatewaySettings
+
+MODELS = ModelNames()
+SERVED_MODELS = (MODELS.text_embed, MODELS.image_embed, MODELS.rank, MODELS.llava, MODELS.decoder)
+
+
+def connect(settings: GatewaySettings) -> AsyncVLMClient:
+    """No retries here: a refused request goes back to the caller at once as 429 or 503 with Retry-After, and
+    HTTP clients (the OpenAI SDK among them) retry those themselves."""
+    return AsyncVLMClient(settings.triton_url, protocol="grpc", timeout=settings.triton_timeout_s, retry=NO_RETRY)
+
+
+def _probe_image(serial: int) -> bytes:
+    """A tiny image no earlier probe sent, so Triton's response cache cannot answer in the model's place."""
+    image = Image.new("RGB", (8, 8), (serial % 256, (serial // 256) % 256, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class ReadinessProbe:
+    """Triton is ready, its models report ready, and the python-backend models answer a request: the text and
+    image embedding ensembles and a one-token generation. (Triton 2.51 keeps reporting a model ready after its
+    python stub died.) A busy answer counts as alive. Results are reused for ``cache_s`` seconds."""
+
+    def __init__(self, client: AsyncVLMClient, cache_s: float) -> None:
+        self.client = client
+        self.cache_s = cache_s
+        self._serial = itertools.count(int(time.time()))
+        self._lock = asyncio.Lock()
+        self._checked_at = -float("inf")
+        self._checks: dict[str, str] = {}
+
+    async def check(self) -> dict[str, str]:
+        async with self._lock:
+            if time.monotonic() - self._checked_at >= self.cache_s:
+                self._checks = await self._probe()
+                self._checked_at = time.monotonic()
+            return self._checks
+
+    async def _probe(self) -> dict[str, str]:
+        if not await self.client.is_ready(SERVED_MODELS):
+            return {"triton": "not ready (the server or one of its models)"}
+        serial = next(self._serial)
+        probes = {
+            MODELS.text_embed: self.client.embed_texts([f"readiness probe {uuid.uuid4().hex}"]),
+            MODELS.image_embed: self.client.embed_images([_probe_image(serial)]),
+            MODELS.decoder: self.client.generate(prompts.user_turn("ready?", images=0), max_tokens=1),
+        }
+        outcomes = await asyncio.gather(*probes.values(), return_exceptions=True)
+        checks = {"triton": "ok"}
+        for name, outcome in zip(probes, outcomes, strict=True):
+            if isinstance(outcome, ServerBusyError) or not isinstance(outcome, BaseException):
+                checks[name] = "ok"
+            elif isinstance(outcome, VLMError):
+                checks[name] = f"failed: {type(outcome).__name__}"
+            else:
+                raise outcome
+        return checks
+
+
+def is_ready(checks: dict[str, str]) -> bool:
+    return all(outcome == "ok" for outcome in checks.values())
