@@ -3,17 +3,23 @@
 CLIP (``shapes-clip``): classify a held-out shapes image's colour and shape zero-shot, with the expected
 answer beside each, and score the served model on held-out images. LLaVA (``shapes-llava``): caption a
 held-out scene (streamed), answer its questions, hold a two-turn chat, and score the served model's exact
-answers on held-out scenes. Both checkpoints are trained here on the shapes world. Starts and stops its own
-tritonserver on free ports; the images it sends are saved as PNGs.
+answers on held-out scenes. Both checkpoints are trained here on the shapes world. Then the same server
+behind ``vlm-gateway``: one OpenAI SDK call with the held-out scene and one ``curl`` upload to ``/analyze-image``,
+each with the expected answer beside it. Starts and stops its own tritonserver and gateway on free ports; the
+images it sends are saved as PNGs.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import json
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +28,13 @@ from client import VLMClient
 from export.shapes_eval import evaluate_served_clip, held_out_single_shapes, image_size
 from export.shapes_vqa_eval import evaluate_served_llava, held_out_scenes
 from export.shapes_world import COLOUR_PROMPT, COLOURS, KINDS, SHAPE_PROMPT, Sample
-from serving.launcher import TritonServer, loopback_options
+from serving.launcher import TritonServer, free_port, loopback_options
 
 CLIP_HELD_OUT = 100  # images the served CLIP is scored on
 LLAVA_HELD_OUT = 25  # scenes the served LLaVA is scored on (about 170 questions and 25 captions)
 SAMPLE_INDEX = 3  # which held-out image the demo shows
 VLM_CLIENT = str(Path(sys.executable).with_name("vlm-client"))
+VLM_GATEWAY = str(Path(sys.executable).with_name("vlm-gateway"))
 
 
 def save(sample: Sample, path: Path) -> Path:
@@ -72,8 +79,10 @@ def main() -> int:
         endpoints = {"grpc": server.grpc_url, "http": server.http_url}
         clip_agrees = clip_demo(endpoints, clip_sample, clip_image, args.clip_checkpoint)
         llava_agrees = llava_demo(endpoints, llava_sample, llava_image, args.llava_checkpoint)
-    print(f"\ngRPC and HTTP agree: CLIP {clip_agrees}, LLaVA {llava_agrees}")
-    return 0 if clip_agrees and llava_agrees else 1
+        with gateway(server.grpc_url, args.out / "gateway.log") as url:
+            gateway_answers = gateway_demo(url, llava_sample, llava_image)
+    print(f"\ngRPC and HTTP agree: CLIP {clip_agrees}, LLaVA {llava_agrees}; the gateway answers: {gateway_answers}")
+    return 0 if clip_agrees and llava_agrees and gateway_answers else 1
 
 
 def clip_demo(endpoints: dict[str, str], sample: Sample, image: Path, checkpoint: Path) -> bool:
@@ -129,6 +138,55 @@ def llava_demo(endpoints: dict[str, str], sample: Sample, image: Path, checkpoin
             f"caption attributes {scores['caption_attribute_accuracy']:.1%}"
         )
     return bool(same)
+
+
+@contextlib.contextmanager
+def gateway(triton_url: str, log_file: Path) -> Iterator[str]:
+    """``vlm-gateway`` on a free loopback port in front of the demo's server (no API keys)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through $http_proxy
+    command = [VLM_GATEWAY, "--triton-url", triton_url, "--port", str(port)]
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), direct.open(f"{url}/ready", timeout=5) as response:
+                if response.status == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"vlm-gateway did not become ready; see {log_file}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def gateway_demo(url: str, sample: Sample, image: Path) -> bool:
+    from openai import OpenAI
+
+    qa = sample.questions[0]
+    print(f"\n== vlm-gateway (OpenAI-compatible and REST, in front of the same server) ==\n{url}  (playground: {url}/)")
+    print(f"""
+from openai import OpenAI
+client = OpenAI(base_url="{url}/v1", api_key="unused")
+image = "data:image/png;base64," + base64.b64encode(open("{image}", "rb").read()).decode()
+reply = client.chat.completions.create(model="llava", max_tokens=8, messages=[{{"role": "user", "content": [
+    {{"type": "image_url", "image_url": {{"url": image}}}}, {{"type": "text", "text": "{qa.question}"}}]}}])""")
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused")
+    data_url = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
+    content = [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": qa.question}]
+    reply = client.chat.completions.create(model="llava", max_tokens=8, messages=[{"role": "user", "content": content}])
+    answer = reply.choices[0].message.content.strip()
+    print(f"reply.choices[0].message.content: {answer!r}  (expected: {qa.answer!r})")
+    form = ["-F", f"file=@{image}", "-F", "task=vqa", "-F", f"query={qa.question}"]
+    curl = ["curl", "-s", "--noproxy", "127.0.0.1", *form, f"{url}/analyze-image"]
+    print("\n$ " + " ".join(_quoted(a) for a in curl))
+    body = json.loads(subprocess.run(curl, capture_output=True, text=True, check=True).stdout)
+    print(f"{json.dumps(body)}\n(expected result: {qa.answer!r})")
+    return answer == qa.answer and body["result"] == qa.answer
 
 
 if __name__ == "__main__":
