@@ -136,3 +136,18 @@ def test_while_triton_is_down_inference_is_503_with_retry_after_and_health_stays
         with pytest.raises(openai.InternalServerError):
             sdk.embeddings.create(model="clip", input="x")
         assert down.alive
+
+
+def test_a_separate_metrics_port_serves_prometheus_without_a_key(
+    server: TritonServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    port = free_port()
+    log = tmp_path_factory.mktemp("metrics") / "gateway.log"
+    with GatewayProcess(server.grpc_url, log, "--metrics-port", str(port), api_keys="key-m") as running:
+        with httpx.Client(base_url=running.url) as anonymous:
+            assert anonymous.get("/metrics").status_code == 401
+            assert anonymous.get("/health").status_code == 200
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics")
+    assert scraped.status_code == 200
+    assert 'vlm_gateway_requests_total{method="GET",route="/health",status="200"} 2.0' in scraped.text  # + startup
+    assert 'vlm_gateway_rejected_requests_total{reason="unauthorized"} 1.0' in scraped.text

@@ -64,10 +64,10 @@ def test_the_dockerfile_pins_an_ngc_tritonserver_tag_and_runs_as_a_numeric_non_r
     assert "tensorrt-cu12==${TENSORRT_VERSION}" in text
 
 
-def test_the_triton_service_has_shared_memory_a_gpu_and_the_three_ports(compose: dict) -> None:
+def test_the_triton_service_has_shared_memory_a_gpu_and_grpc_and_metrics_ports(compose: dict) -> None:
     triton = compose["services"]["triton"]
     assert triton["shm_size"] == "2gb"
-    assert triton["ports"] == ["8000:8000", "8001:8001", "8002:8002"]
+    assert triton["ports"] == ["8001:8001", "8002:8002"]  # HTTP stays inside: the gateway is the public door
     (device,) = triton["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert not triton["user"].startswith("0")
@@ -85,8 +85,8 @@ def test_prometheus_scrapes_the_metrics_port_of_the_triton_service(compose: dict
     assert not prometheus["image"].endswith(":latest") and ":" in prometheus["image"]
     assert prometheus["user"] != "0:0"
     config = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
-    (job,) = config["scrape_configs"]
-    assert job["static_configs"][0]["targets"] == ["triton:8002"]
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {"triton": ["triton:8002"], "gateway": ["gateway:9100"]}
     assert "8002:8002" in compose["services"]["triton"]["ports"]
     mount = next(v for v in prometheus["volumes"] if v.startswith("./prometheus.yml:"))
     assert (COMPOSE.parent / mount.split(":")[0]).is_file()
@@ -111,3 +111,16 @@ def test_the_entrypoint_passes_vlm_serve_only_flags_it_has() -> None:
     assert used and used <= known, used - known
     args = parse_args(["--family", "clip", "--", "--log-info=true"])  # what the entrypoint's "$@" becomes
     assert args.family == ["clip"] and args.triton_args == ["--log-info=true"]
+
+
+def test_the_gateway_service_is_the_public_http_endpoint_in_front_of_tritons_grpc(compose: dict) -> None:
+    gateway = compose["services"]["gateway"]
+    assert gateway["entrypoint"] == ["vlm-gateway"] and gateway["ports"] == ["9000:9000"]
+    command = gateway["command"]
+    assert command[command.index("--triton-url") + 1] == "triton:8001"
+    assert command[command.index("--port") + 1] == "9000" and command[command.index("--metrics-port") + 1] == "9100"
+    assert gateway["depends_on"]["triton"]["condition"] == "service_healthy"
+    assert "http://localhost:9000/ready" in " ".join(gateway["healthcheck"]["test"])
+    assert gateway["image"] == compose["services"]["triton"]["image"] and not gateway["user"].startswith("0")
+    assert "gateway" in (DOCKER / "Dockerfile.dockerignore").read_text()
+    assert "COPY gateway ./gateway" in (DOCKER / "Dockerfile").read_text()
