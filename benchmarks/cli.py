@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import BaselineRun, Baselines, BaselineSettings
+from benchmarks.gateway import GATEWAY_WORKLOADS, serve_gateway
 from benchmarks.inputs import IMAGE_FORMATS, captions, folder_images, parse_size, prompts, synthetic_images
 from benchmarks.load import LoadPoint, PointResult, WindowSettings, measure_point
 from benchmarks.metrics import compute_metrics
 from benchmarks.plots import write_plots
 from benchmarks.report import (
+    add_gateway,
     build_report,
     write_csv,
     write_json,
@@ -63,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--serve", action="store_true", help="start tritonserver on --repository for the run")
     server.add_argument("--repository", type=Path, help="exported model repository (--serve, and the encoders' limit)")
     server.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    server.add_argument(
+        "--through-gateway",
+        action="store_true",
+        help="also measure every point through a vlm-gateway started in front of the same Triton (gRPC)",
+    )
+    server.add_argument("--gateway-url", help="... or through this running gateway (http://host:port)")
     load = parser.add_argument_group("load")
     load.add_argument("--concurrency", help=f"closed-loop points (default {DEFAULT_CONCURRENCY})")
     load.add_argument("--request-rate", help="open-loop points, requests/s with Poisson arrivals")
@@ -172,6 +180,19 @@ def served(args: argparse.Namespace, workload: type[Workload], out: Path) -> Ite
         yield (server.grpc_url if args.protocol == "grpc" else server.http_url), server.process.pid
 
 
+@contextlib.contextmanager
+def through_gateway(args: argparse.Namespace, triton_url: str, out: Path) -> Iterator[str | None]:
+    """The gateway to measure through, if any: a running one, or one started here on Triton's gRPC port."""
+    if args.gateway_url:
+        yield args.gateway_url.rstrip("/")
+    elif args.through_gateway:
+        progress(f"starting vlm-gateway in front of {triton_url}")
+        with serve_gateway(triton_url, out / "gateway.log") as url:
+            yield url
+    else:
+        yield None
+
+
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -214,9 +235,15 @@ def baseline_report(runs: list[BaselineRun], workload: type[Workload]) -> dict[s
 
 
 def measure(
-    args: argparse.Namespace, workload: Workload, points: list[LoadPoint], settings: WindowSettings, payload: Payload
-) -> list[tuple[list[PointResult], list[BaselineRun]]]:
-    """A/B/A/B: each round measures every load point on the server, then every baseline in this process."""
+    args: argparse.Namespace,
+    workload: Workload,
+    gateway: Workload | None,
+    points: list[LoadPoint],
+    settings: WindowSettings,
+    payload: Payload,
+) -> list[tuple[list[PointResult], list[PointResult], list[BaselineRun]]]:
+    """A/B/A/B: each round measures every load point on the server (straight, then through the gateway when
+    there is one: the same conditions), then every baseline in this process."""
     baselines = None
     if not args.no_baselines:
         progress(f"{args.benchmark}: loading the in-process baselines")
@@ -229,16 +256,20 @@ def measure(
     rounds = []
     alternations = args.alternations if baselines is not None else 1  # nothing to alternate with
     for round_number in range(1, alternations + 1):
-        results = []
+        results, through = [], []
         for point in points:
             progress(f"{args.benchmark}: alternation {round_number}/{alternations}: served, {point.label}")
             snapshot = functools.partial(read_statistics, workload.url, args.protocol)
             results.append(measure_point(workload, point, settings, snapshot, progress))
+            if gateway is not None:
+                progress(f"{args.benchmark}: alternation {round_number}/{alternations}: {point.label} via vlm-gateway")
+                triton = functools.partial(read_statistics, workload.url, args.protocol)
+                through.append(measure_point(gateway, point, settings, triton, progress))
         runs = []
         if baselines is not None:
             progress(f"{args.benchmark}: alternation {round_number}/{alternations}: in-process baselines")
             runs = baselines.run()
-        rounds.append((results, runs))
+        rounds.append((results, through, runs))
     return rounds
 
 
@@ -258,24 +289,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     payload = build_payload(args)
     out = args.results / (args.name or args.benchmark)
     out.mkdir(parents=True, exist_ok=True)
-    with served(args, workload_type, out) as (url, pid):
+    with served(args, workload_type, out) as (url, pid), through_gateway(args, url, out) as gateway_url:
         retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
         workload = workload_type(url, args.protocol, payload, retry)
+        gateway = GATEWAY_WORKLOADS[args.benchmark](gateway_url, "http", payload) if gateway_url else None
         with PeakMemory(pid) if pid else contextlib.nullcontext() as memory:
-            rounds = measure(args, workload, points, settings, payload)
+            rounds = measure(args, workload, gateway, points, settings, payload)
         peak_memory = memory.bytes if memory else None
         peak_pss = memory.pss_bytes if memory else None
-    names = [run.name for run in rounds[0][1]]
-    point_reports = [point_report([r[index] for r, _ in rounds], workload_type) for index in range(len(points))]
+    names = [run.name for run in rounds[0][2]]
+    point_reports = [point_report([r[index] for r, _, _ in rounds], workload_type) for index in range(len(points))]
+    gateway_reports = (
+        [point_report([g[index] for _, g, _ in rounds], workload_type) for index in range(len(points))]
+        if gateway_url
+        else []
+    )
     baseline_reports = [
-        baseline_report([runs[index] for _, runs in rounds], workload_type) for index in range(len(names))
+        baseline_report([runs[index] for _, _, runs in rounds], workload_type) for index in range(len(names))
     ]
     round_reports = [
         {
             "points": [point_report([result], workload_type) for result in results],
             "baselines": [baseline_report([run], workload_type) for run in runs],
         }
-        for results, runs in rounds
+        for results, _, runs in rounds
     ]
     server = {
         "url": url,
@@ -295,6 +332,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         environment,
         round_reports,
     )
+    if gateway_reports:
+        add_gateway(report, {"url": gateway_url, "started_by_bench": not args.gateway_url}, gateway_reports)
     write_reports(report, out, encoders=not workload_type.generates)
     return report
 
@@ -313,6 +352,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("give either --url (a running server) or --serve (with --repository)")
     if args.serve and not (args.repository and args.repository.is_dir()):
         raise ValueError("--serve needs --repository: an exported model repository folder")
+    if (args.through_gateway or args.gateway_url) and args.benchmark not in GATEWAY_WORKLOADS:
+        raise ValueError(f"--through-gateway: the gateway serves {', '.join(GATEWAY_WORKLOADS)}, not {args.benchmark}")
+    if args.through_gateway and args.protocol != "grpc":
+        raise ValueError("--through-gateway: the gateway calls Triton over gRPC; measure the direct path with grpc too")
     if not args.no_baselines and not (args.checkpoint and (args.checkpoint / "config.json").is_file()):
         raise ValueError("--checkpoint: the baselines need the Hugging Face checkpoint folder (or pass --no-baselines)")
 

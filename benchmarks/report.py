@@ -127,6 +127,79 @@ def throughput_ratios(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+GATEWAY_THROUGHPUT_BOUND = 0.9  # the gateway may cost at most 10% throughput at concurrency 8 (CLIP embeddings)
+GATEWAY_TTFT_BOUND_MS = 5.0  # ... and add at most 5 ms to the p50 time to first token
+
+
+def add_gateway(report: dict[str, Any], gateway: dict[str, Any], points: list[dict[str, Any]]) -> None:
+    """The same load points measured through vlm-gateway in the same run, compared with the direct ones."""
+    metric = PRIMARY_METRIC[report["benchmark"]]
+    direct = {(p["mode"], p["value"]): p["metrics"] for p in report["points"]}
+    rows = []
+    for point in points:
+        through, straight = point["metrics"], direct[(point["mode"], point["value"])]
+        row: dict[str, Any] = {"mode": point["mode"], "value": point["value"], "metric": metric}
+        served, base = through[metric]["avg"], straight[metric]["avg"]
+        row["throughput_ratio"] = served / base if served is not None and base else None
+        row["added_latency_p50_ms"] = _difference(through, straight, "request_latency")
+        if "time_to_first_token" in through:
+            row["added_ttft_p50_ms"] = _difference(through, straight, "time_to_first_token")
+        rows.append(row)
+    report["gateway"] = {**gateway, "points": points, "vs_direct": rows, "targets": _gateway_targets(report, rows)}
+
+
+def _difference(through: dict[str, Any], straight: dict[str, Any], metric: str) -> float | None:
+    a, b = through[metric]["p50"], straight[metric]["p50"]
+    return None if a is None or b is None else a - b
+
+
+def _gateway_targets(report: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    targets = []
+    for row in rows:
+        load = f"{row['mode']} {row['value']:g}"
+        if report["benchmark"] in ("clip-image", "clip-text") and row["mode"] == "concurrency" and row["value"] == 8:
+            ratio = row["throughput_ratio"]
+            targets.append(
+                {
+                    "target": f"{report['benchmark']} through vlm-gateway at {load}: {row['metric']} vs direct",
+                    "requirement": f"gateway / direct >= {GATEWAY_THROUGHPUT_BOUND:g}",
+                    "measured": ratio,
+                    "met": None if ratio is None else ratio >= GATEWAY_THROUGHPUT_BOUND,
+                }
+            )
+        if "added_ttft_p50_ms" in row:
+            added = row["added_ttft_p50_ms"]
+            targets.append(
+                {
+                    "target": f"llava through vlm-gateway at {load}: added p50 time to first token (ms)",
+                    "requirement": f"<= {GATEWAY_TTFT_BOUND_MS:g} ms",
+                    "measured": added,
+                    "met": None if added is None else added <= GATEWAY_TTFT_BOUND_MS,
+                }
+            )
+    return targets
+
+
+def gateway_markdown(report: dict[str, Any]) -> list[str]:
+    gateway = report["gateway"]
+    lines = ["", f"Through vlm-gateway ({gateway['url']}), the same points in the same run:", ""]
+    lines += ["| load | requests/s | latency p50 ms | TTFT p50 ms | throughput vs direct | added latency p50 ms "
+              "| added TTFT p50 ms | stable |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for point, row in zip(gateway["points"], gateway["vs_direct"], strict=True):
+        metrics = point["metrics"]
+        ttft = metrics.get("time_to_first_token", {}).get("p50")
+        lines.append(
+            f"| {row['mode']} {row['value']:g} | {_number(metrics['request_throughput']['avg'])} "
+            f"| {_number(metrics['request_latency']['p50'])} | {_number(ttft)} | {_ratio(row['throughput_ratio'])} "
+            f"| {_number(row['added_latency_p50_ms'], 2)} | {_number(row.get('added_ttft_p50_ms'), 2)} "
+            f"| {'yes' if point['stable'] else 'no'} |"
+        )
+    for target in gateway["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
+        lines.append(f"- **{verdict}** {target['target']}: {_number(target['measured'], 3)} ({target['requirement']})")
+    return lines
+
+
 def write_json(report: dict[str, Any], out: Path) -> Path:
     path = out / "report.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
@@ -141,6 +214,7 @@ def write_csv(report: dict[str, Any], out: Path) -> Path:
         writer.writerow(["source", "mode", "value", "metric", "unit", *FIELDS])
         rows = [("served", p["mode"], p["value"], p["metrics"]) for p in report["points"]]
         rows += [(b["name"], "batch_size", b["batch_size"], b["metrics"]) for b in report["baselines"]]
+        rows += [("gateway", p["mode"], p["value"], p["metrics"]) for p in report.get("gateway", {}).get("points", [])]
         for source, mode, value, metrics in rows:
             for name, stats in metrics.items():
                 writer.writerow([source, mode, value, name, stats["unit"], *(stats[f] for f in FIELDS)])
@@ -295,6 +369,8 @@ def markdown(report: dict[str, Any]) -> str:
                 measured += f" ({low:.2f}-{high:.2f} over {target['alternations']} alternations)"
             note = f" {target['note']}" if "note" in target else ""
             lines.append(f"- **{verdict}** {target['target']}: {measured} (needs {target['requirement']}){note}")
+    if "gateway" in report:
+        lines += gateway_markdown(report)
     return "\n".join(lines) + "\n"
 
 

@@ -70,3 +70,14 @@ def test_a_two_point_sweep_writes_every_report_file_and_each_parses(
 def test_bad_arguments_get_a_message_naming_the_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert vlm_bench(["clip-image", "--url", "127.0.0.1:1", "--no-baselines", "--concurrency", "0"]) == 2
     assert "--concurrency: expected numbers > 0" in capsys.readouterr().err
+
+
+def test_through_the_gateway_the_same_points_are_measured_and_compared(server: TritonServer, tmp_path: Path) -> None:
+    args = ["clip-text", "--url", server.grpc_url, "--no-baselines", "--through-gateway", *SHORT[:8]]
+    assert vlm_bench([*args, "--results", str(tmp_path), "--name", "gateway"]) == 0
+    report = json.loads((tmp_path / "gateway" / "report.json").read_text())
+    gateway = report["gateway"]
+    assert gateway["started_by_bench"] and [p["value"] for p in gateway["points"]] == [1, 2]
+    assert all(p["errors"] == 0 and p["metrics"]["request_throughput"]["avg"] > 0 for p in gateway["points"])
+    assert all(row["throughput_ratio"] > 0 for row in gateway["vs_direct"])
+    assert "Through vlm-gateway" in (tmp_path / "gateway" / "summary.md").read_text()

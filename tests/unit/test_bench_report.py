@@ -14,6 +14,7 @@ import pytest
 from benchmarks.metrics import compute_metrics
 from benchmarks.report import (
     REPORT_SCHEMA,
+    add_gateway,
     build_report,
     markdown,
     write_csv,
@@ -162,3 +163,24 @@ def test_csv_files_and_markdown_carry_every_point_and_baseline(report: dict[str,
         and "1,024 MiB (1.074 GB) resident" in text
         and "512 MiB" in text
     )
+
+
+def test_points_through_the_gateway_are_compared_with_the_direct_ones(report: dict[str, Any], tmp_path: Path) -> None:
+    slower = [image_point(1, 9), image_point(8, 38)]  # 90% and 95% of the direct throughput
+    for point in slower:  # and 2 ms more per request
+        point["metrics"] = compute_metrics(
+            requests_every(1 / point["metrics"]["request_throughput"]["avg"], 30, 0.01 * point["value"] + 0.002),
+            [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)],
+            images=True,
+            generation=False,
+        )
+    add_gateway(report, {"url": "http://127.0.0.1:9000", "started_by_bench": True}, slower)
+    rows = report["gateway"]["vs_direct"]
+    assert [r["value"] for r in rows] == [1, 8]
+    assert rows[1]["added_latency_p50_ms"] == pytest.approx(2.0)
+    (target,) = report["gateway"]["targets"]
+    assert "concurrency 8" in target["target"] and target["met"] == (target["measured"] >= 0.9)
+    assert rows[1]["throughput_ratio"] == pytest.approx(target["measured"])
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert "gateway" in {r["source"] for r in csv.DictReader(write_csv(report, tmp_path).open())}
+    assert "Through vlm-gateway (http://127.0.0.1:9000)" in markdown(report)
