@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway import handlers
-from gateway.admission import Authentication, Concurrency
+from gateway.admission import OPEN_PATHS, Authentication, Concurrency
 from gateway.body_limits import BodyLimits
 from gateway.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.routes import openai, rest, service
@@ -44,7 +44,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.include_router(router)
     app.state.metrics_registry = metrics.registry  # for a separate metrics port
     handlers.install(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings.auth_required)  # type: ignore[method-assign]
     routes = {route.path for router in routers for route in router.routes}  # type: ignore[attr-defined]
     routes |= {url for url in (app.openapi_url, app.docs_url, app.redoc_url) if url}
     app.add_middleware(BodyLimits, settings=settings, metrics=metrics)
@@ -54,14 +54,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema, without its 422 validation answers: this gateway answers those with 400 and the
-    OpenAI error object."""
+def _openapi(app: FastAPI, auth_required: bool) -> dict[str, Any]:
+    """FastAPI's schema, without its 422 validation answers (this gateway answers those with 400 and the
+    OpenAI error object), and with the bearer key on every route but the open ones when keys are set."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        for path in schema["paths"].values():
+        for route, path in schema["paths"].items():
             for operation in path.values():
                 operation.get("responses", {}).pop("422", None)
+                if auth_required and route not in OPEN_PATHS:
+                    operation["security"] = [{"bearer": []}]
+        if auth_required:
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         for name in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(name, None)
         app.openapi_schema = schema
