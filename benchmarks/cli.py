@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import BaselineRun, Baselines, BaselineSettings
-from benchmarks.gateway import GATEWAY_WORKLOADS, serve_gateway
+from benchmarks.gateway import GATEWAY_WORKLOADS, GatewayCost, serve_gateway
 from benchmarks.inputs import IMAGE_FORMATS, captions, folder_images, parse_size, prompts, synthetic_images
 from benchmarks.load import LoadPoint, PointResult, WindowSettings, measure_point
 from benchmarks.metrics import compute_metrics
@@ -181,16 +181,17 @@ def served(args: argparse.Namespace, workload: type[Workload], out: Path) -> Ite
 
 
 @contextlib.contextmanager
-def through_gateway(args: argparse.Namespace, triton_url: str, out: Path) -> Iterator[str | None]:
-    """The gateway to measure through, if any: a running one, or one started here on Triton's gRPC port."""
+def through_gateway(args: argparse.Namespace, triton_url: str, out: Path) -> Iterator[tuple[str | None, int | None]]:
+    """The gateway to measure through, if any (a running one, or one started here on Triton's gRPC port), and its
+    process id when started here."""
     if args.gateway_url:
-        yield args.gateway_url.rstrip("/")
+        yield args.gateway_url.rstrip("/"), None
     elif args.through_gateway:
         progress(f"starting vlm-gateway in front of {triton_url}")
-        with serve_gateway(triton_url, out / "gateway.log") as url:
-            yield url
+        with serve_gateway(triton_url, out / "gateway.log") as (url, pid):
+            yield url, pid
     else:
-        yield None
+        yield None, None
 
 
 def progress(message: str) -> None:
@@ -234,14 +235,20 @@ def baseline_report(runs: list[BaselineRun], workload: type[Workload]) -> dict[s
     }
 
 
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
 def measure(
     args: argparse.Namespace,
     workload: Workload,
     gateway: Workload | None,
+    cost: GatewayCost | None,
     points: list[LoadPoint],
     settings: WindowSettings,
     payload: Payload,
-) -> list[tuple[list[PointResult], list[PointResult], list[BaselineRun]]]:
+) -> list[tuple[list[PointResult], list[tuple[PointResult, float | None]], list[BaselineRun]]]:
     """A/B/A/B: each round measures every load point on the server (straight, then through the gateway when
     there is one: the same conditions), then every baseline in this process."""
     baselines = None
@@ -261,10 +268,11 @@ def measure(
             progress(f"{args.benchmark}: alternation {round_number}/{alternations}: served, {point.label}")
             snapshot = functools.partial(read_statistics, workload.url, args.protocol)
             results.append(measure_point(workload, point, settings, snapshot, progress))
-            if gateway is not None:
+            if gateway is not None and cost is not None:
                 progress(f"{args.benchmark}: alternation {round_number}/{alternations}: {point.label} via vlm-gateway")
-                triton = functools.partial(read_statistics, workload.url, args.protocol)
-                through.append(measure_point(gateway, point, settings, triton, progress))
+                before = cost.snapshot()
+                result = measure_point(gateway, point, settings, snapshot, progress)
+                through.append((result, GatewayCost.per_request_ms(before, cost.snapshot())))
         runs = []
         if baselines is not None:
             progress(f"{args.benchmark}: alternation {round_number}/{alternations}: in-process baselines")
@@ -289,21 +297,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     payload = build_payload(args)
     out = args.results / (args.name or args.benchmark)
     out.mkdir(parents=True, exist_ok=True)
-    with served(args, workload_type, out) as (url, pid), through_gateway(args, url, out) as gateway_url:
+    with served(args, workload_type, out) as (url, pid), through_gateway(args, url, out) as (gateway_url, gateway_pid):
         retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
         workload = workload_type(url, args.protocol, payload, retry)
         gateway = GATEWAY_WORKLOADS[args.benchmark](gateway_url, "http", payload) if gateway_url else None
+        cost = GatewayCost(gateway_url, gateway_pid) if gateway_url else None
         with PeakMemory(pid) if pid else contextlib.nullcontext() as memory:
-            rounds = measure(args, workload, gateway, points, settings, payload)
+            rounds = measure(args, workload, gateway, cost, points, settings, payload)
         peak_memory = memory.bytes if memory else None
         peak_pss = memory.pss_bytes if memory else None
     names = [run.name for run in rounds[0][2]]
     point_reports = [point_report([r[index] for r, _, _ in rounds], workload_type) for index in range(len(points))]
-    gateway_reports = (
-        [point_report([g[index] for _, g, _ in rounds], workload_type) for index in range(len(points))]
-        if gateway_url
-        else []
-    )
+    gateway_reports = [
+        {
+            **point_report([g[index][0] for _, g, _ in rounds], workload_type),
+            "gateway_cpu_ms_per_request": _mean([g[index][1] for _, g, _ in rounds]),
+        }
+        for index in range(len(points) if gateway_url else 0)
+    ]
     baseline_reports = [
         baseline_report([runs[index] for _, _, runs in rounds], workload_type) for index in range(len(names))
     ]

@@ -108,9 +108,41 @@ class GatewayLlava(GatewayWorkload, Llava):
 GATEWAY_WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (GatewayClipImage, GatewayClipText, GatewayLlava)}
 
 
+class GatewayCost:
+    """The gateway process's CPU time per request it answered: a figure that other load on the machine does not
+    move the way it moves throughput and latency."""
+
+    def __init__(self, url: str, pid: int | None) -> None:
+        import psutil
+
+        self.url = url
+        self.process = psutil.Process(pid) if pid else None
+        self.direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def snapshot(self) -> tuple[float, int] | None:
+        if self.process is None:
+            return None
+        times = self.process.cpu_times()
+        with self.direct.open(f"{self.url}/metrics", timeout=30) as response:
+            text = response.read().decode()
+        answered = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("vlm_gateway_requests_total{") and 'method="POST"' in line
+        )
+        return times.user + times.system, int(answered)
+
+    @staticmethod
+    def per_request_ms(before: tuple[float, int] | None, after: tuple[float, int] | None) -> float | None:
+        if before is None or after is None or after[1] == before[1]:
+            return None
+        return (after[0] - before[0]) * 1000 / (after[1] - before[1])
+
+
 @contextlib.contextmanager
-def serve_gateway(triton_grpc_url: str, log_file: Path) -> Iterator[str]:
-    """``vlm-gateway`` on a free loopback port for the run, with limits far above the load; yields its URL."""
+def serve_gateway(triton_grpc_url: str, log_file: Path) -> Iterator[tuple[str, int]]:
+    """``vlm-gateway`` on a free loopback port for the run, with limits far above the load; yields its URL and
+    process id."""
     from serving.launcher import free_port
 
     port = free_port()
@@ -125,13 +157,14 @@ def serve_gateway(triton_grpc_url: str, log_file: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 120
         while True:
-            with contextlib.suppress(OSError), direct.open(f"{url}/ready", timeout=10) as response:
+            # /health, not /ready: a benchmark loads only the models of its path, and /ready asks for them all.
+            with contextlib.suppress(OSError), direct.open(f"{url}/health", timeout=10) as response:
                 if response.status == 200:
                     break
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"vlm-gateway did not become ready; see {log_file}")
+                raise RuntimeError(f"vlm-gateway did not start; see {log_file}")
             time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -144,6 +144,7 @@ def add_gateway(report: dict[str, Any], gateway: dict[str, Any], points: list[di
         row["added_latency_p50_ms"] = _difference(through, straight, "request_latency")
         if "time_to_first_token" in through:
             row["added_ttft_p50_ms"] = _difference(through, straight, "time_to_first_token")
+        row["gateway_cpu_ms_per_request"] = point.get("gateway_cpu_ms_per_request")
         rows.append(row)
     report["gateway"] = {**gateway, "points": points, "vs_direct": rows, "targets": _gateway_targets(report, rows)}
 
@@ -183,8 +184,9 @@ def _gateway_targets(report: dict[str, Any], rows: list[dict[str, Any]]) -> list
 def gateway_markdown(report: dict[str, Any]) -> list[str]:
     gateway = report["gateway"]
     lines = ["", f"Through vlm-gateway ({gateway['url']}), the same points in the same run:", ""]
-    lines += ["| load | requests/s | latency p50 ms | TTFT p50 ms | throughput vs direct | added latency p50 ms "
-              "| added TTFT p50 ms | stable |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    columns = ["load", "requests/s", "latency p50 ms", "TTFT p50 ms", "throughput vs direct", "added latency p50 ms",
+               "added TTFT p50 ms", "gateway CPU ms/request", "stable"]  # fmt: skip
+    lines += ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for point, row in zip(gateway["points"], gateway["vs_direct"], strict=True):
         metrics = point["metrics"]
         ttft = metrics.get("time_to_first_token", {}).get("p50")
@@ -192,7 +194,7 @@ def gateway_markdown(report: dict[str, Any]) -> list[str]:
             f"| {row['mode']} {row['value']:g} | {_number(metrics['request_throughput']['avg'])} "
             f"| {_number(metrics['request_latency']['p50'])} | {_number(ttft)} | {_ratio(row['throughput_ratio'])} "
             f"| {_number(row['added_latency_p50_ms'], 2)} | {_number(row.get('added_ttft_p50_ms'), 2)} "
-            f"| {'yes' if point['stable'] else 'no'} |"
+            f"| {_number(row['gateway_cpu_ms_per_request'], 2)} | {'yes' if point['stable'] else 'no'} |"
         )
     for target in gateway["targets"]:
         verdict = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]

@@ -79,5 +79,5 @@ def test_through_the_gateway_the_same_points_are_measured_and_compared(server: T
     gateway = report["gateway"]
     assert gateway["started_by_bench"] and [p["value"] for p in gateway["points"]] == [1, 2]
     assert all(p["errors"] == 0 and p["metrics"]["request_throughput"]["avg"] > 0 for p in gateway["points"])
-    assert all(row["throughput_ratio"] > 0 for row in gateway["vs_direct"])
+    assert all(row["throughput_ratio"] > 0 and row["gateway_cpu_ms_per_request"] > 0 for row in gateway["vs_direct"])
     assert "Through vlm-gateway" in (tmp_path / "gateway" / "summary.md").read_text()
