@@ -19,6 +19,14 @@ OTHER_KEY = "gateway-other-key"
 TIMEOUT_S = 120
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whichever gateway test runs first also exports the tiny checkpoints and starts the session's tritonserver
+    (minutes on a busy 2-core machine), so these tests get more than the suite's default limit."""
+    for item in items:
+        if "tests/gateway/" in item.nodeid and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(600))
+
+
 def data_url(image: bytes, media_type: str = "image/png") -> str:
     return f"data:{media_type};base64,{base64.b64encode(image).decode()}"
 

@@ -26,6 +26,8 @@ from tests.gateway.conftest import API_KEY, data_url
 from tests.gateway.processes import GatewayProcess
 from tests.images import encode
 
+# The first run trains shapes-clip and shapes-llava (about 7 minutes on 2 cores) inside the first test's setup.
+pytestmark = pytest.mark.timeout(1800)
 SHAPES_LLAVA = REPO_ROOT / ".cache" / "checkpoints" / "shapes-llava"  # where make demo puts it too
 
 
