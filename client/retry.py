@@ -24,7 +24,7 @@ class RetryPolicy:
     backoff_s: float = 0.2
     max_backoff_s: float = 5.0
     on_failure: Callable[[int, VLMError], None] | None = None  # (attempt number, error), for logs and tests
-    retry_on: tuple[type[VLMError], ...] = TRANSIENT  # e.g. also ModelNotReadyError, in front of replicas
+    retry_on: Callable[[VLMError], bool] = lambda error: isinstance(error, TRANSIENT)  # which errors are retried
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -40,7 +40,7 @@ class RetryPolicy:
     def should_retry(self, attempt: int, error: VLMError) -> bool:
         if self.on_failure is not None:
             self.on_failure(attempt, error)
-        return isinstance(error, self.retry_on) and attempt < self.attempts
+        return self.retry_on(error) and attempt < self.attempts
 
 
 NO_RETRY = RetryPolicy(attempts=1)

@@ -14,18 +14,37 @@ import uuid
 
 from PIL import Image
 
-from client import AsyncVLMClient, ModelNames, ServerBusyError, VLMError, prompts
-from client.retry import NO_RETRY
+from client import (
+    AsyncVLMClient,
+    ModelNames,
+    ModelNotReadyError,
+    RetryPolicy,
+    ServerBusyError,
+    ServerUnavailableError,
+    VLMError,
+    prompts,
+)
 from gateway.settings import GatewaySettings
 
 MODELS = ModelNames()
 SERVED_MODELS = (MODELS.text_embed, MODELS.image_embed, MODELS.rank, MODELS.llava, MODELS.decoder)
 
 
+def replica_failed(error: VLMError) -> bool:
+    """The replica that took the request died or is not ready: worth one more try, which the channel's
+    round_robin sends to the next replica. A busy refusal goes back to the caller at once (429 with
+    Retry-After): HTTP clients, the OpenAI SDK among them, back off and retry those themselves."""
+    return isinstance(error, ServerUnavailableError | ModelNotReadyError) and not isinstance(error, ServerBusyError)
+
+
+# Once more, right away, on another replica: streams only while nothing has been streamed yet.
+REPLICA_RETRY = RetryPolicy(attempts=2, backoff_s=0.0, max_backoff_s=0.0, retry_on=replica_failed)
+
+
 def connect(settings: GatewaySettings) -> AsyncVLMClient:
-    """No retries here: a refused request goes back to the caller at once as 429 or 503 with Retry-After, and
-    HTTP clients (the OpenAI SDK among them) retry those themselves."""
-    return AsyncVLMClient(settings.triton_url, protocol="grpc", timeout=settings.triton_timeout_s, retry=NO_RETRY)
+    """``--triton-url`` is a gRPC target: ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p`` (every address
+    in one round-robin channel, see client/channel.py)."""
+    return AsyncVLMClient(settings.triton_url, protocol="grpc", timeout=settings.triton_timeout_s, retry=REPLICA_RETRY)
 
 
 def _probe_image(serial: int) -> bytes:

@@ -132,15 +132,28 @@ def adapter_series(rule: dict) -> dict[str, set[str]]:
 def test_the_service_monitor_selects_the_metrics_services_by_their_port_names() -> None:
     monitor = find("cpu", "ServiceMonitor", "triton-vlm")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    (expression,) = monitor["spec"]["selector"]["matchExpressions"]
+    wanted = monitor["spec"]["selector"]["matchLabels"]
     selected = [
         s
         for s in rendered("cpu")
-        if s["kind"] == "Service" and s["metadata"]["labels"].get(expression["key"]) in expression["values"]
+        if s["kind"] == "Service" and wanted.items() <= s["metadata"].get("labels", {}).items()
     ]
-    ports = {p["name"] for s in selected for p in s["spec"]["ports"]}
-    for endpoint in monitor["spec"]["endpoints"]:
-        assert endpoint["port"] in ports and endpoint["path"] == "/metrics"
+    assert {s["metadata"]["name"] for s in selected} == {"triton-vlm-metrics", "triton-vlm-gateway-metrics"}
+    for service in selected:
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        assert all(endpoint["port"] in ports for endpoint in monitor["spec"]["endpoints"]), service["metadata"]
+    assert {endpoint["path"] for endpoint in monitor["spec"]["endpoints"]} == {"/metrics"}
+
+
+def test_the_gateways_flags_are_flags_vlm_gateway_has_and_its_metrics_stay_off_the_public_service() -> None:
+    from gateway.cli import build_parser
+
+    gateway = container(find("cpu", "Deployment", "triton-vlm-gateway"), "gateway")
+    assert gateway["command"] == ["vlm-gateway"]
+    known = {flag for action in build_parser()._actions for flag in action.option_strings}
+    assert {arg.split("=")[0] for arg in gateway["args"]} <= known
+    public = find("cpu", "Service", "triton-vlm-gateway")
+    assert [p["name"] for p in public["spec"]["ports"]] == ["http"]
 
 
 @pytest.mark.parametrize(
