@@ -38,10 +38,11 @@ PARITY_SENTENCES = (
     "a very long caption " + "about shapes " * 60,
 )
 
-# Admission control, sized for the 2-core hosts the embedded configs target: a python step holds a few requests
-# per instance, an encoder one full batch behind the one it runs. The timeouts only bound a wait behind a stuck
+# Admission control, sized for the 2-core hosts the embedded configs target: a python step admits one request per
+# client of 32 concurrent ones (a step takes milliseconds a request, and 8 refused 25 concurrent text clients on
+# CI's machine), an encoder one full batch behind the one it runs. The timeouts bound a wait behind a slow or stuck
 # instance. Excess is refused at once and clients back off (client.retry).
-STEP_QUEUE = QueuePolicy(max_queue_size=8, timeout_us=10_000_000)
+STEP_QUEUE = QueuePolicy(max_queue_size=32, timeout_us=10_000_000)
 _IMAGE_BYTES = TensorSpec("image", "bytes", (-1,))
 _TEXT_BYTES = TensorSpec("text", "bytes", (-1,))
 _PIXELS = ("float32", (3, "image_size", "image_size"))
