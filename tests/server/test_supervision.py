@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 from client import Completion, ModelNotReadyError, RetryPolicy, ServerUnavailableError, VLMClient, VLMError
+from export.clip_spec import CLIP_PREPROCESS
+from export.llava_spec import LLAVA_DECODER
 from serving.stubs import is_running
 from tests.server.serve_process import ServeProcess, wait_for
 
@@ -68,7 +70,8 @@ def test_a_killed_stub_is_reloaded_and_readiness_is_false_until_it_serves_again(
     wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", timeout_s=30)
     assert time.monotonic() - killed_at < 30
     assert any(f"the python stub of {model} died" in line for line in supervised.errors)
-    assert len(supervised.stubs(model)) == (2 if model == "clip_preprocess" else 1)
+    instances = {"llava_decoder": LLAVA_DECODER, "clip_preprocess": CLIP_PREPROCESS}[model].resources.instance_count
+    assert len(supervised.stubs(model)) == instances
 
 
 def post_raw(serve: ServeProcess, body: bytes, *headers: str) -> None:

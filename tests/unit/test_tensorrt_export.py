@@ -52,9 +52,8 @@ def test_parity_feeds_match_the_exported_inputs_at_the_spec_batch_sizes(exported
     for feed in feeds:
         for tensor in manifest.inputs:
             assert feed[tensor.name].dtype == np.dtype(tensor.dtype)
-            shape = feed[tensor.name].shape[1:]
-            assert len(shape) == len(tensor.shape)
-            assert all(size == declared or (declared == -1 and size > 0) for size, declared in zip(shape, tensor.shape))
+            sizes = zip(feed[tensor.name].shape[1:], tensor.shape, strict=True)
+            assert all(size == declared or (declared == -1 and size > 0) for size, declared in sizes)
 
 
 def test_text_feeds_are_tokenised_sentences_padded_after_their_end(exported: Path) -> None:
