@@ -74,7 +74,9 @@ def test_disconnecting_mid_stream_frees_the_decoder_slot_within_a_second(
     content = [{"type": "image_url", "image_url": {"url": image}}, {"type": "text", "text": "describe the image."}]
     with http.stream("POST", "/v1/chat/completions", json=ask(content, max_tokens=LONG, n=2)) as response:
         assert response.status_code == 200
-        for line in response.iter_lines():  # until some text has come
+        # Held in a name: a line iterator dropped mid-stream is closed, and httpcore then closes the connection.
+        lines = response.iter_lines()
+        for line in lines:  # until some text has come
             if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
                 break
         wait_until(lambda: metric_total(server, "vlm_decoder_active_sequences") == 2, "both choices run")
