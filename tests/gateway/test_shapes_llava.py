@@ -1,4 +1,4 @@
-"""On shapes-llava (trained locally, reused once built; ~7 minutes the first time on 2 cores), through the real
+"""On shapes-llava (trained locally, reused once built; 7 to 15 minutes the first time on 2 cores), through the real
 gateway: the OpenAI SDK's answers to a held-out scene's questions are the expected answers, ``/analyze-image``
 returns them in the seed's response shape, and the playground, driven in headless Chromium, shows one."""
 
@@ -26,8 +26,9 @@ from tests.gateway.conftest import API_KEY, data_url
 from tests.gateway.processes import GatewayProcess
 from tests.images import encode
 
-# The first run trains shapes-clip and shapes-llava (about 7 minutes on 2 cores) inside the first test's setup.
-pytestmark = pytest.mark.timeout(1800)
+# The first run trains shapes-clip and shapes-llava (7 to 15 minutes on 2 cores) inside the first test's setup:
+# `make test-long` runs this module; `make test` drives the playground on the session's server instead.
+pytestmark = [pytest.mark.long, pytest.mark.timeout(1800)]
 SHAPES_LLAVA = REPO_ROOT / ".cache" / "checkpoints" / "shapes-llava"  # where make demo puts it too
 
 
