@@ -21,7 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlm-gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--triton-url", default=DEFAULTS.triton_url, help="Triton's gRPC endpoint, host:port")
+    parser.add_argument(
+        "--triton-url",
+        default=DEFAULTS.triton_url,
+        help="Triton's gRPC target: host:port, or for replicas dns:///name:port or ipv4:a:p,b:p (round_robin)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--metrics-port", type=int, help="also serve /metrics without auth on this port")

@@ -3,7 +3,8 @@
 ``vlm_gateway_requests_total{route,method,status}``, ``vlm_gateway_request_duration_seconds{route}`` (a stream
 counts until its last byte), ``vlm_gateway_in_flight_requests{route}``, ``vlm_gateway_rejected_requests_total
 {reason}`` (refused before reaching a route: size, depth, encoding, authentication, concurrency) and
-``vlm_gateway_time_to_first_token_seconds`` (streamed chat completions).
+``vlm_gateway_time_to_first_token_seconds`` (streamed chat completions) and ``vlm_gateway_replica_retries_total``
+(Triton calls retried on another replica after theirs died or was not ready).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class GatewayMetrics:
             "vlm_gateway_time_to_first_token_seconds",
             "Streamed chat completions: time from the request to the first text",
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.replica_retries = Counter(
+            "vlm_gateway_replica_retries",
+            "Triton calls retried on another replica because theirs died or was not ready",
             registry=self.registry,
         )
 

@@ -29,7 +29,7 @@ class GatewayState:
 
     @classmethod
     def open(cls, settings: GatewaySettings, metrics: GatewayMetrics) -> GatewayState:
-        vlm = connect(settings)
+        vlm = connect(settings, metrics)
         policy = FetchPolicy(
             allowed_hosts=frozenset(h.lower() for h in settings.allowed_image_hosts),
             allow_private=settings.allow_private_image_addresses,

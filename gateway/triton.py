@@ -24,6 +24,7 @@ from client import (
     VLMError,
     prompts,
 )
+from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 
 MODELS = ModelNames()
@@ -37,14 +38,24 @@ def replica_failed(error: VLMError) -> bool:
     return isinstance(error, ServerUnavailableError | ModelNotReadyError) and not isinstance(error, ServerBusyError)
 
 
-# Once more, right away, on another replica: streams only while nothing has been streamed yet.
-REPLICA_RETRY = RetryPolicy(attempts=2, backoff_s=0.0, max_backoff_s=0.0, retry_on=replica_failed)
+REPLICA_ATTEMPTS = 2  # once more, right away, on another replica: streams only while nothing was streamed yet
 
 
-def connect(settings: GatewaySettings) -> AsyncVLMClient:
+def replica_retry(metrics: GatewayMetrics) -> RetryPolicy:
+    def count_retry(attempt: int, error: VLMError) -> None:
+        if attempt < REPLICA_ATTEMPTS and replica_failed(error):
+            metrics.replica_retries.inc()
+
+    return RetryPolicy(
+        attempts=REPLICA_ATTEMPTS, backoff_s=0.0, max_backoff_s=0.0, retry_on=replica_failed, on_failure=count_retry
+    )
+
+
+def connect(settings: GatewaySettings, metrics: GatewayMetrics) -> AsyncVLMClient:
     """``--triton-url`` is a gRPC target: ``host:port``, ``dns:///name:port`` or ``ipv4:a:p,b:p`` (every address
     in one round-robin channel, see client/channel.py)."""
-    return AsyncVLMClient(settings.triton_url, protocol="grpc", timeout=settings.triton_timeout_s, retry=REPLICA_RETRY)
+    retry = replica_retry(metrics)
+    return AsyncVLMClient(settings.triton_url, protocol="grpc", timeout=settings.triton_timeout_s, retry=retry)
 
 
 def _probe_image(serial: int) -> bytes:
