@@ -93,6 +93,9 @@ class EngineConfig:
     # Requests that may wait for a free slot (None: no bound); one more is refused with ``EngineBusyError``,
     # so a burst is turned away at once instead of queueing without bound.
     max_waiting_requests: int | None = None
+    # Threads for the prefill forward (None: the process's setting). A prompt's forward is large enough to use
+    # more cores than a decode step of a few tokens, which a second thread mostly spins on.
+    prefill_threads: int | None = None
 
 
 class EngineBusyError(RuntimeError):
@@ -295,6 +298,15 @@ class Engine:
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
         """One forward over the new prompts, left-padded together; their first tokens; merge into the batch."""
+        decode_threads = torch.get_num_threads()
+        if self.config.prefill_threads:
+            torch.set_num_threads(self.config.prefill_threads)
+        try:
+            self._prefill_forward(requests)
+        finally:
+            torch.set_num_threads(decode_threads)
+
+    def _prefill_forward(self, requests: list[GenerationRequest]) -> None:
         embeddings = [self._prompt_embeddings(request) for request in requests]
         width = max(e.shape[0] for e in embeddings)
         hidden = embeddings[0].shape[1]

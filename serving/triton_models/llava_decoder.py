@@ -221,6 +221,7 @@ class LlavaDecoder(PythonModel):
                 max_waiting_requests=self.int_parameter("max_waiting_requests"),
                 max_prefill_tokens=self.int_parameter("max_prefill_tokens"),
                 stream_interval_s=int(self.parameters.get("stream_interval_ms", "0")) / 1000,
+                prefill_threads=self.int_parameter("prefill_threads", default=threads),
             ),
             on_step=self.metrics.record,
             on_finish=self.metrics.record_finish,

@@ -316,3 +316,34 @@ def test_requests_past_the_waiting_bound_are_refused_at_once_and_room_frees_as_s
         assert admitted.wait().completion_tokens >= 1
     finally:
         engine.stop()
+
+
+def test_prefill_runs_with_its_own_thread_count_and_decode_steps_with_the_process_one(
+    harness: Harness, tiny_llava: Path, reference: LlavaReference
+) -> None:
+    model = load_language_model(tiny_llava, torch.float32, torch.device("cpu"))
+    seen: list[tuple[str, int]] = []
+
+    def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        seen.append(("prefill" if kwargs.get("inputs_embeds") is not None else "decode", torch.get_num_threads()))
+
+    model.register_forward_pre_hook(record, with_kwargs=True)
+    decode_threads = torch.get_num_threads()
+    prefill_threads = decode_threads + 1
+    config = EngineConfig(
+        harness.checkpoint.image_token_id, harness.checkpoint.eos_token_ids, 16, 8192, prefill_threads=prefill_threads
+    )
+    engine = Engine(model, harness.tokenizer, config).start()
+    messages = user("describe the image.", 1)
+    try:
+        parsed = parse_messages(json.dumps(messages).encode(), harness.rules)
+        ids = prompt_ids(harness.tokenizer, parsed, harness.rules)
+        sink = Collector()
+        embeds = reference.image_embeds([scene(seed=21)]).flatten(0, 1)
+        engine.submit(GenerationRequest(ids, embeds, SamplingParams(), 12, sink))
+        result = sink.wait()
+    finally:
+        engine.stop()
+    assert result.token_ids == reference.greedy(messages, [scene(seed=21)], 12)
+    assert {threads for phase, threads in seen if phase == "prefill"} == {prefill_threads}
+    assert {threads for phase, threads in seen if phase == "decode"} == {decode_threads}
