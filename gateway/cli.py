@@ -107,7 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         start_http_server(args.metrics_port, addr=args.host, registry=app.state.metrics_registry)
     auth = f"API keys: {len(settings.api_keys)}" if settings.auth_required else "no authentication"
     print(f"vlm-gateway: http://{args.host}:{args.port} -> Triton gRPC {settings.triton_url} ({auth})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    # httptools: uvicorn's C HTTP parser (its pure-Python h11 cost a CPU-bound host throughput); asyncio's own loop,
+    # which grpc.aio supports (uvloop it does not).
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
+        http="httptools",
+        loop="asyncio",
+    )
     return 0
 
 
