@@ -12,8 +12,6 @@ import base64
 import contextlib
 import http.client
 import json
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,8 +21,7 @@ from urllib.parse import urlsplit
 
 from benchmarks.workloads import ClipImage, ClipText, Llava, Sample, Workload, llava_messages
 from client.errors import ServerBusyError
-
-VLM_GATEWAY = Path(sys.executable).with_name("vlm-gateway")
+from gateway.process import GatewayProcess
 
 
 class GatewayWorkload(Workload):
@@ -142,29 +139,9 @@ class GatewayCost:
 @contextlib.contextmanager
 def serve_gateway(triton_grpc_url: str, log_file: Path) -> Iterator[tuple[str, int]]:
     """``vlm-gateway`` on a free loopback port for the run, with limits far above the load; yields its URL and
-    process id."""
-    from serving.launcher import free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        str(VLM_GATEWAY), "--triton-url", triton_grpc_url, "--port", str(port), "--log-level", "warning",
-        "--max-concurrency", "4096", "--max-concurrency-per-key", "4096",
-    ]  # fmt: skip
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            # /health, not /ready: a benchmark loads only the models of its path, and /ready asks for them all.
-            with contextlib.suppress(OSError), direct.open(f"{url}/health", timeout=10) as response:
-                if response.status == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"vlm-gateway did not start; see {log_file}")
-            time.sleep(0.2)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    process id. It is awaited on /health, not /ready: a benchmark loads only the models of its path, and /ready
+    asks for them all."""
+    limits = ("--log-level", "warning", "--max-concurrency", "4096", "--max-concurrency-per-key", "4096")
+    with GatewayProcess(triton_grpc_url, log_file, *limits, timeout_s=120) as gateway:
+        assert gateway.process is not None
+        yield gateway.url, gateway.process.pid

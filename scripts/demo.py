@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import json
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +25,13 @@ from client import VLMClient
 from export.shapes_eval import evaluate_served_clip, held_out_single_shapes, image_size
 from export.shapes_vqa_eval import evaluate_served_llava, held_out_scenes
 from export.shapes_world import COLOUR_PROMPT, COLOURS, KINDS, SHAPE_PROMPT, Sample
-from serving.launcher import TritonServer, free_port, loopback_options
+from gateway.process import GatewayProcess
+from serving.launcher import TritonServer, loopback_options
 
 CLIP_HELD_OUT = 100  # images the served CLIP is scored on
 LLAVA_HELD_OUT = 25  # scenes the served LLaVA is scored on (about 170 questions and 25 captions)
 SAMPLE_INDEX = 3  # which held-out image the demo shows
 VLM_CLIENT = str(Path(sys.executable).with_name("vlm-client"))
-VLM_GATEWAY = str(Path(sys.executable).with_name("vlm-gateway"))
 
 
 def save(sample: Sample, path: Path) -> Path:
@@ -79,8 +76,8 @@ def main() -> int:
         endpoints = {"grpc": server.grpc_url, "http": server.http_url}
         clip_agrees = clip_demo(endpoints, clip_sample, clip_image, args.clip_checkpoint)
         llava_agrees = llava_demo(endpoints, llava_sample, llava_image, args.llava_checkpoint)
-        with gateway(server.grpc_url, args.out / "gateway.log") as url:
-            gateway_answers = gateway_demo(url, llava_sample, llava_image)
+        with GatewayProcess(server.grpc_url, args.out / "gateway.log", ready_path="/ready") as gateway:
+            gateway_answers = gateway_demo(gateway.url, llava_sample, llava_image)
     print(f"\ngRPC and HTTP agree: CLIP {clip_agrees}, LLaVA {llava_agrees}; the gateway answers: {gateway_answers}")
     return 0 if clip_agrees and llava_agrees and gateway_answers else 1
 
@@ -138,30 +135,6 @@ def llava_demo(endpoints: dict[str, str], sample: Sample, image: Path, checkpoin
             f"caption attributes {scores['caption_attribute_accuracy']:.1%}"
         )
     return bool(same)
-
-
-@contextlib.contextmanager
-def gateway(triton_url: str, log_file: Path) -> Iterator[str]:
-    """``vlm-gateway`` on a free loopback port in front of the demo's server (no API keys)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through $http_proxy
-    command = [VLM_GATEWAY, "--triton-url", triton_url, "--port", str(port)]
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), direct.open(f"{url}/ready", timeout=5) as response:
-                if response.status == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"vlm-gateway did not become ready; see {log_file}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def gateway_demo(url: str, sample: Sample, image: Path) -> bool:

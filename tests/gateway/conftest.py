@@ -10,8 +10,9 @@ import httpx
 import openai
 import pytest
 
+from gateway.process import GatewayProcess
 from serving.launcher import TritonServer
-from tests.gateway.processes import GatewayProcess, ImageServer
+from tests.gateway.processes import ImageServer
 from tests.images import encode, scene
 
 API_KEY = "gateway-test-key"

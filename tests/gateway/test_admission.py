@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
+from gateway.process import GatewayProcess
 from serving.launcher import TritonServer, free_port
-from tests.gateway.processes import GatewayProcess
 from tests.gateway.raw_http import send
 
 KEYS = ("key-a", "key-b", "key-c")

@@ -14,9 +14,10 @@ import openai
 import pytest
 
 from client import VLMClient
+from gateway.process import GatewayProcess
 from serving.launcher import TritonServer
 from tests.gateway.conftest import API_KEY, data_url
-from tests.gateway.processes import GatewayProcess, ImageServer
+from tests.gateway.processes import ImageServer
 from tests.gateway.raw_http import gzip_bomb, send, zeros
 from tests.images import encode, scene, truncated_jpeg
 

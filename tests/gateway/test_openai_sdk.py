@@ -12,9 +12,9 @@ import openai
 import pytest
 
 from client import VLMClient
+from gateway.process import GatewayProcess
 from serving.launcher import TritonServer
 from tests.gateway.conftest import API_KEY, TIMEOUT_S, data_url
-from tests.gateway.processes import GatewayProcess
 from tests.images import encode, scene
 from tests.reference import min_row_cosine
 

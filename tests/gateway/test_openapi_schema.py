@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from gateway.process import GatewayProcess
 from tests.gateway.conftest import API_KEY
-from tests.gateway.processes import GatewayProcess
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MAX_TOKENS = 4

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from client import VLMClient
+from gateway.process import GatewayProcess
 from serving.launcher import TritonServer
 from tests.gateway.browser import chromium_page
 from tests.gateway.conftest import API_KEY
-from tests.gateway.processes import GatewayProcess
 from tests.images import encode, scene
 
 

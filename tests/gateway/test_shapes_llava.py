@@ -19,11 +19,11 @@ from export.presets import build_preset
 from export.shapes_eval import image_size
 from export.shapes_vqa_eval import ANSWER_TOKENS, held_out_scenes
 from export.shapes_world import Sample
+from gateway.process import GatewayProcess
 from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT
 from tests.gateway.browser import chromium_page
 from tests.gateway.conftest import API_KEY, data_url
-from tests.gateway.processes import GatewayProcess
 from tests.images import encode
 
 # The first run trains shapes-clip and shapes-llava (7 to 15 minutes on 2 cores) inside the first test's setup:

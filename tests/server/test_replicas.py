@@ -17,9 +17,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from client import ModelNames
+from gateway.process import GatewayProcess
 from serving.launcher import ServerOptions, TritonServer, free_port, port_is_free
 from tests.gateway.conftest import data_url
-from tests.gateway.processes import GatewayProcess
 from tests.images import encode, scene
 from tests.server.serve_process import wait_for
 
