@@ -8,10 +8,11 @@ belongs to the window in which it completes (as in perf_analyzer). A window ends
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from benchmarks.stability import STABLE_WINDOWS, WindowResult, is_stable
 from benchmarks.workloads import Sample, Workload
-from client import ServerBusyError
+from client import AsyncVLMClient, ServerBusyError
 
 MODES = ("concurrency", "request_rate")
 
@@ -105,20 +106,37 @@ class _Recorder:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
 
-    def run(self, workload: Workload, n: int, start: float | None = None) -> None:
-        begin = time.perf_counter() if start is None else start
+    def run(self, workload: Workload, n: int) -> None:
+        begin = time.perf_counter()
         try:
-            sample = workload.send(n, start)
+            sample = workload.send(n)
         except ServerBusyError:  # refused by admission control: timed, and kept apart from the served requests
             sample = Sample(begin, time.perf_counter(), refused=True)
         except Exception as error:  # a failed request is counted and reported, never fatal to the run
-            with self.lock:
-                self.errors += 1
-                self.first_error = self.first_error or str(error)
-                self.changed.notify_all()
+            self.failed(error)
             return
+        self.completed(sample)
+
+    async def run_async(self, workload: Workload, vlm: AsyncVLMClient, n: int, arrival: float) -> None:
+        sent = time.perf_counter()
+        try:
+            sample = await workload.send_async(vlm, n, arrival)
+        except ServerBusyError:
+            sample = Sample(arrival, time.perf_counter(), refused=True)
+        except Exception as error:
+            self.failed(error)
+            return
+        self.completed(dataclasses.replace(sample, sent=sent))
+
+    def completed(self, sample: Sample) -> None:
         with self.lock:
             self.samples.append(sample)
+            self.changed.notify_all()
+
+    def failed(self, error: Exception) -> None:
+        with self.lock:
+            self.errors += 1
+            self.first_error = self.first_error or str(error)
             self.changed.notify_all()
 
     def completed_since(self, start: float) -> list[Sample]:
@@ -141,21 +159,34 @@ def _open_loop(
     workload: Workload, rate: float, settings: WindowSettings, recorder: _Recorder, stop: threading.Event
 ) -> list[Any]:
     """Poisson arrivals: exponential gaps from a seeded generator; latency counts from the arrival time, so a
-    request that waits for a free thread is charged for the wait (no coordinated omission)."""
+    request that waits for a slot (``max_threads`` in flight) is charged for the wait (no coordinated omission).
+
+    The requests run as tasks on one asyncio loop over one connection: a thread per request in flight cost
+    the load generator so much CPU at hundreds of requests per second that arrivals were sent seconds late."""
     rng = np.random.default_rng(settings.seed)
-    pool = ThreadPoolExecutor(max_workers=settings.max_threads)
 
-    def schedule() -> None:
-        arrival = time.perf_counter()
-        while not stop.is_set():
-            arrival += rng.exponential(1.0 / rate)
-            delay = arrival - time.perf_counter()
-            if delay > 0 and stop.wait(delay):
-                break
-            pool.submit(recorder.run, workload, workload.next_request(), arrival)
-        pool.shutdown(wait=True)
+    async def arrivals() -> None:
+        slots = asyncio.Semaphore(settings.max_threads)
+        tasks: set[asyncio.Task[None]] = set()
 
-    thread = threading.Thread(target=schedule, daemon=True)
+        async def one(vlm: AsyncVLMClient, n: int, arrival: float) -> None:
+            async with slots:
+                await recorder.run_async(workload, vlm, n, arrival)
+
+        async with workload.async_client() as vlm:
+            arrival = time.perf_counter()
+            while not stop.is_set():
+                arrival += rng.exponential(1.0 / rate)
+                while (delay := arrival - time.perf_counter()) > 0 and not stop.is_set():
+                    await asyncio.sleep(min(delay, 0.05))  # a slow rate still notices the end of the run
+                if stop.is_set():
+                    break
+                task = asyncio.create_task(one(vlm, workload.next_request(), arrival))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+
+    thread = threading.Thread(target=asyncio.run, args=(arrivals(),), daemon=True)
     thread.start()
     return [thread]
 

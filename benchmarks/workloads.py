@@ -8,12 +8,12 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.inputs import unique
-from client import Completion, RetryPolicy, VLMClient
+from client import AsyncVLMClient, Completion, RetryPolicy, VLMClient
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Sample:
     output_tokens: int | None = None
     prompt_tokens: int | None = None
     refused: bool = False  # the server turned it away as busy (admission control)
+    sent: float | None = None  # open loop: when it left the load generator (its arrival is ``start``)
 
     @property
     def latency_s(self) -> float:
@@ -70,6 +71,10 @@ class Workload:
             self._local.client = VLMClient(self.url, protocol=self.protocol, timeout=600.0, retry=self.retry)
         return self._local.client
 
+    def async_client(self) -> AsyncVLMClient:
+        """The open loop's client: one per event loop, its requests multiplexed on one connection."""
+        return AsyncVLMClient(self.url, protocol=self.protocol, timeout=600.0, retry=self.retry)
+
     def images(self, n: int) -> list[bytes]:
         pool, count = self.payload.images, self.payload.images_per_request
         return [unique(pool[(n * count + i) % len(pool)], next(self._serial)) for i in range(count)]
@@ -82,11 +87,20 @@ class Workload:
         """Send request ``n``; latency counts from ``start`` (an open-loop arrival time) when given."""
         raise NotImplementedError
 
+    async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
+        """The same request on the open loop's event loop; latency counts from the arrival time ``start``."""
+        raise NotImplementedError
+
 
 def _timed(call: Callable[[], Any], images: int, start: float | None) -> Sample:
     begin = time.perf_counter() if start is None else start
     call()
     return Sample(begin, time.perf_counter(), images=images)
+
+
+async def _timed_async(call: Awaitable[Any], images: int, start: float) -> Sample:
+    await call
+    return Sample(start, time.perf_counter(), images=images)
 
 
 class ClipImage(Workload):
@@ -95,6 +109,10 @@ class ClipImage(Workload):
     def send(self, n: int, start: float | None = None) -> Sample:
         images = self.images(n)
         return _timed(lambda: self.client().embed_images(images), len(images), start)
+
+    async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
+        images = self.images(n)
+        return await _timed_async(vlm.embed_images(images), len(images), start)
 
 
 class ClipText(Workload):
@@ -108,6 +126,9 @@ class ClipText(Workload):
         texts = self.texts(n)
         return _timed(lambda: self.client().embed_texts(texts), 0, start)
 
+    async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
+        return await _timed_async(vlm.embed_texts(self.texts(n)), 0, start)
+
 
 class ClipRank(Workload):
     name, models, counts_images = "clip-rank", ("clip_rank",), True
@@ -115,6 +136,10 @@ class ClipRank(Workload):
     def send(self, n: int, start: float | None = None) -> Sample:
         images, texts = self.images(n), self.texts(n)
         return _timed(lambda: self.client().rank_texts(images, texts), len(images), start)
+
+    async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
+        images = self.images(n)
+        return await _timed_async(vlm.rank_texts(images, self.texts(n)), len(images), start)
 
 
 def llava_messages(question: str, images: int) -> list[dict[str, Any]]:
@@ -126,17 +151,40 @@ def llava_messages(question: str, images: int) -> list[dict[str, Any]]:
 class Llava(Workload):
     name, models, generates = "llava", ("llava",), True
 
-    def send(self, n: int, start: float | None = None) -> Sample:
+    def request(self, n: int) -> tuple[list[dict[str, Any]], list[bytes]]:
         images = self.images(n)
-        messages = llava_messages(self.texts(n)[0], len(images))
-        begin = time.perf_counter() if start is None else start
-        first = None
+        return llava_messages(self.texts(n)[0], len(images)), images
+
+    def send(self, n: int, start: float | None = None) -> Sample:
+        messages, images = self.request(n)
+        timer = _StreamTimer(time.perf_counter() if start is None else start, len(images))
         for item in self.client().generate_stream(messages, images, max_tokens=self.payload.max_tokens):
-            now = time.perf_counter()
-            first = first or now  # a completion whose only token is EOS has no text: its end is its first token
-            if isinstance(item, Completion):
-                return Sample(begin, now, len(images), first, item.completion_tokens, item.prompt_tokens)
+            if (sample := timer.arrived(item)) is not None:
+                return sample
         raise RuntimeError("the stream ended without a final response")
+
+    async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
+        messages, images = self.request(n)
+        timer = _StreamTimer(start, len(images))
+        async for item in vlm.generate_stream(messages, images, max_tokens=self.payload.max_tokens):
+            if (sample := timer.arrived(item)) is not None:
+                return sample
+        raise RuntimeError("the stream ended without a final response")
+
+
+class _StreamTimer:
+    """Times one generation stream: its first text and its final response."""
+
+    def __init__(self, start: float, images: int) -> None:
+        self.start, self.images = start, images
+        self.first: float | None = None
+
+    def arrived(self, item: str | Completion) -> Sample | None:
+        now = time.perf_counter()
+        self.first = self.first or now  # a completion whose only token is EOS has no text: its end is its first
+        if not isinstance(item, Completion):
+            return None
+        return Sample(self.start, now, self.images, self.first, item.completion_tokens, item.prompt_tokens)
 
 
 WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (ClipImage, ClipText, ClipRank, Llava)}

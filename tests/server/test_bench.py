@@ -81,3 +81,20 @@ def test_through_the_gateway_the_same_points_are_measured_and_compared(server: T
     assert all(p["errors"] == 0 and p["metrics"]["request_throughput"]["avg"] > 0 for p in gateway["points"])
     assert all(row["throughput_ratio"] > 0 and row["gateway_cpu_ms_per_request"] > 0 for row in gateway["vs_direct"])
     assert "Through vlm-gateway" in (tmp_path / "gateway" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("benchmark", ["clip-text", "llava"])
+def test_the_poisson_mode_sends_at_the_requested_rate_from_one_event_loop(
+    server: TritonServer, tmp_path: Path, benchmark: str
+) -> None:
+    rate = 40.0 if benchmark == "clip-text" else 8.0
+    args = [benchmark, "--url", server.grpc_url, "--no-baselines", "--request-rate", str(rate)]
+    args += ["--window-seconds", "1", "--max-windows", "3", "--warmup-requests", "2", "--output-tokens", "4"]
+    assert vlm_bench([*args, "--results", str(tmp_path), "--name", "rate"]) == 0
+    (point,) = json.loads((tmp_path / "rate" / "report.json").read_text())["points"]
+    assert (point["mode"], point["value"], point["errors"]) == ("request_rate", rate, 0)
+    served = point["metrics"]["request_throughput"]["avg"] + point["metrics"].get("refused_throughput", {}).get(
+        "avg", 0
+    )
+    # Poisson counts over three 1 s windows: a rate this low is never refused and lands within a third of the rate.
+    assert abs(served - rate) < rate / 3, point["metrics"]["request_throughput"]
