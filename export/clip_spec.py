@@ -43,6 +43,12 @@ PARITY_SENTENCES = (
 # CI's machine), an encoder one full batch behind the one it runs. The timeouts bound a wait behind a slow or stuck
 # instance. Excess is refused at once and clients back off (client.retry).
 STEP_QUEUE = QueuePolicy(max_queue_size=32, timeout_us=10_000_000)
+# SINGLE_INSTANCE_STALL: Triton 2.51 stalls a one-instance python model whose queue is full. Flooded at 700
+# requests/s, one clip_preprocess instance served 12-16 requests/s (146/s at 150 requests/s) with its stub idle and
+# admitted requests waiting 3-4 s in its queue: a rejected enqueue never wakes the batcher, which then waits for a
+# free instance without being told of one. Two instances served 417/s under the same flood. So each entry step,
+# the one whose queue fills first under overload, runs two instances.
+ENTRY_STEP = Resources(instance_count=2)
 _IMAGE_BYTES = TensorSpec("image", "bytes", (-1,))
 _TEXT_BYTES = TensorSpec("text", "bytes", (-1,))
 _PIXELS = ("float32", (3, "image_size", "image_size"))
@@ -100,11 +106,9 @@ CLIP_PREPROCESS = PythonModelSpec(
     inputs=(_IMAGE_BYTES, WAIT_FOR),
     outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
     entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
-    # One instance: decoding and the numpy processor take a few ms per 640x480 JPEG, next to about 100 ms of the
-    # ViT-B/32 encoder. Measured at concurrency 8 (clip-image, two servers, 6 alternating rounds each way), one
-    # instance served 0.85x (0.70-1.07) and 1.00x (0.89-1.14) of two: no difference the noise does not cover, and
-    # a second instance holds 50 MiB more.
-    resources=Resources(instance_count=1),
+    # Two instances, though one is as fast (at concurrency 8 one served 0.85x and 1.00x of two, within the noise)
+    # and a second holds 50 MiB more: SINGLE_INSTANCE_STALL.
+    resources=ENTRY_STEP,
     queue=STEP_QUEUE,
     parameters={
         "max_images": str(VISION_MAX_BATCH),
@@ -122,6 +126,7 @@ CLIP_TOKENIZE = PythonModelSpec(
         TensorSpec("attention_mask", "int64", (-1, SEQUENCE)),
     ),
     entry_point="serving.triton_models.clip_tokenize:ClipTokenize",
+    resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL
     queue=STEP_QUEUE,
     parameters={
         "max_texts": str(TEXT_MAX_BATCH),

@@ -7,7 +7,7 @@ graph ends with the projector, so the ensemble has one encoder step fewer.
 
 from __future__ import annotations
 
-from export.clip_spec import MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS, STEP_QUEUE
+from export.clip_spec import ENTRY_STEP, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS, STEP_QUEUE
 from export.specs import (
     EnsembleSpec,
     EnsembleStep,
@@ -71,7 +71,7 @@ LLAVA_PREPROCESS = PythonModelSpec(
     inputs=(TensorSpec("image", "bytes", (-1,)),),
     outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
     entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
-    resources=Resources(instance_count=2),
+    resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in clip_spec
     queue=STEP_QUEUE,
     parameters={
         "max_images": str(MAX_IMAGES),
