@@ -2,8 +2,9 @@
 sends them (OpenAI-compatible JSON over keep-alive HTTP/1.1, one connection per load thread), and a gateway
 process started for the run in front of the same Triton.
 
-Requests use ``http.client`` from the standard library, the lightest client there is, so that on a small
-machine the load generator takes as little CPU from the servers as the direct path's tritonclient does.
+Closed-loop requests use ``http.client`` from the standard library, the lightest client there is, so that on a
+small machine the load generator takes as little CPU from the servers as the direct path's tritonclient does;
+the open loop's, aiohttp (which the async client already brings) on its event loop.
 """
 
 from __future__ import annotations
@@ -19,13 +20,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.workloads import ClipImage, ClipText, Llava, Sample, Workload, llava_messages
+import aiohttp
+
+from benchmarks.workloads import ClipImage, ClipText, Llava, Sample, Workload
 from client.errors import ServerBusyError
 from gateway.process import GatewayProcess
 
 
 class GatewayWorkload(Workload):
-    """``url`` is the gateway's base URL (http://host:port)."""
+    """``url`` is the gateway's base URL (http://host:port). A subclass says what request ``n`` is
+    (``gateway_request``); sending and timing it, on a load thread or on the open loop's event loop, is here."""
+
+    streams = False  # a streamed chat completion, timed to its first content delta
+
+    def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
+        """(path, JSON body, images in it) of request ``n``."""
+        raise NotImplementedError
 
     def connection(self) -> http.client.HTTPConnection:
         if not hasattr(self._local, "connection"):
@@ -33,15 +43,75 @@ class GatewayWorkload(Workload):
             self._local.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
         return self._local.connection
 
-    def post(self, path: str, body: dict[str, Any]) -> http.client.HTTPResponse:
-        connection = self.connection()
+    def async_client(self) -> aiohttp.ClientSession:
+        """The open loop's keep-alive pool: a connection per request in flight (HTTP/1.1), never a proxy."""
+        return aiohttp.ClientSession(
+            self.url, connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=600)
+        )
+
+    def send(self, n: int) -> Sample:
+        path, body, images = self.gateway_request(n)
+        begin, connection = time.perf_counter(), self.connection()
         connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
         response = connection.getresponse()
-        if response.status == 429:  # refused for capacity: counted apart from the served requests, as direct
-            raise ServerBusyError(f"{path}: HTTP 429: {response.read()[:300]!r}")
-        if response.status != 200:
-            raise RuntimeError(f"{path}: HTTP {response.status}: {response.read()[:300]!r}")
-        return response
+        _check(path, response.status, response.read() if response.status != 200 else b"")
+        if not self.streams:
+            response.read()
+            return Sample(begin, time.perf_counter(), images=images)
+        chat = _ChatStream(begin, images)
+        for line in response:
+            if chat.arrived(line):
+                break
+        response.read()
+        return chat.sample()
+
+    async def send_async(self, session: aiohttp.ClientSession, n: int, start: float) -> Sample:
+        path, body, images = self.gateway_request(n)
+        async with session.post(path, json=body) as response:
+            _check(path, response.status, await response.read() if response.status != 200 else b"")
+            if not self.streams:
+                await response.read()
+                return Sample(start, time.perf_counter(), images=images)
+            chat = _ChatStream(start, images)
+            async for line in response.content:
+                if chat.arrived(line):
+                    break
+            return chat.sample()
+
+
+def _check(path: str, status: int, error_body: bytes) -> None:
+    if status == 429:  # refused for capacity: counted apart from the served requests, as direct
+        raise ServerBusyError(f"{path}: HTTP 429: {error_body[:300]!r}")
+    if status != 200:
+        raise RuntimeError(f"{path}: HTTP {status}: {error_body[:300]!r}")
+
+
+class _ChatStream:
+    """Reads a streamed chat completion's server-sent events: the first token is the first content delta (or
+    the finish, for a reply whose only token is EOS), as for the direct path; the usage chunk gives the counts."""
+
+    def __init__(self, start: float, images: int) -> None:
+        self.start, self.images = start, images
+        self.first: float | None = None
+        self.usage = {"completion_tokens": 0, "prompt_tokens": 0}
+
+    def arrived(self, line: bytes) -> bool:
+        """Takes one line; True at the end of the stream."""
+        if not line.startswith(b"data: "):
+            return False
+        if line.startswith(b"data: [DONE]"):
+            return True
+        chunk = json.loads(line[6:])
+        choice = chunk["choices"][0] if chunk["choices"] else {}
+        if self.first is None and (choice.get("delta", {}).get("content") or choice.get("finish_reason")):
+            self.first = time.perf_counter()
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        return False
+
+    def sample(self) -> Sample:
+        tokens, prompt = self.usage["completion_tokens"], self.usage["prompt_tokens"]
+        return Sample(self.start, time.perf_counter(), self.images, self.first, tokens, prompt)
 
 
 def _image_items(images: list[bytes]) -> list[dict[str, Any]]:
@@ -52,28 +122,22 @@ def _image_items(images: list[bytes]) -> list[dict[str, Any]]:
 
 
 class GatewayClipImage(GatewayWorkload, ClipImage):
-    def send(self, n: int, start: float | None = None) -> Sample:
+    def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
         images = self.images(n)
         body = {"model": "clip", "input": _image_items(images), "encoding_format": "base64"}
-        begin = time.perf_counter() if start is None else start
-        self.post("/v1/embeddings", body).read()
-        return Sample(begin, time.perf_counter(), images=len(images))
+        return "/v1/embeddings", body, len(images)
 
 
 class GatewayClipText(GatewayWorkload, ClipText):
-    def send(self, n: int, start: float | None = None) -> Sample:
-        body = {"model": "clip", "input": self.texts(n), "encoding_format": "base64"}
-        begin = time.perf_counter() if start is None else start
-        self.post("/v1/embeddings", body).read()
-        return Sample(begin, time.perf_counter())
+    def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
+        return "/v1/embeddings", {"model": "clip", "input": self.texts(n), "encoding_format": "base64"}, 0
 
 
 class GatewayLlava(GatewayWorkload, Llava):
-    def send(self, n: int, start: float | None = None) -> Sample:
-        """A streamed chat completion; the first token is the first content delta (or the finish, for a reply
-        whose only token is EOS), as for the direct path."""
-        images = self.images(n)
-        messages = llava_messages(self.texts(n)[0], len(images))
+    streams = True
+
+    def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
+        messages, images = self.request(n)
         content = [*_image_items(images), *messages[0]["content"][len(images) :]]
         body = {
             "model": "llava",
@@ -82,24 +146,7 @@ class GatewayLlava(GatewayWorkload, Llava):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        begin = time.perf_counter() if start is None else start
-        first, usage = None, {"completion_tokens": 0, "prompt_tokens": 0}
-        response = self.post("/v1/chat/completions", body)
-        for line in response:
-            if not line.startswith(b"data: "):
-                continue
-            if line.startswith(b"data: [DONE]"):
-                break
-            chunk = json.loads(line[6:])
-            choice = chunk["choices"][0] if chunk["choices"] else {}
-            if first is None and (choice.get("delta", {}).get("content") or choice.get("finish_reason")):
-                first = time.perf_counter()
-            if chunk.get("usage"):
-                usage = chunk["usage"]
-        response.read()
-        return Sample(
-            begin, time.perf_counter(), len(images), first, usage["completion_tokens"], usage["prompt_tokens"]
-        )
+        return "/v1/chat/completions", body, len(images)
 
 
 GATEWAY_WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (GatewayClipImage, GatewayClipText, GatewayLlava)}

@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.stability import STABLE_WINDOWS, WindowResult, is_stable
 from benchmarks.workloads import Sample, Workload
-from client import AsyncVLMClient, ServerBusyError
+from client import ServerBusyError
 
 MODES = ("concurrency", "request_rate")
 
@@ -49,7 +49,7 @@ class WindowSettings:
     stability_percent: float = 10.0
     warmup_requests: int = 4
     seed: int = 0
-    max_threads: int = 64  # open loop: requests in flight at most
+    max_in_flight: int = 64  # open loop: requests in flight at most
 
     def __post_init__(self) -> None:
         limits = {
@@ -58,7 +58,7 @@ class WindowSettings:
             "--max-windows": (self.max_windows, STABLE_WINDOWS),
             "--stability-percent": (self.stability_percent, 0.1),
             "--warmup-requests": (self.warmup_requests, 0),
-            "--max-in-flight": (self.max_threads, 1),
+            "--max-in-flight": (self.max_in_flight, 1),
         }
         for flag, (value, least) in limits.items():
             if value < least:
@@ -117,10 +117,10 @@ class _Recorder:
             return
         self.completed(sample)
 
-    async def run_async(self, workload: Workload, vlm: AsyncVLMClient, n: int, arrival: float) -> None:
+    async def run_async(self, workload: Workload, client: Any, n: int, arrival: float) -> None:
         sent = time.perf_counter()
         try:
-            sample = await workload.send_async(vlm, n, arrival)
+            sample = await workload.send_async(client, n, arrival)
         except ServerBusyError:
             sample = Sample(arrival, time.perf_counter(), refused=True)
         except Exception as error:
@@ -159,21 +159,22 @@ def _open_loop(
     workload: Workload, rate: float, settings: WindowSettings, recorder: _Recorder, stop: threading.Event
 ) -> list[Any]:
     """Poisson arrivals: exponential gaps from a seeded generator; latency counts from the arrival time, so a
-    request that waits for a slot (``max_threads`` in flight) is charged for the wait (no coordinated omission).
+    request that waits for a slot (``max_in_flight``) is charged for the wait (no coordinated omission).
 
-    The requests run as tasks on one asyncio loop over one connection: a thread per request in flight cost
-    the load generator so much CPU at hundreds of requests per second that arrivals were sent seconds late."""
+    The requests run as tasks on one asyncio loop, sharing the workload's ``async_client``: a thread per request
+    in flight cost the load generator so much CPU at hundreds of requests per second that arrivals were sent
+    seconds late."""
     rng = np.random.default_rng(settings.seed)
 
     async def arrivals() -> None:
-        slots = asyncio.Semaphore(settings.max_threads)
+        slots = asyncio.Semaphore(settings.max_in_flight)
         tasks: set[asyncio.Task[None]] = set()
 
-        async def one(vlm: AsyncVLMClient, n: int, arrival: float) -> None:
+        async def one(client: Any, n: int, arrival: float) -> None:
             async with slots:
-                await recorder.run_async(workload, vlm, n, arrival)
+                await recorder.run_async(workload, client, n, arrival)
 
-        async with workload.async_client() as vlm:
+        async with workload.async_client() as client:
             arrival = time.perf_counter()
             while not stop.is_set():
                 arrival += rng.exponential(1.0 / rate)
@@ -181,7 +182,7 @@ def _open_loop(
                     await asyncio.sleep(min(delay, 0.05))  # a slow rate still notices the end of the run
                 if stop.is_set():
                     break
-                task = asyncio.create_task(one(vlm, workload.next_request(), arrival))
+                task = asyncio.create_task(one(client, workload.next_request(), arrival))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)

@@ -29,7 +29,7 @@ def compute_metrics(
     none of these: they have ``refused_throughput`` and ``refused_latency`` of their own, when there are any.
     Open-loop samples add ``send_lag`` (arrival to send) and ``refusal_time`` (send to refusal)."""
     refused = [s for s in samples if s.refused]
-    sent = [s for s in samples if s.sent is not None]
+    send_lags = [(s.sent - s.start) * MS for s in samples if s.sent is not None]
     samples = [s for s in samples if not s.refused]
     metrics = {
         "request_throughput": summarize(_per_window(samples, spans, "requests"), "requests/sec"),
@@ -56,10 +56,10 @@ def compute_metrics(
     if refused:
         metrics["refused_throughput"] = summarize(_per_window(refused, spans, "requests"), "requests/sec")
         metrics["refused_latency"] = summarize([s.latency_s * MS for s in refused], "ms")
-    if sent:
+    if send_lags:
         # Open loop: how late the generator sent each arrival, and how long the server took to refuse once sent.
         # A send lag near the latencies means the load generator, not the server, was the bottleneck.
-        metrics["send_lag"] = summarize([(s.sent - s.start) * MS for s in sent if s.sent is not None], "ms")
+        metrics["send_lag"] = summarize(send_lags, "ms")
         refusals = [(s.end - s.sent) * MS for s in refused if s.sent is not None]
         if refusals:
             metrics["refusal_time"] = summarize(refusals, "ms")

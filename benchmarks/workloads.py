@@ -71,8 +71,9 @@ class Workload:
             self._local.client = VLMClient(self.url, protocol=self.protocol, timeout=600.0, retry=self.retry)
         return self._local.client
 
-    def async_client(self) -> AsyncVLMClient:
-        """The open loop's client: one per event loop, its requests multiplexed on one connection."""
+    def async_client(self) -> Any:
+        """The open loop's client, an async context manager (here one AsyncVLMClient, its requests multiplexed
+        on one connection), passed to every ``send_async``."""
         return AsyncVLMClient(self.url, protocol=self.protocol, timeout=600.0, retry=self.retry)
 
     def images(self, n: int) -> list[bytes]:
@@ -83,17 +84,17 @@ class Workload:
         pool, count = self.payload.texts, self.payload.texts_per_request
         return [pool[(n * count + i) % len(pool)] for i in range(count)]
 
-    def send(self, n: int, start: float | None = None) -> Sample:
-        """Send request ``n``; latency counts from ``start`` (an open-loop arrival time) when given."""
+    def send(self, n: int) -> Sample:
+        """Send request ``n`` and time it (the closed loop's load threads)."""
         raise NotImplementedError
 
-    async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
+    async def send_async(self, client: Any, n: int, start: float) -> Sample:
         """The same request on the open loop's event loop; latency counts from the arrival time ``start``."""
         raise NotImplementedError
 
 
-def _timed(call: Callable[[], Any], images: int, start: float | None) -> Sample:
-    begin = time.perf_counter() if start is None else start
+def _timed(call: Callable[[], Any], images: int) -> Sample:
+    begin = time.perf_counter()
     call()
     return Sample(begin, time.perf_counter(), images=images)
 
@@ -106,9 +107,9 @@ async def _timed_async(call: Awaitable[Any], images: int, start: float) -> Sampl
 class ClipImage(Workload):
     name, models, counts_images = "clip-image", ("clip_image_embed",), True
 
-    def send(self, n: int, start: float | None = None) -> Sample:
+    def send(self, n: int) -> Sample:
         images = self.images(n)
-        return _timed(lambda: self.client().embed_images(images), len(images), start)
+        return _timed(lambda: self.client().embed_images(images), len(images))
 
     async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
         images = self.images(n)
@@ -122,9 +123,9 @@ class ClipText(Workload):
         # A serial keeps the response cache from answering a repeated text; it adds a token or two.
         return [f"{text} {next(self._serial)}" for text in super().texts(n)]
 
-    def send(self, n: int, start: float | None = None) -> Sample:
+    def send(self, n: int) -> Sample:
         texts = self.texts(n)
-        return _timed(lambda: self.client().embed_texts(texts), 0, start)
+        return _timed(lambda: self.client().embed_texts(texts), 0)
 
     async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
         return await _timed_async(vlm.embed_texts(self.texts(n)), 0, start)
@@ -133,9 +134,9 @@ class ClipText(Workload):
 class ClipRank(Workload):
     name, models, counts_images = "clip-rank", ("clip_rank",), True
 
-    def send(self, n: int, start: float | None = None) -> Sample:
+    def send(self, n: int) -> Sample:
         images, texts = self.images(n), self.texts(n)
-        return _timed(lambda: self.client().rank_texts(images, texts), len(images), start)
+        return _timed(lambda: self.client().rank_texts(images, texts), len(images))
 
     async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
         images = self.images(n)
@@ -155,9 +156,9 @@ class Llava(Workload):
         images = self.images(n)
         return llava_messages(self.texts(n)[0], len(images)), images
 
-    def send(self, n: int, start: float | None = None) -> Sample:
+    def send(self, n: int) -> Sample:
         messages, images = self.request(n)
-        timer = _StreamTimer(time.perf_counter() if start is None else start, len(images))
+        timer = _StreamTimer(time.perf_counter(), len(images))
         for item in self.client().generate_stream(messages, images, max_tokens=self.payload.max_tokens):
             if (sample := timer.arrived(item)) is not None:
                 return sample

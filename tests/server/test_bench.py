@@ -83,18 +83,25 @@ def test_through_the_gateway_the_same_points_are_measured_and_compared(server: T
     assert "Through vlm-gateway" in (tmp_path / "gateway" / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("benchmark", ["clip-text", "llava"])
+@pytest.mark.parametrize(
+    ("benchmark", "rate", "gateway"), [("clip-text", 40.0, False), ("llava", 8.0, False), ("llava", 8.0, True)]
+)
 def test_the_poisson_mode_sends_at_the_requested_rate_from_one_event_loop(
-    server: TritonServer, tmp_path: Path, benchmark: str
+    server: TritonServer, tmp_path: Path, benchmark: str, rate: float, gateway: bool
 ) -> None:
-    rate = 40.0 if benchmark == "clip-text" else 8.0
     args = [benchmark, "--url", server.grpc_url, "--no-baselines", "--request-rate", str(rate)]
     args += ["--window-seconds", "1", "--max-windows", "3", "--warmup-requests", "2", "--output-tokens", "4"]
-    assert vlm_bench([*args, "--results", str(tmp_path), "--name", "rate"]) == 0
-    (point,) = json.loads((tmp_path / "rate" / "report.json").read_text())["points"]
-    assert (point["mode"], point["value"], point["errors"]) == ("request_rate", rate, 0)
-    served = point["metrics"]["request_throughput"]["avg"] + point["metrics"].get("refused_throughput", {}).get(
-        "avg", 0
+    assert (
+        vlm_bench([*args, *(["--through-gateway"] if gateway else []), "--results", str(tmp_path), "--name", "rate"])
+        == 0
     )
-    # Poisson counts over three 1 s windows: a rate this low is never refused and lands within a third of the rate.
-    assert abs(served - rate) < rate / 3, point["metrics"]["request_throughput"]
+    report = json.loads((tmp_path / "rate" / "report.json").read_text())
+    points = [*report["points"], *(report["gateway"]["points"] if gateway else [])]
+    assert len(points) == (2 if gateway else 1)
+    for point in points:
+        assert (point["mode"], point["value"], point["errors"]) == ("request_rate", rate, 0), point.get("first_error")
+        metrics = point["metrics"]
+        served = metrics["request_throughput"]["avg"] + metrics.get("refused_throughput", {}).get("avg", 0)
+        # Poisson counts over three 1 s windows: a rate this low is never refused and lands within a third of it.
+        assert abs(served - rate) < rate / 3, metrics["request_throughput"]
+        assert metrics["send_lag"]["p50"] < 1000 / rate, metrics["send_lag"]  # sent on time, not a gap late
