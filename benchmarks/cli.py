@@ -75,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--concurrency", help=f"closed-loop points (default {DEFAULT_CONCURRENCY})")
     load.add_argument("--request-rate", help="open-loop points, requests/s with Poisson arrivals")
     load.add_argument("--window-seconds", type=float, default=2.0, help="a measurement window's least length")
-    load.add_argument("--window-requests", type=int, default=4, help="a window's least number of completions")
+    load.add_argument(
+        "--window-requests",
+        type=int,
+        default=2,
+        help="a window's least number of completions, per client in a closed loop",
+    )
     load.add_argument("--max-windows", type=int, default=10, help="windows per point before giving up on stability")
     load.add_argument("--stability-percent", type=float, default=10.0, help="the last 3 windows agree within this")
     load.add_argument("--warmup-requests", type=int, default=4, help="completions discarded before measuring")
