@@ -3,10 +3,10 @@
 Load runs continuously from warm-up to the end; measurement windows are spans of wall time over it. A request
 belongs to the window in which it completes (as in perf_analyzer). A window ends once it is at least
 ``window_s`` long and holds at least ``window_requests`` completions, in a closed loop that many per client: a
-request's output counts in the window it completes in, so a window shorter than a few request lifetimes catches a
-varying share of the clients' completions (bench-llava at concurrency 8, 2 completions a window: 0.77-1.50
-requests/s from one window to the next). Windows repeat until the last three agree (``benchmarks.stability``) or
-``max_windows`` is reached. The point's figures come from those last windows.
+window shorter than a few request lifetimes catches a varying share of the clients' completions (bench-llava at
+concurrency 8, 2 completions a window: 0.77-1.50 requests/s from one window to the next). Windows repeat until
+the last three agree (``benchmarks.stability``) or ``max_windows`` is reached. The point's figures come from those
+last windows.
 """
 
 from __future__ import annotations
