@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from serving.control import ControlClient, ControlError, generate_control_key, restriction_flags
-from serving.stubs import Stub, python_stubs
+from serving.stubs import Stub, StubWatch, python_stubs
 
 NGC_HOME = Path("/opt/tritonserver")
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through $http_proxy
@@ -173,7 +173,7 @@ class TritonServer:
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
-        self.stubs: dict[str, Stub] = {}  # the python stubs seen last (watch_stubs): reaped if the server dies
+        self.stubs = StubWatch()  # its python stubs (watch_stubs): reaped if the server dies
 
     @property
     def http_url(self) -> str:
@@ -265,13 +265,16 @@ class TritonServer:
             self.process.kill()
             self.process.wait()
 
-    def watch_stubs(self) -> dict[str, Stub]:
-        """The stub processes running now (instance name -> stub); remembered, so that stop() can kill the
-        ones a crashed server left behind (they are no longer its children by then)."""
-        if self.running:
-            assert self.process is not None
-            self.stubs = python_stubs(self.process.pid)
-        return self.stubs
+    def watch_stubs(self, reloaded: str | None = None) -> set[str]:
+        """Look at the stub processes running now; the models with a stub that died since the last look.
+        They are remembered, so that stop() can kill the ones a crashed server left behind (they are no
+        longer its children by then). The old instances of a ``reloaded`` model left on purpose."""
+        if not self.running:
+            return set()
+        assert self.process is not None
+        if reloaded is not None:
+            self.stubs.forget(reloaded)
+        return self.stubs.look(python_stubs(self.process.pid))
 
     def start(self, cancel: threading.Event | None = None, append_log: bool = False) -> TritonServer:
         """Start and wait until every model is ready; setting ``cancel`` (from a signal handler) aborts.
@@ -363,8 +366,8 @@ class TritonServer:
         process, self.process = self.process, None
         code = None
         if process is not None:
-            stubs = {**self.stubs, **python_stubs(process.pid)}
-            self.stubs = {}
+            stubs = {**self.stubs.known, **python_stubs(process.pid)}
+            self.stubs = StubWatch()
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
             try:

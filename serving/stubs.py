@@ -3,7 +3,7 @@
 Each model instance of the python backend runs in its own stub process, a child of tritonserver started as
 ``triton_python_backend_stub <repository>/<model>/<version>/model.py <shm region> ... <instance name> ...``.
 Triton 2.51 does not restart a stub that dies: the model stays READY while every request to that instance
-fails, so the supervisor watches these processes itself.
+fails, so the supervisor watches these processes itself (``StubWatch``).
 """
 
 from __future__ import annotations
@@ -63,3 +63,35 @@ def python_stubs(server_pid: int) -> dict[str, Stub]:
         model = Path(args[1]).parent.parent.name
         stubs[args[_INSTANCE_ARG]] = Stub(pid, model, args[_INSTANCE_ARG])
     return stubs
+
+
+class StubWatch:
+    """The stubs of one server, remembered from look to look, so that every death of one is seen.
+
+    Taking each listing as the whole truth loses deaths: a stub killed after the last look checked it but
+    before that look's listing was read is in neither, and a listing of /proc can miss a live child for a
+    moment. So a remembered stub is forgotten only once a look finds it dead (and reports it) or its model
+    is forgotten on purpose (``forget``, after a reload replaced its instances).
+    """
+
+    def __init__(self) -> None:
+        self.known: dict[str, Stub] = {}  # instance name -> stub
+
+    def look(self, listing: dict[str, Stub]) -> set[str]:
+        """Remember ``listing`` (``python_stubs`` of now); the models with a stub that died since the last look."""
+        dead = {name: stub for name, stub in self.known.items() if not stub.is_alive()}
+        alive = {name: stub for name, stub in self.known.items() if name not in dead}
+        died = {stub.model for stub in dead.values()}
+        listing = {name: stub for name, stub in listing.items() if dead.get(name) != stub}  # read before it died
+        for name, stub in listing.items():
+            # The same instance under a new pid replaces the remembered one: on purpose while that one still
+            # runs (a reload starts the new instances first); a death if it stopped since it was checked
+            # (Triton 2.51 starts a replacement itself under traffic, which answers "not healthy").
+            previous = alive.get(name)
+            if previous is not None and previous.pid != stub.pid and not previous.is_alive():
+                died.add(previous.model)
+        self.known = {**alive, **listing}
+        return died
+
+    def forget(self, model: str) -> None:
+        self.known = {name: stub for name, stub in self.known.items() if stub.model != model}

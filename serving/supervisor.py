@@ -56,9 +56,8 @@ class Supervisor:
         self.backoff = backoff or Backoff()
         self.reload_timeout_s = server.options.startup_timeout_s  # as long as a load may take at start-up
         self.started_at = time.monotonic()
-        self.retry_at: dict[str, float] = {}  # model -> when to try loading it again
-        self.restarts = 0
-        self.reloads = 0
+        self.retry_at: dict[str, float] = {}  # model -> when to try reloading it again
+        self.dead: set[str] = set()  # models whose stub died, seen by the look after a reload
 
     def run(self) -> None:
         while not self.stop.wait(self.poll_s):
@@ -85,37 +84,37 @@ class Supervisor:
                 self.say(f"restart failed: {error}")
                 self.server.stop()
                 continue
-            self.restarts += 1
             self.retry_at.clear()
+            self.dead.clear()
             self.say("tritonserver is serving again")
             return
 
     # -- python stubs --------------------------------------------------------------------------
 
     def _check_stubs(self) -> None:
-        # A stub whose process is gone (or is now another process) died, even if its instance already has a new
-        # pid: under traffic Triton 2.51 starts a replacement itself, which then answers "not healthy". The
-        # children listing alone is not enough either: it can miss a live stub for a moment.
-        died = {stub.model for stub in self.server.stubs.values() if not stub.is_alive()}
-        self.server.watch_stubs()
-        for model in sorted(died):
-            self._reload(model, dead_stub=True)
+        dead, self.dead = self.dead | self.server.watch_stubs(), set()
+        for model in sorted(dead):
+            self._reload(model, first_try=True)
         now = time.monotonic()
         for model, due in sorted(self.retry_at.items()):
             if due <= now:
-                self._reload(model, dead_stub=False)
+                self._reload(model, first_try=False)
 
-    def _reload(self, model: str, dead_stub: bool) -> None:
-        """Unload and load ``model``; a failed load is tried again every ``RELOAD_RETRY_S``, and a load that
-        does not finish within the start-up timeout restarts the whole server."""
+    def _reload(self, model: str, first_try: bool) -> None:
+        """Unload ``model`` if it is READY, then load it; a failed try is made again every ``RELOAD_RETRY_S``,
+        and a load that does not finish within the start-up timeout restarts the whole server.
+
+        The unload is what replaces the dead stub (and makes readiness false meanwhile): Triton 2.51 answers a
+        load of a READY model whose files did not change at once, and leaves the dead stub in place."""
         control = self.server.control
         started = time.monotonic()
         try:
             state = control.states().get(model)
-            if dead_stub and state != "READY":  # unloaded, or being reloaded, on purpose
-                return
-            if dead_stub:
+            if first_try:
+                if state != "READY":  # unloaded, or being reloaded, on purpose
+                    return
                 self.say(f"the python stub of {model} died; reloading {model} (not ready until it is loaded)")
+            if state == "READY":
                 control.unload(model)
             control.load(model, timeout_s=self.reload_timeout_s)
         except ControlError as error:
@@ -128,6 +127,6 @@ class Supervisor:
                 self.retry_at[model] = time.monotonic() + RELOAD_RETRY_S
             return
         self.retry_at.pop(model, None)
-        self.reloads += 1
         self.say(f"{model} is ready again after {time.monotonic() - started:.1f} s")
-        self.server.watch_stubs()
+        # List the new instances now: one killed before the next poll's look must not go unseen.
+        self.dead |= self.server.watch_stubs(reloaded=model)

@@ -113,11 +113,17 @@ class ServeProcess:
             return False
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float, interval_s: float = 0.05) -> float:
-    """Seconds until ``condition()`` held; fails the test past ``timeout_s``."""
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    timeout_s: float,
+    interval_s: float = 0.05,
+    explain: Callable[[], object] = lambda: "",
+) -> float:
+    """Seconds until ``condition()`` held; fails the test past ``timeout_s``, with what ``explain()`` says."""
     started = time.monotonic()
     while not condition():
         elapsed = time.monotonic() - started
-        assert elapsed < timeout_s, f"timed out after {timeout_s:g} s waiting until {what}"
+        assert elapsed < timeout_s, f"timed out after {timeout_s:g} s waiting until {what} {explain()}"
         time.sleep(interval_s)
     return time.monotonic() - started

@@ -64,10 +64,14 @@ def test_a_killed_stub_is_reloaded_and_readiness_is_false_until_it_serves_again(
     assert serves_clip_and_llava(supervised, seed=1)
     killed_at = time.monotonic()
     kill_one_stub(supervised, model)
-    wait_for(lambda: not supervised.ready(), "readiness turns false", timeout_s=10)
-    wait_for(lambda: supervised.ready(), "the server is ready again", timeout_s=30)
+
+    def said() -> str:
+        return f"(vlm-serve said: {supervised.errors[-6:]})"
+
+    wait_for(lambda: not supervised.ready(), "readiness turns false", timeout_s=10, explain=said)
+    wait_for(lambda: supervised.ready(), "the server is ready again", timeout_s=30, explain=said)
     seed = iter(range(100, 10_000, 2))
-    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", timeout_s=30)
+    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", 30, explain=said)
     assert time.monotonic() - killed_at < 30
     assert any(f"the python stub of {model} died" in line for line in supervised.errors)
     instances = {"llava_decoder": LLAVA_DECODER, "clip_preprocess": CLIP_PREPROCESS}[model].resources.instance_count
