@@ -128,10 +128,11 @@ LLAVA_DECODER = PythonModelSpec(
         "default_max_tokens": str(DEFAULT_MAX_TOKENS),
         "max_stop_strings": str(MAX_STOP_STRINGS),
         "max_messages_bytes": str(MAX_MESSAGES_BYTES),
-        "torch_threads": "1",  # on small hosts a second thread spins more than it computes (measured)
-        # The prefill forward is big enough for two: bench-llava, two servers, 2 runs each of 3 alternations,
-        # served / sequential Hugging Face at c8 3.73x and 4.42x with it vs 2.79x and 3.10x without; TTFT p50 at
-        # c1 0.96x and 1.16x vs 1.30x and 1.29x. Both threads everywhere served 3.62x, TTFT 1.35x.
+        # Two threads for decode steps and the prefill forward, both in the engine's thread (the stub's own takes
+        # one: see LlavaDecoder.setup). bench-llava, make bench's llava command, one server each: at c8 176
+        # tokens/s (0.84x the limit) vs 117 (0.55x) with one decode thread; inter-token p50 at c1 14.6 ms vs 22.6
+        # (Hugging Face 13.5-13.8); TTFT p50 at c1 1.22x vs 1.10x Hugging Face's.
+        "torch_threads": "2",
         "prefill_threads": "2",
         "dtype": "auto",  # float32 on CPU, bfloat16 on CUDA; or float32 / float16 / bfloat16
         # Inputs stay where the producer left them: the projector's embeddings on the GPU (read via DLPack).

@@ -93,8 +93,9 @@ class EngineConfig:
     # Requests that may wait for a free slot (None: no bound); one more is refused with ``EngineBusyError``,
     # so a burst is turned away at once instead of queueing without bound.
     max_waiting_requests: int | None = None
-    # Threads for the prefill forward (None: the process's setting). A prompt's forward is large enough to use
-    # more cores than a decode step of a few tokens, which a second thread mostly spins on.
+    # Threads for decode steps and for the prefill forward, set in the engine's own thread (None: leave that
+    # thread's setting). A prompt's forward is large enough to use more cores than a decode step of a few tokens.
+    decode_threads: int | None = None
     prefill_threads: int | None = None
 
 
@@ -192,6 +193,8 @@ class Engine:
         return self.thread.is_alive() and not self.stopping
 
     def _loop(self) -> None:
+        if self.config.decode_threads:
+            torch.set_num_threads(self.config.decode_threads)  # a thread count is the calling thread's own
         while not self.stopping:
             try:
                 self._collect(block=not self.running and not self.waiting)

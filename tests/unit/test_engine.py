@@ -318,7 +318,7 @@ def test_requests_past_the_waiting_bound_are_refused_at_once_and_room_frees_as_s
         engine.stop()
 
 
-def test_prefill_runs_with_its_own_thread_count_and_decode_steps_with_the_process_one(
+def test_prefill_and_decode_steps_run_with_the_thread_counts_the_engine_sets_in_its_thread(
     harness: Harness, tiny_llava: Path, reference: LlavaReference
 ) -> None:
     model = load_language_model(tiny_llava, torch.float32, torch.device("cpu"))
@@ -328,10 +328,16 @@ def test_prefill_runs_with_its_own_thread_count_and_decode_steps_with_the_proces
         seen.append(("prefill" if kwargs.get("inputs_embeds") is not None else "decode", torch.get_num_threads()))
 
     model.register_forward_pre_hook(record, with_kwargs=True)
-    decode_threads = torch.get_num_threads()
-    prefill_threads = decode_threads + 1
+    caller_threads = torch.get_num_threads()
+    decode_threads, prefill_threads = caller_threads + 1, caller_threads + 2
+    checkpoint = harness.checkpoint
     config = EngineConfig(
-        harness.checkpoint.image_token_id, harness.checkpoint.eos_token_ids, 16, 8192, prefill_threads=prefill_threads
+        checkpoint.image_token_id,
+        checkpoint.eos_token_ids,
+        16,
+        8192,
+        decode_threads=decode_threads,
+        prefill_threads=prefill_threads,
     )
     engine = Engine(model, harness.tokenizer, config).start()
     messages = user("describe the image.", 1)
@@ -347,3 +353,4 @@ def test_prefill_runs_with_its_own_thread_count_and_decode_steps_with_the_proces
     assert result.token_ids == reference.greedy(messages, [scene(seed=21)], 12)
     assert {threads for phase, threads in seen if phase == "prefill"} == {prefill_threads}
     assert {threads for phase, threads in seen if phase == "decode"} == {decode_threads}
+    assert torch.get_num_threads() == caller_threads  # the caller's thread keeps its own count
