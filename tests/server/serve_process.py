@@ -105,6 +105,10 @@ class ServeProcess:
         """The python stubs of ``model`` (every model's by default) that run now."""
         return [s for s in python_stubs(self.tritonserver.pid).values() if model is None or s.model == model]
 
+    def said(self, text: str) -> bool:
+        """Whether a line vlm-serve wrote on stderr so far holds ``text``."""
+        return any(text in line for line in self.errors)
+
     def ready(self) -> bool:
         try:
             with _DIRECT.open(f"http://{self.http_url}/v2/health/ready", timeout=2) as response:
