@@ -23,7 +23,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from serving.generation.detokenizer import IncrementalDetokenizer
-from serving.generation.kv_batch import KVBatch
+from serving.generation.kv_batch import KVBatch, new_cache
 from serving.generation.params import SamplingParams
 from serving.generation.sampler import make_generator, select_tokens
 from serving.generation.stop import find_stop, holdback
@@ -319,7 +319,7 @@ class Engine:
             inputs[row, width - e.shape[0] :] = e
             mask[row, width - e.shape[0] :] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
+        cache = new_cache(self.model.config)
         output = self.model(
             inputs_embeds=inputs,
             attention_mask=mask,
