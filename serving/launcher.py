@@ -268,7 +268,8 @@ class TritonServer:
     def watch_stubs(self, reloaded: str | None = None) -> set[str]:
         """Look at the stub processes running now; the models with a stub that died since the last look.
         They are remembered, so that stop() can kill the ones a crashed server left behind (they are no
-        longer its children by then). The old instances of a ``reloaded`` model left on purpose."""
+        longer its children by then). A ``reloaded`` model's old instances are forgotten first: they left on
+        purpose."""
         if not self.running:
             return set()
         assert self.process is not None

@@ -29,9 +29,9 @@ class SpareColumnsLayer(DynamicLayer):
     """A DynamicLayer whose keys and values are the front of a buffer with spare columns behind them.
 
     DynamicLayer concatenates each step's new column onto the whole cache, a copy of every key and value the
-    batch holds, which was a third of a decode step at 600 tokens (bench-llava, batch 1). Here a step writes
-    one column in place; the buffer is copied only when it is full, or when KVBatch has put other tensors in
-    ``keys`` and ``values`` (a merge, a dropped row, trimmed columns).
+    batch holds: a bench-llava decode step at batch 8 (about 600 tokens a row, two threads) took 33-43 ms with
+    it and 28-29 ms without. Here a step writes one column in place; the buffer is copied only when it is full,
+    or when KVBatch has put other tensors in ``keys`` and ``values`` (a merge, a dropped row, trimmed columns).
     """
 
     def __init__(self) -> None:
