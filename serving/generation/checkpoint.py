@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from serving.generation.packed_linear import can_prepack, prepack_linear_layers
+
 LANGUAGE_MODEL_KEYS = {
     r"^language_model\.model\.": "model.",
     r"^language_model\.lm_head\.": "lm_head.",
@@ -66,6 +68,8 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def load_language_model(folder: Path, dtype: torch.dtype, device: torch.device) -> Any:
+    """The checkpoint's causal LM for inference; in float32 on CPU its linears are prepacked
+    (``serving.generation.packed_linear``)."""
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
@@ -76,7 +80,10 @@ def load_language_model(folder: Path, dtype: torch.dtype, device: torch.device) 
         folder, config=text_config, key_mapping=LANGUAGE_MODEL_KEYS, dtype=dtype, output_loading_info=True
     )
     require_all_weights(loading, "language model")
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if can_prepack(model):  # float32 on CPU: decode steps' linears run on oneDNN-reordered weights
+        prepack_linear_layers(model)
+    return model
 
 
 def require_all_weights(loading: dict[str, Any], part: str) -> None:
