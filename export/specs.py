@@ -151,6 +151,8 @@ class OnnxComponentSpec(ModelSpec):
     bf16_tolerance: Tolerance = Tolerance(6e-2, 0.995)  # bfloat16 keeps 8 mantissa bits to float16's 11
     resources: Resources = Resources()
     max_queue_delay_us: int = 2000
+    # Batch sizes Triton launches at once; below the smallest it waits up to max_queue_delay_us for more.
+    preferred_batch_sizes: tuple[int, ...] = ()
     parity_batch_sizes: tuple[int, ...] = (1, 3)
     dynamic_axes: tuple[DynamicAxis, ...] = ()
 
@@ -158,6 +160,11 @@ class OnnxComponentSpec(ModelSpec):
         super().__post_init__()
         if self.max_batch_size < 1:
             raise ValueError(f"model {self.name}: an exported encoder must batch (max_batch_size >= 1)")
+        if any(not 1 <= size <= self.max_batch_size for size in self.preferred_batch_sizes):
+            raise ValueError(
+                f"model {self.name}: preferred batch sizes must lie in 1..{self.max_batch_size}, "
+                f"got {self.preferred_batch_sizes}"
+            )
         names = {axis.name for axis in self.dynamic_axes}
         for tensor in self.outputs:
             if names & set(tensor.dims):  # padding added at batch time would leak into such an output

@@ -149,6 +149,7 @@ def onnx_component_config(spec: OnnxComponentSpec, target: str) -> mc.ModelConfi
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     config = _base(spec)
     config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
+    config.dynamic_batching.preferred_batch_size.extend(spec.preferred_batch_sizes)
     _LEAVES[target](config, spec)
     return config
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,17 @@ def test_a_python_step_without_batching_gets_a_queue_policy_but_no_batching_dela
     assert config.max_batch_size == 0
     assert config.dynamic_batching.max_queue_delay_microseconds == 0
     assert config.dynamic_batching.default_queue_policy.max_queue_size == CLIP_PREPROCESS.queue.max_queue_size
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_text_encoder_launches_batches_of_its_preferred_sizes_at_once(target: str) -> None:
+    batching = onnx_component_config(CLIP_TEXT, target).dynamic_batching
+    assert list(batching.preferred_batch_size) == list(CLIP_TEXT.preferred_batch_sizes) == [8, 16, 32]
+    assert batching.max_queue_delay_microseconds == CLIP_TEXT.max_queue_delay_us
+    assert not onnx_component_config(CLIP_VISION, target).dynamic_batching.preferred_batch_size
+
+
+@pytest.mark.parametrize("sizes", [(0,), (8, CLIP_TEXT.max_batch_size + 1)])
+def test_a_preferred_batch_size_outside_one_to_the_max_batch_is_rejected(sizes: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match=f"preferred batch sizes must lie in 1..{CLIP_TEXT.max_batch_size}"):
+        dataclasses.replace(CLIP_TEXT, preferred_batch_sizes=sizes)
