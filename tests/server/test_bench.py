@@ -90,7 +90,7 @@ def test_the_poisson_mode_sends_at_the_requested_rate_from_one_event_loop(
     server: TritonServer, tmp_path: Path, benchmark: str, rate: float, gateway: bool
 ) -> None:
     args = [benchmark, "--url", server.grpc_url, "--no-baselines", "--request-rate", str(rate)]
-    args += ["--window-seconds", "1", "--max-windows", "3", "--warmup-requests", "2", "--output-tokens", "4"]
+    args += ["--window-seconds", "2", "--max-windows", "3", "--warmup-requests", "2", "--output-tokens", "4"]
     assert (
         vlm_bench([*args, *(["--through-gateway"] if gateway else []), "--results", str(tmp_path), "--name", "rate"])
         == 0
@@ -102,6 +102,7 @@ def test_the_poisson_mode_sends_at_the_requested_rate_from_one_event_loop(
         assert (point["mode"], point["value"], point["errors"]) == ("request_rate", rate, 0), point.get("first_error")
         metrics = point["metrics"]
         served = metrics["request_throughput"]["avg"] + metrics.get("refused_throughput", {}).get("avg", 0)
-        # Poisson counts over three 1 s windows: a rate this low is never refused and lands within a third of it.
+        # A rate this low is never refused. Over three 2 s windows (48 arrivals at 8/s) a third of the rate is 2.3
+        # standard deviations of a Poisson count; over 1 s windows it was 1.6, and the llava case failed once.
         assert abs(served - rate) < rate / 3, metrics["request_throughput"]
         assert metrics["send_lag"]["p50"] < 1000 / rate, metrics["send_lag"]  # sent on time, not a gap late
