@@ -40,7 +40,8 @@ class PrepackedLinear(torch.nn.Module):
 
 
 def prepack_linear_layers(model: torch.nn.Module) -> int:
-    """Replace every ``nn.Linear`` of an inference model by a ``PrepackedLinear``; how many were replaced.
+    """Replace every ``nn.Linear`` of an inference model by a ``PrepackedLinear`` and copy the remaining parameters;
+    how many linears were replaced.
 
     A linear whose weight another module also uses (an output head tied to the input embeddings) is left as it
     is: its reordered copy would double that memory.
@@ -52,6 +53,12 @@ def prepack_linear_layers(model: torch.nn.Module) -> int:
             if type(child) is torch.nn.Linear and child.weight.data_ptr() not in shared:
                 setattr(parent, name, PrepackedLinear(child))
                 replaced += 1
+    # Copying the other parameters (embeddings, norms) gives the replaced weights' memory back to the system:
+    # bench-llava's language model held 795 MB resident prepacked, 579 MB after the copies and 568 MB unpacked.
+    # The old weights were no longer referenced and malloc_trim released nothing, so the allocation that kept
+    # their memory was not found; the copies are what measurably frees it.
+    for parameter in model.parameters():
+        parameter.data = parameter.data.clone()
     return replaced
 
 

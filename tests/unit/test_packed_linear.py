@@ -40,6 +40,7 @@ def test_every_linear_is_replaced_but_a_head_tied_to_the_embeddings() -> None:
     assert tied.lm_head.weight.data_ptr() == tied.get_input_embeddings().weight.data_ptr()
     assert prepack_linear_layers(tied) == 2 * 7
     assert type(tied.lm_head) is torch.nn.Linear
+    assert tied.lm_head.weight.data_ptr() == tied.get_input_embeddings().weight.data_ptr()  # still tied after copies
 
 
 def test_only_a_float32_model_on_cpu_is_prepacked() -> None:
