@@ -87,9 +87,10 @@ class EngineConfig:
     max_active_sequences: int
     max_prefill_tokens: int
     # Text reaches the client at most this often per sequence (the first piece at once), and Triton's
-    # cancellation flag is polled as often: each is a round trip through Triton, which costs more than a
-    # decode step of a small model. A cancellation seen is acted on at the next step.
+    # cancellation flag is polled at most every ``cancel_poll_interval_s``: each is a round trip through Triton,
+    # which costs more than a decode step of a small model. A cancellation seen is acted on at the next step.
     stream_interval_s: float = 0.0
+    cancel_poll_interval_s: float = 0.0
     # Requests that may wait for a free slot (None: no bound); one more is refused with ``EngineBusyError``,
     # so a burst is turned away at once instead of queueing without bound.
     max_waiting_requests: int | None = None
@@ -273,7 +274,7 @@ class Engine:
             self._keep_rows(keep)
 
     def _client_cancelled(self, request: GenerationRequest, now: float) -> bool:
-        if now - request.last_polled < self.config.stream_interval_s:
+        if now - request.last_polled < self.config.cancel_poll_interval_s:
             return False
         request.last_polled = now
         return request.sink.is_cancelled()

@@ -225,6 +225,7 @@ class LlavaDecoder(PythonModel):
                 max_waiting_requests=self.int_parameter("max_waiting_requests"),
                 max_prefill_tokens=self.int_parameter("max_prefill_tokens"),
                 stream_interval_s=int(self.parameters.get("stream_interval_ms", "0")) / 1000,
+                cancel_poll_interval_s=int(self.parameters.get("cancel_poll_interval_ms", "0")) / 1000,
                 decode_threads=threads,
                 prefill_threads=self.int_parameter("prefill_threads", default=threads),
             ),

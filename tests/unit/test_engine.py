@@ -251,6 +251,42 @@ def test_a_stream_interval_coalesces_pieces_but_keeps_the_text(harness: Harness,
     assert "".join(sink.pieces) + result.text == unstreamed.text
 
 
+class CountingPolls(Collector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+
+    def is_cancelled(self) -> bool:
+        self.polls += 1
+        return super().is_cancelled()
+
+
+def test_the_cancel_poll_interval_bounds_how_often_a_requests_cancellation_is_read(
+    harness: Harness, tiny_llava: Path
+) -> None:
+    model = load_language_model(tiny_llava, torch.float32, torch.device("cpu"))
+    ids = prompt_ids(harness.tokenizer, parse_messages(json.dumps(user("hi")).encode(), harness.rules), harness.rules)
+    polls = {}
+    for interval in (0.0, 3600.0):
+        config = EngineConfig(
+            harness.checkpoint.image_token_id,
+            harness.checkpoint.eos_token_ids,
+            16,
+            8192,
+            cancel_poll_interval_s=interval,
+        )
+        engine = Engine(model, harness.tokenizer, config).start()
+        try:
+            sink = CountingPolls()
+            engine.submit(GenerationRequest(ids, None, SamplingParams(), 30, sink))
+            result = sink.wait()
+        finally:
+            engine.stop()
+        polls[interval] = sink.polls
+    assert polls[0.0] >= result.completion_tokens - 1  # every step reads it
+    assert polls[3600.0] <= 1  # the first step at most (monotonic time may be younger than an hour)
+
+
 def test_a_cancel_that_overtakes_its_request_still_stops_it(harness: Harness) -> None:
     counts: list[int] = []
     harness.engine.submit(CancelRequest("early", counts.append))
