@@ -8,6 +8,7 @@ and a 90-token prompt's in 32 ms instead of 42. Results equal ``nn.Linear``'s up
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import torch
@@ -64,8 +65,5 @@ def prepack_linear_layers(model: torch.nn.Module) -> int:
 
 def _shared_weights(model: torch.nn.Module) -> set[int]:
     """Storage of the parameters that more than one module holds."""
-    owners: dict[int, int] = {}
-    for module in model.modules():
-        for parameter in module.parameters(recurse=False):
-            owners[parameter.data_ptr()] = owners.get(parameter.data_ptr(), 0) + 1
-    return {pointer for pointer, count in owners.items() if count > 1}
+    holders = Counter(p.data_ptr() for _, p in model.named_parameters(remove_duplicate=False))
+    return {pointer for pointer, count in holders.items() if count > 1}
