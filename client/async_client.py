@@ -195,7 +195,7 @@ class AsyncVLMClient:
         self, messages: list[dict[str, Any]], images: Sequence[ImageLike], stream: bool, **params: Any
     ) -> GenerationRequest:
         models = {"image_model": self.models.llava, "text_model": self.models.decoder}
-        return GenerationRequest(messages, images, stream=stream, **models, **params)
+        return GenerationRequest.of(messages, images, stream, models, **params)
 
     def generate_stream(
         self, messages: list[dict[str, Any]], images: Sequence[ImageLike] = (), **params: Any
@@ -251,7 +251,12 @@ class AsyncVLMClient:
     async def analyze_document(
         self, image: ImageLike, kind: str | None = "summary", query: str | None = None, **params: Any
     ) -> Completion:
+        if kind in prompts.DOCUMENT_FORMATS and not query:
+            params.setdefault("response_format", prompts.DOCUMENT_FORMATS[kind])
         return await self.generate(prompts.document(None if query else kind, query), [image], **params)
 
-    async def extract_structured(self, image: ImageLike, **params: Any) -> dict[str, Any]:
+    async def extract_structured(
+        self, image: ImageLike, schema: dict[str, Any] | None = None, **params: Any
+    ) -> dict[str, Any]:
+        params["response_format"] = prompts.json_format(schema)
         return prompts.parse_structured((await self.generate(prompts.structured(), [image], **params)).text)

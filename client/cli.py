@@ -16,6 +16,7 @@ import numpy as np
 from client import prompts
 from client.errors import InvalidInputError, VLMError
 from client.generation import Completion
+from client.parameters import GENERATION_PARAMETERS
 from client.ranking import DEFAULT_TEMPLATE
 from client.retry import RetryPolicy
 from client.vlm_client import VLMClient
@@ -50,11 +51,25 @@ class Printer:
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("max_tokens", "temperature", "top_p", "top_k", "seed")
+    names = [parameter.name for parameter in GENERATION_PARAMETERS]
     params = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "stop", None):
         params["stop"] = args.stop
+    if getattr(args, "schema", None) is not None:
+        params["response_format"] = prompts.json_format(_schema(args.schema))
+    elif getattr(args, "json_object", False):
+        params["response_format"] = prompts.json_format()
     return params
+
+
+def _schema(path: Path) -> dict[str, Any]:
+    try:
+        schema = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"--schema: cannot read a JSON schema from {path.name}: {error}") from None
+    if not isinstance(schema, dict):
+        raise InvalidInputError("--schema: the file must hold one JSON object (a JSON schema)")
+    return schema
 
 
 def _generate(client: VLMClient, args: argparse.Namespace, messages: list[dict], images: list[Any]) -> Completion:
@@ -179,13 +194,21 @@ def _chat(client: VLMClient, args: argparse.Namespace) -> None:
 
 
 def _generation_options() -> argparse.ArgumentParser:
+    """One option per generation parameter of ``client.parameters`` (its type and meaning from there)."""
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--max-tokens", type=int, help="completion budget (default: the server's)")
-    options.add_argument("--temperature", type=float, help="0 is greedy (the default)")
-    options.add_argument("--top-p", type=float)
-    options.add_argument("--top-k", type=int)
-    options.add_argument("--seed", type=int, help="the same seed repeats a sampled completion")
+    for parameter in GENERATION_PARAMETERS:
+        if parameter.name in ("stream", "top_logprobs"):  # the CLI streams with --stream and prints no alternatives
+            continue
+        flag = "--" + parameter.name.replace("_", "-")
+        if parameter.triton_type == "BOOL":
+            options.add_argument(flag, action="store_true", default=None, help=parameter.description)
+        else:
+            options.add_argument(
+                flag, type=parameter.python_type, help=f"{parameter.description}, in {parameter.range_text()}"
+            )
     options.add_argument("--stop", action="append", help="stop string (repeatable)")
+    options.add_argument("--schema", type=Path, help="a JSON schema file: the answer is JSON valid against it")
+    options.add_argument("--json-object", action="store_true", help="the answer is a JSON object")
     return options
 
 

@@ -25,16 +25,18 @@ from client.errors import (
     is_busy_message,
 )
 from client.images import ImageLike, to_image_bytes
+from client.parameters import PARAMETERS_BY_NAME
 
 IMAGE_MODEL, TEXT_MODEL = "llava", "llava_decoder"
-_TYPES = {
-    "max_tokens": ("INT32", np.int32),
-    "temperature": ("FP32", np.float32),
-    "top_p": ("FP32", np.float32),
-    "top_k": ("INT32", np.int32),
-    "seed": ("INT64", np.int64),
-    "repetition_penalty": ("FP32", np.float32),
-}
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One of the likeliest tokens at a step (OpenAI's ``top_logprobs`` entry)."""
+
+    token_id: int
+    token: str
+    logprob: float
 
 
 @dataclass(frozen=True)
@@ -49,34 +51,51 @@ class Completion:
     # The text each token added ("" for EOS and for a token ending mid-character, whose character comes with
     # a later token); they concatenate to ``text``. Empty from a server whose decoder predates this output.
     tokens: list[str] = field(default_factory=list, repr=False)
+    # Per token, the ``top_logprobs`` likeliest tokens (empty lists when the request asked for none).
+    alternatives: list[list[Alternative]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-friendly fields (without the per-token lists)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("token_ids", "logprobs", "tokens")}
+        lists = ("token_ids", "logprobs", "tokens", "alternatives")
+        return {k: v for k, v in asdict(self).items() if k not in lists}
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
     messages: list[dict[str, Any]]
     images: Sequence[ImageLike] = ()
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    seed: int | None = None
-    repetition_penalty: float | None = None
+    # Generation parameters by name (``client.parameters``: max_tokens, temperature, top_p, top_k, min_p, seed,
+    # penalties, top_logprobs, min_tokens, ignore_eos); absent ones take the server's defaults.
+    numbers: dict[str, int | float | bool] = field(default_factory=dict)
     stop: Sequence[str] = ()
+    response_format: dict[str, Any] | None = None  # OpenAI's: {"type": "json_object"} or a "json_schema"
     stream: bool = True  # False: the server sends the whole text in its one final response
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unguessable: a cancel names it
     image_model: str = IMAGE_MODEL
     text_model: str = TEXT_MODEL  # also the model that cancels a running request by its id
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.numbers) - set(PARAMETERS_BY_NAME) | ({"stream"} & set(self.numbers)))
+        if unknown:
+            raise TypeError(f"unknown generation parameter {unknown[0]!r}")
+
+    @classmethod
+    def of(
+        cls,
+        messages: list[dict[str, Any]],
+        images: Sequence[ImageLike],
+        stream: bool,
+        models: dict[str, str],
+        **params: Any,
+    ) -> GenerationRequest:
+        """A request from the client's keyword arguments: numbers by name, ``stop``, ``response_format``."""
+        stop, response_format = params.pop("stop", ()) or (), params.pop("response_format", None)
+        numbers = {name: value for name, value in params.items() if value is not None}
+        return cls(messages, images, numbers, stop, response_format, stream, **models)
+
     @property
     def model(self) -> str:
         return self.image_model if self.images else self.text_model
-
-    def scalars(self) -> dict[str, int | float]:
-        return {name: getattr(self, name) for name in _TYPES if getattr(self, name) is not None}
 
     def arrays(self) -> dict[str, tuple[str, np.ndarray]]:
         """Input name -> (Triton datatype, array), for the gRPC clients."""
@@ -88,23 +107,23 @@ class GenerationRequest:
             arrays["image"] = ("BYTES", np.array([to_image_bytes(i) for i in self.images], dtype=object))
         if self.stop:
             arrays["stop"] = ("BYTES", np.array([s.encode() for s in self.stop], dtype=object))
-        for name, value in self.scalars().items():
-            triton_type, dtype = _TYPES[name]
-            arrays[name] = (triton_type, np.array([value], dtype=dtype))
+        if self.response_format is not None:
+            arrays["response_format"] = ("BYTES", np.array([json.dumps(self.response_format).encode()], dtype=object))
+        for name, value in self.numbers.items():
+            parameter = PARAMETERS_BY_NAME[name]
+            arrays[name] = (parameter.triton_type, np.array([value], dtype=parameter.numpy_dtype))
         return arrays
 
     def http_body(self) -> bytes:
         """Triton's generate extension: each JSON field fills the input of that name; images as data URLs."""
-        body: dict[str, Any] = {
-            "id": self.request_id,
-            "messages": json.dumps(self.messages),
-            "stream": self.stream,
-            **self.scalars(),
-        }
+        body: dict[str, Any] = {"id": self.request_id, "messages": json.dumps(self.messages), "stream": self.stream}
+        body.update(self.numbers)
         if self.images:
             body["image"] = [_data_url(to_image_bytes(image)) for image in self.images]
         if self.stop:
             body["stop"] = list(self.stop)
+        if self.response_format is not None:
+            body["response_format"] = json.dumps(self.response_format)
         return json.dumps(body).encode()
 
 
@@ -146,6 +165,7 @@ class ResponseReader:
                     logprobs=[float(p) for p in _as_list(outputs.get("logprobs", []))],
                     confidence=float(outputs["confidence"]),
                     tokens=[str(t) for t in _as_list(outputs.get("tokens", []))],
+                    alternatives=_alternatives(outputs),
                 )
             )
         return items
@@ -166,6 +186,25 @@ class ResponseReader:
         return self.read(event)
 
 
+def _alternatives(outputs: dict[str, Any]) -> list[list[Alternative]]:
+    """Per token, its alternatives; HTTP's JSON gives the [tokens, k] outputs flattened."""
+    tokens = int(outputs["completion_tokens"])
+    ids = [int(i) for i in _flatten(outputs.get("alternative_ids", []))]
+    if not tokens or not ids:
+        return [[] for _ in range(tokens)]
+    logprobs = [float(p) for p in _flatten(outputs["alternative_logprobs"])]
+    texts = [str(t) for t in _flatten(outputs["alternative_tokens"])]
+    width = len(ids) // tokens
+    rows = [range(row * width, (row + 1) * width) for row in range(tokens)]
+    return [[Alternative(ids[k], texts[k], logprobs[k]) for k in row] for row in rows]
+
+
+def _flatten(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        return [value]
+    return [item for part in value for item in _flatten(part)]
+
+
 def scalar(value: Any) -> Any:
     array = np.asarray(value).reshape(-1)
     item = array[0] if array.size == 1 else array
@@ -176,11 +215,12 @@ def grpc_outputs(result: Any) -> dict[str, Any]:
     """A gRPC ``InferResult`` as output name -> value (lists for the per-token outputs)."""
     names = [output.name for output in result.get_response().outputs]
     outputs = {name: scalar(result.as_numpy(name)) for name in names}
-    for name in ("token_ids", "logprobs"):
+    for name in ("token_ids", "logprobs", "alternative_ids", "alternative_logprobs"):
         if name in names:
             outputs[name] = result.as_numpy(name).tolist()
-    if "tokens" in names:
-        outputs["tokens"] = [token.decode() for token in result.as_numpy("tokens").reshape(-1)]
+    for name in ("tokens", "alternative_tokens"):
+        if name in names:
+            outputs[name] = [token.decode(errors="replace") for token in result.as_numpy(name).reshape(-1)]
     return outputs
 
 

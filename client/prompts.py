@@ -16,17 +16,27 @@ CAPTION_STYLES = {
     "poetic": "Write a short poem of at most four lines inspired by this image.",
 }
 
+STRUCTURED = (
+    "Extract the information in this image as one JSON object whose keys name the fields and whose values "
+    "hold their contents. Answer with the JSON object only."
+)
 DOCUMENT_KINDS = {
     "summary": "Summarise this document in a few sentences.",
     "extract_tables": "Extract every table in this document as Markdown tables, keeping the headers.",
     "key_points": "List the key points of this document as short bullet points.",
     "numbers": "List every number in this document with what it refers to, one per line.",
+    "structured": STRUCTURED,
 }
+# Kinds whose answer the server constrains to JSON (OpenAI's response_format): it parses, whatever the model.
+DOCUMENT_FORMATS = {"structured": {"type": "json_object"}}
 
-STRUCTURED = (
-    "Extract the information in this image as one JSON object whose keys name the fields and whose values "
-    "hold their contents. Answer with the JSON object only."
-)
+
+def json_format(schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``response_format`` for a JSON answer: any object, or one valid against ``schema``."""
+    if schema is None:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "extraction", "schema": schema, "strict": True}}
+
 
 # captions(image, n): the k-th of n captions samples at this temperature and above, rising to the top.
 CAPTION_TEMPERATURES = (0.6, 1.2)
@@ -76,7 +86,8 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
 def parse_structured(text: str) -> dict[str, Any]:
-    """The JSON object in a model's answer (bare, or in a Markdown code fence), else the raw answer."""
+    """The JSON object in a model's answer (bare, or in a Markdown code fence), else the raw answer (a server
+    that constrains the answer to JSON still stops at max_tokens, which can cut the object short)."""
     fenced = _FENCE.search(text)
     candidate = (fenced.group(1) if fenced else text).strip()
     try:

@@ -163,7 +163,7 @@ class VLMClient:
         self, messages: list[dict[str, Any]], images: Sequence[ImageLike], stream: bool, **params: Any
     ) -> GenerationRequest:
         models = {"image_model": self.models.llava, "text_model": self.models.decoder}
-        return GenerationRequest(messages, images, stream=stream, **models, **params)
+        return GenerationRequest.of(messages, images, stream, models, **params)
 
     def _stream(self, request: GenerationRequest) -> Iterator[str | Completion]:
         transport = grpc_stream if self.protocol == "grpc" else http_stream
@@ -227,9 +227,16 @@ class VLMClient:
     def analyze_document(
         self, image: ImageLike, kind: str | None = "summary", query: str | None = None, **params: Any
     ) -> Completion:
-        """Kinds: summary, extract_tables, key_points, numbers (``prompts.DOCUMENT_KINDS``); or a free ``query``."""
+        """Kinds: summary, extract_tables, key_points, numbers, structured (a JSON object: the server constrains
+        the answer) (``prompts.DOCUMENT_KINDS``); or a free ``query``."""
+        if kind in prompts.DOCUMENT_FORMATS and not query:
+            params.setdefault("response_format", prompts.DOCUMENT_FORMATS[kind])
         return self.generate(prompts.document(None if query else kind, query), [image], **params)
 
-    def extract_structured(self, image: ImageLike, **params: Any) -> dict[str, Any]:
-        """The model's answer as parsed JSON, or ``{"raw_response": ..., "structured": False}``."""
+    def extract_structured(
+        self, image: ImageLike, schema: dict[str, Any] | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """The answer as a JSON object (valid against ``schema`` when one is given): the server constrains the
+        answer to JSON; ``{"raw_response": ..., "structured": False}`` only when max_tokens cut it short."""
+        params["response_format"] = prompts.json_format(schema)
         return prompts.parse_structured(self.generate(prompts.structured(), [image], **params).text)

@@ -88,7 +88,7 @@ def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) 
     passes, so a failed export never leaves a half-written or out-of-tolerance model to be served.
     """
     model = CLIPModel.from_pretrained(checkpoint).eval()
-    processor = AutoProcessor.from_pretrained(checkpoint)
+    processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
     tokenizer = processor.tokenizer
     context_length = min(tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
     tokenizer.model_max_length = context_length

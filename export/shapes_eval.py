@@ -56,7 +56,7 @@ def clip_probabilities(checkpoint: Path) -> Probabilities:
     from transformers import AutoProcessor, CLIPModel
 
     model = CLIPModel.from_pretrained(checkpoint).eval()
-    processor = AutoProcessor.from_pretrained(checkpoint)
+    processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
     text_embeds: dict[tuple[str, ...], torch.Tensor] = {}  # the same few prompt lists, for every image
 
     @torch.inference_mode()

@@ -69,7 +69,7 @@ def local_answerer(checkpoint: Path, batch_size: int = 32) -> Answerer:
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     model = LlavaForConditionalGeneration.from_pretrained(checkpoint).eval()
-    processor = AutoProcessor.from_pretrained(checkpoint)
+    processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
 
     @torch.inference_mode()
     def answer(requests: Sequence[Request]) -> list[str]:

@@ -12,9 +12,16 @@ class TowerShape:
     heads: int
     intermediate: int
     kv_heads: int | None = None  # grouped-query attention; None: one key/value head per query head
+    # Each head's size; None: hidden / heads. A Llama may have heads wider than that (Mistral-NeMo: 32 of 128 at
+    # hidden 5120): its query/key/value projections are then heads * head_dim wide. Language models only.
+    head_dim: int | None = None
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
             raise ValueError(f"hidden size {self.hidden} must be divisible by {self.heads} heads")
         if self.kv_heads is not None and self.heads % self.kv_heads:
             raise ValueError(f"{self.heads} query heads must be divisible by {self.kv_heads} key/value heads")
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.hidden // self.heads

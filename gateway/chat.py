@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from client import AsyncVLMClient, Completion, VLMError
+from client.generation import Alternative
 from gateway.errors import ApiError, FieldNames, from_vlm_error
 from gateway.schemas.chat import (
     AssistantReply,
@@ -26,6 +27,7 @@ from gateway.schemas.chat import (
     ChunkChoice,
     Delta,
     TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from gateway.sse import event
@@ -57,10 +59,21 @@ def token_logprobs(completion: Completion) -> ChoiceLogprobs:
         raise ApiError(502, "the model server did not return per-token texts", code="upstream_error")
     return ChoiceLogprobs(
         content=[
-            TokenLogprob(token=text, logprob=logprob, bytes=list(text.encode()), top_logprobs=[])
-            for text, logprob in zip(completion.tokens, completion.logprobs, strict=True)
+            TokenLogprob(
+                token=text,
+                logprob=logprob,
+                bytes=list(text.encode()),
+                top_logprobs=[TopLogprob(token=a.token, logprob=a.logprob, bytes=list(a.token.encode())) for a in top],
+            )
+            for text, logprob, top in zip(
+                completion.tokens, completion.logprobs, _alternatives(completion), strict=True
+            )
         ]
     )
+
+
+def _alternatives(completion: Completion) -> list[list[Alternative]]:
+    return completion.alternatives or [[] for _ in completion.tokens]
 
 
 def usage(completions: Sequence[Completion]) -> Usage:

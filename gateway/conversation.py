@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from client.parameters import PARAMETERS_BY_NAME
 from gateway.errors import FieldNames, invalid
 from gateway.schemas.chat import ChatCompletionRequest, TextPart
 from gateway.schemas.common import ImageUrlItem
@@ -45,15 +46,13 @@ def generation_parameters(request: ChatCompletionRequest, max_choices: int) -> d
         raise invalid("max_completion_tokens", "differs from max_tokens; give one of them")
     if request.stream_options is not None and not request.stream:
         raise invalid("stream_options", "only allowed with stream: true")
-    parameters = {
-        "max_tokens": request.max_completion_tokens or request.max_tokens,
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "seed": request.seed,
-    }
+    parameters = {name: getattr(request, name, None) for name in PARAMETERS_BY_NAME if name != "stream"}
+    parameters["max_tokens"] = request.max_completion_tokens or request.max_tokens
     parameters = {name: value for name, value in parameters.items() if value is not None}
     if request.stop_strings:
         parameters["stop"] = request.stop_strings
+    if request.response_format is not None and request.response_format.type != "text":
+        parameters["response_format"] = request.response_format.model_dump(by_alias=True, exclude_none=True)
     return parameters
 
 
@@ -75,7 +74,7 @@ def triton_fields(request: ChatCompletionRequest, conversation: Conversation) ->
             return "messages"
         if field == "max_tokens":
             return length_param
-        if field in ("messages", "temperature", "top_p", "seed", "stop"):
+        if field in PARAMETERS_BY_NAME or field in ("messages", "stop", "response_format"):
             return field if index is None else f"{field}[{index}]"
         return None
 

@@ -13,7 +13,7 @@ from transformers import AutoProcessor, CLIPModel
 class ClipReference:
     def __init__(self, checkpoint: Path) -> None:
         self.model = CLIPModel.from_pretrained(checkpoint).eval()
-        self.processor = AutoProcessor.from_pretrained(checkpoint)
+        self.processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
 
     def _text_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.processor.tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt")
@@ -58,7 +58,7 @@ class LlavaReference:
         from transformers import LlavaForConditionalGeneration
 
         self.model = LlavaForConditionalGeneration.from_pretrained(checkpoint).eval()
-        self.processor = AutoProcessor.from_pretrained(checkpoint)
+        self.processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
 
     def inputs(self, messages: list[dict], images: list[Image.Image]) -> dict[str, torch.Tensor]:
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
@@ -76,5 +76,9 @@ class LlavaReference:
         with torch.inference_mode():
             return torch.stack(list(self.model.model.get_image_features(pixel_values=pixels).pooler_output))
 
-    def text(self, token_ids: list[int]) -> str:
-        return self.processor.tokenizer.decode(token_ids, skip_special_tokens=True)
+    def text(self, token_ids: list[int], prompt_ids: list[int]) -> str:
+        """The completion's text as it continues the prompt (a first token's leading space is kept, as vLLM and
+        OpenAI-compatible servers give it; decoding the completion alone drops it)."""
+        tokenizer = self.processor.tokenizer
+        prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)
+        return tokenizer.decode(prompt_ids + token_ids, skip_special_tokens=True)[len(prompt) :]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from client.parameters import MAX_STOP_BYTES, PARAMETERS_BY_NAME
 from gateway.schemas.common import ImageUrlItem, Strict
 
 MAX_STOP_STRINGS = 4  # OpenAI's limit
-MAX_STOP_BYTES = 256  # the decoder's limit per stop string
-MAX_SEED = 2**63 - 1
 
 
 class TextPart(Strict):
@@ -43,35 +42,69 @@ class StreamOptions(Strict):
     include_usage: bool = False
 
 
-class ResponseFormat(Strict):
-    type: Literal["text"] = Field(description="Only `text`: the decoder does not constrain its output")
+class TextFormat(Strict):
+    type: Literal["text"]
 
 
-def _only_zero(value: float | None) -> float | None:
-    if value not in (None, 0):
-        raise ValueError("this service supports only 0 (no penalty)")
-    return value
+class JsonObjectFormat(Strict):
+    type: Literal["json_object"] = Field(description="The answer is a JSON object (guaranteed by the decoder)")
+
+
+class JsonSchema(Strict):
+    name: str = Field(max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema", description="The JSON schema the answer is valid against")
+    strict: bool | None = None
+
+
+class JsonSchemaFormat(Strict):
+    type: Literal["json_schema"]
+    json_schema: JsonSchema
+
+
+ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")]
+
+
+def parameter(name: str) -> Any:
+    """A pydantic field for the generation parameter ``name``, with its range and meaning from client.parameters."""
+    spec = PARAMETERS_BY_NAME[name]
+    bounds: dict[str, float] = {}
+    if spec.minimum is not None:
+        bounds["gt" if spec.exclusive_minimum else "ge"] = spec.minimum
+    if spec.maximum is not None:
+        bounds["le"] = spec.maximum
+    return Field(None, description=spec.description, **bounds)
 
 
 class ChatCompletionRequest(Strict):
     model: str
     messages: Annotated[list[Message], Field(min_length=1)]
-    max_tokens: int | None = Field(None, ge=1, description="Default: the server's (256, cut to the context)")
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2, description="Default: the server's, 0 (greedy)")
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    max_tokens: int | None = parameter("max_tokens")
+    max_completion_tokens: int | None = parameter("max_tokens")
+    temperature: float | None = parameter("temperature")
+    top_p: float | None = parameter("top_p")
+    seed: int | None = parameter("seed")
     stop: str | list[str] | None = None
     n: int | None = Field(None, ge=1, description="Choices; at most the gateway's --max-choices")
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     logprobs: bool | None = False
-    top_logprobs: int | None = Field(None, ge=0, le=0, description="Only 0: the decoder keeps no alternatives")
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
+    top_logprobs: int | None = parameter("top_logprobs")
+    frequency_penalty: float | None = parameter("frequency_penalty")
+    presence_penalty: float | None = parameter("presence_penalty")
     response_format: ResponseFormat | None = None
+    # What vLLM-backed servers take beyond OpenAI's fields (benchmark clients send ignore_eos and min_tokens).
+    top_k: int | None = parameter("top_k")
+    min_p: float | None = parameter("min_p")
+    repetition_penalty: float | None = parameter("repetition_penalty")
+    min_tokens: int | None = parameter("min_tokens")
+    ignore_eos: bool | None = parameter("ignore_eos")
 
-    _penalties = field_validator("frequency_penalty", "presence_penalty")(_only_zero)
+    @model_validator(mode="after")
+    def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
 
     @field_validator("stop")
     @classmethod

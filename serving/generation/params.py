@@ -1,16 +1,24 @@
-"""Sampling parameters of one generation request, parsed from the optional request tensors and validated."""
+"""Sampling parameters of one generation request, parsed from the optional request tensors and validated
+against the one table of generation parameters (``client.parameters``), then handed to vLLM."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
+from client.parameters import (
+    GENERATION_PARAMETERS,
+    MAX_RESPONSE_FORMAT_BYTES,
+    MAX_SCHEMA_DEPTH,
+    MAX_STOP_BYTES,
+    MAX_STOP_STRINGS,
+    NumberParameter,
+)
 from serving.errors import InvalidInputError
-from serving.validators import as_bytes_list
-
-MAX_SEED = 2**63 - 1
+from serving.validators import as_bytes_list, decode_text
 
 
 @dataclass(frozen=True)
@@ -18,8 +26,8 @@ class GenerationLimits:
     """Server-side limits on what a request may ask for (operator configuration, not client input)."""
 
     max_tokens_limit: int
-    max_stop_strings: int = 16
-    max_stop_bytes: int = 256  # per stop string
+    max_stop_strings: int = MAX_STOP_STRINGS
+    max_stop_bytes: int = MAX_STOP_BYTES  # per stop string
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_limit", "max_stop_strings", "max_stop_bytes"):
@@ -30,106 +38,68 @@ class GenerationLimits:
 
 
 @dataclass(frozen=True)
-class SamplingParams:
-    """How to pick the next tokens. The defaults give greedy decoding with the server's default length."""
+class StructuredOutput:
+    """What the completion must be: any JSON object, or JSON valid against ``schema``."""
 
-    max_tokens: int | None = None  # None: the server default
-    temperature: float = 0.0  # 0: greedy
-    top_p: float = 1.0
-    top_k: int = 0  # 0: off
-    seed: int | None = None
-    repetition_penalty: float = 1.0
+    schema: dict[str, Any] | None  # None: any JSON object
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """The request's numbers (only those it sent, plus the table's defaults), stop strings and output format."""
+
+    numbers: dict[str, int | float | bool] = field(default_factory=dict)
     stop: tuple[str, ...] = ()
-    stream: bool = False
+    structured: StructuredOutput | None = None
 
     @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
+    def max_tokens(self) -> int | None:
+        return self.numbers.get("max_tokens")  # type: ignore[return-value]
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.numbers.get("stream", False))
+
+    @property
+    def top_logprobs(self) -> int:
+        return int(self.numbers.get("top_logprobs", 0))
 
 
 def parse_sampling_params(inputs: dict[str, np.ndarray], limits: GenerationLimits) -> SamplingParams:
-    """Read the optional sampling tensors of a request; an absent tensor takes the default."""
-    given = {
-        "max_tokens": _max_tokens(inputs, limits.max_tokens_limit),
-        "temperature": _temperature(inputs),
-        "top_p": _top_p(inputs),
-        "top_k": _top_k(inputs),
-        "seed": _seed(inputs),
-        "repetition_penalty": _repetition_penalty(inputs),
-        "stop": _stop(inputs, limits),
-        "stream": _stream(inputs),
-    }
-    return SamplingParams(**{name: value for name, value in given.items() if value is not None})
+    """Read the optional generation tensors of a request; an absent tensor takes the table's default."""
+    numbers: dict[str, int | float | bool] = {}
+    for parameter in GENERATION_PARAMETERS:
+        if parameter.name == "max_tokens":  # bounded by the model's context, which only the server knows
+            parameter = replace(parameter, maximum=limits.max_tokens_limit)
+        value = _number(inputs, parameter)
+        if value is None:
+            value = parameter.default
+        if value is not None:
+            numbers[parameter.name] = value
+    return SamplingParams(
+        numbers=numbers, stop=_stop(inputs, limits) or (), structured=_response_format(inputs.get("response_format"))
+    )
 
 
-def _scalar(inputs: dict[str, np.ndarray], name: str, kinds: str, kind_label: str) -> int | float | bool | None:
+_KINDS = {"BOOL": ("b", "a bool"), "FP32": ("fiu", "a number")}  # numpy kinds a tensor may have, and their name
+
+
+def _number(inputs: dict[str, np.ndarray], parameter: NumberParameter) -> int | float | bool | None:
     """The single value of an optional one-element tensor, as a Python number; None when absent."""
-    if name not in inputs:
+    if parameter.name not in inputs:
         return None
-    array = np.asarray(inputs[name])
+    array = np.asarray(inputs[parameter.name])
     if array.size != 1:
-        raise InvalidInputError(f"{name}: expected exactly 1 value, got {array.size}")
+        raise InvalidInputError(f"{parameter.name}: expected exactly 1 value, got {array.size}")
     # Checking the kind, not the exact width, so a float never gets silently truncated to an int.
+    kinds, label = {"BOOL": ("b", "a bool"), "FP32": ("fiu", "a number")}.get(
+        parameter.triton_type, ("iu", "an integer")
+    )
     if array.dtype.kind not in kinds:
-        raise InvalidInputError(f"{name}: expected {kind_label}, got {array.dtype.name}")
-    return array.reshape(-1)[0].item()
-
-
-def _integer(inputs: dict[str, np.ndarray], name: str) -> int | None:
-    value = _scalar(inputs, name, "iu", "an integer")
-    return None if value is None else int(value)
-
-
-def _real(inputs: dict[str, np.ndarray], name: str) -> float | None:
-    value = _scalar(inputs, name, "fiu", "a number")
-    return None if value is None else float(value)
-
-
-def _stream(inputs: dict[str, np.ndarray]) -> bool | None:
-    value = _scalar(inputs, "stream", "b", "a bool")
-    return None if value is None else bool(value)
-
-
-def _max_tokens(inputs: dict[str, np.ndarray], limit: int) -> int | None:
-    value = _integer(inputs, "max_tokens")
-    if value is not None and not 1 <= value <= limit:
-        raise InvalidInputError(f"max_tokens: must lie in [1, {limit}], got {value}")
-    return value
-
-
-def _temperature(inputs: dict[str, np.ndarray]) -> float | None:
-    value = _real(inputs, "temperature")
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise InvalidInputError(f"temperature: must be finite and >= 0, got {value:g}")
-    return value
-
-
-def _top_p(inputs: dict[str, np.ndarray]) -> float | None:
-    value = _real(inputs, "top_p")
-    # NaN fails both comparisons, so it is rejected here too.
-    if value is not None and not 0 < value <= 1:
-        raise InvalidInputError(f"top_p: must lie in (0, 1], got {value:g}")
-    return value
-
-
-def _top_k(inputs: dict[str, np.ndarray]) -> int | None:
-    value = _integer(inputs, "top_k")
-    if value is not None and value < 0:
-        raise InvalidInputError(f"top_k: must be >= 0 (0 turns it off), got {value}")
-    return value
-
-
-def _seed(inputs: dict[str, np.ndarray]) -> int | None:
-    value = _integer(inputs, "seed")
-    if value is not None and not 0 <= value <= MAX_SEED:
-        raise InvalidInputError(f"seed: must lie in [0, {MAX_SEED}], got {value}")
-    return value
-
-
-def _repetition_penalty(inputs: dict[str, np.ndarray]) -> float | None:
-    value = _real(inputs, "repetition_penalty")
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise InvalidInputError(f"repetition_penalty: must be finite and > 0, got {value:g}")
+        raise InvalidInputError(f"{parameter.name}: expected {label}, got {array.dtype.name}")
+    value = parameter.python_type(array.reshape(-1)[0].item())
+    if (problem := parameter.problem(value)) is not None:
+        raise InvalidInputError(problem)
     return value
 
 
@@ -152,3 +122,84 @@ def _stop_string(index: int, raw: bytes, max_bytes: int) -> str:
         return raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
         raise InvalidInputError(f"stop: string {index} is not valid UTF-8") from None
+
+
+def _response_format(array: np.ndarray | None) -> StructuredOutput | None:
+    """OpenAI's ``response_format``: ``text`` (no constraint), ``json_object`` or ``json_schema``."""
+    if array is None:
+        return None
+    items = as_bytes_list(array)
+    if len(items) != 1:
+        raise InvalidInputError(f"response_format: expected exactly one element, got {len(items)}")
+    text = decode_text("response_format", items[0], MAX_RESPONSE_FORMAT_BYTES)
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(
+            f"response_format: not valid JSON (line {error.lineno}, column {error.colno})"
+        ) from None
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return StructuredOutput(schema=None)
+    if kind != "json_schema":
+        raise InvalidInputError('response_format.type: must be "text", "json_object" or "json_schema"')
+    json_schema = spec.get("json_schema")
+    if not isinstance(json_schema, dict) or not isinstance(json_schema.get("schema"), dict):
+        raise InvalidInputError('response_format.json_schema: expected {"name": ..., "schema": {...}}')
+    schema = json_schema["schema"]
+    _check_schema(schema)
+    return StructuredOutput(schema=schema)
+
+
+def _check_schema(schema: dict[str, Any]) -> None:
+    import jsonschema
+
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        raise InvalidInputError(f"response_format.json_schema.schema: nested deeper than {MAX_SCHEMA_DEPTH} levels")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "/".join(str(part) for part in error.path) or "the root"
+        raise InvalidInputError(f"response_format.json_schema.schema: not a valid JSON schema at {where}") from None
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(item) for item in value), default=0)
+    return 0
+
+
+# vLLM's names for the table's numbers, where they differ: OpenAI's top_logprobs is vLLM's logprobs.
+_VLLM_NAMES = {"top_logprobs": "logprobs"}
+_NOT_SAMPLING = ("stream", "max_tokens")
+
+
+def vllm_sampling_params(params: SamplingParams, max_tokens: int, allowed_token_ids: list[int] | None) -> Any:
+    """vLLM's ``SamplingParams`` for a validated request: text deltas as they come, and the logprob of each
+    sampled token (plus ``top_logprobs`` alternatives) under the model's unprocessed distribution.
+    ``allowed_token_ids``: the tokenizer's ids when the model has more output rows than tokens; vLLM's output
+    handler dies, and the engine with it, on a sampled id that the tokenizer cannot convert."""
+    from vllm import SamplingParams as VllmSamplingParams
+    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+    numbers = {
+        _VLLM_NAMES.get(name, name): value for name, value in params.numbers.items() if name not in _NOT_SAMPLING
+    }
+    structured = None
+    if params.structured is not None:
+        schema = params.structured.schema
+        structured = (
+            StructuredOutputsParams(json=schema) if schema is not None else StructuredOutputsParams(json_object=True)
+        )
+    return VllmSamplingParams(
+        **{"logprobs": 0, **numbers},
+        max_tokens=max_tokens,
+        stop=list(params.stop),
+        output_kind=RequestOutputKind.DELTA,
+        allowed_token_ids=allowed_token_ids,
+        structured_outputs=structured,
+    )

@@ -1,8 +1,8 @@
 """A request's conversation -> prompt token ids, exactly as the checkpoint's ``LlavaProcessor`` builds them.
 
-The messages JSON is checked strictly, rendered with the checkpoint's chat template, each image
-placeholder is expanded to the checkpoint's number of image tokens, and the result is tokenized with the
-BOS token, as the processor does. Every rule failure names the field and the limit.
+The messages JSON is checked strictly, rendered with the checkpoint's chat template and tokenized with the
+BOS token, as the processor does (vLLM expands each image placeholder into the image's tokens). Every rule
+failure names the field and the limit.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def check_images(placeholders: int, images: int, max_images: int) -> None:
         )
 
 
-def prompt_ids(tokenizer: Any, messages: list[dict[str, Any]], rules: PromptRules) -> list[int]:
-    """Render, expand image placeholders and tokenize (with BOS), as ``LlavaProcessor`` does."""
+def prompt_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
+    """Render and tokenize (with BOS), as ``LlavaProcessor`` does, with one image token per image: vLLM expands
+    each into the image's tokens (a prompt that is already expanded would be expanded again)."""
     rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    expanded = rendered.replace(rules.image_token, rules.image_token * rules.image_tokens_per_image)
-    return list(tokenizer(expanded, add_special_tokens=True)["input_ids"])
+    return list(tokenizer(rendered, add_special_tokens=True)["input_ids"])

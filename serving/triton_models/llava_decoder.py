@@ -1,52 +1,53 @@
 """``llava_decoder``: the decoupled python-backend model that turns a conversation (plus the projector's
-image embeddings) into streamed text.
+image embeddings) into streamed text, with vLLM's ``AsyncLLM`` as the engine.
 
-``execute`` only validates and queues: every rule is checked here, before any model compute, and a bad
-request gets one error response naming the field and the limit. The engine thread then generates for all
-queued requests together (in-flight batching) and answers through each request's response sender.
+``execute`` validates and schedules: every rule is checked here, before any model compute, and a bad request
+gets one error response naming the field and the limit. Each admitted request then runs as a coroutine on the
+engine's loop (``serving.generation.vllm_engine``), which streams its text through the request's response
+sender. The image embeddings enter vLLM as they are (``enable_mm_embeds``): the exported vision tower and
+projector computed them in the ensemble's earlier steps.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import locale
+import math
 import os
 import queue
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from serving.errors import InvalidInputError
-from serving.generation.checkpoint import (
-    load_language_model,
-    load_tokenizer,
-    read_checkpoint,
-    resolve_dtype,
+from serving.generation.checkpoint import DecoderCheckpoint, load_tokenizer, read_checkpoint
+from serving.generation.params import (
+    GenerationLimits,
+    SamplingParams,
+    StructuredOutput,
+    parse_sampling_params,
+    vllm_sampling_params,
 )
-from serving.generation.engine import (
-    CancelRequest,
-    Engine,
-    EngineBusyError,
-    EngineConfig,
-    GenerationRequest,
-    GenerationResult,
-    StepStats,
-)
-from serving.generation.params import GenerationLimits, SamplingParams, parse_sampling_params
 from serving.generation.prompt import PromptRules, check_images, count_images, parse_messages, prompt_ids
+from serving.generation.vllm_engine import EngineLoop, EngineSettings, start_vllm
 from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, require_shape
 
 STEP_FLUSH_INTERVAL_S = 0.1
+SWITCH_INTERVAL_S = 0.0005
 
 
 class Outbox:
-    """Sends responses from its own thread: each send is a round trip to the Triton process, and the engine
-    computes the next step meanwhile. One FIFO thread keeps every request's responses in order."""
+    """Sends responses from its own thread: each send is a round trip to the Triton process, and the engine's
+    loop handles the next output meanwhile. One FIFO thread keeps every request's responses in order."""
 
     def __init__(self, log_error: Callable[[str], None]) -> None:
         self.log_error = log_error
@@ -55,7 +56,10 @@ class Outbox:
         self.thread.start()
 
     def post(self, send: Callable[[], None]) -> None:
-        self.queue.put(send)
+        try:
+            send()
+        except Exception:
+            self.log_error(traceback.format_exc())
 
     def close(self, timeout_s: float = 10.0) -> None:
         self.queue.put(None)
@@ -67,6 +71,31 @@ class Outbox:
                 send()
             except Exception:  # one client's broken stream must not stop the others' responses
                 self.log_error(traceback.format_exc())
+
+
+@dataclass(frozen=True)
+class Alternative:
+    token_id: int
+    logprob: float
+    token: str  # the token's own text
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str  # the part of the completion not yet streamed (all of it without streaming)
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+    prompt_tokens: int
+    token_ids: list[int]
+    logprobs: list[float]  # of each completion token under the model's (unprocessed) distribution
+    # The text each completion token added ("" for EOS and for a token that ends mid-character, whose character
+    # comes with a later token); they concatenate to the whole completion's text.
+    tokens: list[str]
+    alternatives: list[list[Alternative]]  # per token, the top_logprobs likeliest (empty lists when not asked)
+
+    @property
+    def confidence(self) -> float:
+        """Mean probability of the completion's tokens."""
+        return sum(math.exp(p) for p in self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
 
 
 class TritonSink:
@@ -91,15 +120,28 @@ class TritonSink:
             self._text(result.text),
             self.pb.Tensor("finish_reason", np.array([result.finish_reason.encode()], dtype=object)),
             self.pb.Tensor("prompt_tokens", np.array([result.prompt_tokens], dtype=np.int32)),
-            self.pb.Tensor("completion_tokens", np.array([result.completion_tokens], dtype=np.int32)),
+            self.pb.Tensor("completion_tokens", np.array([len(result.token_ids)], dtype=np.int32)),
             self.pb.Tensor("token_ids", np.array(result.token_ids, dtype=np.int32)),
             self.pb.Tensor("logprobs", np.array(result.logprobs, dtype=np.float32)),
             self.pb.Tensor("tokens", np.array([t.encode() for t in result.tokens], dtype=object)),
             self.pb.Tensor("confidence", np.array([result.confidence], dtype=np.float32)),
+            *self._alternatives(result.alternatives),
         ]
         self.sender.send(
             self.pb.InferenceResponse(output_tensors=outputs), flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         )
+
+    def _alternatives(self, alternatives: list[list[Alternative]]) -> list[Any]:
+        width = min((len(step) for step in alternatives), default=0)  # vLLM lists at least top_logprobs per step
+        steps = [step[:width] for step in alternatives]
+        ids = np.array([[a.token_id for a in step] for step in steps], dtype=np.int32).reshape(len(steps), width)
+        logprobs = np.array([[a.logprob for a in step] for step in steps], dtype=np.float32).reshape(ids.shape)
+        tokens = np.array([[a.token.encode() for a in step] for step in steps], dtype=object).reshape(ids.shape)
+        return [
+            self.pb.Tensor("alternative_ids", ids),
+            self.pb.Tensor("alternative_logprobs", logprobs),
+            self.pb.Tensor("alternative_tokens", tokens),
+        ]
 
     def send_cancel_count(self, count: int) -> None:
         """The answer to a cancel request: how many requests it stopped."""
@@ -116,8 +158,8 @@ class TritonSink:
     def send_invalid(self, error: InvalidInputError) -> None:
         self._send_error(str(error), self.pb.TritonError.INVALID_ARG)
 
-    def send_busy(self, error: EngineBusyError) -> None:
-        self._send_error(f"llava_decoder: {error}", self.pb.TritonError.UNAVAILABLE)
+    def send_busy(self, reason: str) -> None:
+        self._send_error(f"llava_decoder: busy: {reason}", self.pb.TritonError.UNAVAILABLE)
 
     def _send_error(self, message: str, code: int) -> None:
         response = self.pb.InferenceResponse(error=self.pb.TritonError(message, code))
@@ -128,7 +170,8 @@ class TritonSink:
 
 
 class DecoderMetrics:
-    """Custom metrics on Triton's metrics endpoint: the active-sequence count and steps by batch size."""
+    """Custom metrics on Triton's metrics endpoint: running and waiting sequences (from vLLM's scheduler), engine
+    steps by the number of sequences they ran, completion tokens and finished requests."""
 
     def __init__(self, pb: Any, model_name: str) -> None:
         family = pb.MetricFamily
@@ -141,7 +184,7 @@ class DecoderMetrics:
                 "vlm_decoder_generated_tokens_total", "Completion tokens of finished requests", family.COUNTER
             ),
             "steps": family(
-                "vlm_decoder_steps_total", "Decode steps, by the number of sequences the step ran", family.COUNTER
+                "vlm_decoder_steps_total", "Engine steps, by the number of sequences the step ran", family.COUNTER
             ),
             "finished": family(
                 "vlm_decoder_requests_finished_total", "Requests finished, by finish reason", family.COUNTER
@@ -163,17 +206,17 @@ class DecoderMetrics:
         self.finished[reason].increment(1)
         self.tokens.increment(tokens)
 
-    def record(self, stats: StepStats) -> None:
-        """Every metric call is a round trip to the Triton process, so gauges are set only when they change
-        and step counts are sent in bulk (every 100 ms, and whenever the decoder falls idle)."""
-        for metric, key, value in ((self.active, "active", stats.active), (self.waiting, "waiting", stats.waiting)):
+    def record(self, active: int, waiting: int) -> None:
+        """One engine step. Every metric call is a round trip to the Triton process, so gauges are set only when
+        they change and step counts are sent in bulk (every 100 ms, and whenever the decoder falls idle)."""
+        for metric, key, value in ((self.active, "active", active), (self.waiting, "waiting", waiting)):
             if self.last_values.get(key) != value:
                 metric.set(value)
                 self.last_values[key] = value
-        if stats.batch_size:
-            self.pending_steps[stats.batch_size] = self.pending_steps.get(stats.batch_size, 0) + 1
+        if active:
+            self.pending_steps[active] = self.pending_steps.get(active, 0) + 1
         now = time.monotonic()
-        if self.pending_steps and (stats.active == 0 or now - self.flushed_at >= STEP_FLUSH_INTERVAL_S):
+        if self.pending_steps and (active == 0 or now - self.flushed_at >= STEP_FLUSH_INTERVAL_S):
             self.flush_steps()
             self.flushed_at = now
 
@@ -186,53 +229,125 @@ class DecoderMetrics:
         self.pending_steps.clear()
 
 
+def scheduler_stat_logger(metrics: DecoderMetrics) -> Any:
+    """A vLLM stat-logger class that hands each step's scheduler counts to ``metrics``."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class SchedulerStatLogger(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            pass
+
+        def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx=0):
+            if scheduler_stats is not None:
+                metrics.record(scheduler_stats.num_running_reqs, scheduler_stats.num_waiting_reqs)
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return SchedulerStatLogger
+
+
+@dataclass
+class Job:
+    """One admitted generation request."""
+
+    prompt: dict[str, Any]  # vLLM's prompt: token ids, and the image embeddings as multimodal data
+    params: SamplingParams
+    max_tokens: int
+    sink: TritonSink
+    request_id: str  # the client's id, by which a later cancel request names it
+    engine_id: str  # unique within the engine
+    cancelled: bool = False
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    token_texts: list[str] = field(default_factory=list)  # the text each token added; they concatenate to the text
+    alternatives: list[list[Alternative]] = field(default_factory=list)
+
+    def add_logprobs(self, token_ids: list[int], steps: list[dict[int, Any]]) -> None:
+        """vLLM's logprobs of each new token: the sampled token's, and the likeliest ``top_logprobs`` by rank."""
+        wanted = self.params.top_logprobs
+        for token, step in zip(token_ids, steps, strict=True):
+            self.logprobs.append(step[token].logprob)
+            if wanted:
+                ranked = sorted((entry.rank, token_id, entry) for token_id, entry in step.items())
+                top = [Alternative(i, e.logprob, e.decoded_token or "") for rank, i, e in ranked if rank <= wanted]
+                self.alternatives.append(top[:wanted])
+            else:
+                self.alternatives.append([])
+
+    def add_text(self, new_tokens: int, text: str) -> None:
+        """vLLM's text delta for its new tokens goes to the last of them: a token that ends mid-character, or that
+        a stop string may still claim, adds its text with a later token."""
+        if new_tokens:
+            self.token_texts += [""] * (new_tokens - 1) + [text]
+        elif self.token_texts:
+            self.token_texts[-1] += text
+
+
 class LlavaDecoder(PythonModel):
     def setup(self) -> None:
-        checkpoint = self.artifacts / Path(self.parameters["checkpoint"])  # absolute paths stay as they are
-        threads = self.int_parameter("torch_threads", default=1)
-        # The model runs in the engine's thread, which sets its own counts. This thread takes one, so that it
-        # never starts an OpenMP team: with a second team in the process, libgomp's threads outnumber the cores
-        # and it throttles their spin-waits, and each decode step of bench-llava at batch 1 with two threads took
-        # 20.3 ms instead of 12.7 ms.
-        torch.set_num_threads(1)
-        torch.set_num_interop_threads(1)
+        # The stub's embedded Python runs with LC_CTYPE "C" whatever the environment says; importing vLLM (torch
+        # inductor's templates) then fails to decode UTF-8 files.
+        locale.setlocale(locale.LC_CTYPE, "")
+        # The engine's loop thread runs Python between vLLM's steps almost all the time; with the default 5 ms
+        # switch interval, the stub's main thread (new requests, cancellations) and the response sends waited
+        # seconds for the GIL: on tiny-llava a cancelled stream ran 1,364 more tokens, and 3 with 0.5 ms.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.dtype = resolve_dtype(self.parameters.get("dtype", "auto"), self.device)
+        checkpoint = self.artifacts / Path(self.parameters["checkpoint"])  # absolute paths stay as they are
         self.tokenizer = load_tokenizer(checkpoint)
-        self.checkpoint = read_checkpoint(checkpoint, self.tokenizer)
-        model = load_language_model(checkpoint, self.dtype, self.device)
+        self.checkpoint: DecoderCheckpoint = read_checkpoint(checkpoint)
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        self.settings = EngineSettings.from_parameters(self.parameters, self.checkpoint.context_length, on_gpu)
         self.limits = GenerationLimits(
-            max_tokens_limit=self.checkpoint.context_length,
+            max_tokens_limit=self.settings.max_model_len,
             max_stop_strings=self.int_parameter("max_stop_strings"),
         )
         self.rules = PromptRules(
             image_token=self.tokenizer.convert_ids_to_tokens(self.checkpoint.image_token_id),
             image_tokens_per_image=self.checkpoint.image_tokens_per_image,
-            max_images=self.int_parameter("max_images"),
+            max_images=self.settings.max_images,
             max_messages_bytes=self.int_parameter("max_messages_bytes"),
         )
         self.default_max_tokens = self.int_parameter("default_max_tokens")
+        tokens = len(self.tokenizer)
+        self.allowed_token_ids = list(range(tokens)) if self.checkpoint.vocab_size > tokens else None
+        self.max_requests = self.settings.max_num_seqs + self.int_parameter("max_waiting_requests")
+        self.stream_interval_s = int(self.parameters.get("stream_interval_ms", "0")) / 1000
+        self.cancel_poll_interval_s = int(self.parameters.get("cancel_poll_interval_ms", "100")) / 1000
+        self.jobs: dict[str, Job] = {}  # by engine id; touched on the engine's loop only
+        self.admitted = 0  # requests scheduled and not finished; execute() and the loop both change it
+        self.admitted_lock = threading.Lock()
+        self.engine_ids = itertools.count()
         self.metrics = DecoderMetrics(self.pb, self.model_name)
         self.outbox = Outbox(self.log_error)
-        self.engine = Engine(
-            model,
-            self.tokenizer,
-            EngineConfig(
-                image_token_id=self.checkpoint.image_token_id,
-                eos_token_ids=self.checkpoint.eos_token_ids,
-                max_active_sequences=self.int_parameter("max_active_sequences"),
-                max_waiting_requests=self.int_parameter("max_waiting_requests"),
-                max_prefill_tokens=self.int_parameter("max_prefill_tokens"),
-                stream_interval_s=int(self.parameters.get("stream_interval_ms", "0")) / 1000,
-                cancel_poll_interval_s=int(self.parameters.get("cancel_poll_interval_ms", "0")) / 1000,
-                decode_threads=threads,
-                prefill_threads=self.int_parameter("prefill_threads", default=threads),
-            ),
-            on_step=self.metrics.record,
-            on_finish=self.metrics.record_finish,
-            log_error=self.log_error,
-        ).start()
+        self.engine: EngineLoop = start_vllm(
+            checkpoint, self.settings, scheduler_stat_logger(self.metrics), self.log_error
+        )
+        self.engine.submit(self.warm_up()).result(timeout=120)
+        self.engine.submit(self.watch_cancellations())
+
+    async def warm_up(self) -> None:
+        """A few tokens of a text prompt, an image prompt and a JSON answer, with the requests' own sampling
+        settings, and an abort, before the model is ready: the first request of each kind pays for lazy set-up
+        inside vLLM (1.9 s on tiny-llava for the first greedy request with logprobs), which would otherwise land on
+        a client."""
+        import torch
+
+        image = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "warm up"}]}]
+        embeds = torch.zeros(1, self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden)
+        text_prompt = {"prompt_token_ids": prompt_ids(self.tokenizer, [{"role": "user", "content": "warm up"}])}
+        image_prompt = {"prompt_token_ids": prompt_ids(self.tokenizer, image), "multi_modal_data": {"image": embeds}}
+        greedy = parse_sampling_params({}, self.limits)
+        as_json = replace(greedy, structured=StructuredOutput(schema=None))
+        for index, (prompt, params) in enumerate(
+            ((text_prompt, greedy), (image_prompt, greedy), (text_prompt, as_json))
+        ):
+            sampling = vllm_sampling_params(params, 2, self.allowed_token_ids)
+            async for _ in self.engine.engine.generate(prompt, sampling, f"warm-up-{index}"):
+                pass
 
     def log_error(self, message: str) -> None:
         self.pb.Logger.log_error(f"{self.model_name}: {message}")
@@ -240,6 +355,8 @@ class LlavaDecoder(PythonModel):
     def read_inputs(self, request: Any) -> dict[str, Any]:
         """numpy arrays, except ``image_embeds``: a torch tensor wherever the projector left it (the config
         keeps GPU inputs on the GPU: ``FORCE_CPU_ONLY_INPUT_TENSORS: no``)."""
+        import torch
+
         inputs: dict[str, Any] = {}
         for name in self.input_names:
             tensor = self.pb.get_input_tensor_by_name(request, name)
@@ -256,20 +373,23 @@ class LlavaDecoder(PythonModel):
         for request in requests:
             sink = TritonSink(self.pb, request.get_response_sender(), self.outbox)
             try:
-                if not self.engine.alive:
-                    sink.send_error("the decoder is not running")
+                if not self.engine.ready.is_set():
+                    sink.send_busy("the engine is starting")
                     continue
                 inputs = self.read_inputs(request)
                 if "cancel" in inputs:
-                    self.engine.submit(self.cancel_request(inputs, sink))
-                else:
-                    self.engine.submit(self.generation_request(inputs, sink, request.request_id()))
+                    request_id = self.cancel_id(inputs)
+                    self.engine.submit(self.cancel(request_id, sink))
+                    continue
+                job = self.job(inputs, sink, request.request_id())
+                if not self.admit():
+                    sink.send_busy(f"{self.max_requests} requests are running or waiting")
+                    continue
+                self.engine.submit(self.run(job))
             except InvalidInputError as error:
                 sink.send_invalid(error)
-            except EngineBusyError as error:
-                sink.send_busy(error)
             except Exception:
-                self.pb.Logger.log_error(f"{self.model_name}: {traceback.format_exc()}")
+                self.log_error(traceback.format_exc())
                 sink.send_error("internal error")
         return None
 
@@ -277,15 +397,26 @@ class LlavaDecoder(PythonModel):
         self.engine.stop()
         self.outbox.close()
 
-    def cancel_request(self, inputs: dict[str, Any], sink: TritonSink) -> CancelRequest:
+    def admit(self) -> bool:
+        with self.admitted_lock:
+            if self.admitted >= self.max_requests:
+                return False
+            self.admitted += 1
+            return True
+
+    def release(self) -> None:
+        with self.admitted_lock:
+            self.admitted -= 1
+
+    def cancel_id(self, inputs: dict[str, Any]) -> str:
         if set(inputs) != {"cancel"}:
             raise InvalidInputError("cancel: a cancel request carries only the id of the request to stop")
         request_id = _single_bytes("cancel", inputs["cancel"]).decode("utf-8", errors="replace")
         if not request_id.strip():
             raise InvalidInputError("cancel: the id of the request to stop must not be empty")
-        return CancelRequest(request_id, sink.send_cancel_count)
+        return request_id
 
-    def generation_request(self, inputs: dict[str, Any], sink: TritonSink, request_id: str) -> GenerationRequest:
+    def job(self, inputs: dict[str, Any], sink: TritonSink, request_id: str) -> Job:
         """Every check that can fail a request, in order, before any model compute."""
         if "messages" not in inputs:
             raise InvalidInputError("messages: required (the conversation to answer)")
@@ -294,37 +425,38 @@ class LlavaDecoder(PythonModel):
         raw_embeds = inputs.get("image_embeds")
         images = 0 if raw_embeds is None else raw_embeds.shape[0]
         check_images(count_images(messages), images, self.rules.max_images)
-        embeds = self.image_embeds(raw_embeds)
-        ids = prompt_ids(self.tokenizer, messages, self.rules)
-        image_tokens = sum(1 for token in ids if token == self.checkpoint.image_token_id)
-        if image_tokens != images * self.checkpoint.image_tokens_per_image:
-            # e.g. a chat template that renders placeholders differently from the processor's rule
+        ids = prompt_ids(self.tokenizer, messages)
+        placeholders = sum(1 for token in ids if token == self.checkpoint.image_token_id)
+        if placeholders != images:
+            # e.g. a chat template that renders image placeholders differently from the processor's rule
             raise InvalidInputError(
-                f"messages: the rendered prompt holds {image_tokens} image tokens, "
-                f"{images} images need {images * self.checkpoint.image_tokens_per_image}"
+                f"messages: the rendered prompt holds {placeholders} image tokens for {images} images"
             )
-        return GenerationRequest(
-            prompt_ids=ids,
-            image_embeds=None if embeds is None else embeds.reshape(-1, embeds.shape[-1]),
+        prompt: dict[str, Any] = {"prompt_token_ids": ids}
+        if images:
+            prompt["multi_modal_data"] = {"image": self.image_embeds(raw_embeds)}
+        prompt_tokens = len(ids) + images * (self.checkpoint.image_tokens_per_image - 1)  # vLLM expands each one
+        return Job(
+            prompt=prompt,
             params=params,
-            max_tokens=self.max_tokens(len(ids), params, 0 if embeds is None else embeds.shape[0]),
+            max_tokens=self.max_tokens(prompt_tokens, params, images),
             sink=sink,
             request_id=request_id,
+            engine_id=f"{next(self.engine_ids)}",
         )
 
-    def image_embeds(self, embeds: torch.Tensor | None) -> torch.Tensor | None:
-        """Checked, then copied onto the model's device in its dtype: a GPU input stays on the GPU, and the
-        copy outlives the request's input buffers, which the engine thread reads after ``execute`` returns."""
-        if embeds is None or embeds.shape[0] == 0:
-            return None
+    def image_embeds(self, embeds: Any) -> Any:
+        """Checked, then copied: the copy outlives the request's input buffers, which vLLM reads later."""
+        import torch
+
         tokens, hidden = self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden
         require_shape("image_embeds", tuple(embeds.shape), [-1, tokens, hidden])
         if not bool(torch.isfinite(embeds).all()):
             raise InvalidInputError("image_embeds: values must be finite (no NaN or infinity)")
-        return embeds.to(device=self.device, dtype=self.dtype, copy=True)
+        return embeds.clone()
 
     def max_tokens(self, prompt_tokens: int, params: SamplingParams, images: int) -> int:
-        context = self.checkpoint.context_length
+        context = self.settings.max_model_len
         room = context - prompt_tokens
         image_tokens = images * self.checkpoint.image_tokens_per_image
         prompt = f"the prompt is {prompt_tokens} tokens ({image_tokens} of them image tokens)"
@@ -338,6 +470,77 @@ class LlavaDecoder(PythonModel):
                 f"together they exceed the context length of {context}"
             )
         return params.max_tokens
+
+    async def run(self, job: Job) -> None:
+        """Generate for one request on the engine's loop, streaming text at most every ``stream_interval``."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        self.jobs[job.engine_id] = job
+        pending, sent_at, finish_reason, prompt_tokens = "", 0.0, "", 0
+        sampling = vllm_sampling_params(job.params, job.max_tokens, self.allowed_token_ids)
+        try:
+            async for output in self.engine.engine.generate(job.prompt, sampling, job.engine_id):
+                completion = output.outputs[0]
+                if output.prompt_token_ids is not None:
+                    prompt_tokens = len(output.prompt_token_ids)
+                job.token_ids += completion.token_ids
+                job.add_text(len(completion.token_ids), completion.text)
+                job.add_logprobs(completion.token_ids, completion.logprobs or [])
+                pending += completion.text
+                finish_reason = completion.finish_reason or finish_reason
+                now = time.monotonic()
+                if job.params.stream and pending and not output.finished and now - sent_at >= self.stream_interval_s:
+                    job.sink.send_text(pending)
+                    pending, sent_at = "", now
+            if job.cancelled or finish_reason not in ("stop", "length"):
+                job.sink.send_cancelled()
+                self.metrics.record_finish("cancelled", len(job.token_ids))
+                return
+            job.sink.send_final(
+                GenerationResult(
+                    text=pending,  # without streaming, the whole text
+                    finish_reason=finish_reason,
+                    prompt_tokens=prompt_tokens,
+                    token_ids=job.token_ids,
+                    logprobs=job.logprobs,
+                    tokens=job.token_texts,
+                    alternatives=job.alternatives,
+                )
+            )
+            self.metrics.record_finish(finish_reason, len(job.token_ids))
+        except Exception as error:
+            self.metrics.record_finish("error", len(job.token_ids))
+            if isinstance(error, EngineDeadError) or self.engine.engine is None or self.engine.engine.errored:
+                job.sink.send_busy("the engine is restarting")
+                self.engine.restart()
+            else:
+                self.log_error(traceback.format_exc())
+                job.sink.send_error("internal error")
+        finally:
+            del self.jobs[job.engine_id]
+            self.release()
+
+    async def cancel(self, request_id: str, sink: TritonSink) -> None:
+        stopped = [job for job in self.jobs.values() if job.request_id == request_id and not job.cancelled]
+        for job in stopped:
+            await self.abort(job)
+        sink.send_cancel_count(len(stopped))
+
+    async def abort(self, job: Job) -> None:
+        job.cancelled = True
+        await self.engine.engine.abort(job.engine_id)
+
+    async def watch_cancellations(self) -> None:
+        """Reads every running request's cancellation flag (a round trip to Triton) every poll interval and
+        aborts the cancelled ones in vLLM, which frees their slot at its next step."""
+        while True:
+            await asyncio.sleep(self.cancel_poll_interval_s)
+            for job in list(self.jobs.values()):
+                if not job.cancelled and job.sink.is_cancelled():
+                    try:
+                        await self.abort(job)
+                    except Exception:
+                        self.log_error(traceback.format_exc())
 
 
 def _single_bytes(field: str, array: np.ndarray) -> bytes:

@@ -14,7 +14,7 @@ from PIL import Image
 from benchmarks.inputs import unique
 from client import RetryPolicy, ServerBusyError, VLMClient, VLMError
 from export.clip_spec import CLIP_PREPROCESS
-from export.llava_spec import MAX_ACTIVE_SEQUENCES, MAX_WAITING_REQUESTS
+from export.llava_spec import MAX_NUM_SEQS, MAX_WAITING_REQUESTS
 from serving.launcher import TritonServer
 from tests.server.statistics import wait_for_idle_decoder
 from tests.server.test_bad_input import assert_server_still_serving
@@ -23,7 +23,7 @@ NO_RETRY = RetryPolicy(attempts=1)
 # What the entry step admits: one request running on each instance and its full queue; floods send more.
 PREPROCESS_ADMITS = CLIP_PREPROCESS.resources.instance_count + CLIP_PREPROCESS.queue.max_queue_size
 IMAGE_FLOOD = PREPROCESS_ADMITS + 16
-GENERATION_FLOOD = MAX_ACTIVE_SEQUENCES + MAX_WAITING_REQUESTS + 8
+GENERATION_FLOOD = MAX_NUM_SEQS + MAX_WAITING_REQUESTS + 8
 
 
 def slow_image_request() -> list[bytes]:
@@ -88,7 +88,7 @@ def test_a_generation_flood_past_the_decoders_waiting_list_is_refused_as_busy(
 
     outcomes = flood(generate, GENERATION_FLOOD)
     counts = {outcome: sum(1 for o, _ in outcomes if o == outcome) for outcome, _ in outcomes}
-    assert counts.get("busy", 0) >= GENERATION_FLOOD - MAX_ACTIVE_SEQUENCES - MAX_WAITING_REQUESTS, counts
+    assert counts.get("busy", 0) >= GENERATION_FLOOD - MAX_NUM_SEQS - MAX_WAITING_REQUESTS, counts
     assert counts.get("busy", 0) + counts.get("ok", 0) == GENERATION_FLOOD, counts
     busy = [seconds for outcome, seconds in outcomes if outcome == "busy"]
     admitted = [seconds for outcome, seconds in outcomes if outcome == "ok"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -116,9 +117,15 @@ def test_document_kinds_and_queries_send_their_own_prompts(url: str, protocol: s
     assert len(sizes) == len(prompts.DOCUMENT_KINDS) + 1
 
 
-def test_extract_structured_returns_the_raw_answer_when_the_model_writes_no_json(url: str, protocol: str) -> None:
+def test_extract_structured_answers_json_valid_against_the_schema_it_is_given(url: str, protocol: str) -> None:
     image = encode(scene(seed=97))
+    schema = {
+        "type": "object",
+        "properties": {"shapes": {"type": "integer", "minimum": 0}, "colour": {"enum": ["red", "blue"]}},
+        "required": ["shapes", "colour"],
+    }
     with VLMClient(url, protocol=protocol) as client:
-        result = client.extract_structured(image, **GREEDY)
-        direct = client.generate(prompts.structured(), [image], **GREEDY)
-    assert result == {"raw_response": direct.text, "structured": False}
+        constrained = client.extract_structured(image, schema=schema, max_tokens=120)
+        direct = client.generate(prompts.structured(), [image], max_tokens=120)
+    jsonschema.validate(constrained, schema)
+    assert prompts.parse_structured(direct.text) == {"raw_response": direct.text, "structured": False}

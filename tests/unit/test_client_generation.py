@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from client.errors import InvalidInputError, ServerBusyError, ServerUnavailableError, VLMError
@@ -62,13 +63,40 @@ def test_requests_with_images_go_to_the_ensemble_and_text_only_ones_to_the_decod
 
 
 def test_the_http_body_carries_the_id_parameters_and_images_as_data_urls() -> None:
-    request = GenerationRequest(QUESTION, [b"\x89PNG"], max_tokens=5, stop=["."], stream=False)
+    schema = {"type": "json_object"}
+    request = GenerationRequest.of(
+        QUESTION, [b"\x89PNG"], False, {}, max_tokens=5, stop=["."], top_logprobs=3, response_format=schema
+    )
     body = json.loads(request.http_body())
     assert body["id"] == request.request_id and len(request.request_id) == 32
     assert body["max_tokens"] == 5 and body["stop"] == ["."] and body["stream"] is False
+    assert body["top_logprobs"] == 3 and json.loads(body["response_format"]) == schema
     assert body["image"] == ["data:application/octet-stream;base64,iVBORw=="]
     assert json.loads(body["messages"]) == QUESTION
     assert "temperature" not in body
+
+
+def test_the_grpc_tensors_take_each_parameters_triton_type_from_the_one_table() -> None:
+    arrays = GenerationRequest.of(QUESTION, [], True, {}, seed=2**40, min_p=0.5, ignore_eos=True).arrays()
+    assert arrays["seed"][0] == "INT64" and arrays["seed"][1].dtype == np.int64
+    assert arrays["min_p"][0] == "FP32" and arrays["min_p"][1].dtype == np.float32
+    assert arrays["ignore_eos"][0] == "BOOL" and arrays["ignore_eos"][1].tolist() == [True]
+
+
+def test_an_unknown_generation_parameter_is_a_type_error_naming_it() -> None:
+    with pytest.raises(TypeError, match="'best_of'"):
+        GenerationRequest.of(QUESTION, [], True, {}, best_of=2)
+
+
+def test_alternatives_over_http_are_read_back_from_flattened_rows() -> None:
+    final = {"finish_reason": "length", "prompt_tokens": 3, "completion_tokens": 2, "confidence": 0.5}
+    alternatives = {"alternative_ids": [[7, 8], [9, 10]], "alternative_logprobs": [[-0.1, -2.0], [-0.3, -1.5]]}
+    outputs = {**final, "token_ids": [7, 9], "logprobs": [-0.1, -0.3], "tokens": ["a", "b"], **alternatives}
+    (completion,) = ResponseReader().read({**outputs, "alternative_tokens": ["a", "x", "b", "y"]})
+    assert [[(a.token_id, a.token, a.logprob) for a in step] for step in completion.alternatives] == [
+        [(7, "a", -0.1), (8, "x", -2.0)],
+        [(9, "b", -0.3), (10, "y", -1.5)],
+    ]
 
 
 def test_every_request_gets_its_own_id() -> None:

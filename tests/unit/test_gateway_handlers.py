@@ -62,9 +62,10 @@ def test_unknown_parameters_are_refused_by_name() -> None:
 
 def test_unsupported_values_say_what_is_supported() -> None:
     base = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
-    assert refusal(ChatCompletionRequest, {**base, "presence_penalty": 1})[1] == (
-        "presence_penalty: this service supports only 0 (no penalty)"
-    )
+    assert refusal(ChatCompletionRequest, {**base, "presence_penalty": 3})[0] == "presence_penalty"
+    assert refusal(ChatCompletionRequest, {**base, "top_logprobs": 21})[0] == "top_logprobs"
+    assert refusal(ChatCompletionRequest, {**base, "top_logprobs": 2})[1].endswith("top_logprobs needs logprobs: true")
+    assert refusal(ChatCompletionRequest, {**base, "response_format": {"type": "xml"}})[0] == "response_format"
     assert refusal(ChatCompletionRequest, {**base, "stop": [""]})[0] == "stop"
     assert refusal(EmbeddingRequest, {"model": "m", "input": [[1, 2]]})[1].startswith("input: token-id arrays")
     assert refusal(ChatCompletionRequest, {"model": "m", "messages": []})[0] == "messages"

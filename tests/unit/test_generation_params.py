@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from serving.errors import InvalidInputError
-from serving.generation.params import GenerationLimits, SamplingParams, parse_sampling_params
+from serving.generation.params import GenerationLimits, SamplingParams, StructuredOutput, parse_sampling_params
 
 LIMITS = GenerationLimits(max_tokens_limit=512)
 
@@ -60,11 +60,9 @@ def test_generation_limits_are_frozen() -> None:
 
 def test_a_request_without_sampling_tensors_gets_greedy_defaults() -> None:
     params = parse()
-    assert params == SamplingParams()
-    assert params.max_tokens is None
-    assert params.greedy
-    assert (params.top_p, params.top_k, params.seed, params.repetition_penalty) == (1.0, 0, None, 1.0)
-    assert (params.stop, params.stream) == ((), False)
+    assert params == SamplingParams(numbers={"temperature": 0.0})
+    assert (params.max_tokens, params.stream, params.top_logprobs) == (None, False, 0)
+    assert (params.stop, params.structured) == ((), None)
 
 
 def test_a_request_with_every_tensor_is_parsed_into_python_values() -> None:
@@ -73,31 +71,44 @@ def test_a_request_with_every_tensor_is_parsed_into_python_values() -> None:
         temperature=f32(0.5),
         top_p=f32(0.25),
         top_k=i32(40),
+        min_p=f32(0.125),
         seed=np.array([2**63 - 1], dtype=np.int64),
         repetition_penalty=f32(1.5),
+        presence_penalty=f32(-2.0),
+        frequency_penalty=f32(2.0),
+        top_logprobs=i32(20),
+        min_tokens=i32(3),
+        ignore_eos=np.array([True]),
         stop=stops(b"\n", "fin ✓".encode()),
         stream=np.array([True]),
+        response_format=stops(b'{"type": "json_object"}'),
     )
     assert params == SamplingParams(
-        max_tokens=64,
-        temperature=0.5,
-        top_p=0.25,
-        top_k=40,
-        seed=2**63 - 1,
-        repetition_penalty=1.5,
+        numbers={
+            "max_tokens": 64,
+            "temperature": 0.5,
+            "top_p": 0.25,
+            "top_k": 40,
+            "min_p": 0.125,
+            "seed": 2**63 - 1,
+            "repetition_penalty": 1.5,
+            "presence_penalty": -2.0,
+            "frequency_penalty": 2.0,
+            "top_logprobs": 20,
+            "min_tokens": 3,
+            "ignore_eos": True,
+            "stream": True,
+        },
         stop=("\n", "fin ✓"),
-        stream=True,
+        structured=StructuredOutput(schema=None),
     )
-    assert not params.greedy
-    assert type(params.max_tokens) is int and type(params.temperature) is float and type(params.stream) is bool
+    numbers = params.numbers
+    assert type(numbers["max_tokens"]) is int and type(numbers["temperature"]) is float
+    assert type(numbers["stream"]) is bool and params.stream and params.top_logprobs == 20
 
 
 def test_a_one_element_tensor_of_any_rank_is_a_scalar() -> None:
     assert parse(max_tokens=np.array([[7]], dtype=np.int32)).max_tokens == 7
-
-
-def test_a_zero_temperature_means_greedy() -> None:
-    assert parse(temperature=f32(0.0)).greedy
 
 
 # Scalars must hold one value of the right kind
@@ -131,39 +142,43 @@ def test_max_tokens_outside_one_to_the_limit_is_rejected(value: int) -> None:
     assert message_of(max_tokens=i32(value)) == f"max_tokens: must lie in [1, 512], got {value}"
 
 
-# temperature
+# ranges come from client.parameters
 
 
-@pytest.mark.parametrize(("value", "shown"), [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf"), (-0.5, "-0.5")])
-def test_temperature_that_is_not_finite_or_is_negative_is_rejected(value: float, shown: str) -> None:
-    assert message_of(temperature=f32(value)) == f"temperature: must be finite and >= 0, got {shown}"
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("temperature", np.nan, "temperature: must be a finite number in [0, 2], got nan"),
+        ("temperature", np.inf, "temperature: must be a finite number in [0, 2], got inf"),
+        ("temperature", -0.5, "temperature: must lie in [0, 2], got -0.5"),
+        ("temperature", 2.5, "temperature: must lie in [0, 2], got 2.5"),
+        ("top_p", 0.0, "top_p: must lie in (0, 1], got 0"),
+        ("top_p", 1.5, "top_p: must lie in (0, 1], got 1.5"),
+        ("top_p", np.nan, "top_p: must be a finite number in (0, 1], got nan"),
+        ("min_p", 1.25, "min_p: must lie in [0, 1], got 1.25"),
+        ("repetition_penalty", 0.0, "repetition_penalty: must lie in (0, inf), got 0"),
+        ("presence_penalty", -2.5, "presence_penalty: must lie in [-2, 2], got -2.5"),
+        ("frequency_penalty", 3.0, "frequency_penalty: must lie in [-2, 2], got 3"),
+    ],
+)
+def test_a_real_parameter_out_of_its_range_is_rejected_naming_the_range(field: str, value: float, message: str) -> None:
+    assert message_of(**{field: f32(value)}) == message
 
 
-# top_p
-
-
-@pytest.mark.parametrize(("value", "shown"), [(0.0, "0"), (-0.1, "-0.1"), (1.5, "1.5"), (np.nan, "nan")])
-def test_top_p_outside_zero_exclusive_to_one_is_rejected(value: float, shown: str) -> None:
-    assert message_of(top_p=f32(value)) == f"top_p: must lie in (0, 1], got {shown}"
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("top_k", -1, "top_k: must lie in [0, inf), got -1"),
+        ("top_logprobs", 21, "top_logprobs: must lie in [0, 20], got 21"),
+        ("min_tokens", -1, "min_tokens: must lie in [0, inf), got -1"),
+    ],
+)
+def test_an_integer_parameter_out_of_its_range_is_rejected(field: str, value: int, message: str) -> None:
+    assert message_of(**{field: i32(value)}) == message
 
 
 def test_top_p_of_one_is_accepted() -> None:
-    assert parse(top_p=f32(1.0)).top_p == 1.0
-
-
-# top_k
-
-
-def test_a_negative_top_k_is_rejected() -> None:
-    assert message_of(top_k=i32(-1)) == "top_k: must be >= 0 (0 turns it off), got -1"
-
-
-# repetition_penalty
-
-
-@pytest.mark.parametrize(("value", "shown"), [(0.0, "0"), (-1.0, "-1"), (np.inf, "inf"), (np.nan, "nan")])
-def test_a_repetition_penalty_that_is_not_finite_and_positive_is_rejected(value: float, shown: str) -> None:
-    assert message_of(repetition_penalty=f32(value)) == f"repetition_penalty: must be finite and > 0, got {shown}"
+    assert parse(top_p=f32(1.0)).numbers["top_p"] == 1.0
 
 
 # seed
@@ -218,3 +233,59 @@ def test_a_stop_string_over_the_byte_limit_is_rejected_counting_bytes() -> None:
 
 def test_a_stop_string_exactly_at_the_byte_limit_is_accepted() -> None:
     assert parse(stop=stops(b"y" * 256)).stop == ("y" * 256,)
+
+
+# response_format
+
+
+def formats(spec: object) -> np.ndarray:
+    return stops(__import__("json").dumps(spec).encode())
+
+
+def test_a_text_response_format_constrains_nothing() -> None:
+    assert parse(response_format=formats({"type": "text"})).structured is None
+
+
+def test_a_json_schema_response_format_carries_its_schema() -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    spec = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}}
+    assert parse(response_format=formats(spec)).structured == StructuredOutput(schema=schema)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"type": "xml"}, 'response_format.type: must be "text", "json_object" or "json_schema"'),
+        ({"type": "json_schema"}, 'response_format.json_schema: expected {"name": ..., "schema": {...}}'),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objec"}}},
+            "response_format.json_schema.schema: not a valid JSON schema at type",
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"properties": {"a": {"minLength": -1}}}}},
+            "response_format.json_schema.schema: not a valid JSON schema at properties/a/minLength",
+        ),
+    ],
+)
+def test_a_malformed_response_format_is_rejected_naming_the_field(spec: object, message: str) -> None:
+    assert message_of(response_format=formats(spec)) == message
+
+
+def test_a_response_format_that_is_not_json_is_rejected() -> None:
+    assert message_of(response_format=stops(b"{nope")).startswith("response_format: not valid JSON")
+
+
+def test_a_schema_over_the_byte_limit_is_refused_before_it_is_read() -> None:
+    big = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"enum": ["x" * 40_000]}}}
+    assert message_of(response_format=formats(big)).startswith("response_format: text is 40")
+    assert "the limit is 32768" in message_of(response_format=formats(big))
+
+
+def test_a_schema_nested_too_deep_is_refused_with_the_limit() -> None:
+    schema: dict = {"type": "string"}
+    for _ in range(20):
+        schema = {"type": "object", "properties": {"a": schema}}
+    spec = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    assert message_of(response_format=formats(spec)) == (
+        "response_format.json_schema.schema: nested deeper than 16 levels"
+    )

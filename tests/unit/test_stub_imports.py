@@ -96,12 +96,13 @@ def test_the_model_imports_neither_torch_nor_transformers(model_repository: Path
 
 
 def test_the_check_sees_a_heavy_import_when_there_is_one(model_repository: Path) -> None:
-    """The decoder needs torch: the same check run on it must report it, or the check proves nothing."""
+    """The exporter needs torch and transformers: the same check run on it must report them, or the check proves
+    nothing."""
     result = subprocess.run(
         [
             sys.executable,
             "-c",
-            f"import serving.triton_models.llava_decoder, sys; print(sorted(set({HEAVY}) & set(sys.modules)))",
+            f"import export.llava_export, sys; print(sorted(set({HEAVY}) & set(sys.modules)))",
         ],
         capture_output=True,
         text=True,
