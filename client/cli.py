@@ -51,7 +51,8 @@ class Printer:
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
-    names = [parameter.name for parameter in GENERATION_PARAMETERS]
+    # The CLI's --stream says how to print; each request's own stream flag is set by the client call.
+    names = [parameter.name for parameter in GENERATION_PARAMETERS if parameter.name != "stream"]
     params = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "stop", None):
         params["stop"] = args.stop

@@ -90,8 +90,9 @@ class GenerationRequest:
     ) -> GenerationRequest:
         """A request from the client's keyword arguments: numbers by name, ``stop``, ``response_format``."""
         stop, response_format = params.pop("stop", ()) or (), params.pop("response_format", None)
+        ids = {"request_id": params.pop("request_id")} if "request_id" in params else {}
         numbers = {name: value for name, value in params.items() if value is not None}
-        return cls(messages, images, numbers, stop, response_format, stream, **models)
+        return cls(messages, images, numbers, stop, response_format, stream, **ids, **models)
 
     @property
     def model(self) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 from serving.validators import positive_int
 
 MIB = 2**20
+HEALTH_CHECK_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,13 @@ class EngineSettings:
             "disable_log_stats": False,  # the decoder's metrics read the scheduler's statistics
             # JSON schemas: on tiny random weights, 20 of 20 answers were valid with guidance and no free
             # whitespace; xgrammar let control bytes into strings, and free whitespace let greedy answers loop.
-            "structured_outputs_config": {"backend": "guidance", "disable_any_whitespace": True},
+            # No properties beyond a schema's own (OpenAI's strict mode): with them, greedy answers looped on
+            # invented keys until max_tokens.
+            "structured_outputs_config": {
+                "backend": "guidance",
+                "disable_any_whitespace": True,
+                "disable_additional_properties": True,
+            },
         }
         if self.on_gpu:
             args["gpu_memory_utilization"] = self.gpu_memory_utilization
@@ -162,11 +169,24 @@ class EngineLoop:
             return
         self.ready.set()
         self._started.set_result(None)
+        self.loop.create_task(self._watch_health())
         try:
             self.loop.run_forever()
         finally:
             self._shutdown_engine()
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self.loop.close()
+
+    async def _watch_health(self) -> None:
+        """Rebuilds a dead engine (its core process killed or crashed) without waiting for a request to fail."""
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_INTERVAL_S)
+            if self.ready.is_set() and getattr(self.engine, "errored", False):
+                self.log_error("the engine died; building a new one")
+                self.restart()
 
     def _rebuild(self) -> None:
         self._shutdown_engine()

@@ -15,7 +15,6 @@ import itertools
 import locale
 import math
 import os
-import queue
 import sys
 import threading
 import time
@@ -45,34 +44,6 @@ STEP_FLUSH_INTERVAL_S = 0.1
 SWITCH_INTERVAL_S = 0.0005
 
 
-class Outbox:
-    """Sends responses from its own thread: each send is a round trip to the Triton process, and the engine's
-    loop handles the next output meanwhile. One FIFO thread keeps every request's responses in order."""
-
-    def __init__(self, log_error: Callable[[str], None]) -> None:
-        self.log_error = log_error
-        self.queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="llava-decoder-outbox", daemon=True)
-        self.thread.start()
-
-    def post(self, send: Callable[[], None]) -> None:
-        try:
-            send()
-        except Exception:
-            self.log_error(traceback.format_exc())
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        self.queue.put(None)
-        self.thread.join(timeout_s)  # bounded: sends to a server that is gone may never return
-
-    def _run(self) -> None:
-        while (send := self.queue.get()) is not None:
-            try:
-                send()
-            except Exception:  # one client's broken stream must not stop the others' responses
-                self.log_error(traceback.format_exc())
-
-
 @dataclass(frozen=True)
 class Alternative:
     token_id: int
@@ -99,21 +70,28 @@ class GenerationResult:
 
 
 class TritonSink:
-    """Delivers one request's results through its Triton response sender (via the outbox)."""
+    """Delivers one request's results through its Triton response sender, from the engine's loop. (A thread of
+    its own for the sends only added GIL hand-offs: the loop does little besides.)"""
 
-    def __init__(self, pb: Any, sender: Any, outbox: Outbox) -> None:
+    def __init__(self, pb: Any, sender: Any, log_error: Callable[[str], None]) -> None:
         self.pb = pb
         self.sender = sender
-        self.outbox = outbox
+        self.log_error = log_error
+
+    def post(self, send: Callable[[], None]) -> None:
+        try:
+            send()
+        except Exception:  # one client's broken stream must not stop the others' responses
+            self.log_error(traceback.format_exc())
 
     def is_cancelled(self) -> bool:
         return bool(self.sender.is_cancelled())
 
     def send_text(self, text: str) -> None:
-        self.outbox.post(lambda: self.sender.send(self.pb.InferenceResponse(output_tensors=[self._text(text)])))
+        self.post(lambda: self.sender.send(self.pb.InferenceResponse(output_tensors=[self._text(text)])))
 
     def send_final(self, result: GenerationResult) -> None:
-        self.outbox.post(lambda: self._send_final(result))
+        self.post(lambda: self._send_final(result))
 
     def _send_final(self, result: GenerationResult) -> None:
         outputs = [
@@ -147,7 +125,7 @@ class TritonSink:
         """The answer to a cancel request: how many requests it stopped."""
         outputs = [self.pb.Tensor("cancelled", np.array([count], dtype=np.int32))]
         response = self.pb.InferenceResponse(output_tensors=outputs)
-        self.outbox.post(lambda: self.sender.send(response, flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
+        self.post(lambda: self.sender.send(response, flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
 
     def send_cancelled(self) -> None:
         self._send_error("the request was cancelled", self.pb.TritonError.CANCELLED)
@@ -158,12 +136,17 @@ class TritonSink:
     def send_invalid(self, error: InvalidInputError) -> None:
         self._send_error(str(error), self.pb.TritonError.INVALID_ARG)
 
+    def send_unavailable(self) -> None:
+        """While the engine is rebuilt: "not ready", which clients and the probe read as down, not busy."""
+        message = "llava_decoder: the engine is not ready (a new one is starting after the last one died)"
+        self._send_error(message, self.pb.TritonError.UNAVAILABLE)
+
     def send_busy(self, reason: str) -> None:
         self._send_error(f"llava_decoder: busy: {reason}", self.pb.TritonError.UNAVAILABLE)
 
     def _send_error(self, message: str, code: int) -> None:
         response = self.pb.InferenceResponse(error=self.pb.TritonError(message, code))
-        self.outbox.post(lambda: self.sender.send(response, flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
+        self.post(lambda: self.sender.send(response, flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL))
 
     def _text(self, text: str) -> Any:
         return self.pb.Tensor("text_output", np.array([text.encode()], dtype=object))
@@ -322,7 +305,6 @@ class LlavaDecoder(PythonModel):
         self.admitted_lock = threading.Lock()
         self.engine_ids = itertools.count()
         self.metrics = DecoderMetrics(self.pb, self.model_name)
-        self.outbox = Outbox(self.log_error)
         self.engine: EngineLoop = start_vllm(
             checkpoint, self.settings, scheduler_stat_logger(self.metrics), self.log_error
         )
@@ -371,10 +353,10 @@ class LlavaDecoder(PythonModel):
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
-            sink = TritonSink(self.pb, request.get_response_sender(), self.outbox)
+            sink = TritonSink(self.pb, request.get_response_sender(), self.log_error)
             try:
                 if not self.engine.ready.is_set():
-                    sink.send_busy("the engine is starting")
+                    sink.send_unavailable()
                     continue
                 inputs = self.read_inputs(request)
                 if "cancel" in inputs:
@@ -395,7 +377,6 @@ class LlavaDecoder(PythonModel):
 
     def finalize(self) -> None:
         self.engine.stop()
-        self.outbox.close()
 
     def admit(self) -> bool:
         with self.admitted_lock:
@@ -511,7 +492,7 @@ class LlavaDecoder(PythonModel):
         except Exception as error:
             self.metrics.record_finish("error", len(job.token_ids))
             if isinstance(error, EngineDeadError) or self.engine.engine is None or self.engine.engine.errored:
-                job.sink.send_busy("the engine is restarting")
+                job.sink.send_unavailable()
                 self.engine.restart()
             else:
                 self.log_error(traceback.format_exc())

@@ -19,13 +19,14 @@ PROMPT = [{"role": "user", "content": "a red square above a blue circle"}]
 
 
 def schemas() -> list[dict]:
-    """20 different schemas: objects of scalars, enums, arrays, nesting, numbers with bounds."""
+    """20 different schemas: objects of scalars, enums, arrays, nesting. Every value is bounded (random weights
+    write digits or letters for as long as a schema lets them)."""
     kinds: list[dict] = [
         {"type": "string", "maxLength": 12},
         {"type": "integer", "minimum": 0, "maximum": 9},
         {"type": "boolean"},
         {"enum": ["red", "green", "blue"]},
-        {"type": "array", "items": {"type": "integer"}, "maxItems": 3},
+        {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99}, "maxItems": 3},
     ]
     found = []
     for n in range(20):
@@ -37,13 +38,16 @@ def schemas() -> list[dict]:
 
 
 def test_json_schema_answers_validate_for_20_schemas_sent_at_once(async_sdk: openai.AsyncOpenAI) -> None:
+    in_flight = asyncio.Semaphore(16)  # the gateway's limit per API key
+
     async def ask(schema: dict) -> str:
-        reply = await async_sdk.chat.completions.create(
-            model="llava",
-            messages=PROMPT,
-            max_tokens=120,
-            response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
-        )
+        async with in_flight:
+            reply = await async_sdk.chat.completions.create(
+                model="llava",
+                messages=PROMPT,
+                max_tokens=120,
+                response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+            )
         assert reply.choices[0].finish_reason == "stop", reply.choices[0].message.content
         return reply.choices[0].message.content or ""
 
@@ -54,12 +58,24 @@ def test_json_schema_answers_validate_for_20_schemas_sent_at_once(async_sdk: ope
         jsonschema.validate(json.loads(content), schema)
 
 
-def test_a_json_object_answer_parses(sdk: openai.OpenAI) -> None:
-    reply = sdk.chat.completions.create(
-        model="llava", messages=PROMPT, max_tokens=120, response_format={"type": "json_object"}
-    )
-    assert reply.choices[0].finish_reason == "stop"
-    assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
+def test_json_object_answers_that_end_parse_as_objects(sdk: openai.OpenAI) -> None:
+    """Any JSON object: random weights may write one string until max_tokens (a cut answer cannot parse, as with
+    OpenAI's), so the test asks several questions and needs the ones that end to parse, and some to end."""
+    questions = ["a red square above a blue circle", "how many shapes are there?", "hi", "name a colour.", "what?"]
+    ended = 0
+    for question in questions:
+        reply = sdk.chat.completions.create(
+            model="llava",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=200,
+            response_format={"type": "json_object"},
+        )
+        content = reply.choices[0].message.content or ""
+        assert content.startswith("{")
+        if reply.choices[0].finish_reason == "stop":
+            assert isinstance(json.loads(content), dict)
+            ended += 1
+    assert ended >= 1
 
 
 def test_a_malformed_schema_is_a_400_naming_the_field(sdk: openai.OpenAI) -> None:

@@ -80,11 +80,11 @@ def test_a_generation_flood_past_the_decoders_waiting_list_is_refused_as_busy(
     url = server.grpc_url if protocol == "grpc" else server.http_url
     story = [{"role": "user", "content": "Tell me a long story."}]
 
-    # Greedy: the tiny checkpoint's answer runs the whole 300 tokens, so no slot frees up during the flood
-    # (sampled answers sometimes end after a few tokens).
+    # ignore_eos: every answer runs its whole 1,000 tokens (seconds on tiny-llava), so no slot frees up during
+    # the flood.
     def generate(index: int) -> object:
         with VLMClient(url, protocol=protocol, timeout=120, retry=NO_RETRY) as client:
-            return list(client.generate_stream(story, max_tokens=300, temperature=0.0))
+            return list(client.generate_stream(story, max_tokens=1000, ignore_eos=True))
 
     outcomes = flood(generate, GENERATION_FLOOD)
     counts = {outcome: sum(1 for o, _ in outcomes if o == outcome) for outcome, _ in outcomes}

@@ -76,7 +76,7 @@ def test_breaking_out_of_an_async_stream_cancels_it_on_the_server(
     async def run() -> None:
         async with AsyncVLMClient(url, protocol=protocol) as client:
             async for piece in client.generate_stream(
-                prompts.user_turn("describe the image."), [encode(scene(seed=31))], max_tokens=450
+                prompts.user_turn("describe the image."), [encode(scene(seed=31))], max_tokens=1800, ignore_eos=True
             ):
                 assert isinstance(piece, str)
                 break
@@ -94,7 +94,9 @@ def test_closing_the_async_client_cancels_its_open_stream(server: TritonServer, 
 
     async def run() -> None:
         async with AsyncVLMClient(url, protocol=protocol) as client:
-            stream = client.generate_stream(prompts.user_turn("describe the image.", 0), max_tokens=450)
+            stream = client.generate_stream(
+                prompts.user_turn("describe the image.", 0), max_tokens=1800, ignore_eos=True
+            )
             assert isinstance(await anext(stream), str)
         # leaving ``async with`` closed the stream before closing the connection
 

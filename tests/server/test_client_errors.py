@@ -101,7 +101,8 @@ def test_a_stream_stopped_by_the_server_is_interrupted_with_its_partial_text(
 ) -> None:
     with VLMClient(url, protocol=protocol) as client:
         request_id = uuid.uuid4().hex
-        stream = client.chat(prompts.user_turn("describe the image.", 0), max_tokens=450, request_id=request_id)
+        messages = prompts.user_turn("describe the image.", 0)
+        stream = client.chat(messages, max_tokens=1800, ignore_eos=True, request_id=request_id)  # outlives the cancel
         received = next(stream)
         _cancel_on_the_server(server, request_id)
         with pytest.raises(StreamInterruptedError) as interrupted:

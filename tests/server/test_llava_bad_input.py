@@ -79,9 +79,9 @@ def test_malformed_conversations_are_rejected(server: TritonServer, raw_messages
 @pytest.mark.parametrize(
     ("params", "fragments"),
     [
-        ({"max_tokens": 0}, ("max_tokens", "[1, 512]")),
-        ({"max_tokens": -5}, ("max_tokens", "[1, 512]")),
-        ({"max_tokens": 100_000}, ("max_tokens", "[1, 512]")),
+        ({"max_tokens": 0}, ("max_tokens", "[1, 2048]")),
+        ({"max_tokens": -5}, ("max_tokens", "[1, 2048]")),
+        ({"max_tokens": 100_000}, ("max_tokens", "[1, 2048]")),
         ({"temperature": float("nan")}, ("temperature",)),
         ({"temperature": -0.5}, ("temperature",)),
         ({"top_p": 0.0}, ("top_p", "(0, 1]")),
@@ -102,17 +102,17 @@ def test_out_of_range_generation_parameters_are_rejected(
 def test_a_prompt_and_max_tokens_over_the_context_are_rejected_before_any_decoding(server: TritonServer) -> None:
     tokens_before = metric_total(server, "vlm_decoder_generated_tokens_total")
     with VLMClient(server.grpc_url) as client, pytest.raises(InvalidInputError) as caught:
-        client.generate(IMAGE_TURN, [encode(scene(seed=51))], max_tokens=500)
-    assert_clean(str(caught.value), "max_tokens", "image tokens", "context length of 512")
+        client.generate(IMAGE_TURN, [encode(scene(seed=51))], max_tokens=2040)
+    assert_clean(str(caught.value), "max_tokens", "image tokens", "context length of 2048")
     assert metric_total(server, "vlm_decoder_generated_tokens_total") == tokens_before
     assert_decoder_still_serving(server)
 
 
 def test_a_prompt_longer_than_the_context_is_rejected(server: TritonServer) -> None:
-    long_turn = [{"role": "user", "content": "red square " * 400}]
+    long_turn = [{"role": "user", "content": "red square " * 1600}]
     with VLMClient(server.grpc_url) as client, pytest.raises(InvalidInputError) as caught:
         client.generate(long_turn)
-    assert_clean(str(caught.value), "messages", "context length of 512")
+    assert_clean(str(caught.value), "messages", "context length of 2048")
     assert_decoder_still_serving(server)
 
 

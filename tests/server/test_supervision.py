@@ -78,6 +78,46 @@ def test_a_killed_stub_is_reloaded_and_readiness_is_false_until_it_serves_again(
     assert len(supervised.stubs(model)) == instances
 
 
+def engine_cores(serve: ServeProcess) -> list[int]:
+    """vLLM's engine-core processes under the decoder's stub (setproctitle names them)."""
+    stubs = {stub.pid for stub in serve.stubs("llava_decoder")}
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            parent = int((entry / "stat").read_text().rsplit(") ", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if cmdline.startswith(b"VLLM::EngineCore") and parent in stubs:
+            found.append(int(entry.name))
+    return found
+
+
+def refused_as_not_ready(serve: ServeProcess) -> bool:
+    with VLMClient(serve.grpc_url, timeout=30, retry=RetryPolicy(attempts=1)) as client:
+        try:
+            client.generate([{"role": "user", "content": "hi"}], max_tokens=1)
+        except ModelNotReadyError:
+            return True
+        except VLMError:
+            return False
+    return False
+
+
+def test_a_killed_engine_core_is_rebuilt_and_requests_are_refused_as_not_ready_meanwhile(
+    supervised: ServeProcess,
+) -> None:
+    assert serves_clip_and_llava(supervised, seed=7)
+    (core,) = engine_cores(supervised)
+    killed_at = time.monotonic()
+    os.kill(core, signal.SIGKILL)
+    wait_for(lambda: refused_as_not_ready(supervised), "the decoder refuses as not ready", timeout_s=10)
+    seed = iter(range(20_000, 30_000, 2))
+    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", timeout_s=60)
+    assert time.monotonic() - killed_at < 60
+    assert engine_cores(supervised) and core not in engine_cores(supervised)
+
+
 def post_raw(serve: ServeProcess, body: bytes, *headers: str) -> None:
     """Send one HTTP request as it is; the server may die before it answers."""
     host, port = serve.http_url.split(":")
