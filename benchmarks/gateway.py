@@ -22,16 +22,36 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from benchmarks.workloads import ClipImage, ClipText, Llava, Sample, Workload
+from benchmarks.workloads import ClipImage, ClipText, Llava, Payload, Sample, Workload
+from client import RetryPolicy
 from client.errors import ServerBusyError
 from gateway.process import GatewayProcess
 
 
 class GatewayWorkload(Workload):
-    """``url`` is the gateway's base URL (http://host:port). A subclass says what request ``n`` is
-    (``gateway_request``); sending and timing it, on a load thread or on the open loop's event loop, is here."""
+    """``url`` is the base URL (http://host:port) of vlm-gateway or of any OpenAI-compatible server (``vllm serve``,
+    see benchmarks/vllm_peer.py): ``model`` names the model there, ``extra_body`` adds fields to every request's
+    JSON, and ``name`` labels the progress lines. A subclass says what request ``n`` is (``gateway_request``);
+    sending and timing it, on a load thread or on the open loop's event loop, is here."""
 
     streams = False  # a streamed chat completion, timed to its first content delta
+    served_model = ""  # the model's name in the requests, unless ``model`` is given
+
+    def __init__(
+        self,
+        url: str,
+        protocol: str,
+        payload: Payload,
+        retry: RetryPolicy | None = None,
+        *,
+        model: str | None = None,
+        extra_body: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(url.rstrip("/"), protocol, payload, retry)
+        self.model = model or self.served_model
+        self.extra_body = dict(extra_body or {})
+        self.name = name or self.name
 
     def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
         """(path, JSON body, images in it) of request ``n``."""
@@ -122,31 +142,55 @@ def _image_items(images: list[bytes]) -> list[dict[str, Any]]:
 
 
 class GatewayClipImage(GatewayWorkload, ClipImage):
+    served_model = "clip"
+
     def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
         images = self.images(n)
-        body = {"model": "clip", "input": _image_items(images), "encoding_format": "base64"}
+        body = {"model": self.model, "input": _image_items(images), "encoding_format": "base64", **self.extra_body}
         return "/v1/embeddings", body, len(images)
 
 
 class GatewayClipText(GatewayWorkload, ClipText):
+    served_model = "clip"
+
     def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
-        return "/v1/embeddings", {"model": "clip", "input": self.texts(n), "encoding_format": "base64"}, 0
+        body = {"model": self.model, "input": self.texts(n), "encoding_format": "base64", **self.extra_body}
+        return "/v1/embeddings", body, 0
 
 
 class GatewayLlava(GatewayWorkload, Llava):
+    """Request ``n`` as a streamed chat completion: its images as data URLs in ``image_url`` parts, then the
+    question; greedy and exactly ``max_tokens`` tokens (``Payload.sampling``: ``ignore_eos`` and ``min_tokens``
+    are vLLM's extra fields, which vlm-gateway takes too)."""
+
     streams = True
+    served_model = "llava"
 
     def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
         messages, images = self.request(n)
         content = [*_image_items(images), *messages[0]["content"][len(images) :]]
         body = {
-            "model": "llava",
+            "model": self.model,
             "messages": [{"role": "user", "content": content}],
-            "max_tokens": self.payload.max_tokens,
+            **self.payload.sampling(),
             "stream": True,
             "stream_options": {"include_usage": True},
+            **self.extra_body,
         }
         return "/v1/chat/completions", body, len(images)
+
+    def usage(self, n: int) -> dict[str, int]:
+        """The ``usage`` the server reports for request ``n`` cut to one token (not streamed): how it counted the
+        prompt, to compare servers on the same request."""
+        path, body, _ = self.gateway_request(n)
+        body = {**body, "max_tokens": 1, "min_tokens": 1, "stream": False}
+        del body["stream_options"]
+        connection = self.connection()
+        connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        text = response.read()
+        _check(path, response.status, text)
+        return json.loads(text)["usage"]
 
 
 GATEWAY_WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (GatewayClipImage, GatewayClipText, GatewayLlava)}

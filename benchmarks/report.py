@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.statistics import FIELDS
+from benchmarks.statistics import FIELDS, summarize
 from benchmarks.targets import check_targets, round_ratios, spread
 
 SCHEMA_VERSION = 1
@@ -71,6 +71,36 @@ REPORT_SCHEMA = {
         },
         "ratios": {"type": "array"},
         "targets": {"type": "array"},
+        "vllm_peer": {
+            "type": "object",
+            "required": ["url", "workloads", "ratios", "rounds", "prompt_tokens"],
+            "properties": {
+                "workloads": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["project", "peer"],
+                        "additionalProperties": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["mode", "value", "metrics"],
+                                "properties": {"metrics": _METRICS},
+                            },
+                        },
+                    },
+                },
+                "ratios": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["workload", "mode", "value", "metric", "field", "median", "min", "max", "values"],
+                        "properties": {"median": _STAT, "min": _STAT, "max": _STAT},
+                    },
+                },
+                "headline": {"type": "array"},
+            },
+        },
         "rounds": {
             "type": "array",
             "items": {
@@ -202,6 +232,91 @@ def gateway_markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# This project (through vlm-gateway) / vllm serve, per workload and load point: throughput above 1 and time to first
+# token below 1 favour this project. The headline pairs are the ones the comparison is judged on.
+PEER_RATIOS = (("output_token_throughput", "avg"), ("time_to_first_token", "p50"))
+PEER_HEADLINES = (("output_token_throughput", "avg", 8), ("time_to_first_token", "p50", 1))
+
+
+def add_vllm_peer(
+    report: dict[str, Any],
+    peer: dict[str, Any],
+    workloads: dict[str, dict[str, list[dict[str, Any]]]],
+    rounds: list[dict[str, dict[str, list[dict[str, Any]]]]],
+) -> None:
+    """vLLM's own OpenAI server measured in the same run: ``workloads`` maps each workload ("image", "text") to
+    its load points on both sides (``project``: this project through vlm-gateway, ``peer``: vllm serve), pooled
+    over the alternations; ``rounds`` holds each alternation's own, which the ratios come from (the median over
+    them, with the spread)."""
+    rows = []
+    for kind, sides in workloads.items():
+        for index, point in enumerate(sides["project"]):
+            for metric, field in PEER_RATIOS:
+                values = []
+                for round_ in rounds:
+                    mine = round_[kind]["project"][index]["metrics"].get(metric, {}).get(field)
+                    theirs = round_[kind]["peer"][index]["metrics"].get(metric, {}).get(field)
+                    if mine is not None and theirs:
+                        values.append(mine / theirs)
+                row = {"workload": kind, "mode": point["mode"], "value": point["value"], "metric": metric}
+                rows.append({**row, "field": field, **spread(values)})
+    headline = [
+        row
+        for kind in workloads
+        for metric, field, concurrency in PEER_HEADLINES
+        for row in rows
+        if (row["workload"], row["metric"], row["field"], row["mode"]) == (kind, metric, field, "concurrency")
+        and row["value"] == concurrency
+    ]
+    report["vllm_peer"] = {**peer, "workloads": workloads, "ratios": rows, "headline": headline, "rounds": rounds}
+
+
+def _peer_load(row: dict[str, Any]) -> str:
+    return f"concurrency {row['value']:g}" if row["mode"] == "concurrency" else f"{row['value']:g} req/s"
+
+
+def vllm_peer_markdown(report: dict[str, Any]) -> list[str]:
+    peer = report["vllm_peer"]
+    alternations = len(peer["rounds"])
+    version = f"vLLM {peer['version']}, " if peer.get("version") else ""
+    lines = [
+        "",
+        f"Against vLLM's own OpenAI server (`vllm serve`, {version}{peer['url']}) on the same checkpoint, the same "
+        f"requests through its chat completions API, alternating with this project through vlm-gateway in each of "
+        f"{alternations} alternations; ratios this project / vllm serve, the median (lowest-highest):",
+        "",
+    ]
+    columns = ["workload", "load", "tokens/s", "vllm serve tokens/s", "tokens/s ratio", "TTFT p50 ms",
+               "vllm serve TTFT p50 ms", "TTFT p50 ratio", "tokens/request", "stable"]  # fmt: skip
+    lines += ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    ratios = {(r["workload"], r["mode"], r["value"], r["metric"]): r for r in peer["ratios"]}
+    for kind, sides in peer["workloads"].items():
+        for mine, theirs in zip(sides["project"], sides["peer"], strict=True):
+            key = (kind, mine["mode"], mine["value"])
+            figures = [
+                (mine["metrics"][metric][field], theirs["metrics"][metric][field], ratios[(*key, metric)])
+                for metric, field in PEER_RATIOS
+            ]
+            lengths = [side["metrics"]["output_sequence_length"]["avg"] for side in (mine, theirs)]
+            cells = [f"{_number(a)} | {_number(b)} | {_ratio_with_spread(ratio)}" for a, b, ratio in figures]
+            stable = "yes" if mine["stable"] and theirs["stable"] else "no"
+            lengths_cell = f"{_number(lengths[0])} / {_number(lengths[1])}"
+            lines.append(f"| {kind} | {_peer_load(mine)} | " + " | ".join(cells) + f" | {lengths_cell} | {stable} |")
+    lines.append("")
+    for row in peer["headline"]:
+        ratio = f"{row['metric']} {row['field']} this project / vllm serve {_ratio_with_spread(row)}"
+        lines.append(f"- **{row['workload']}, {_peer_load(row)}**: {ratio}")
+    for kind, counts in peer.get("prompt_tokens", {}).items():
+        verdict = "equal" if counts["equal"] else "DIFFERENT: the two sides do not run the same prompt"
+        mine, theirs = counts["project"], counts["vllm_serve"]
+        lines.append(f"- prompt tokens of one {kind} request: {mine} through vlm-gateway, {theirs} on vllm serve "
+                     f"({verdict})")  # fmt: skip
+    if peer.get("peak_memory_bytes"):
+        memory = _memory(peer).replace("tritonserver and its stubs", "its processes")
+        lines.append(f"- vllm serve peak memory: {memory}")
+    return lines
+
+
 def write_json(report: dict[str, Any], out: Path) -> Path:
     path = out / "report.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
@@ -217,10 +332,34 @@ def write_csv(report: dict[str, Any], out: Path) -> Path:
         rows = [("served", p["mode"], p["value"], p["metrics"]) for p in report["points"]]
         rows += [(b["name"], "batch_size", b["batch_size"], b["metrics"]) for b in report["baselines"]]
         rows += [("gateway", p["mode"], p["value"], p["metrics"]) for p in report.get("gateway", {}).get("points", [])]
+        rows += _peer_rows(report)
         for source, mode, value, metrics in rows:
             for name, stats in metrics.items():
                 writer.writerow([source, mode, value, name, stats["unit"], *(stats[f] for f in FIELDS)])
     return path
+
+
+PEER_SOURCES = {"project": "vlm-gateway", "peer": "vllm-serve"}
+
+
+def _peer_rows(report: dict[str, Any]) -> list[tuple[str, str, float, dict[str, Any]]]:
+    """The vLLM peer's figures (sources ``vlm-gateway:image``, ``vllm-serve:image``, ...; ``vlm-gateway:image``
+    repeats ``gateway``'s) and its ratios: source ``vlm-gateway/vllm-serve:image``, unit ``ratio of avg`` (or
+    p50), and the statistics over the alternations' ratios (p50: the median the summary shows)."""
+    peer = report.get("vllm_peer")
+    if not peer:
+        return []
+    rows = [
+        (f"{PEER_SOURCES[side]}:{kind}", p["mode"], p["value"], p["metrics"])
+        for kind, sides in peer["workloads"].items()
+        for side in ("project", "peer")
+        for p in sides[side]
+    ]
+    for ratio in peer["ratios"]:
+        stats = summarize(ratio["values"], f"ratio of {ratio['field']}")
+        rows.append((f"vlm-gateway/vllm-serve:{ratio['workload']}", ratio["mode"], ratio["value"],
+                     {ratio["metric"]: stats}))  # fmt: skip
+    return rows
 
 
 def write_perf_analyzer_csv(report: dict[str, Any], out: Path) -> Path:
@@ -373,6 +512,8 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"- **{verdict}** {target['target']}: {measured} (needs {target['requirement']}){note}")
     if "gateway" in report:
         lines += gateway_markdown(report)
+    if "vllm_peer" in report:
+        lines += vllm_peer_markdown(report)
     return "\n".join(lines) + "\n"
 
 

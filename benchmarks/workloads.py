@@ -44,6 +44,11 @@ class Payload:
     texts_per_request: int = 1
     max_tokens: int = 64
 
+    def sampling(self) -> dict[str, Any]:
+        """Every LLaVA request's options, on every path: greedy, and exactly ``max_tokens`` tokens (``ignore_eos`` and
+        ``min_tokens``, as genai-perf fixes output lengths), so each side does the same work per request."""
+        return {"max_tokens": self.max_tokens, "min_tokens": self.max_tokens, "ignore_eos": True, "temperature": 0.0}
+
 
 class Workload:
     """Sends request ``n`` of a run; subclasses name the ensemble (``models``) and what one request is."""
@@ -64,6 +69,12 @@ class Workload:
         """Run-wide request numbers: a later load point moves on to inputs the earlier ones have not sent (the
         LLaVA encoders cache by pixel values, which the serial in the bytes does not change)."""
         return next(self._requests)
+
+    def share_requests(self, other: Workload) -> Workload:
+        """Number requests on from ``other``'s count (one count per server: the direct path and the gateway
+        workloads on one Triton never send it the same inputs); returns self."""
+        self._requests = other._requests
+        return self
 
     def client(self) -> VLMClient:
         """One client per thread: tritonclient's clients are not shared across threads."""
@@ -159,7 +170,7 @@ class Llava(Workload):
     def send(self, n: int) -> Sample:
         messages, images = self.request(n)
         timer = _StreamTimer(time.perf_counter(), len(images))
-        for item in self.client().generate_stream(messages, images, max_tokens=self.payload.max_tokens):
+        for item in self.client().generate_stream(messages, images, **self.payload.sampling()):
             if (sample := timer.arrived(item)) is not None:
                 return sample
         raise RuntimeError("the stream ended without a final response")
@@ -167,7 +178,7 @@ class Llava(Workload):
     async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
         messages, images = self.request(n)
         timer = _StreamTimer(start, len(images))
-        async for item in vlm.generate_stream(messages, images, max_tokens=self.payload.max_tokens):
+        async for item in vlm.generate_stream(messages, images, **self.payload.sampling()):
             if (sample := timer.arrived(item)) is not None:
                 return sample
         raise RuntimeError("the stream ended without a final response")

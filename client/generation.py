@@ -245,8 +245,8 @@ def classify_stream_error(message: str) -> VLMError:
     """Streamed errors (gRPC stream responses, server-sent events) carry no status code, only the message."""
     if is_busy_message(message) or "server is stopping" in message.lower():
         return from_status("", message)
+    if _UNKNOWN_MODEL.search(message):  # before field errors: "llava_decoder: the engine is not ready ..."
+        return ModelNotReadyError(message)
     if _FIELD_ERROR.match(message) and "internal error" not in message:
         return InvalidInputError(message)
-    if _UNKNOWN_MODEL.search(message):
-        return ModelNotReadyError(message)
     return VLMError(message)

@@ -15,6 +15,7 @@ from benchmarks.metrics import compute_metrics
 from benchmarks.report import (
     REPORT_SCHEMA,
     add_gateway,
+    add_vllm_peer,
     build_report,
     markdown,
     write_csv,
@@ -184,3 +185,75 @@ def test_points_through_the_gateway_are_compared_with_the_direct_ones(report: di
     jsonschema.validate(report, REPORT_SCHEMA)
     assert "gateway" in {r["source"] for r in csv.DictReader(write_csv(report, tmp_path).open())}
     assert "Through vlm-gateway (http://127.0.0.1:9000)" in markdown(report)
+
+
+def llava_point(concurrency: int, tokens_per_s: float, ttft_s: float) -> dict[str, Any]:
+    """Requests of 8 tokens, one completing every 8 / tokens_per_s seconds over a 4 s window."""
+    interval = 8 / tokens_per_s
+    samples = [Sample(i * interval, i * interval + 0.5, 1, i * interval + ttft_s, 8, 40) for i in range(40)]
+    spans = [(0.5, 0.5 + 40 * interval)]
+    return {
+        "mode": "concurrency",
+        "value": concurrency,
+        "stable": True,
+        "windows": 1,
+        "errors": 0,
+        "first_error": None,
+        "metrics": compute_metrics(samples, spans, images=True, generation=True),
+        "server_split": {},
+    }
+
+
+def peer_sides(project: tuple[float, float], peer: tuple[float, float]) -> dict[str, list[dict[str, Any]]]:
+    """Concurrency 1 and 8 on each side: (tokens/s, TTFT s) at 8 and 1 (the other figure fixed)."""
+    return {
+        "project": [llava_point(1, 50, project[1]), llava_point(8, project[0], 0.2)],
+        "peer": [llava_point(1, 50, peer[1]), llava_point(8, peer[0], 0.2)],
+    }
+
+
+def test_the_vllm_peer_ratios_are_this_project_over_vllm_serve_per_alternation(
+    report: dict[str, Any], tmp_path: Path
+) -> None:
+    # Three alternations; this project at 200 tokens/s and 100 ms TTFT throughout, vllm serve varying.
+    rounds = [
+        {"image": peer_sides((200, 0.1), (peer_rate, peer_ttft)), "text": peer_sides((200, 0.1), (200, 0.1))}
+        for peer_rate, peer_ttft in ((100, 0.05), (160, 0.1), (400, 0.2))
+    ]
+    pooled = {"image": peer_sides((200, 0.1), (220, 0.1)), "text": peer_sides((200, 0.1), (200, 0.1))}
+    peer = {
+        "url": "http://127.0.0.1:8000",
+        "started_by_bench": True,
+        "version": "0.32.0",
+        "prompt_tokens": {"image": {"project": 55, "vllm_serve": 55, "equal": True},
+                          "text": {"project": 35, "vllm_serve": 34, "equal": False}},
+        "peak_memory_bytes": 2**31,
+    }  # fmt: skip
+    add_vllm_peer(report, peer, pooled, rounds)
+    ratios = {(r["workload"], r["value"], r["metric"]): r for r in report["vllm_peer"]["ratios"]}
+    throughput = ratios[("image", 8, "output_token_throughput")]
+    assert throughput["field"] == "avg" and throughput["values"] == pytest.approx([2.0, 1.25, 0.5])
+    assert (throughput["median"], throughput["min"], throughput["max"]) == pytest.approx((1.25, 0.5, 2.0))
+    ttft = ratios[("image", 1, "time_to_first_token")]
+    assert ttft["field"] == "p50" and ttft["values"] == pytest.approx([2.0, 1.0, 0.5])
+    assert ratios[("text", 8, "output_token_throughput")]["median"] == pytest.approx(1.0)
+    headline = [(r["workload"], r["value"], r["metric"]) for r in report["vllm_peer"]["headline"]]
+    assert headline == [("image", 8, "output_token_throughput"), ("image", 1, "time_to_first_token"),
+                        ("text", 8, "output_token_throughput"), ("text", 1, "time_to_first_token")]  # fmt: skip
+    jsonschema.validate(report, REPORT_SCHEMA)
+    assert json.loads(write_json(report, tmp_path).read_text()) == report
+
+    rows = list(csv.DictReader(write_csv(report, tmp_path).open()))
+    sources = {r["source"] for r in rows}
+    assert {"vlm-gateway:image", "vllm-serve:image", "vlm-gateway:text", "vllm-serve:text"} <= sources
+    (ratio,) = [r for r in rows if r["source"] == "vlm-gateway/vllm-serve:image" and r["value"] == "8"
+                and r["metric"] == "output_token_throughput"]  # fmt: skip
+    assert ratio["unit"] == "ratio of avg" and float(ratio["p50"]) == pytest.approx(1.25)
+    assert (float(ratio["min"]), float(ratio["max"])) == pytest.approx((0.5, 2.0))
+
+    text = markdown(report)
+    assert "Against vLLM's own OpenAI server (`vllm serve`, vLLM 0.32.0, http://127.0.0.1:8000)" in text
+    assert "| image | concurrency 8 |" in text and "1.25x (0.50-2.00)" in text
+    assert "**image, concurrency 8**: output_token_throughput avg this project / vllm serve 1.25x" in text
+    assert "35 through vlm-gateway, 34 on vllm serve (DIFFERENT" in text
+    assert "vllm serve peak memory: 2,048 MiB" in text
