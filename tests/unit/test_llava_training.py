@@ -35,7 +35,7 @@ from export.llava_training import (
 )
 from export.presets import PRESETS
 from export.shapes_world import CAPTION_REQUEST, make_scenes, render
-from serving.generation.prompt import PromptRules, prompt_ids
+from serving.generation.prompt import prompt_ids
 
 SHORT = short_schedule(steps=12)
 
@@ -128,7 +128,12 @@ def test_training_prompts_are_the_served_decoder_s_prompts_and_only_answers_carr
     model, processor = trained
     tokenizer, tokens = processor.tokenizer, model.config.image_seq_length
     builder = ExampleBuilder(tokenizer, tokens)
-    rules = PromptRules("<image>", tokens, max_images=1, max_messages_bytes=10_000)
+
+    def served(messages: list[dict]) -> list[int]:
+        """The served prompt as the model sees it: vLLM expands each image token into the image's tokens."""
+        ids = prompt_ids(tokenizer, messages)
+        return [t for i in ids for t in ([i] * tokens if i == model.config.image_token_id else [i])]
+
     turns = [("how many shapes are there?", "two"), ("what colour is the star?", "red")]
     example = builder.conversation(3, turns)
     history = [
@@ -136,10 +141,7 @@ def test_training_prompts_are_the_served_decoder_s_prompts_and_only_answers_carr
         {"role": "assistant", "content": "two"},
         {"role": "user", "content": turns[1][0]},
     ]
-    served_first, served_second = (
-        prompt_ids(tokenizer, user_turn(turns[0][0]), rules),
-        prompt_ids(tokenizer, history, rules),
-    )
+    served_first, served_second = served(user_turn(turns[0][0])), served(history)
     two, red = (
         tokenizer(word, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for word in ("two", "red")
     )
