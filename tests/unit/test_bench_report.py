@@ -240,6 +240,11 @@ def test_the_vllm_peer_ratios_are_this_project_over_vllm_serve_per_alternation(
     headline = [(r["workload"], r["value"], r["metric"]) for r in report["vllm_peer"]["headline"]]
     assert headline == [("image", 8, "output_token_throughput"), ("image", 1, "time_to_first_token"),
                         ("text", 8, "output_token_throughput"), ("text", 1, "time_to_first_token")]  # fmt: skip
+    goals = [(t["target"], t["measured"], t["met"]) for t in report["vllm_peer"]["targets"]]
+    assert goals == [
+        ("llava (image requests), concurrency 8: output_token_throughput avg vs vllm serve", pytest.approx(1.25), True),
+        ("llava (image requests), concurrency 1: time_to_first_token p50 vs vllm serve", pytest.approx(1.0), True),
+    ]
     jsonschema.validate(report, REPORT_SCHEMA)
     assert json.loads(write_json(report, tmp_path).read_text()) == report
 
@@ -256,4 +261,8 @@ def test_the_vllm_peer_ratios_are_this_project_over_vllm_serve_per_alternation(
     assert "| image | concurrency 8 |" in text and "1.25x (0.50-2.00)" in text
     assert "**image, concurrency 8**: output_token_throughput avg this project / vllm serve 1.25x" in text
     assert "35 through vlm-gateway, 34 on vllm serve (DIFFERENT" in text
+    assert (
+        "**met** llava (image requests), concurrency 8: output_token_throughput avg vs vllm serve: 1.25x "
+        "(0.50-2.00 over 3 alternations) (needs this project / vllm serve >= 1.2)" in text
+    )
     assert "vllm serve peak memory: 2,048 MiB" in text
