@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tritonclient.utils import InferenceServerException
 
+from client.field_errors import FieldRef, decode
+
 
 class VLMError(RuntimeError):
     """Base of every error the client raises."""
@@ -11,7 +13,37 @@ class VLMError(RuntimeError):
 
 class InvalidInputError(VLMError):
     """The request's content is wrong: the server rejected it (HTTP 400 / gRPC INVALID_ARGUMENT) or the
-    client's own checks did. Never retried."""
+    client's own checks did. Never retried.
+
+    When the server named the offending input, ``field`` is its name (``"image"``), ``index`` the element
+    (``1`` for the second image, else None), ``member`` where inside it (``".content[1].text"``), and ``reason``
+    the rest of the message; they arrive as data (``client.field_errors``), and ``str()`` reads
+    ``image[1]: <reason>``. Otherwise ``field`` is None and ``reason`` is the whole message."""
+
+    def __init__(self, message: str, location: FieldRef | None = None) -> None:
+        self.location = location
+        self.reason = message
+        if location is not None:
+            message = f"{location}: {message}"
+        super().__init__(message)
+
+    @property
+    def field(self) -> str | None:
+        return None if self.location is None else self.location.name
+
+    @property
+    def index(self) -> int | None:
+        return None if self.location is None else self.location.index
+
+    @property
+    def member(self) -> str:
+        return "" if self.location is None else self.location.member
+
+    @classmethod
+    def from_server(cls, message: str) -> InvalidInputError | None:
+        """The rejection a server message carries with its field (``client.field_errors``), or None."""
+        decoded = decode(message)
+        return None if decoded is None else cls(decoded[1], decoded[0])
 
 
 class ModelNotReadyError(VLMError):
@@ -53,7 +85,11 @@ _NOT_READY = ("unknown model", "is not ready", "no available versions", "not fou
 
 
 def from_status(status: str, message: str) -> VLMError:
-    """The error for a gRPC status (``StatusCode.X``) or an HTTP status code, and the server's message."""
+    """The error for a gRPC status (``StatusCode.X``) or an HTTP status code (empty inside a stream, where
+    Triton sends none), and the server's message. A rejection that names its field is invalid input whatever the
+    status: it is the one place the field is read back (``client.field_errors``)."""
+    if (rejection := InvalidInputError.from_server(message)) is not None:
+        return rejection
     lowered = message.lower()
     if status in _BUSY or is_busy_message(message):  # Triton's HTTP generate_stream answers a refusal with 400
         return ServerBusyError(message)

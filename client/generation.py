@@ -235,18 +235,16 @@ def http_error(code: int, body: bytes) -> VLMError:
     return from_status(str(code), message)
 
 
-# Every rejection of a request names its field first ("max_tokens: ...", "image[1]: ..."), after the
-# ensemble's "in ensemble 'llava', " when it came through one; the server's own failures say "internal error".
-_FIELD_ERROR = re.compile(r"^(in ensemble '[^']+', )?[a-z_]+(\[\d+\])?[\w.\[\]]*: ")
 _UNKNOWN_MODEL = re.compile(r"unknown model|is not ready|no available versions")
 
 
 def classify_stream_error(message: str) -> VLMError:
-    """Streamed errors (gRPC stream responses, server-sent events) carry no status code, only the message."""
+    """Streamed errors (gRPC stream responses, server-sent events) carry no status code, only the message; a
+    rejection of the request carries its field as data (``client.field_errors``)."""
+    if (rejection := InvalidInputError.from_server(message)) is not None:
+        return rejection
     if is_busy_message(message) or "server is stopping" in message.lower():
         return from_status("", message)
-    if _UNKNOWN_MODEL.search(message):  # before field errors: "llava_decoder: the engine is not ready ..."
+    if _UNKNOWN_MODEL.search(message):  # "llava_decoder: the engine is not ready ..."
         return ModelNotReadyError(message)
-    if _FIELD_ERROR.match(message) and "internal error" not in message:
-        return InvalidInputError(message)
     return VLMError(message)

@@ -8,7 +8,6 @@ fixed message: Triton's own text can name internal addresses.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 
 from starlette.responses import JSONResponse
@@ -69,28 +68,21 @@ def invalid(param: str | None, message: str, code: str = "invalid_value") -> Api
     return ApiError(400, f"{param}: {message}" if param else message, param=param, code=code)
 
 
-# Triton's rejections name their field first, after the ensemble's prefix when one was in the way:
-# "in ensemble 'llava', image[1]: not a decodable image", "max_tokens: ...", "text[0]: must not be empty".
-_ENSEMBLE_PREFIX = re.compile(r"^in ensemble '[^']+', ")
-_FIELD = re.compile(r"^(?P<field>[a-z_]+)(?:\[(?P<index>\d+)\])?(?P<rest>[\w.\[\]]*): (?P<message>.*)$", re.DOTALL)
-
-# Triton's field (and index) -> the public parameter; a route passes its own table.
+# Triton's field (and index) -> the public parameter; a route passes its own table. The client's InvalidInputError
+# brings them as data (field, index, and the member inside that element, such as ".content[1].text").
 FieldNames = Callable[[str, int | None], str | None]
 
 
 def from_vlm_error(error: VLMError, retry_after_s: int, field_names: FieldNames | None = None) -> ApiError:
     retry = {"Retry-After": str(retry_after_s)}
     if isinstance(error, InvalidInputError):
-        message = _ENSEMBLE_PREFIX.sub("", str(error))
-        match = _FIELD.match(message)
-        param = None
-        if match and field_names is not None:
-            index = int(match["index"]) if match["index"] is not None else None
-            base = field_names(match["field"], index)
-            if base is not None:
-                param = f"{base}{match['rest']}"
-                message = f"{param}: {match['message']}"
-        return ApiError(400, message, param=param, code="invalid_value")
+        base = None
+        if error.field is not None and field_names is not None:
+            base = field_names(error.field, error.index)
+        if base is None:
+            return ApiError(400, str(error), code="invalid_value")
+        param = f"{base}{error.member}"
+        return ApiError(400, f"{param}: {error.reason}", param=param, code="invalid_value")
     if isinstance(error, ServerBusyError):
         return ApiError(429, "the model server is at capacity; retry later", code="server_busy", headers=retry)
     if isinstance(error, ModelNotReadyError):

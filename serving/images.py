@@ -24,13 +24,14 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from client.field_errors import FieldRef
 from serving.errors import InvalidInputError
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, MemoryError)
 
 
-def image_payload(data: bytes, field: str) -> bytes:
+def image_payload(data: bytes, field: str | FieldRef) -> bytes:
     """Encoded image bytes, given raw or as a base64 ``data:`` URL.
 
     JSON (Triton's HTTP ``generate`` endpoints) cannot carry raw bytes, so those clients send the data URLs
@@ -40,27 +41,27 @@ def image_payload(data: bytes, field: str) -> bytes:
         return data
     header, comma, body = data.partition(b",")
     if not comma or not header.endswith(b";base64"):
-        raise InvalidInputError(f"{field}: a data URL must be 'data:<type>;base64,<data>'")
+        raise InvalidInputError(field, "a data URL must be 'data:<type>;base64,<data>'")
     try:
         return base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInputError(f"{field}: the data URL's base64 data is malformed") from None
+        raise InvalidInputError(field, "the data URL's base64 data is malformed") from None
 
 
-def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, field: str | FieldRef, max_pixels: int) -> Image.Image:
     """Read only the header: the format is known and the size within ``max_pixels``; no pixel is decoded."""
     data = image_payload(data, field)
     if not data:
-        raise InvalidInputError(f"{field}: empty; expected encoded image bytes")
+        raise InvalidInputError(field, "empty; expected encoded image bytes")
     not_an_image = InvalidInputError(
-        f"{field}: not a decodable image (supported formats: {', '.join(SUPPORTED_FORMATS)})"
+        field, f"not a decodable image (supported formats: {', '.join(SUPPORTED_FORMATS)})"
     )
     try:
         with warnings.catch_warnings(), _pillow_pixel_limit(max_pixels):
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except Image.DecompressionBombError:
-        raise InvalidInputError(f"{field}: image exceeds the limit of {max_pixels} pixels") from None
+        raise InvalidInputError(field, f"image exceeds the limit of {max_pixels} pixels") from None
     except (UnidentifiedImageError, *_DECODE_ERRORS):
         raise not_an_image from None
     width, height = image.size
@@ -68,12 +69,14 @@ def open_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
         raise not_an_image
     if width * height > max_pixels:
         raise InvalidInputError(
-            f"{field}: image is {width}x{height} = {width * height} pixels, the limit is {max_pixels}"
+            field, f"image is {width}x{height} = {width * height} pixels, the limit is {max_pixels}"
         )
     return image
 
 
-def load_rgb(image: Image.Image, field: str, max_aspect_ratio: float, draft_side: int | None = None) -> Image.Image:
+def load_rgb(
+    image: Image.Image, field: str | FieldRef, max_aspect_ratio: float, draft_side: int | None = None
+) -> Image.Image:
     """Decode an opened image into the RGB picture the model sees (the module docstring's rules)."""
     try:
         with warnings.catch_warnings():
@@ -85,12 +88,12 @@ def load_rgb(image: Image.Image, field: str, max_aspect_ratio: float, draft_side
             image = ImageOps.exif_transpose(image)
             image = _to_rgb(image)
     except _DECODE_ERRORS:
-        raise InvalidInputError(f"{field}: image data is truncated or corrupt") from None
+        raise InvalidInputError(field, "image data is truncated or corrupt") from None
     return _limit_aspect_ratio(image, max_aspect_ratio)
 
 
 def decode_image(
-    data: bytes, field: str, max_pixels: int, max_aspect_ratio: float, draft_side: int | None = None
+    data: bytes, field: str | FieldRef, max_pixels: int, max_aspect_ratio: float, draft_side: int | None = None
 ) -> Image.Image:
     return load_rgb(open_image(data, field, max_pixels), field, max_aspect_ratio, draft_side)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from client.field_errors import FieldRef
 from client.parameters import (
     GENERATION_PARAMETERS,
     MAX_RESPONSE_FORMAT_BYTES,
@@ -19,6 +20,9 @@ from client.parameters import (
 )
 from serving.errors import InvalidInputError
 from serving.validators import as_bytes_list, decode_text
+
+RESPONSE_FORMAT = FieldRef("response_format")
+SCHEMA = RESPONSE_FORMAT.key("json_schema").key("schema")
 
 
 @dataclass(frozen=True)
@@ -90,16 +94,16 @@ def _number(inputs: dict[str, np.ndarray], parameter: NumberParameter) -> int | 
         return None
     array = np.asarray(inputs[parameter.name])
     if array.size != 1:
-        raise InvalidInputError(f"{parameter.name}: expected exactly 1 value, got {array.size}")
+        raise InvalidInputError(parameter.name, f"expected exactly 1 value, got {array.size}")
     # Checking the kind, not the exact width, so a float never gets silently truncated to an int.
     kinds, label = {"BOOL": ("b", "a bool"), "FP32": ("fiu", "a number")}.get(
         parameter.triton_type, ("iu", "an integer")
     )
     if array.dtype.kind not in kinds:
-        raise InvalidInputError(f"{parameter.name}: expected {label}, got {array.dtype.name}")
+        raise InvalidInputError(parameter.name, f"expected {label}, got {array.dtype.name}")
     value = parameter.python_type(array.reshape(-1)[0].item())
     if (problem := parameter.problem(value)) is not None:
-        raise InvalidInputError(problem)
+        raise InvalidInputError(parameter.name, problem.removeprefix(f"{parameter.name}: "))  # the table's text
     return value
 
 
@@ -108,20 +112,20 @@ def _stop(inputs: dict[str, np.ndarray], limits: GenerationLimits) -> tuple[str,
         return None
     raw = as_bytes_list(inputs["stop"])
     if len(raw) > limits.max_stop_strings:
-        raise InvalidInputError(f"stop: at most {limits.max_stop_strings} stop strings, got {len(raw)}")
+        raise InvalidInputError("stop", f"at most {limits.max_stop_strings} stop strings, got {len(raw)}")
     return tuple(_stop_string(index, item, limits.max_stop_bytes) for index, item in enumerate(raw))
 
 
 def _stop_string(index: int, raw: bytes, max_bytes: int) -> str:
     # Whitespace is allowed: "\n" is one of the most common stop strings.
     if not raw:
-        raise InvalidInputError(f"stop: string {index} is empty; stop strings must hold at least 1 byte")
+        raise InvalidInputError(FieldRef("stop", index), "empty; stop strings must hold at least 1 byte")
     if len(raw) > max_bytes:
-        raise InvalidInputError(f"stop: string {index} is {len(raw)} bytes, the limit is {max_bytes}")
+        raise InvalidInputError(FieldRef("stop", index), f"{len(raw)} bytes, the limit is {max_bytes}")
     try:
         return raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
-        raise InvalidInputError(f"stop: string {index} is not valid UTF-8") from None
+        raise InvalidInputError(FieldRef("stop", index), "not valid UTF-8") from None
 
 
 def _response_format(array: np.ndarray | None) -> StructuredOutput | None:
@@ -130,13 +134,13 @@ def _response_format(array: np.ndarray | None) -> StructuredOutput | None:
         return None
     items = as_bytes_list(array)
     if len(items) != 1:
-        raise InvalidInputError(f"response_format: expected exactly one element, got {len(items)}")
+        raise InvalidInputError("response_format", f"expected exactly one element, got {len(items)}")
     text = decode_text("response_format", items[0], MAX_RESPONSE_FORMAT_BYTES)
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as error:
         raise InvalidInputError(
-            f"response_format: not valid JSON (line {error.lineno}, column {error.colno})"
+            "response_format", f"not valid JSON (line {error.lineno}, column {error.colno})"
         ) from None
     kind = spec.get("type") if isinstance(spec, dict) else None
     if kind == "text":
@@ -144,10 +148,10 @@ def _response_format(array: np.ndarray | None) -> StructuredOutput | None:
     if kind == "json_object":
         return StructuredOutput(schema=None)
     if kind != "json_schema":
-        raise InvalidInputError('response_format.type: must be "text", "json_object" or "json_schema"')
+        raise InvalidInputError(RESPONSE_FORMAT.key("type"), 'must be "text", "json_object" or "json_schema"')
     json_schema = spec.get("json_schema")
     if not isinstance(json_schema, dict) or not isinstance(json_schema.get("schema"), dict):
-        raise InvalidInputError('response_format.json_schema: expected {"name": ..., "schema": {...}}')
+        raise InvalidInputError(RESPONSE_FORMAT.key("json_schema"), 'expected {"name": ..., "schema": {...}}')
     schema = json_schema["schema"]
     _check_schema(schema)
     return StructuredOutput(schema=schema)
@@ -157,12 +161,12 @@ def _check_schema(schema: dict[str, Any]) -> None:
     import jsonschema
 
     if _depth(schema) > MAX_SCHEMA_DEPTH:
-        raise InvalidInputError(f"response_format.json_schema.schema: nested deeper than {MAX_SCHEMA_DEPTH} levels")
+        raise InvalidInputError(SCHEMA, f"nested deeper than {MAX_SCHEMA_DEPTH} levels")
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as error:
         where = "/".join(str(part) for part in error.path) or "the root"
-        raise InvalidInputError(f"response_format.json_schema.schema: not a valid JSON schema at {where}") from None
+        raise InvalidInputError(SCHEMA, f"not a valid JSON schema at {where}") from None
 
 
 def _depth(value: Any) -> int:

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from client.field_errors import FieldRef
 from serving.errors import InvalidInputError
 from serving.validators import decode_text
 
@@ -31,41 +32,42 @@ def parse_messages(raw: bytes, rules: PromptRules) -> list[dict[str, Any]]:
     try:
         messages = json.loads(text)
     except json.JSONDecodeError as error:
-        raise InvalidInputError(f"messages: not valid JSON (line {error.lineno}, column {error.colno})") from None
+        raise InvalidInputError("messages", f"not valid JSON (line {error.lineno}, column {error.colno})") from None
     if not isinstance(messages, list) or not messages:
-        raise InvalidInputError('messages: expected a non-empty JSON list of {"role": ..., "content": ...}')
-    normalised = [_message(f"messages[{i}]", message, rules) for i, message in enumerate(messages)]
+        raise InvalidInputError("messages", 'expected a non-empty JSON list of {"role": ..., "content": ...}')
+    normalised = [_message(FieldRef("messages", i), message, rules) for i, message in enumerate(messages)]
     if normalised[-1]["role"] != "user":
-        raise InvalidInputError("messages: the last message must have role 'user' (the turn to answer)")
+        raise InvalidInputError("messages", "the last message must have role 'user' (the turn to answer)")
     return normalised
 
 
-def _message(field: str, message: object, rules: PromptRules) -> dict[str, Any]:
+def _message(field: FieldRef, message: object, rules: PromptRules) -> dict[str, Any]:
     if not isinstance(message, dict) or set(message) - {"role", "content"}:
-        raise InvalidInputError(f'{field}: expected an object with only "role" and "content"')
+        raise InvalidInputError(field, 'expected an object with only "role" and "content"')
     role = message.get("role")
     if role not in ROLES:
-        raise InvalidInputError(f"{field}.role: must be one of {', '.join(ROLES)}")
+        raise InvalidInputError(field.key("role"), f"must be one of {', '.join(ROLES)}")
     content = message.get("content")
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]
     if not isinstance(content, list) or not content:
-        raise InvalidInputError(f"{field}.content: expected a string or a non-empty list of content items")
-    return {"role": role, "content": [_item(f"{field}.content[{i}]", item, rules) for i, item in enumerate(content)]}
+        raise InvalidInputError(field.key("content"), "expected a string or a non-empty list of content items")
+    items = field.key("content")
+    return {"role": role, "content": [_item(items.item(i), item, rules) for i, item in enumerate(content)]}
 
 
-def _item(field: str, item: object, rules: PromptRules) -> dict[str, str]:
+def _item(field: FieldRef, item: object, rules: PromptRules) -> dict[str, str]:
     if item == {"type": "image"}:
         return {"type": "image"}
     if not isinstance(item, dict) or item.get("type") != "text" or set(item) != {"type", "text"}:
-        raise InvalidInputError(f'{field}: expected {{"type": "text", "text": ...}} or {{"type": "image"}}')
+        raise InvalidInputError(field, 'expected {"type": "text", "text": ...} or {"type": "image"}')
     text = item["text"]
     if not isinstance(text, str):
-        raise InvalidInputError(f"{field}.text: expected a string")
+        raise InvalidInputError(field.key("text"), "expected a string")
     if rules.image_token in text:
         raise InvalidInputError(
-            f"{field}.text: contains the reserved image token {rules.image_token}; "
-            'send images as {"type": "image"} items'
+            field.key("text"),
+            f'contains the reserved image token {rules.image_token}; send images as {{"type": "image"}} items',
         )
     return {"type": "text", "text": text}
 
@@ -76,10 +78,10 @@ def count_images(messages: list[dict[str, Any]]) -> int:
 
 def check_images(placeholders: int, images: int, max_images: int) -> None:
     if images > max_images:
-        raise InvalidInputError(f"image: at most {max_images} images per request, got {images}")
+        raise InvalidInputError("image", f"at most {max_images} images per request, got {images}")
     if placeholders != images:
         raise InvalidInputError(
-            f'messages: {placeholders} image placeholders ({{"type": "image"}}) but {images} images were sent'
+            "messages", f'{placeholders} image placeholders ({{"type": "image"}}) but {images} images were sent'
         )
 
 

@@ -73,7 +73,8 @@ class PythonModel:
         return self.pb.InferenceResponse(output_tensors=[self.pb.Tensor(k, v) for k, v in outputs.items()])
 
     def invalid_response(self, error: InvalidInputError) -> Any:
-        return self.pb.InferenceResponse(error=self.pb.TritonError(str(error), self.pb.TritonError.INVALID_ARG))
+        message = error.wire_message()  # the field travels as data: client.field_errors
+        return self.pb.InferenceResponse(error=self.pb.TritonError(message, self.pb.TritonError.INVALID_ARG))
 
     def internal_error_response(self) -> Any:
         """Call from an ``except`` block: the client gets no internals, the server log gets the traceback."""

@@ -24,6 +24,6 @@ class ClipSimilarity(PythonModel):
         require_finite("text_embeds", texts)
         if images.shape[1] != texts.shape[1]:
             raise InvalidInputError(
-                f"text_embeds: embedding size {texts.shape[1]} differs from image_embeds' {images.shape[1]}"
+                "text_embeds", f"embedding size {texts.shape[1]} differs from image_embeds' {images.shape[1]}"
             )
         return image_text_scores(images, texts, self.logit_scale)

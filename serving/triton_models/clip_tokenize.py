@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from client.field_errors import FieldRef
 from serving.text_tokenizer import TextTokenizer
 from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, decode_text, require_count
@@ -27,5 +28,5 @@ class ClipTokenize(PythonModel):
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         blobs = as_bytes_list(inputs["text"])
         require_count("text", len(blobs), self.max_texts)
-        texts = [decode_text(f"text[{i}]", blob, self.max_text_bytes) for i, blob in enumerate(blobs)]
+        texts = [decode_text(FieldRef("text", i), blob, self.max_text_bytes) for i, blob in enumerate(blobs)]
         return self.tokenizer.encode(texts)

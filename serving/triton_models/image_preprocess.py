@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from client.field_errors import FieldRef
 from serving.errors import InvalidInputError
 from serving.image_processor import ImageProcessor
 from serving.images import load_rgb, open_image
@@ -42,13 +43,13 @@ class ImagePreprocess(PythonModel):
         require_count("image", len(blobs), self.max_images)
         # Every header is checked before any image is decoded, and images are decoded one at a time,
         # so a request costs at most one full-size decoded image of memory.
-        opened = [open_image(blob, f"image[{i}]", self.max_image_pixels) for i, blob in enumerate(blobs)]
+        opened = [open_image(blob, FieldRef("image", i), self.max_image_pixels) for i, blob in enumerate(blobs)]
         total = sum(image.width * image.height for image in opened)
         if total > self.max_request_pixels:
             raise InvalidInputError(
-                f"image: the request's images hold {total} pixels in all, the limit is {self.max_request_pixels}"
+                "image", f"the request's images hold {total} pixels in all, the limit is {self.max_request_pixels}"
             )
-        return {"pixel_values": np.stack([self.pixels(image, f"image[{i}]") for i, image in enumerate(opened)])}
+        return {"pixel_values": np.stack([self.pixels(image, FieldRef("image", i)) for i, image in enumerate(opened)])}
 
-    def pixels(self, image: Image.Image, field: str) -> np.ndarray:
+    def pixels(self, image: Image.Image, field: FieldRef) -> np.ndarray:
         return self.processor(load_rgb(image, field, self.max_aspect_ratio, self.draft_side))

@@ -134,7 +134,7 @@ class TritonSink:
         self._send_error(f"llava_decoder: {message}", self.pb.TritonError.INTERNAL)
 
     def send_invalid(self, error: InvalidInputError) -> None:
-        self._send_error(str(error), self.pb.TritonError.INVALID_ARG)
+        self._send_error(error.wire_message(), self.pb.TritonError.INVALID_ARG)  # the field as data
 
     def send_unavailable(self) -> None:
         """While the engine is rebuilt: "not ready", which clients and the probe read as down, not busy."""
@@ -391,16 +391,16 @@ class LlavaDecoder(PythonModel):
 
     def cancel_id(self, inputs: dict[str, Any]) -> str:
         if set(inputs) != {"cancel"}:
-            raise InvalidInputError("cancel: a cancel request carries only the id of the request to stop")
+            raise InvalidInputError("cancel", "a cancel request carries only the id of the request to stop")
         request_id = _single_bytes("cancel", inputs["cancel"]).decode("utf-8", errors="replace")
         if not request_id.strip():
-            raise InvalidInputError("cancel: the id of the request to stop must not be empty")
+            raise InvalidInputError("cancel", "the id of the request to stop must not be empty")
         return request_id
 
     def job(self, inputs: dict[str, Any], sink: TritonSink, request_id: str) -> Job:
         """Every check that can fail a request, in order, before any model compute."""
         if "messages" not in inputs:
-            raise InvalidInputError("messages: required (the conversation to answer)")
+            raise InvalidInputError("messages", "required (the conversation to answer)")
         params = parse_sampling_params(inputs, self.limits)
         messages = parse_messages(_single_bytes("messages", inputs["messages"]), self.rules)
         raw_embeds = inputs.get("image_embeds")
@@ -411,7 +411,7 @@ class LlavaDecoder(PythonModel):
         if placeholders != images:
             # e.g. a chat template that renders image placeholders differently from the processor's rule
             raise InvalidInputError(
-                f"messages: the rendered prompt holds {placeholders} image tokens for {images} images"
+                "messages", f"the rendered prompt holds {placeholders} image tokens for {images} images"
             )
         prompt: dict[str, Any] = {"prompt_token_ids": ids}
         if images:
@@ -433,7 +433,7 @@ class LlavaDecoder(PythonModel):
         tokens, hidden = self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden
         require_shape("image_embeds", tuple(embeds.shape), [-1, tokens, hidden])
         if not bool(torch.isfinite(embeds).all()):
-            raise InvalidInputError("image_embeds: values must be finite (no NaN or infinity)")
+            raise InvalidInputError("image_embeds", "values must be finite (no NaN or infinity)")
         return embeds.clone()
 
     def max_tokens(self, prompt_tokens: int, params: SamplingParams, images: int) -> int:
@@ -442,13 +442,13 @@ class LlavaDecoder(PythonModel):
         image_tokens = images * self.checkpoint.image_tokens_per_image
         prompt = f"the prompt is {prompt_tokens} tokens ({image_tokens} of them image tokens)"
         if room < 1:
-            raise InvalidInputError(f"messages: {prompt}, which leaves no room in the context length of {context}")
+            raise InvalidInputError("messages", f"{prompt}, which leaves no room in the context length of {context}")
         if params.max_tokens is None:
             return min(self.default_max_tokens, room)
         if params.max_tokens > room:
             raise InvalidInputError(
-                f"max_tokens: {prompt} and max_tokens is {params.max_tokens}; "
-                f"together they exceed the context length of {context}"
+                "max_tokens",
+                f"{prompt} and max_tokens is {params.max_tokens}; together they exceed the context length of {context}",
             )
         return params.max_tokens
 
@@ -527,5 +527,5 @@ class LlavaDecoder(PythonModel):
 def _single_bytes(field: str, array: np.ndarray) -> bytes:
     items = as_bytes_list(array)
     if len(items) != 1:
-        raise InvalidInputError(f"{field}: expected exactly one element, got {len(items)}")
+        raise InvalidInputError(field, f"expected exactly one element, got {len(items)}")
     return items[0]

@@ -56,10 +56,10 @@ class OnnxEncoder(PythonModel):
                 size = array.shape[1 + position]
                 largest = tensor.max_shape[position] if tensor.max_shape else size
                 if not 1 <= size <= largest:
-                    raise InvalidInputError(f"{tensor.name}: {axis} must be 1 to {largest} long, got {size}")
+                    raise InvalidInputError(tensor.name, f"{axis} must be 1 to {largest} long, got {size}")
                 first, expected = lengths.setdefault(axis, (tensor.name, size))
                 if size != expected:
-                    raise InvalidInputError(f"{tensor.name}: {axis} is {size} long, {first}'s is {expected}")
+                    raise InvalidInputError(tensor.name, f"{axis} is {size} long, {first}'s is {expected}")
             if not self.response_cache:  # Triton 2.51 would cache the error as an empty success (specs say more)
                 require_finite(tensor.name, array)
             if tensor.value_range is not None:

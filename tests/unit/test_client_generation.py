@@ -8,22 +8,33 @@ import numpy as np
 import pytest
 
 from client.errors import InvalidInputError, ServerBusyError, ServerUnavailableError, VLMError
+from client.field_errors import FieldRef, encode
 from client.generation import GenerationRequest, ResponseReader, classify_stream_error
 
 QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]}]
 
 
 @pytest.mark.parametrize(
-    "message",
+    ("prefix", "field", "reason"),
     [
-        "max_tokens: must lie in [1, 512], got 0",
-        "messages[0].content[1].text: contains the reserved image token <image>",
-        "in ensemble 'llava', image[1]: not a decodable image (supported formats: JPEG)",
-        "stop: at most 16 stop strings, got 1000",
+        ("", FieldRef("max_tokens"), "must lie in [1, 512], got 0"),
+        ("", FieldRef("messages", 0, ".content[1].text"), "contains the reserved image token <image>"),
+        ("in ensemble 'llava', ", FieldRef("image", 1), "not a decodable image (supported formats: JPEG)"),
+        ("", FieldRef("stop"), "at most 16 stop strings, got 1000"),
     ],
 )
-def test_a_streamed_rejection_that_names_a_field_is_invalid_input(message: str) -> None:
-    assert type(classify_stream_error(message)) is InvalidInputError
+def test_a_streamed_rejection_that_names_a_field_is_invalid_input_with_the_field_as_data(
+    prefix: str, field: FieldRef, reason: str
+) -> None:
+    error = classify_stream_error(prefix + encode(field, reason))
+    assert type(error) is InvalidInputError
+    assert (error.field, error.index, error.member, error.reason) == (field.name, field.index, field.member, reason)
+    assert str(error) == f"{field}: {reason}"
+
+
+def test_a_streamed_message_that_only_looks_like_a_field_error_is_not_blamed_on_the_request() -> None:
+    for message in ("llava_decoder: internal error", "max_tokens: must lie in [1, 512], got 0"):
+        assert type(classify_stream_error(message)) is VLMError
 
 
 @pytest.mark.parametrize(

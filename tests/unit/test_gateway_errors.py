@@ -1,4 +1,5 @@
-"""gateway.errors: the client's typed errors as statuses, and Triton's field names as the request's parameters."""
+"""gateway.errors: the client's typed errors as statuses, and Triton's field (data on the client's
+InvalidInputError, never parsed from its text) as the request's parameter."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from client.errors import (
     ServerUnavailableError,
     StreamInterruptedError,
     VLMError,
+    from_status,
 )
+from client.field_errors import FieldRef, encode
 from gateway.errors import ApiError, from_vlm_error
 
 
@@ -37,13 +40,27 @@ def test_each_client_error_gets_its_status(error: VLMError, status: int, retry_a
 
 
 def test_a_triton_field_becomes_the_parameter_it_came_from() -> None:
-    error = InvalidInputError("in ensemble 'llava', image[1]: not a decodable image (supported formats: PNG)")
+    wire = "in ensemble 'llava', " + encode(FieldRef("image", 1), "not a decodable image (supported formats: PNG)")
+    error = from_status("StatusCode.INVALID_ARGUMENT", wire)
     names = {("image", 1): "messages[0].content[2].image_url.url"}
     mapped = from_vlm_error(error, 1, lambda field, index: names.get((field, index)))
     assert mapped.param == "messages[0].content[2].image_url.url"
     assert mapped.message == "messages[0].content[2].image_url.url: not a decodable image (supported formats: PNG)"
-    nested = from_vlm_error(InvalidInputError("messages[0].content[1].text: reserved"), 1, lambda f, i: f"{f}[{i}]")
-    assert nested.param == "messages[0].content[1].text"
+    inside = InvalidInputError("reserved", FieldRef("messages", 0, ".content[1].text"))
+    nested = from_vlm_error(inside, 1, lambda f, i: f"{f}[{i}]")
+    assert nested.param == "messages[0].content[1].text" and nested.message == "messages[0].content[1].text: reserved"
+
+
+def test_a_message_that_only_looks_like_it_names_a_field_sets_no_param() -> None:
+    error = InvalidInputError("max_tokens: must be at least 1")  # text, not data: a client-side or foreign message
+    mapped = from_vlm_error(error, 1, lambda field, index: field)
+    assert mapped.param is None and mapped.message == "max_tokens: must be at least 1"
+
+
+def test_a_field_the_route_does_not_know_keeps_the_servers_words_without_a_param() -> None:
+    error = InvalidInputError("must be finite", FieldRef("image_embeds"))
+    mapped = from_vlm_error(error, 1, lambda field, index: None)
+    assert mapped.param is None and mapped.message == "image_embeds: must be finite"
 
 
 def test_the_error_body_is_the_openai_error_object() -> None:

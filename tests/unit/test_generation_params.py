@@ -219,16 +219,16 @@ def test_exactly_the_maximum_number_of_stop_strings_is_accepted() -> None:
 
 def test_a_stop_string_that_is_not_utf8_is_rejected_without_echoing_it() -> None:
     message = message_of(stop=stops(b"ok", b"bad\xff\xfe"))
-    assert message == "stop: string 1 is not valid UTF-8"
+    assert message == "stop[1]: not valid UTF-8"
 
 
 def test_an_empty_stop_string_is_rejected() -> None:
-    assert message_of(stop=stops(b"")) == "stop: string 0 is empty; stop strings must hold at least 1 byte"
+    assert message_of(stop=stops(b"")) == "stop[0]: empty; stop strings must hold at least 1 byte"
 
 
 def test_a_stop_string_over_the_byte_limit_is_rejected_counting_bytes() -> None:
     message = message_of(stop=stops("é".encode() * 129))  # 129 characters, 258 bytes
-    assert message == "stop: string 0 is 258 bytes, the limit is 256"
+    assert message == "stop[0]: 258 bytes, the limit is 256"
 
 
 def test_a_stop_string_exactly_at_the_byte_limit_is_accepted() -> None:

@@ -13,6 +13,7 @@ from PIL import Image
 from transformers import AutoImageProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from client.field_errors import FieldRef
 from serving.image_processor import PREPROCESSOR_FILE, ImageProcessor, ImageProcessorConfig
 from serving.images import decode_image
 from serving.triton_models.image_preprocess import DRAFT_MARGIN, draft_side
@@ -55,7 +56,7 @@ def test_pixel_values_equal_hugging_face_bit_for_bit(checkpoint: Path, size: tup
 @pytest.mark.parametrize("case", sorted(DEFINED_CASES))
 def test_every_defined_image_case_decodes_and_processes_as_hugging_face_does(tiny_clip: Path, case: str) -> None:
     payload, expected_rgb = DEFINED_CASES[case]()
-    decoded = decode_image(payload, "image[0]", 36_000_000, 20)
+    decoded = decode_image(payload, FieldRef("image", 0), 36_000_000, 20)
     np.testing.assert_array_equal(
         ImageProcessor.from_folder(tiny_clip)(decoded), hf_pixels(hugging_face(tiny_clip), expected_rgb)
     )
@@ -125,11 +126,11 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_within_a_few_levels_of_the_f
     assert side == DRAFT_MARGIN * 64
     smooth = noise(8, 6, seed=4).resize((1024, 768), Image.Resampling.BICUBIC)
     payload = encode(smooth, "JPEG", quality=90)
-    drafted = decode_image(payload, "image[0]", 36_000_000, 20, draft_side=side)
+    drafted = decode_image(payload, FieldRef("image", 0), 36_000_000, 20, draft_side=side)
     assert drafted.size == (256, 192)  # 1/4 scale: 1/8 would leave 96 rows, under twice the target
     full = Image.open(io.BytesIO(payload)).convert("RGB")
     difference = np.abs(processor(drafted) - hf_pixels(hugging_face(tiny_clip), full))
     # One level of 255 is about 0.015 after normalisation: the reduced decode stays within a few levels.
     assert difference.max() < 0.1 and difference.mean() < 0.01
     small = encode(scene(250, 250, seed=5), "JPEG", quality=90)  # under 4x the target: decoded whole
-    assert decode_image(small, "image[0]", 36_000_000, 20, draft_side=side).size == (250, 250)
+    assert decode_image(small, FieldRef("image", 0), 36_000_000, 20, draft_side=side).size == (250, 250)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from client.field_errors import FieldRef
 from serving.errors import InvalidInputError
 from serving.images import decode_image, image_payload
 from tests.images import (
@@ -30,7 +31,7 @@ from tests.images import (
     truncated_jpeg,
 )
 
-FIELD = "image[3]"
+FIELD = FieldRef("image", 3)
 MAX_PIXELS = 36_000_000
 MAX_ASPECT = 20
 
@@ -66,7 +67,7 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 
 def assert_safe_for_clients(message: str) -> None:
-    assert FIELD in message
+    assert str(FIELD) in message
     assert "/" not in message, message
     assert "Traceback" not in message, message
     # An object repr ("<... at 0x7f3a...>"); "8000x8000" is a size, not a repr.
@@ -258,8 +259,8 @@ def test_an_image_within_the_aspect_limit_is_not_cropped() -> None:
 def test_a_base64_data_url_decodes_to_the_same_picture_as_the_raw_bytes() -> None:
     raw = encode(scene(seed=3), "PNG")
     url = b"data:image/png;base64," + base64.b64encode(raw)
-    from_url = np.asarray(decode_image(url, "image[0]", 10_000_000, 20))
-    assert np.array_equal(from_url, np.asarray(decode_image(raw, "image[0]", 10_000_000, 20)))
+    from_url = np.asarray(decode_image(url, FieldRef("image", 0), 10_000_000, 20))
+    assert np.array_equal(from_url, np.asarray(decode_image(raw, FieldRef("image", 0), 10_000_000, 20)))
 
 
 @pytest.mark.parametrize(
@@ -272,5 +273,5 @@ def test_a_base64_data_url_decodes_to_the_same_picture_as_the_raw_bytes() -> Non
 )
 def test_malformed_data_urls_are_rejected_naming_the_field(payload: bytes, expected: str) -> None:
     with pytest.raises(InvalidInputError, match=r"image\[2\]") as caught:
-        image_payload(payload, "image[2]")
+        image_payload(payload, FieldRef("image", 2))
     assert expected in str(caught.value)

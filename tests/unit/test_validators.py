@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from client.field_errors import FieldRef
 from serving.errors import InvalidInputError
 from serving.validators import (
     as_bytes_list,
@@ -57,36 +58,38 @@ def test_as_bytes_list_turns_fixed_width_numpy_bytes_into_python_bytes() -> None
 
 
 def test_decode_text_returns_valid_utf8_text() -> None:
-    assert decode_text("text[0]", "a photo of a café".encode(), 100) == "a photo of a café"
+    assert decode_text(FieldRef("text", 0), "a photo of a café".encode(), 100) == "a photo of a café"
 
 
 def test_invalid_utf8_is_rejected_naming_the_field_and_the_offset() -> None:
-    message = message_of(decode_text, "text[2]", b"abc\xffdef", 100)
+    message = message_of(decode_text, FieldRef("text", 2), b"abc\xffdef", 100)
     assert message == "text[2]: not valid UTF-8 (bad byte at offset 3)"
 
 
 def test_a_truncated_multibyte_character_is_reported_at_its_first_byte() -> None:
     raw = "ok é".encode()[:-1]  # drop the continuation byte of é
-    assert "offset 3" in message_of(decode_text, "text[0]", raw, 100)
+    assert "offset 3" in message_of(decode_text, FieldRef("text", 0), raw, 100)
 
 
 @pytest.mark.parametrize("raw", [b"", b"   ", b"\t\n ", "\u3000".encode()])
 def test_empty_or_whitespace_only_text_is_rejected(raw: bytes) -> None:
-    assert message_of(decode_text, "text[1]", raw, 100) == "text[1]: text must not be empty"
+    assert message_of(decode_text, FieldRef("text", 1), raw, 100) == "text[1]: text must not be empty"
 
 
 def test_text_over_the_byte_limit_is_rejected_counting_bytes_not_characters() -> None:
     raw = "é" * 6  # 6 characters, 12 bytes
-    assert message_of(decode_text, "text[0]", raw.encode(), 10) == "text[0]: text is 12 bytes, the limit is 10"
+    assert (
+        message_of(decode_text, FieldRef("text", 0), raw.encode(), 10) == "text[0]: text is 12 bytes, the limit is 10"
+    )
 
 
 def test_text_exactly_at_the_byte_limit_is_accepted() -> None:
-    assert decode_text("text[0]", b"x" * 10, 10) == "x" * 10
+    assert decode_text(FieldRef("text", 0), b"x" * 10, 10) == "x" * 10
 
 
 def test_byte_limit_is_checked_before_decoding() -> None:
     # Over the limit and invalid UTF-8: the cheap size check answers first.
-    assert "limit is 4" in message_of(decode_text, "text[0]", b"\xff" * 5, 4)
+    assert "limit is 4" in message_of(decode_text, FieldRef("text", 0), b"\xff" * 5, 4)
 
 
 # require_shape
