@@ -28,6 +28,8 @@ from export.tokenizer_training import train_llama_tokenizer
 from export.tower_shape import TowerShape
 
 IMAGE_TOKEN, PAD_TOKEN = "<image>", "<pad>"
+# LLaVA's vision feature selection: "default" drops the vision tower's CLS token, "full" keeps it.
+FEATURE_SELECT_STRATEGIES = ("default", "full")
 # LLaVA-1.5's conversation format (Vicuna v1): "USER: <image>\nWhat is shown? ASSISTANT: A cat.</s>USER: ...".
 # llava-hf's template leaves out the </s> that ends each assistant turn in training; this one keeps it, so a
 # served multi-turn history is tokenized as the model saw it in training. It also renders plain-string content.
@@ -85,6 +87,8 @@ class LlavaPreset:
     vocab_size: int | None = None
     dtype: torch.dtype = torch.float32
     vision_feature_layer: int = -2  # LLaVA-1.5's choice: the penultimate layer
+    vision_feature_select_strategy: str = "default"  # LLaVA-1.5's: CLS dropped; "full" keeps it
+    projector_bias: bool = True  # LLaVA-1.5's projector linears have biases (multimodal_projector_bias)
     initializer_range: float = 0.02  # standard deviation of the initial weights (Hugging Face's default)
     seed: int = 0
 
@@ -93,6 +97,15 @@ class LlavaPreset:
             raise ValueError(f"{self.name}: image size must be a multiple of the patch size")
         if self.vocab_size is not None and self.tokenizer_vocab_size + 2 > self.vocab_size:
             raise ValueError(f"{self.name}: the tokenizer and its two added tokens must fit the model's vocabulary")
+        if self.vision_feature_select_strategy not in FEATURE_SELECT_STRATEGIES:
+            raise ValueError(
+                f"{self.name}: vision_feature_select_strategy must be one of {', '.join(FEATURE_SELECT_STRATEGIES)}"
+            )
+        if not -(self.vision.layers + 1) <= self.vision_feature_layer <= self.vision.layers:
+            raise ValueError(
+                f"{self.name}: vision_feature_layer {self.vision_feature_layer} names none of the vision tower's "
+                f"{self.vision.layers + 1} hidden states"
+            )
         if self.vision.head_dim is not None:
             raise ValueError(f"{self.name}: a CLIP vision tower's head size is its hidden size / heads")
         if self.text.head_size not in VLLM_CPU_HEAD_SIZES:
@@ -103,8 +116,8 @@ class LlavaPreset:
 
     @property
     def image_seq_length(self) -> int:
-        """One token per patch: the "default" feature strategy drops the vision tower's CLS token."""
-        return (self.image_size // self.patch_size) ** 2
+        """One token per patch, plus the vision tower's CLS token unless the "default" strategy drops it."""
+        return (self.image_size // self.patch_size) ** 2 + (self.vision_feature_select_strategy == "full")
 
     def tokenizer(self, corpus: Sequence[str] | None = None) -> LlamaTokenizer:
         """Trained on ``corpus`` (default: the generic conversation corpus), with LLaVA's added tokens."""
@@ -151,7 +164,8 @@ class LlavaPreset:
             image_seq_length=self.image_seq_length,
             projector_hidden_act="gelu",
             vision_feature_layer=self.vision_feature_layer,
-            vision_feature_select_strategy="default",
+            vision_feature_select_strategy=self.vision_feature_select_strategy,
+            multimodal_projector_bias=self.projector_bias,
             tie_word_embeddings=False,
             initializer_range=self.initializer_range,  # what LlavaForConditionalGeneration initialises with
         )
@@ -172,7 +186,7 @@ class LlavaPreset:
             image_processor=image_processor,
             tokenizer=tokenizer,
             patch_size=self.patch_size,
-            vision_feature_select_strategy="default",
+            vision_feature_select_strategy=self.vision_feature_select_strategy,
             num_additional_image_tokens=1,  # the CLS token, which the "default" strategy then drops
             chat_template=CHAT_TEMPLATE,
         )
@@ -207,6 +221,22 @@ TINY_LLAVA = LlavaPreset(
     context_length=2048,  # long enough that a stream outlives its cancellation on a fast engine
     tokenizer_vocab_size=1000,
 )
+# tiny-llava's other architecture, for tests of what LLaVA-1.5 itself does not exercise: the last vision layer's
+# features with CLS kept ("full": 16 patches + 1 tokens an image), a projector without biases, and a language model
+# with four query heads of 32 in two key/value groups; another image and patch size, a shorter context.
+TINY_LLAVA_FULL = LlavaPreset(
+    name="tiny-llava-full",
+    image_size=56,
+    patch_size=14,
+    vision=TowerShape(hidden=48, layers=2, heads=3, intermediate=96),
+    text=TowerShape(hidden=128, layers=2, heads=4, intermediate=256, kv_heads=2),
+    context_length=512,
+    tokenizer_vocab_size=1000,
+    vision_feature_layer=-1,
+    vision_feature_select_strategy="full",
+    projector_bias=False,
+    seed=1,
+)
 LLAVA_1_5_7B = LlavaPreset(
     name="llava-1.5-7b",
     image_size=336,
@@ -229,4 +259,4 @@ BENCH_LLAVA = LlavaPreset(
     context_length=1024,
     tokenizer_vocab_size=1000,
 )
-LLAVA_PRESETS = (TINY_LLAVA, LLAVA_1_5_7B, BENCH_LLAVA)
+LLAVA_PRESETS = (TINY_LLAVA, TINY_LLAVA_FULL, LLAVA_1_5_7B, BENCH_LLAVA)

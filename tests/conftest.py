@@ -31,6 +31,14 @@ def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llava_full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny-llava's second architecture: last vision layer with CLS kept, projector without biases, GQA 4:2."""
+    from export.presets import build_preset
+
+    return build_preset("tiny-llava-full", tmp_path_factory.mktemp("checkpoints") / "tiny-llava-full")
+
+
+@pytest.fixture(scope="session")
 def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the checked-in repository that the session's exports fill (the tree stays clean)."""
     repository = tmp_path_factory.mktemp("repo") / "model_repository"

@@ -27,18 +27,29 @@ def test_vision_tower_and_projector_pass_parity_at_every_batch_size(exported_lla
         assert {case.batch_size for case in report.cases} == {1, 3, 16}
 
 
-def test_the_exported_features_are_the_checkpoints_own_image_features(tiny_llava: Path) -> None:
-    config = AutoConfig.from_pretrained(tiny_llava)
+@pytest.mark.parametrize(
+    ("checkpoint_fixture", "shape"),
+    [("tiny_llava", (2, 16, 64)), ("tiny_llava_full", (2, 17, 128))],  # tiny-llava-full: last layer, CLS kept
+)
+def test_the_exported_features_are_the_checkpoints_own_image_features(
+    request: pytest.FixtureRequest, checkpoint_fixture: str, shape: tuple[int, int, int]
+) -> None:
+    checkpoint: Path = request.getfixturevalue(checkpoint_fixture)
+    config = AutoConfig.from_pretrained(checkpoint)
+    projector = load_projector(checkpoint, config)
+    assert (projector.linear_1.bias is None) == (not config.multimodal_projector_bias)
     ours = VisionFeatures(
-        load_vision_tower(tiny_llava, config),
+        load_vision_tower(checkpoint, config),
         config.vision_feature_layer,
         config.vision_feature_select_strategy,
-        load_projector(tiny_llava, config),
+        projector,
     )
-    model = LlavaForConditionalGeneration.from_pretrained(tiny_llava).eval()
-    pixels = torch.randn(2, 3, 64, 64)
+    model = LlavaForConditionalGeneration.from_pretrained(checkpoint).eval()
+    size = config.vision_config.image_size
+    pixels = torch.randn(2, 3, size, size)
     with torch.inference_mode():
         expected = torch.stack(list(model.model.get_image_features(pixel_values=pixels).pooler_output))
+        assert expected.shape == shape
         assert torch.allclose(ours(pixels), expected, atol=1e-6)
 
 

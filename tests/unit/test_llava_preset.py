@@ -1,6 +1,7 @@
 """LLaVA presets: tiny-llava loads, prompts and generates with the standard classes and is reproducible from its
-seed; its weights are saved under llava-hf's names (which vLLM loads); every language model has a head size vLLM's
-CPU attention supports; llava-1.5-7b has the published shapes (checked on the meta device, never built here)."""
+seed; its weights are saved under llava-hf's names (which vLLM loads); tiny-llava-full keeps CLS, reads the last
+vision layer and has no projector biases; every language model has a head size vLLM's CPU attention supports;
+llava-1.5-7b has the published shapes (checked on the meta device, never built here)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from safetensors import safe_open
 from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
 from export.cli import main as vlm_export
-from export.llava_preset import LLAVA_1_5_7B, LLAVA_PRESETS, TINY_LLAVA, VLLM_CPU_HEAD_SIZES
+from export.llava_preset import LLAVA_1_5_7B, LLAVA_PRESETS, TINY_LLAVA, TINY_LLAVA_FULL, VLLM_CPU_HEAD_SIZES
 from export.presets import build_preset
 from export.tower_shape import TowerShape
 
@@ -186,6 +187,26 @@ def test_vlm_export_checkpoint_writes_tiny_llava(tiny_llava: Path, tmp_path: Pat
     assert _digest(tmp_path / "cli") == _digest(tiny_llava)
 
 
+def test_tiny_llava_full_keeps_cls_and_reads_the_last_layer_through_a_projector_without_biases(
+    tiny_llava_full: Path,
+) -> None:
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_llava_full).eval()
+    processor = AutoProcessor.from_pretrained(tiny_llava_full)
+    config, text = model.config, model.config.text_config
+    assert (config.vision_feature_layer, config.vision_feature_select_strategy) == (-1, "full")
+    assert (text.num_attention_heads, text.num_key_value_heads, text.head_dim) == (4, 2, 32)
+    assert text.vocab_size == len(processor.tokenizer) == 1002
+    assert not any(key.endswith(".bias") for key in _layout(tiny_llava_full) if key.startswith("multi_modal_projector"))
+    inputs = processor(images=Image.new("RGB", (80, 50), "red"), text=PROMPT, return_tensors="pt")
+    assert inputs["pixel_values"].shape == (1, 3, 56, 56)
+    image_tokens = int((inputs["input_ids"][0] == config.image_token_id).sum())
+    assert image_tokens == 17 == config.image_seq_length == TINY_LLAVA_FULL.image_seq_length  # 4 x 4 patches + CLS
+    with torch.no_grad():
+        features = model.model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+        assert features[0].shape == (17, 128)
+        assert torch.isfinite(model(**inputs).logits).all()
+
+
 def test_llava_1_5_7b_config_has_the_published_shapes() -> None:
     config = LLAVA_1_5_7B.config()
     vision, text = config.vision_config, config.text_config
@@ -256,3 +277,22 @@ def test_a_tower_whose_heads_do_not_divide_evenly_is_refused(shape: dict[str, in
 def test_a_preset_with_inconsistent_sizes_is_refused(change: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(TINY_LLAVA, **change)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"vision_feature_select_strategy": "cls"}, "vision_feature_select_strategy must be one of default, full"),
+        ({"vision_feature_layer": 4}, "vision_feature_layer 4 names none of the vision tower's 4 hidden states"),
+        ({"vision_feature_layer": -5}, "vision_feature_layer -5 names none"),
+    ],
+)
+def test_a_preset_with_an_unknown_feature_selection_is_refused(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(TINY_LLAVA, **change)  # 3 vision layers: hidden states -4 .. 3
+
+
+@pytest.mark.parametrize(("layer", "strategy", "tokens"), [(-2, "default", 16), (-1, "full", 17), (0, "full", 17)])
+def test_the_image_token_count_follows_the_feature_strategy(layer: int, strategy: str, tokens: int) -> None:
+    preset = replace(TINY_LLAVA, vision_feature_layer=layer, vision_feature_select_strategy=strategy)
+    assert preset.image_seq_length == tokens

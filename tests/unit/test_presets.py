@@ -60,6 +60,7 @@ def test_the_registry_holds_the_clip_llava_and_trained_presets_by_name() -> None
         "clip-vit-base-patch32",
         "clip-vit-large-patch14-336",
         "tiny-llava",
+        "tiny-llava-full",
         "llava-1.5-7b",
         "bench-llava",
         "shapes-clip",
