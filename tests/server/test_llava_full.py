@@ -1,0 +1,138 @@
+"""A second LLaVA architecture served end to end: tiny-llava-full (the last vision layer's features with the CLS
+token kept, a projector without biases, grouped-query attention with four query heads in two key/value groups,
+another image size). It is exported with ``vlm-export llava`` into a repository of its own (model names are fixed
+per repository) and served by a tritonserver of this module's own; greedy tokens equal Hugging Face ``generate``
+token for token with 8 requests in flight, over gRPC and HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import onnx
+import pytest
+from PIL import Image
+
+from client import Completion, VLMClient
+from export.cli import main as vlm_export
+from export.llava_spec import LLAVA_DECODER
+from export.triton_config import parse_pbtxt, to_pbtxt
+from serving.launcher import TritonServer, loopback_options
+from serving.manifest import ONNX_FILE, ComponentManifest
+from tests.images import encode, scene
+from tests.reference import LlavaReference
+from tests.server.statistics import steps_by_batch_size
+
+# The first test also pays for the checkpoint, the export and the server's start (about a minute on 2 free cores).
+pytestmark = pytest.mark.timeout(300)
+
+IMAGE_TOKENS = 17  # 4 x 4 patches of 14 px in a 56 px image, plus CLS
+KV_CACHE_MIB = 16  # 512-token context: a sequence's keys and values take 256 KiB, so 16 MiB hold 64 of them
+
+
+def user(text: str, images: int = 0) -> list[dict]:
+    return [{"role": "user", "content": [*([{"type": "image"}] * images), {"type": "text", "text": text}]}]
+
+
+def assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+Case = tuple[list[dict], list[Image.Image], int]
+CASES: list[Case] = [
+    (user("describe the image.", 1), [scene(seed=51)], 24),
+    (user("what colour is the circle?", 1), [scene(90, 60, seed=52)], 16),
+    (user("compare the two images.", 2), [scene(seed=53), scene(seed=54)], 20),
+    (user("which one has more shapes?", 2), [scene(64, 100, seed=55), scene(seed=56)], 12),
+    (user("how many shapes are there?"), [], 28),
+    (user("name a colour."), [], 9),
+    ([*user("what is it?", 1), *assistant("a star."), *user("what colour?")], [scene(seed=57)], 18),
+    (
+        [*user("what is above the square?", 1), *assistant("a red circle."), *user("and in this one?", 1)],
+        [scene(seed=58), scene(70, 90, seed=59)],
+        22,
+    ),
+]
+
+
+def set_decoder_parameters(repository: Path, **parameters: str) -> None:
+    """Overrides the exported decoder's config parameters (the engine's settings) in place."""
+    path = repository / LLAVA_DECODER.name / "config.pbtxt"
+    config = parse_pbtxt(path.read_text())
+    for name, value in parameters.items():
+        assert name in config.parameters, name
+        config.parameters[name].string_value = value
+    path.write_text(to_pbtxt(config))
+
+
+@pytest.fixture(scope="module")
+def repository(tiny_llava_full: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Only the LLaVA models, exported from tiny-llava-full the way a user would."""
+    repository = tmp_path_factory.mktemp("llava-full") / "model_repository"
+    assert vlm_export(["llava", "--checkpoint", str(tiny_llava_full), "--repository", str(repository)]) == 0
+    set_decoder_parameters(repository, cpu_kv_cache_mib=str(KV_CACHE_MIB))
+    return repository
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    """This module's server (``url`` in tests/server/conftest.py reaches it); stopped after the module."""
+    log = tmp_path_factory.mktemp("logs") / "tritonserver-llava-full.log"
+    with TritonServer(loopback_options(repository, log, exit_timeout_s=2)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_llava_full: Path) -> LlavaReference:
+    return LlavaReference(tiny_llava_full)
+
+
+@pytest.fixture(scope="module")
+def expected(reference: LlavaReference) -> list[list[int]]:
+    return [reference.greedy(messages, images, max_tokens) for messages, images, max_tokens in CASES]
+
+
+def test_the_repository_holds_only_the_llava_models(repository: Path) -> None:
+    assert sorted(path.name for path in repository.iterdir()) == [
+        "llava",
+        "llava_decoder",
+        "llava_preprocess",
+        "llava_projector",
+        "llava_vision",
+    ]
+
+
+def test_the_manifests_pin_17_image_tokens_and_the_projector_has_no_biases(repository: Path) -> None:
+    vision = ComponentManifest.read(repository / "llava_vision" / "1")
+    projector = ComponentManifest.read(repository / "llava_projector" / "1")
+    assert vision.inputs[0].shape == [3, 56, 56]
+    assert vision.outputs[0].shape == projector.inputs[0].shape == [IMAGE_TOKENS, 48]
+    assert projector.outputs[0].shape == [IMAGE_TOKENS, 128]
+    graph = onnx.load(repository / "llava_projector" / "1" / ONNX_FILE, load_external_data=False).graph
+    tensors = sorted(tuple(weight.dims) for weight in graph.initializer if weight.dims)  # scalars: GELU's constants
+    assert tensors == [(48, 128), (128, 128)]  # the two linears' weights, no bias vectors
+
+
+def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
+    server: TritonServer, url: str, protocol: str, reference: LlavaReference, expected: list[list[int]]
+) -> None:
+    steps_before = steps_by_batch_size(server)
+
+    def generate(case: Case) -> Completion:
+        messages, images, max_tokens = case
+        with VLMClient(url, protocol=protocol) as client:
+            return client.generate(messages, [encode(image) for image in images], max_tokens=max_tokens)
+
+    with ThreadPoolExecutor(max_workers=len(CASES)) as pool:
+        completions = list(pool.map(generate, CASES))
+    for completion, tokens, (messages, images, _) in zip(completions, expected, CASES, strict=True):
+        assert completion.token_ids == tokens, messages
+        prompt_ids = reference.inputs(messages, images)["input_ids"][0].tolist()
+        assert prompt_ids.count(reference.model.config.image_token_id) == IMAGE_TOKENS * len(images)
+        assert completion.prompt_tokens == len(prompt_ids)
+        assert completion.completion_tokens == len(tokens)
+    assert sum(map(len, expected)) > len(CASES), "the reference answered (nearly) nothing: a weak comparison"
+    steps_after = steps_by_batch_size(server)
+    batched = sum(count - steps_before.get(size, 0) for size, count in steps_after.items() if size > 1)
+    assert batched > 0, "no decode step ran more than one sequence"
