@@ -28,7 +28,8 @@ from tests.server.statistics import steps_by_batch_size
 pytestmark = pytest.mark.timeout(300)
 
 IMAGE_TOKENS = 17  # 4 x 4 patches of 14 px in a 56 px image, plus CLS
-KV_CACHE_MIB = 16  # 512-token context: a sequence's keys and values take 256 KiB, so 16 MiB hold 64 of them
+# 1 KiB of keys and values a token (2 layers x 2 groups x 32 x float32 x K,V): 32 full 512-token sequences
+KV_CACHE_MIB = 16
 
 
 def user(text: str, images: int = 0) -> list[dict]:
