@@ -9,7 +9,10 @@ import json
 import urllib.request
 import uuid
 
+import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from client import (
     AsyncVLMClient,
@@ -50,6 +53,39 @@ def test_a_bad_image_is_invalid_input_and_is_tried_once(url: str, protocol: str)
 
     asyncio.run(run())
     assert len(failures) == 4 and all(isinstance(f, InvalidInputError) for f in failures)
+
+
+def test_a_rejection_reaches_the_client_with_its_field_as_data(server: TritonServer, url: str, protocol: str) -> None:
+    """Unary through the clip_image_embed ensemble, streamed through llava's, text-only from the decoder, async too;
+    a raw tritonclient user reads the same field and limit in the message."""
+    image = encode(scene(seed=112))
+    with VLMClient(url, protocol=protocol) as client:
+        with pytest.raises(InvalidInputError) as unary:
+            client.embed_images([image, b"not an image"])
+        with pytest.raises(InvalidInputError) as streamed:
+            client.caption(b"", max_tokens=4)
+        with pytest.raises(InvalidInputError) as text_only:
+            client.generate(prompts.user_turn("hi", 0), max_tokens=10**6)
+    assert (unary.value.field, unary.value.index, unary.value.member) == ("image", 1, "")
+    assert str(unary.value).startswith("image[1]: not a decodable image")
+    assert (streamed.value.field, streamed.value.index) == ("image", 0)
+    assert (text_only.value.field, text_only.value.index) == ("max_tokens", None)
+    assert "1000000" in text_only.value.reason and "in ensemble" not in str(unary.value)
+
+    async def run() -> InvalidInputError:
+        async with AsyncVLMClient(url, protocol=protocol) as client:
+            with pytest.raises(InvalidInputError) as caught:
+                await client.ask(image, "what?", max_tokens=4, temperature=9.0)
+        return caught.value
+
+    assert asyncio.run(run()).field == "temperature"
+    with grpcclient.InferenceServerClient(server.grpc_url) as raw:
+        inputs = [grpcclient.InferInput("image", [1], "BYTES")]
+        inputs[0].set_data_from_numpy(np.array([b"not an image"], dtype=object))
+        with pytest.raises(InferenceServerException) as caught:
+            raw.infer("clip_image_embed", inputs)
+    assert "image[0]: not a decodable image" in caught.value.message()
+    assert caught.value.message().endswith(" [field=image index=0]")
 
 
 def test_a_tiny_timeout_raises_the_timeout_error(server: TritonServer, url: str, protocol: str) -> None:
