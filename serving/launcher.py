@@ -31,6 +31,10 @@ from serving.control import ControlClient, ControlError, generate_control_key, r
 from serving.stubs import Stub, StubWatch, python_stubs
 
 NGC_HOME = Path("/opt/tritonserver")
+# Triton's HTTP frontend holds one of its threads for each open generate_stream. With its default of 8, eight open
+# streams left every further HTTP request (a cancel among them) waiting until a stream ended: a cancelled stream
+# ran to its end. The decoder admits max_num_seqs + max_waiting_requests (32) streams; this leaves room beyond them.
+HTTP_THREAD_COUNT = 64
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through $http_proxy
 
 
@@ -228,6 +232,7 @@ class TritonServer:
             f"--exit-timeout-secs={opts.exit_timeout_s}",
             "--exit-on-error=false",  # a model that fails to load is reported by name, below
             "--log-verbose=0",
+            f"--http-thread-count={HTTP_THREAD_COUNT}",
             # Explicit control in every mode, so the supervisor can reload a model whose stub died; the
             # control APIs are behind the operator's key, so nobody else can load anything.
             "--model-control-mode=explicit",

@@ -7,7 +7,6 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-import pytest
 import tritonclient.grpc as grpcclient
 
 from serving.launcher import TritonServer
@@ -73,11 +72,3 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) 
 def wait_for_idle_decoder(server: TritonServer) -> None:
     wait_until(lambda: metric_total(server, "vlm_decoder_active_sequences") == 0, "the decoder is idle")
 
-
-# A known defect of the decoder on vLLM (issue 25): under a streaming load, a cancel request (or a client's closed
-# stream) sometimes reaches the decoder's stub only after the stream it cancels has run hundreds of tokens, or to its
-# end; seen in the full suite on 2 shared cores, rarely alone. Tests that need the cancellation within a stream's
-# life run, and report, but do not fail the suite until it is found.
-CANCELLATION_LATENCY = pytest.mark.xfail(
-    reason="known: cancellations can reach the vLLM decoder only after the stream ends (issue 25)", strict=False
-)
