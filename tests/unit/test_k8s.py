@@ -62,7 +62,7 @@ def test_the_strict_validation_would_catch_a_misspelt_field() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize(("overlay", "target"), [("cpu", "cpu"), ("gpu", "gpu")])
+@pytest.mark.parametrize(("overlay", "target"), [("cpu", "embedded"), ("gpu", "gpu")])
 def test_each_overlay_serves_its_target_and_only_the_gpu_one_asks_for_gpus(overlay: str, target: str) -> None:
     assert find(overlay, "ConfigMap", "triton-vlm-server")["data"]["VLM_TARGET"] == target
     triton = find(overlay, "Deployment", "triton-vlm-triton")["spec"]["template"]["spec"]
