@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 	touch $@
 
 .cache/checkpoints/%/config.json: $(STAMP)
-	$(BIN)/vlm-export checkpoint --preset $* --out $(@D)
+	$(BIN)/vlm-checkpoint make --preset $* --out $(@D)
 
 $(REPOSITORY)/clip_vision/1/model.onnx: $(CLIP_CHECKPOINT)/config.json $(EXPORT_SOURCES)
 	$(BIN)/vlm-export clip --checkpoint $(CLIP_CHECKPOINT) --repository $(REPOSITORY)

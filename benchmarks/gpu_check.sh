@@ -36,8 +36,8 @@ step() { # name timeout_s command...: run one step under its time limit, recordi
 step gpu_tests 240 "$BIN/python" -m pytest tests/gpu -q -rs -p no:cacheprovider --junitxml "$OUT/gpu_tests.xml"
 
 # 2. A repository of the tiny checkpoints, with engines when this host can build them.
-step checkpoints 60 bash -c "'$BIN/vlm-export' checkpoint --preset tiny-clip --out '$WORK/tiny-clip' &&
-    '$BIN/vlm-export' checkpoint --preset tiny-llava --out '$WORK/tiny-llava'"
+step checkpoints 60 bash -c "'$BIN/vlm-checkpoint' make --preset tiny-clip --out '$WORK/tiny-clip' &&
+    '$BIN/vlm-checkpoint' make --preset tiny-llava --out '$WORK/tiny-llava'"
 step export 90 bash -c "'$BIN/vlm-export' clip --checkpoint '$WORK/tiny-clip' --repository '$WORK/repository' &&
     '$BIN/vlm-export' llava --checkpoint '$WORK/tiny-llava' --repository '$WORK/repository'"
 if [[ -x /opt/tritonserver/bin/tritonserver ]]; then

@@ -25,7 +25,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from export.shapes_world import (
+from checkpoints.shapes_world import (
     COLOUR_PROMPT,
     COLOURS,
     KINDS,
@@ -39,8 +39,8 @@ from export.shapes_world import (
     make_scenes,
     render,
 )
-from export.tokenizer_training import canonical_vocab
-from export.training_loop import adamw, batches, deterministic, scheduled
+from checkpoints.tokenizer_training import canonical_vocab
+from checkpoints.training_loop import adamw, batches, deterministic, scheduled
 
 LOG_NAME = "training_log.json"
 TRAINING_VERSION = 1  # bump when this code or the world changes what a config trains: old checkpoints are redone

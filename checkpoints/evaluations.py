@@ -19,14 +19,14 @@ class Evaluation:
 
 
 def _clip() -> Evaluation:
-    from export.shapes_eval import evaluate_clip, evaluate_served_clip
+    from checkpoints.shapes_eval import evaluate_clip, evaluate_served_clip
 
     columns = (("colour", "colour_accuracy"), ("shape", "shape_accuracy"))
     return Evaluation("zero-shot on {} held-out single-shape images", evaluate_clip, evaluate_served_clip, columns)
 
 
 def _llava() -> Evaluation:
-    from export.shapes_vqa_eval import evaluate_llava, evaluate_served_llava
+    from checkpoints.shapes_vqa_eval import evaluate_llava, evaluate_served_llava
 
     columns = (("exact match", "exact_match_accuracy"), ("caption attributes", "caption_attribute_accuracy"))
     return Evaluation("questions and captions of {} held-out scenes", evaluate_llava, evaluate_served_llava, columns)

@@ -24,8 +24,8 @@ from transformers import (
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from export.tokenizer_training import train_llama_tokenizer
-from export.tower_shape import TowerShape
+from checkpoints.tokenizer_training import train_llama_tokenizer
+from checkpoints.tower_shape import TowerShape
 
 IMAGE_TOKEN, PAD_TOKEN = "<image>", "<pad>"
 # LLaVA's vision feature selection: "default" drops the vision tower's CLS token, "full" keeps it.

@@ -22,14 +22,14 @@ import torch
 from tqdm import tqdm
 from transformers import CLIPModel, LlamaTokenizer, LlavaForConditionalGeneration
 
+from checkpoints import clip_training
+from checkpoints.clip_training import SHAPES_CLIP, TrainingConfig
+from checkpoints.llava_preset import IMAGE_TOKEN, LlavaPreset
+from checkpoints.shapes_world import CAPTION_REQUEST, Scene, make_scenes, render
+from checkpoints.tokenizer_training import conversation_corpus
+from checkpoints.tower_shape import TowerShape
+from checkpoints.training_loop import adamw, batches, deterministic, scheduled
 from client.prompts import CAPTION_STYLES, user_turn
-from export import clip_training
-from export.clip_training import SHAPES_CLIP, TrainingConfig
-from export.llava_preset import IMAGE_TOKEN, LlavaPreset
-from export.shapes_world import CAPTION_REQUEST, Scene, make_scenes, render
-from export.tokenizer_training import conversation_corpus
-from export.tower_shape import TowerShape
-from export.training_loop import adamw, batches, deterministic, scheduled
 
 LOG_NAME = clip_training.LOG_NAME
 TRAINING_VERSION = 3  # bump when this code or the world changes what a config trains: old checkpoints are redone

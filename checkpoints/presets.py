@@ -16,11 +16,11 @@ from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from export.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
-from export.llava_preset import LLAVA_PRESETS, LlavaPreset
-from export.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
-from export.tokenizer_training import train_clip_tokenizer
-from export.tower_shape import TowerShape
+from checkpoints.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
+from checkpoints.llava_preset import LLAVA_PRESETS, LlavaPreset
+from checkpoints.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
+from checkpoints.tokenizer_training import train_clip_tokenizer
+from checkpoints.tower_shape import TowerShape
 
 
 @dataclass(frozen=True)

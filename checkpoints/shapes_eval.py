@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from export.shapes_world import COLOURS, KINDS, Sample, colour_prompts, make_dataset, shape_prompts
+from checkpoints.shapes_world import COLOURS, KINDS, Sample, colour_prompts, make_dataset, shape_prompts
 
 Probabilities = Callable[[Image.Image, list[str]], list[float]]
 HELD_OUT_SEED = 0

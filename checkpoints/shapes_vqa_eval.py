@@ -16,9 +16,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from checkpoints.shapes_eval import image_size
+from checkpoints.shapes_world import CAPTION_REQUEST, COLOURS, KINDS, SIZES, Sample, make_dataset
 from client.prompts import user_turn
-from export.shapes_eval import image_size
-from export.shapes_world import CAPTION_REQUEST, COLOURS, KINDS, SIZES, Sample, make_dataset
 
 Request = tuple[Image.Image, str, int]  # image, request text, max tokens
 Answerer = Callable[[Sequence[Request]], list[str]]

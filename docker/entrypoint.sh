@@ -21,7 +21,7 @@ ensure_checkpoint() {
     local folder=$1
     if [[ ! -f $folder/config.json ]]; then
         say "making the $(basename "$folder") preset in $folder"
-        vlm-export checkpoint --preset "$(basename "$folder")" --out "$folder"
+        vlm-checkpoint make --preset "$(basename "$folder")" --out "$folder"
     fi
 }
 

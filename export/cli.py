@@ -1,4 +1,4 @@
-"""``vlm-export``: make checkpoints, export them into a Triton model repository, keep configs in sync."""
+"""``vlm-export``: export checkpoints into a Triton model repository, build engines, keep configs in sync."""
 
 from __future__ import annotations
 
@@ -11,17 +11,6 @@ if TYPE_CHECKING:
     from export.parity import ParityReport
 
 DEFAULT_REPOSITORY = Path("model_repository")
-
-
-def _checkpoint(args: argparse.Namespace) -> int:
-    from export.presets import PRESETS, build_preset
-
-    if args.preset not in PRESETS:
-        print(f"vlm-export: unknown preset {args.preset!r}; choose one of: {', '.join(PRESETS)}", file=sys.stderr)
-        return 2
-    out = build_preset(args.preset, args.out)
-    print(f"wrote {args.preset} checkpoint to {out}")
-    return 0
 
 
 def _is_checkpoint(folder: Path) -> bool:
@@ -90,26 +79,6 @@ def _llava(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from export.evaluations import evaluation_for
-
-    if not _is_checkpoint(args.checkpoint):
-        return 2
-    try:
-        evaluation = evaluation_for(args.checkpoint)
-    except ValueError as error:
-        print(f"vlm-export: {error}", file=sys.stderr)
-        return 2
-    rows = [("in-process", evaluation.local(args.checkpoint, args.count))]
-    for protocol in args.protocol or ():
-        rows.append((f"served ({protocol})", evaluation.served(args.checkpoint, args.count, args.url, protocol)))
-    print(evaluation.title.format(args.count))
-    print(f"{'':<16}" + "".join(f"{heading:>20}" for heading, _ in evaluation.columns))
-    for label, scores in rows:
-        print(f"{label:<16}" + "".join(f"{scores[key]:>20.1%}" for _, key in evaluation.columns))
-    return 0
-
-
 def _repository(args: argparse.Namespace) -> int:
     from export.repository import stale_files, write_repository
 
@@ -145,17 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-export", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    checkpoint = commands.add_parser("checkpoint", help="make a preset checkpoint (Hugging Face layout)")
-    checkpoint.add_argument(
-        "--preset",
-        required=True,
-        help="tiny-clip, clip-vit-base-patch32, clip-vit-large-patch14-336, tiny-llava, llava-1.5-7b, "
-        "shapes-clip, shapes-llava (trained here on a synthetic shapes world, a few minutes each on 2 cores; "
-        "shapes-llava trains or reuses shapes-clip beside its --out)",
-    )
-    checkpoint.add_argument("--out", type=Path, required=True, help="folder to write")
-    checkpoint.set_defaults(run=_checkpoint)
-
     clip = commands.add_parser("clip", help="export a CLIP checkpoint to ONNX with parity checks")
     clip.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face CLIP checkpoint folder")
     clip.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
@@ -188,17 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_engine_options(engine)
     engine.set_defaults(run=_engine)
-
-    evaluate = commands.add_parser(
-        "evaluate", help="score a shapes-world CLIP or LLaVA checkpoint on the held-out split, in process and served"
-    )
-    evaluate.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint (also what --url serves)")
-    evaluate.add_argument("--count", type=int, default=200, help="held-out images (scenes, for LLaVA)")
-    evaluate.add_argument("--url", default="localhost:8001", help="a server serving the checkpoint's export")
-    evaluate.add_argument(
-        "--protocol", choices=("grpc", "http"), action="append", help="also score through the server (repeatable)"
-    )
-    evaluate.set_defaults(run=_evaluate)
 
     repository = commands.add_parser("repository", help="regenerate the checked-in configs and adapters")
     repository.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from checkpoints.shapes_eval import evaluate_served_clip, held_out_single_shapes, image_size
+from checkpoints.shapes_vqa_eval import evaluate_served_llava, held_out_scenes
+from checkpoints.shapes_world import COLOUR_PROMPT, COLOURS, KINDS, SHAPE_PROMPT, Sample
 from client import VLMClient
-from export.shapes_eval import evaluate_served_clip, held_out_single_shapes, image_size
-from export.shapes_vqa_eval import evaluate_served_llava, held_out_scenes
-from export.shapes_world import COLOUR_PROMPT, COLOURS, KINDS, SHAPE_PROMPT, Sample
 from gateway.process import GatewayProcess
 from serving.launcher import TritonServer, loopback_options
 

@@ -18,14 +18,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.presets import build_preset
+    from checkpoints.presets import build_preset
 
     return build_preset("tiny-clip", tmp_path_factory.mktemp("checkpoints") / "tiny-clip")
 
 
 @pytest.fixture(scope="session")
 def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from export.presets import build_preset
+    from checkpoints.presets import build_preset
 
     return build_preset("tiny-llava", tmp_path_factory.mktemp("checkpoints") / "tiny-llava")
 
@@ -33,7 +33,7 @@ def tiny_llava(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llava_full(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny-llava's second architecture: last vision layer with CLS kept, projector without biases, GQA 4:2."""
-    from export.presets import build_preset
+    from checkpoints.presets import build_preset
 
     return build_preset("tiny-llava-full", tmp_path_factory.mktemp("checkpoints") / "tiny-llava-full")
 

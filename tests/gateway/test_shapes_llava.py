@@ -12,13 +12,13 @@ import httpx
 import openai
 import pytest
 
+from checkpoints.presets import build_preset
+from checkpoints.shapes_eval import image_size
+from checkpoints.shapes_vqa_eval import ANSWER_TOKENS, held_out_scenes
+from checkpoints.shapes_world import Sample
 from client import VLMClient
 from export.clip_export import export_clip
 from export.llava_export import export_llava
-from export.presets import build_preset
-from export.shapes_eval import image_size
-from export.shapes_vqa_eval import ANSWER_TOKENS, held_out_scenes
-from export.shapes_world import Sample
 from gateway.process import GatewayProcess
 from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT

@@ -10,7 +10,18 @@ import sys
 from serving.launcher import TritonServer
 from tests.conftest import REPO_ROOT
 
-BLOCKED = ("torch", "transformers", "tokenizers", "onnxruntime", "onnx", "safetensors", "serving", "export", "tests")
+BLOCKED = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "onnxruntime",
+    "onnx",
+    "safetensors",
+    "serving",
+    "export",
+    "checkpoints",
+    "tests",
+)
 
 SCRIPT = """
 import json, sys

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from export import llava_training
-from export.cli import main as vlm_export
+from checkpoints import llava_training
+from checkpoints.cli import main as vlm_checkpoint
+from checkpoints.clip_training import short_schedule, train_clip
+from checkpoints.shapes_eval import evaluate_clip, evaluate_served_clip
+from checkpoints.shapes_vqa_eval import evaluate_llava, evaluate_served_llava
 from export.clip_export import export_clip
-from export.clip_training import short_schedule, train_clip
 from export.llava_export import export_llava
-from export.shapes_eval import evaluate_clip, evaluate_served_clip
-from export.shapes_vqa_eval import evaluate_llava, evaluate_served_llava
 from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT
 
@@ -72,19 +72,19 @@ def test_served_answers_score_as_in_process_answers(
     assert served["images"] == HELD_OUT_SCENES and served["questions"] > HELD_OUT_SCENES
 
 
-def test_vlm_export_evaluate_prints_both_rows(
+def test_vlm_checkpoint_evaluate_prints_both_rows(
     shapes_checkpoint: Path, shapes_server: TritonServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     command = ["evaluate", "--checkpoint", str(shapes_checkpoint), "--count", "12", "--url", shapes_server.grpc_url]
-    assert vlm_export([*command, "--protocol", "grpc"]) == 0
+    assert vlm_checkpoint([*command, "--protocol", "grpc"]) == 0
     out = capsys.readouterr().out
     assert "in-process" in out and "served (grpc)" in out and "12 held-out" in out
 
 
-def test_vlm_export_evaluate_scores_a_llava_checkpoint(
+def test_vlm_checkpoint_evaluate_scores_a_llava_checkpoint(
     shapes_llava: Path, shapes_server: TritonServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     command = ["evaluate", "--checkpoint", str(shapes_llava), "--count", "2", "--url", shapes_server.http_url]
-    assert vlm_export([*command, "--protocol", "http"]) == 0
+    assert vlm_checkpoint([*command, "--protocol", "http"]) == 0
     out = capsys.readouterr().out
     assert "exact match" in out and "caption attributes" in out and "served (http)" in out and "2 held-out" in out

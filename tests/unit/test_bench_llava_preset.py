@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from export.llava_preset import BENCH_LLAVA, TINY_LLAVA
+from checkpoints.llava_preset import BENCH_LLAVA, TINY_LLAVA
 
 
 def test_bench_llava_has_a_58_million_parameter_language_model_and_a_vit_b_16_tower_on_the_meta_device() -> None:

@@ -15,7 +15,7 @@ from client import ServerUnavailableError, VLMClient
 from client.images import to_image_bytes
 from serving.launcher import free_port
 
-HEAVY = ("torch", "transformers", "onnxruntime", "onnx", "serving", "export")
+HEAVY = ("torch", "transformers", "onnxruntime", "onnx", "serving", "export", "checkpoints")
 
 
 def test_importing_the_client_loads_no_server_side_package() -> None:

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, CLIPModel
 
-from export import clip_training
-from export.clip_training import (
+from checkpoints import clip_training
+from checkpoints.clip_training import (
     LOG_NAME,
     SHAPES_CLIP,
     ShapesClipPreset,
@@ -26,9 +26,9 @@ from export.clip_training import (
     train_clip,
     train_tokenizer,
 )
-from export.presets import PRESETS
-from export.shapes_eval import evaluate_clip, held_out_single_shapes, zero_shot_scores
-from export.shapes_world import COLOURS, KINDS, Sample, Scene, Shape, colour_prompts, make_scenes
+from checkpoints.presets import PRESETS
+from checkpoints.shapes_eval import evaluate_clip, held_out_single_shapes, zero_shot_scores
+from checkpoints.shapes_world import COLOURS, KINDS, Sample, Scene, Shape, colour_prompts, make_scenes
 
 SHORT = short_schedule(steps=30)
 

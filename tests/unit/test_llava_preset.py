@@ -17,10 +17,10 @@ from PIL import Image
 from safetensors import safe_open
 from transformers import AutoProcessor, AutoTokenizer, LlavaForConditionalGeneration
 
-from export.cli import main as vlm_export
-from export.llava_preset import LLAVA_1_5_7B, LLAVA_PRESETS, TINY_LLAVA, TINY_LLAVA_FULL, VLLM_CPU_HEAD_SIZES
-from export.presets import build_preset
-from export.tower_shape import TowerShape
+from checkpoints.cli import main as vlm_checkpoint
+from checkpoints.llava_preset import LLAVA_1_5_7B, LLAVA_PRESETS, TINY_LLAVA, TINY_LLAVA_FULL, VLLM_CPU_HEAD_SIZES
+from checkpoints.presets import build_preset
+from checkpoints.tower_shape import TowerShape
 
 PROMPT = "USER: <image>\nWhat is shown? ASSISTANT:"
 
@@ -182,8 +182,8 @@ def test_building_tiny_llava_twice_gives_identical_files(tiny_llava: Path, tmp_p
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= set(_digest(again))
 
 
-def test_vlm_export_checkpoint_writes_tiny_llava(tiny_llava: Path, tmp_path: Path) -> None:
-    assert vlm_export(["checkpoint", "--preset", "tiny-llava", "--out", str(tmp_path / "cli")]) == 0
+def test_vlm_checkpoint_make_writes_tiny_llava(tiny_llava: Path, tmp_path: Path) -> None:
+    assert vlm_checkpoint(["make", "--preset", "tiny-llava", "--out", str(tmp_path / "cli")]) == 0
     assert _digest(tmp_path / "cli") == _digest(tiny_llava)
 
 

@@ -14,10 +14,9 @@ import torch
 from safetensors import safe_open
 from transformers import AutoProcessor, CLIPModel, LlavaForConditionalGeneration
 
-from client.prompts import user_turn
-from export import llava_training
-from export.clip_training import train_clip
-from export.llava_training import (
+from checkpoints import llava_training
+from checkpoints.clip_training import train_clip
+from checkpoints.llava_training import (
     IGNORED,
     LOG_NAME,
     SHAPES_LLAVA,
@@ -33,8 +32,9 @@ from export.llava_training import (
     short_schedule,
     train_llava,
 )
-from export.presets import PRESETS
-from export.shapes_world import CAPTION_REQUEST, make_scenes, render
+from checkpoints.presets import PRESETS
+from checkpoints.shapes_world import CAPTION_REQUEST, make_scenes, render
+from client.prompts import user_turn
 from serving.generation.prompt import prompt_ids
 
 SHORT = short_schedule(steps=12)

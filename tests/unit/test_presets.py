@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoProcessor, CLIPConfig, CLIPModel
 
-from export.cli import main as vlm_export
-from export.presets import PRESETS, build_preset
+from checkpoints.cli import main as vlm_checkpoint
+from checkpoints.presets import PRESETS, build_preset
 
 
 def test_tiny_clip_loads_with_clipmodel_and_autoprocessor(tiny_clip: Path) -> None:
@@ -70,7 +70,7 @@ def test_the_registry_holds_the_clip_llava_and_trained_presets_by_name() -> None
 
 
 def test_an_unknown_preset_is_refused_with_the_list_of_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
-    assert vlm_export(["checkpoint", "--preset", "no-such-model", "--out", "unused"]) == 2
+    assert vlm_checkpoint(["make", "--preset", "no-such-model", "--out", "unused"]) == 2
     err = capsys.readouterr().err
     assert "tiny-clip" in err and "tiny-llava" in err
 

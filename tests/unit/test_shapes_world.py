@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from export.shapes_world import (
+from checkpoints.shapes_world import (
     COLOURS,
     KINDS,
     NUMBERS,

@@ -1,0 +1,1 @@
+"""Making checkpoints: presets, tokenizer training, the shapes world, training loops and evaluations."""
