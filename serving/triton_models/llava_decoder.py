@@ -153,8 +153,9 @@ class TritonSink:
 
 
 class DecoderMetrics:
-    """Custom metrics on Triton's metrics endpoint: running and waiting sequences (from vLLM's scheduler), engine
-    steps by the number of sequences they ran, completion tokens and finished requests."""
+    """Custom metrics on Triton's metrics endpoint: running and waiting sequences and the KV cache's usage (from
+    vLLM's scheduler), engine steps by the number of sequences they ran, preemptions, completion tokens and finished
+    requests."""
 
     def __init__(self, pb: Any, model_name: str) -> None:
         family = pb.MetricFamily
@@ -163,6 +164,12 @@ class DecoderMetrics:
         self.families = {
             "active": family("vlm_decoder_active_sequences", "Sequences in the running batch", family.GAUGE),
             "waiting": family("vlm_decoder_waiting_requests", "Requests queued for a free slot", family.GAUGE),
+            "kv_cache": family("vlm_decoder_kv_cache_usage", "Share of the KV cache in use (0 to 1)", family.GAUGE),
+            "preemptions": family(
+                "vlm_decoder_preemptions_total",
+                "Running sequences preempted for lack of KV cache (their blocks freed; recomputed when resumed)",
+                family.COUNTER,
+            ),
             "tokens": family(
                 "vlm_decoder_generated_tokens_total", "Completion tokens of finished requests", family.COUNTER
             ),
@@ -176,9 +183,11 @@ class DecoderMetrics:
         self.active = self.families["active"].Metric(labels=self.labels)
         self.waiting = self.families["waiting"].Metric(labels=self.labels)
         self.tokens = self.families["tokens"].Metric(labels=self.labels)
+        self.kv_cache = self.families["kv_cache"].Metric(labels=self.labels)
+        self.preemptions = self.families["preemptions"].Metric(labels=self.labels)
         self.steps: dict[int, Any] = {}
         self.pending_steps: dict[int, int] = {}
-        self.last_values: dict[str, int] = {}
+        self.last_values: dict[str, float] = {}
         self.flushed_at = time.monotonic()
         self.finished = {
             reason: self.families["finished"].Metric(labels={**self.labels, "finish_reason": reason})
@@ -189,10 +198,15 @@ class DecoderMetrics:
         self.finished[reason].increment(1)
         self.tokens.increment(tokens)
 
-    def record(self, active: int, waiting: int) -> None:
+    def record(self, active: int, waiting: int, kv_cache_usage: float) -> None:
         """One engine step. Every metric call is a round trip to the Triton process, so gauges are set only when
         they change and step counts are sent in bulk (every 100 ms, and whenever the decoder falls idle)."""
-        for metric, key, value in ((self.active, "active", active), (self.waiting, "waiting", waiting)):
+        gauges = (
+            (self.active, "active", active),
+            (self.waiting, "waiting", waiting),
+            (self.kv_cache, "kv_cache", round(kv_cache_usage, 3)),
+        )
+        for metric, key, value in gauges:
             if self.last_values.get(key) != value:
                 metric.set(value)
                 self.last_values[key] = value
@@ -202,6 +216,10 @@ class DecoderMetrics:
         if self.pending_steps and (active == 0 or now - self.flushed_at >= STEP_FLUSH_INTERVAL_S):
             self.flush_steps()
             self.flushed_at = now
+
+    def record_preemptions(self, count: int) -> None:
+        if count:
+            self.preemptions.increment(count)
 
     def flush_steps(self) -> None:
         for batch_size, count in self.pending_steps.items():
@@ -222,7 +240,11 @@ def scheduler_stat_logger(metrics: DecoderMetrics) -> Any:
 
         def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx=0):
             if scheduler_stats is not None:
-                metrics.record(scheduler_stats.num_running_reqs, scheduler_stats.num_waiting_reqs)
+                metrics.record(
+                    scheduler_stats.num_running_reqs, scheduler_stats.num_waiting_reqs, scheduler_stats.kv_cache_usage
+                )
+            if iteration_stats is not None:
+                metrics.record_preemptions(iteration_stats.num_preempted_reqs)
 
         def log_engine_initialized(self) -> None:
             pass

@@ -71,4 +71,3 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) 
 
 def wait_for_idle_decoder(server: TritonServer) -> None:
     wait_until(lambda: metric_total(server, "vlm_decoder_active_sequences") == 0, "the decoder is idle")
-

@@ -22,14 +22,16 @@ from serving.launcher import TritonServer, loopback_options
 from serving.manifest import ONNX_FILE, ComponentManifest
 from tests.images import encode, scene
 from tests.reference import LlavaReference
-from tests.server.statistics import steps_by_batch_size
+from tests.server.statistics import metric_total, steps_by_batch_size
 
 # The first test also pays for the checkpoint, the export and the server's start (about a minute on 2 free cores).
 pytestmark = pytest.mark.timeout(300)
 
 IMAGE_TOKENS = 17  # 4 x 4 patches of 14 px in a 56 px image, plus CLS
-# 1 KiB of keys and values a token (2 layers x 2 groups x 32 x float32 x K,V): 32 full 512-token sequences
-KV_CACHE_MIB = 16
+# 1 KiB of keys and values a token (2 layers x 2 groups x 32 x float32 x K,V): 1 MiB holds 1,024 tokens, two full
+# 512-token sequences. The 8 parity requests fit in it; 8 streams of FULL_CACHE_TOKENS do not.
+KV_CACHE_MIB = 1
+FULL_CACHE_TOKENS = 300
 
 
 def user(text: str, images: int = 0) -> list[dict]:
@@ -137,3 +139,27 @@ def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
     steps_after = steps_by_batch_size(server)
     batched = sum(count - steps_before.get(size, 0) for size, count in steps_after.items() if size > 1)
     assert batched > 0, "no decode step ran more than one sequence"
+
+
+def test_a_full_kv_cache_preempts_and_every_admitted_stream_still_finishes(
+    server: TritonServer, url: str, protocol: str
+) -> None:
+    """8 streams that together need about twice the cache: vLLM preempts some (their blocks freed, recomputed when
+    resumed); none fails, each streams all its tokens."""
+    preempted_before = metric_total(server, "vlm_decoder_preemptions_total")
+
+    def stream(case: Case) -> tuple[str, Completion]:
+        messages, images, _ = case
+        with VLMClient(url, protocol=protocol) as client:
+            *pieces, completion = client.generate_stream(
+                messages, [encode(image) for image in images], max_tokens=FULL_CACHE_TOKENS, ignore_eos=True
+            )
+        assert isinstance(completion, Completion)
+        return "".join(str(piece) for piece in pieces), completion
+
+    with ThreadPoolExecutor(max_workers=len(CASES)) as pool:
+        results = list(pool.map(stream, CASES))
+    for streamed, completion in results:
+        assert (completion.finish_reason, completion.completion_tokens) == ("length", FULL_CACHE_TOKENS)
+        assert streamed == completion.text
+    assert metric_total(server, "vlm_decoder_preemptions_total") > preempted_before, "the cache never ran full"
