@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import psutil
 import pytest
 from PIL import Image
 
@@ -106,3 +107,34 @@ def test_the_poisson_mode_sends_at_the_requested_rate_from_one_event_loop(
         # standard deviations of a Poisson count; over 1 s windows it was 1.6, and the llava case failed once.
         assert abs(served - rate) < rate / 3, metrics["request_throughput"]
         assert metrics["send_lag"]["p50"] < 1000 / rate, metrics["send_lag"]  # sent on time, not a gap late
+
+
+@pytest.mark.long  # two vLLM engines (the session server's decoder and vllm serve): minutes on 2 cores
+def test_the_vllm_peer_is_started_measured_beside_the_gateway_and_stopped(
+    server: TritonServer, tiny_llava: Path, tmp_path: Path
+) -> None:
+    args = ["llava", "--url", server.grpc_url, "--no-baselines", "--vllm-peer", "--checkpoint", str(tiny_llava)]
+    args += ["--concurrency", "1,2", "--window-seconds", "0.2", "--window-requests", "1", "--max-windows", "3"]
+    args += ["--warmup-requests", "1", "--alternations", "2", "--image-size", "64", "--input-count", "16"]
+    args += ["--prompt-tokens", "8", "--output-tokens", "4", "--results", str(tmp_path), "--name", "peer"]
+    assert vlm_bench(args) == 0
+    report = json.loads((tmp_path / "peer" / "report.json").read_text())
+    jsonschema.validate(report, REPORT_SCHEMA)
+    peer = report["vllm_peer"]
+    assert peer["started_by_bench"] and peer["version"] and peer["peak_memory_bytes"] > 0
+    assert all(counts["equal"] for counts in peer["prompt_tokens"].values()), peer["prompt_tokens"]
+    for kind in ("image", "text"):
+        for side in ("project", "peer"):
+            points = peer["workloads"][kind][side]
+            assert [p["value"] for p in points] == [1, 2]
+            assert all(p["errors"] == 0 for p in points), [p["first_error"] for p in points]
+            assert all(p["metrics"]["output_sequence_length"]["avg"] == 4 for p in points)
+    # The goals are judged at concurrency 8 (tokens/s: not swept here) and 1 (TTFT).
+    assert [t["measured"] is None for t in peer["targets"]] == [True, False]
+    assert "Against vLLM's own OpenAI server" in (tmp_path / "peer" / "summary.md").read_text()
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if {"benchmarks.vllm_serve", str(tiny_llava)} <= set(p.info["cmdline"] or [])
+    ]
+    assert not left, "vllm serve outlived the run"
