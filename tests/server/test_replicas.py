@@ -22,6 +22,7 @@ from serving.launcher import ServerOptions, TritonServer, free_port, port_is_fre
 from tests.gateway.conftest import data_url
 from tests.images import encode, scene
 from tests.server.serve_process import wait_for
+from tests.server.statistics import metric_total
 
 pytestmark = [pytest.mark.long, pytest.mark.timeout(900)]
 MODELS = ModelNames()
@@ -170,6 +171,12 @@ def test_a_replica_killed_under_load_loses_no_request_that_had_not_started_strea
     with ThreadPoolExecutor(10) as pool:
         running = [pool.submit(embed_loop) for _ in range(6)] + [pool.submit(stream_loop, w) for w in range(4)]
         wait_for(lambda: len(embed_codes) >= 40 and len(streams) >= 4, "load runs on both replicas", timeout_s=120)
+        # Round robin spreads the load, but not at every instant: kill the victim while a stream runs on it.
+        wait_for(
+            lambda: metric_total(victim, "vlm_decoder_active_sequences") > 0,
+            "a stream runs on the victim",
+            timeout_s=60,
+        )
         victim_before = successes(victim, MODELS.text_embed)
         victim.kill()  # SIGKILL, as the OOM killer or a node loss would: every connection to it breaks at once
         killed_at = (len(embed_codes), len(streams))
