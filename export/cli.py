@@ -70,7 +70,11 @@ def _llava(args: argparse.Namespace) -> int:
 
     if not _is_checkpoint(args.checkpoint):
         return 2
-    reports = export_llava(args.checkpoint, args.repository, fuse_projector=args.fuse_projector, opset=args.opset)
+    try:
+        reports = export_llava(args.checkpoint, args.repository, fuse_projector=args.fuse_projector, opset=args.opset)
+    except ValueError as error:
+        print(f"vlm-export llava: {error}", file=sys.stderr)
+        return 2
     if not _reported(reports, args.repository):
         return 1
     print(f"exported LLaVA into {args.repository} (llava_decoder loads the checkpoint from {args.checkpoint})")

@@ -113,12 +113,24 @@ def _feature_feeds(vision: VisionFeatures, pixel_feeds: list[dict[str, np.ndarra
         return [{"image_features": vision(torch.from_numpy(f["pixel_values"])).numpy()} for f in pixel_feeds]
 
 
+def check_servable(config: Any) -> None:
+    """Refuses, before any export work, a checkpoint the decoder's engine cannot load."""
+    if not isinstance(config.vision_feature_layer, int):
+        # vLLM 0.32 sizes LLaVA's projector for one layer's features; such a checkpoint fails at engine start.
+        raise ValueError(
+            f"vision_feature_layer: {config.vision_feature_layer} concatenates several vision layers, which the "
+            "vLLM decoder cannot load (it takes a single layer)"
+        )
+
+
 def export_llava(
     checkpoint: Path, repository: Path, fuse_projector: bool = False, opset: int = DEFAULT_OPSET
 ) -> list[ParityReport]:
-    """Export into ``repository``; like the CLIP export, the repository changes only if every check passes."""
+    """Export into ``repository``; like the CLIP export, the repository changes only if every check passes. A
+    checkpoint the decoder cannot serve raises ``ValueError`` before anything is exported."""
     checkpoint = checkpoint.resolve()
     config = AutoConfig.from_pretrained(checkpoint)
+    check_servable(config)
     projector = load_projector(checkpoint, config)
     vision_tower = load_vision_tower(checkpoint, config)
     sizes = llava_sizes(config, projector)

@@ -92,3 +92,17 @@ def test_fuse_projector_exports_one_graph_equal_to_vision_then_projector(
     ):
         expected = projector.run(vision.run(pixels))["image_embeds"]
         np.testing.assert_allclose(fused.run(pixels)["image_embeds"], expected, atol=1e-5)
+
+
+def test_a_checkpoint_with_several_vision_feature_layers_is_refused_before_any_export(
+    tiny_llava: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = tmp_path / "two-layers"
+    shutil.copytree(tiny_llava, checkpoint)
+    config = AutoConfig.from_pretrained(checkpoint)
+    config.vision_feature_layer = [-2, -1]
+    config.save_pretrained(checkpoint)
+    repository = tmp_path / "repository"
+    assert vlm_export(["llava", "--checkpoint", str(checkpoint), "--repository", str(repository)]) == 2
+    assert "vision_feature_layer: [-2, -1]" in capsys.readouterr().err
+    assert not repository.exists()
