@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from tritonclient.utils import InferenceServerException
+from typing import TYPE_CHECKING
 
 from client.field_errors import FieldRef, decode
+
+if TYPE_CHECKING:  # a type only: the pure modules that import this one run without tritonclient
+    from tritonclient.utils import InferenceServerException
 
 
 class VLMError(RuntimeError):

@@ -16,7 +16,6 @@ from export.clip_spec import CLIP_MODELS, CLIP_TEXT, CLIP_VISION, PARITY_SENTENC
 from export.components import export_encoder, install
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
-from export.repository import VERSION, write_repository
 from serving.similarity import write_logit_scale
 from serving.triton_models.clip_tokenize import TOKENIZER_DIR
 from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
@@ -87,6 +86,9 @@ def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) 
     Everything is built in a staging folder first; the repository changes only when every parity check
     passes, so a failed export never leaves a half-written or out-of-tolerance model to be served.
     """
+    # Here, not at the top: the configs need tritonclient, which the GPU check's machine lacks.
+    from export.repository import VERSION, write_repository
+
     model = CLIPModel.from_pretrained(checkpoint).eval()
     processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
     tokenizer = processor.tokenizer

@@ -26,7 +26,6 @@ from export.components import export_encoder, install
 from export.llava_spec import CHECKPOINT_LINK, LLAVA_DECODER, LLAVA_PROJECTOR, LLAVA_VISION, llava_models
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
-from export.repository import VERSION, write_repository
 from serving.generation.checkpoint import image_tokens_per_image, require_all_weights
 from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
 
@@ -128,6 +127,9 @@ def export_llava(
 ) -> list[ParityReport]:
     """Export into ``repository``; like the CLIP export, the repository changes only if every check passes. A
     checkpoint the decoder cannot serve raises ``ValueError`` before anything is exported."""
+    # Here, not at the top: the configs need tritonclient, which the GPU check's machine lacks.
+    from export.repository import VERSION, write_repository
+
     checkpoint = checkpoint.resolve()
     config = AutoConfig.from_pretrained(checkpoint)
     check_servable(config)
