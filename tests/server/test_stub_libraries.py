@@ -1,11 +1,13 @@
-"""In the running server, only the decoder's python-backend stub has torch loaded: the tokenizer, the image
-preprocessors, the similarity model and the embedded encoders run without it (their memory is their own)."""
+"""The running server's python-backend stubs: only the decoder's has torch loaded (the tokenizer, the image
+preprocessors, the similarity model and the embedded encoders run without it: their memory is their own), and the
+encoders compute at a lower CPU priority than Triton's own threads and the light steps."""
 
 from __future__ import annotations
 
 import psutil
 
 from serving.launcher import TritonServer
+from serving.triton_models.onnx_encoder import ENCODER_NICENESS
 
 
 def stubs_by_model(server: TritonServer) -> dict[str, list[psutil.Process]]:
@@ -31,3 +33,22 @@ def test_no_stub_but_the_decoders_has_torch_loaded(server: TritonServer) -> None
         model for model, processes in stubs.items() if model != "llava_decoder" and any(map(maps_torch, processes))
     )
     assert with_torch == []
+
+
+def thread_niceness(process: psutil.Process) -> dict[int, int]:
+    """Thread id -> its nice value (a per-thread attribute on Linux)."""
+    return {thread.id: psutil.Process(thread.id).nice() for thread in process.threads()}
+
+
+def test_encoders_compute_at_a_lower_priority_than_triton_and_the_light_steps(server: TritonServer) -> None:
+    stubs = stubs_by_model(server)
+    for encoder in ("clip_vision", "clip_text", "llava_vision", "llava_projector"):
+        for process in stubs[encoder]:
+            niceness = thread_niceness(process)
+            assert niceness[process.pid] == ENCODER_NICENESS, (encoder, niceness)  # execute() and ONNX Runtime
+            assert sum(value == ENCODER_NICENESS for value in niceness.values()) >= 2, (encoder, niceness)
+    for light in ("clip_preprocess", "llava_preprocess", "clip_tokenize", "clip_similarity"):
+        for process in stubs[light]:
+            assert set(thread_niceness(process).values()) == {0}, light
+    assert server.process is not None
+    assert set(thread_niceness(psutil.Process(server.process.pid)).values()) == {0}
