@@ -35,6 +35,10 @@ NGC_HOME = Path("/opt/tritonserver")
 # streams left every further HTTP request (a cancel among them) waiting until a stream ended: a cancelled stream
 # ran to its end. The decoder admits max_num_seqs + max_waiting_requests (32) streams; this leaves room beyond them.
 HTTP_THREAD_COUNT = 64
+# tritonserver 2.51 sometimes aborts while its python stubs start under heavy CPU load (the python backend's
+# shared-memory mutex times out: upstream issue 8882); a fresh start gets past it, so the launcher tries again.
+STARTUP_RACE = "boost::interprocess::lock_exception"
+STARTUP_RACE_RETRIES = 2
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through $http_proxy
 
 
@@ -285,6 +289,15 @@ class TritonServer:
     def start(self, cancel: threading.Event | None = None, append_log: bool = False) -> TritonServer:
         """Start and wait until every model is ready; setting ``cancel`` (from a signal handler) aborts.
         A restart passes ``append_log`` so the log of the run that ended stays readable."""
+        for retry in range(STARTUP_RACE_RETRIES):
+            try:
+                return self._start_once(cancel, append_log or retry > 0)
+            except ServerError as error:
+                if STARTUP_RACE not in str(error):
+                    raise
+        return self._start_once(cancel, append_log=True)
+
+    def _start_once(self, cancel: threading.Event | None, append_log: bool) -> TritonServer:
         opts = self.options
         if not opts.repository.is_dir():
             raise ServerError(f"model repository {opts.repository} is not a folder")

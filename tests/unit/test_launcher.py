@@ -156,6 +156,47 @@ def test_a_tritonserver_variable_that_names_no_file_is_an_error(
         find_tritonserver()
 
 
+# Start-up
+
+CRASHING_SERVER = """#!/bin/sh
+echo started >> "$(dirname "$0")/starts"
+echo "{message}"
+exit 134
+"""
+
+
+def crashing_server(tmp_path: Path, message: str) -> Path:
+    """A stand-in tritonserver that dies during start-up, printing ``message``, and counts its starts."""
+    binary = tmp_path / "install" / "bin" / "tritonserver"
+    binary.parent.mkdir(parents=True)
+    binary.write_text(CRASHING_SERVER.format(message=message))
+    binary.chmod(0o755)
+    (tmp_path / "repo").mkdir()
+    return binary
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("message", "starts"),
+    [
+        (
+            "terminate called after throwing an instance of 'boost::interprocess::lock_exception'",
+            launcher.STARTUP_RACE_RETRIES + 1,
+        ),
+        ("error: creating server: Invalid argument", 1),
+    ],
+)
+def test_only_a_start_up_that_died_of_tritons_start_up_race_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, message: str, starts: int
+) -> None:
+    binary = crashing_server(tmp_path, message)
+    monkeypatch.setenv("TRITONSERVER", str(binary))
+    with pytest.raises(ServerError, match="exited during start-up") as failed:
+        TritonServer(options(tmp_path, http_port=0, grpc_port=0, metrics_port=0)).start()
+    assert message in str(failed.value)
+    assert (binary.parent / "starts").read_text().split() == ["started"] * starts
+
+
 # Command line
 
 
