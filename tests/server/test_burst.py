@@ -3,7 +3,12 @@ vlm-bench, on the benchmark's real-size CLIP ViT-B/32 and LLaVA (ViT-B/16 tower)
 requests per second: ten times that is an offer a load generator on the same cores can keep (the tiny test models
 serve hundreds a second). ``make test-long`` exports that repository (``make bench``'s) and names it in
 ``VLM_BENCH_REPOSITORY``. The server stays up; refusals come in under 50 ms (p99); admitted requests' p99 latency
-stays under 3x the unloaded p99; afterwards nothing is pending and the next request succeeds."""
+stays under 3x their p99 at capacity (concurrency 8); afterwards nothing is pending and the next request succeeds.
+
+Why at capacity and not unloaded: on a CPU a batch costs its size times one request (CLIP ViT-B/32 here: 5.9
+images/s at concurrency 1, 5.5 at 8, p99 246 ms and 2,527 ms), so a server that admits 8 concurrent clients gives
+them 8-10x the unloaded latency with no burst at all; a burst must not make admitted requests wait longer than that.
+On a GPU, where batching is nearly free, the two bounds are close."""
 
 from __future__ import annotations
 
@@ -60,7 +65,6 @@ def test_a_10x_burst_is_refused_fast_while_admitted_requests_keep_their_latency(
 ) -> None:
     server = bench_server
     windows = ("--window-seconds", "5", "--max-windows", "4")
-    unloaded = bench(server, tmp_path, benchmark, "unloaded", "--concurrency", "1", *windows)
     capacity = bench(server, tmp_path, benchmark, "capacity", "--concurrency", "8", *windows)
     rate = BURST_FACTOR * capacity["metrics"]["request_throughput"]["avg"]
     burst = bench(
@@ -78,7 +82,7 @@ def test_a_10x_burst_is_refused_fast_while_admitted_requests_keep_their_latency(
     assert lag < 50, f"vlm-bench sent arrivals {lag:.0f} ms late (p99): this host cannot offer {rate:.0f} requests/s"
     assert metrics["refused_throughput"]["avg"] > 0, "a burst at ten times capacity was not refused at all"
     assert metrics["refused_latency"]["p99"] < 50, metrics["refused_latency"]
-    unloaded_p99 = unloaded["metrics"]["request_latency"]["p99"]
-    assert metrics["request_latency"]["p99"] < 3 * unloaded_p99, (metrics["request_latency"], unloaded_p99)
+    capacity_p99 = capacity["metrics"]["request_latency"]["p99"]
+    assert metrics["request_latency"]["p99"] < 3 * capacity_p99, (metrics["request_latency"], capacity_p99)
     wait_for(lambda: pending_work(server) == 0, "nothing is pending or active", timeout_s=60, interval_s=0.5)
     assert_serves_clip_and_llava(server)
