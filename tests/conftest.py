@@ -48,14 +48,14 @@ def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_clip(tiny_clip: Path, repository_copy: Path) -> list[ParityReport]:
-    from export.clip_export import export_clip
+    from export.families.clip.exporter import export_clip
 
     return export_clip(tiny_clip, repository_copy)
 
 
 @pytest.fixture(scope="session")
 def exported_llava(tiny_llava: Path, repository_copy: Path) -> list[ParityReport]:
-    from export.llava_export import export_llava
+    from export.families.llava.exporter import export_llava
 
     return export_llava(tiny_llava, repository_copy)
 

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from export import clip_export
 from export.cli import main as vlm_export
-from export.clip_spec import CLIP_TEXT, CLIP_VISION
+from export.families.clip import exporter as clip_export
+from export.families.clip.spec import CLIP_TEXT, CLIP_VISION
 from export.parity import ParityReport
 from export.specs import Tolerance
 from serving.manifest import MANIFEST_FORMAT, ComponentManifest

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from export.cli import main as vlm_export
-from export.llava_spec import LLAVA_VISION, LLAVA_VISION_FUSED
+from export.families.llava.spec import LLAVA_VISION, LLAVA_VISION_FUSED
 from export.parity import ParityReport
 from export.repository import VERSION
 from export.tensorrt_engine import BuildSettings, TensorRTUnavailableError

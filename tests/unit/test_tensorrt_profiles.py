@@ -8,8 +8,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from export.clip_spec import CLIP_TEXT, TEXT_OPT_TOKENS
-from export.llava_spec import llava_models
+from export.families.clip.spec import CLIP_TEXT
+from export.families.dual_encoder import TEXT_OPT_TOKENS
+from export.families.llava.spec import llava_models
 from export.parity import ParityReport
 from export.repository import ALL_MODELS, VERSION
 from export.specs import OnnxComponentSpec, TensorSpec

@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoImageProcessor, CLIPVisionModel
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from export.components import export_encoder, install
-from export.llava_spec import CHECKPOINT_LINK, LLAVA_DECODER, LLAVA_PROJECTOR, LLAVA_VISION, llava_models
+from export.families.llava.spec import CHECKPOINT_LINK, LLAVA_DECODER, LLAVA_PROJECTOR, LLAVA_VISION, llava_models
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 from export.repository import VERSION, write_repository

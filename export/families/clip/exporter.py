@@ -12,14 +12,15 @@ import numpy as np
 import torch
 from transformers import AutoProcessor, CLIPModel
 
-from export.clip_spec import CLIP_MODELS, CLIP_TEXT, CLIP_VISION, PARITY_SENTENCES
 from export.components import export_encoder, install
+from export.families.clip.spec import CLIP_MODELS, CLIP_TEXT, CLIP_VISION
+from export.families.dual_encoder import PARITY_SENTENCES
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 from export.repository import VERSION, write_repository
 from serving.similarity import write_logit_scale
-from serving.triton_models.clip_tokenize import TOKENIZER_DIR
 from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
+from serving.triton_models.text_tokenize import TOKENIZER_DIR
 
 
 class VisionEncoder(torch.nn.Module):
