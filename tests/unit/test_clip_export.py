@@ -77,7 +77,8 @@ def test_vlm_export_exits_non_zero_when_parity_is_past_the_tolerance(
     tiny_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     impossible = Tolerance(max_abs_diff=1e-30, min_cosine=1.0)
-    monkeypatch.setattr(clip_export, "CLIP_TEXT", replace(clip_export.CLIP_TEXT, tolerance=impossible))
+    text = replace(clip_export.CLIP.text, tolerance=impossible)
+    monkeypatch.setattr(clip_export, "CLIP", replace(clip_export.CLIP, text=text))
     repository = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "model_repository", repository, ignore=shutil.ignore_patterns("*.onnx*", "*.json"))
     before = sorted(p.relative_to(repository) for p in repository.rglob("*"))
