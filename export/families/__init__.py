@@ -14,10 +14,12 @@ from typing import Any
 from export.families.base import Family
 from export.families.clip.family import ClipFamily
 from export.families.llava.family import LlavaFamily
+from export.families.siglip.family import SiglipFamily
 
 FAMILIES: tuple[Family, ...] = (
     ClipFamily(),
     LlavaFamily(),
+    SiglipFamily(),
 )
 CONFIG_FILE = "config.json"
 
