@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import numpy as np
+import numpy.typing as npt
 
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
 from serving.manifest import ComponentManifest
 
-Feeds = list[dict[str, np.ndarray]]
+Feeds = list[dict[str, npt.NDArray[Any]]]
 # (repository, the exported component's manifest, batch sizes) -> inputs to check an engine of it on
 FeedMaker = Callable[[Path, ComponentManifest, tuple[int, ...]], Feeds]
 ProbeTask = Literal["rank", "chat"]
