@@ -166,6 +166,8 @@ def train_siglip_tokenizer(vocab_size: int, model_max_length: int) -> PreTrained
         vocab_size=vocab_size, special_tokens=list(SIGLIP_SPECIALS), unk_token="<unk>", show_progress=False
     )
     tokenizer.train_from_iterator(training_corpus(), trainer)
+    vocab = canonical_unigram_vocab(json.loads(tokenizer.to_str())["model"]["vocab"])
+    tokenizer.model = models.Unigram(vocab, SIGLIP_SPECIALS.index("<unk>"))
     end = SIGLIP_SPECIALS[1]
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"$A {end}", special_tokens=[(end, tokenizer.token_to_id(end))]
@@ -173,3 +175,12 @@ def train_siglip_tokenizer(vocab_size: int, model_max_length: int) -> PreTrained
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, eos_token=end, pad_token=end, unk_token="<unk>", model_max_length=model_max_length
     )
+
+
+def canonical_unigram_vocab(trained: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The specials, then the pieces by score: the trainer's scores differ in their last digits from run to run (and
+    so does the order of near-equal ones), so they are rounded and ties broken by the piece, and ids depend only on
+    the corpus."""
+    scores = {piece: round(score, 6) for piece, score in trained}
+    pieces = sorted(set(scores) - set(SIGLIP_SPECIALS), key=lambda piece: (-scores[piece], piece))
+    return [(piece, scores.get(piece, 0.0)) for piece in (*SIGLIP_SPECIALS, *pieces)]
