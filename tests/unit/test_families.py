@@ -11,7 +11,7 @@ import pytest
 from export.cli import main as vlm_export
 from export.families import FAMILIES, UnsupportedCheckpointError, family_for_checkpoint, family_for_config
 from export.families.base import ExportOptions
-from export.specs import OnnxComponentSpec
+from export.specs import OnnxComponentSpec, PythonModelSpec
 
 
 @pytest.mark.parametrize(
@@ -90,3 +90,27 @@ def test_an_unsupported_checkpoint_exits_2_naming_its_architecture(
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["MysteryModel"], "model_type": "mystery"}))
     assert vlm_export(["model", "--checkpoint", str(tmp_path), "--repository", str(tmp_path / "repo")]) == 2
     assert "MysteryModel" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("checkpoint", ["tiny_llava", "tiny_llava_full"])
+@pytest.mark.parametrize("size", [(64, 64), (200, 30)])
+def test_a_vlms_image_tokens_are_what_its_processor_puts_in_the_prompt(
+    checkpoint: str, size: tuple[int, int], request: pytest.FixtureRequest
+) -> None:
+    from PIL import Image
+    from transformers import AutoConfig, AutoProcessor
+
+    folder = request.getfixturevalue(checkpoint)
+    config = AutoConfig.from_pretrained(folder)
+    processor = AutoProcessor.from_pretrained(folder, backend="pil")
+    ids = processor(text="<image> what is this?", images=[Image.new("RGB", size)])["input_ids"][0]
+    expected = sum(1 for token in ids if token == config.image_token_index)
+    assert family_for_checkpoint(folder).family.image_tokens(config, *size) == expected > 0
+
+
+def test_what_a_family_hands_its_decoder_is_what_its_decoder_takes() -> None:
+    for family in FAMILIES:
+        decoders = [s for s in family.models(ExportOptions()) if isinstance(s, PythonModelSpec) and s.decoupled]
+        inputs = {tensor.name for decoder in decoders for tensor in decoder.inputs}
+        assert set(family.decoder_inputs) <= inputs
+        assert bool(family.decoder_inputs) == bool(inputs)  # a family without a decoder hands nothing
