@@ -133,10 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         "model", help="export any supported checkpoint (its family read from config.json), with parity checks"
     )
     _add_model_options(model, family=None)
-    clip = commands.add_parser("clip", help="`model` for a CLIP checkpoint (refuses any other)")
-    _add_model_options(clip, family="clip")
-    llava = commands.add_parser("llava", help="`model` for a LLaVA checkpoint (refuses any other)")
-    _add_model_options(llava, family="llava")
+    from export.families import FAMILIES
+
+    for family in FAMILIES:  # `vlm-export clip`, `vlm-export llava`, ...: aliases that refuse another family
+        alias = commands.add_parser(family.name, help=f"`model` for a {family.name} checkpoint (refuses any other)")
+        _add_model_options(alias, family=family.name)
 
     engine = commands.add_parser(
         "engine", help="build TensorRT engines for the exported encoders, with parity checks (GPU host)"
