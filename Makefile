@@ -72,6 +72,7 @@ bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_REPOSITORY)/llava_vi
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # Bursts, soaks and other long runs against a real server (tens of minutes on 2 cores); not part of `make test`.
@@ -83,6 +84,7 @@ test-long: $(STAMP) $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_REPOSIT
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf .cache demo_output tritonserver.log

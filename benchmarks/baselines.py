@@ -119,8 +119,8 @@ class _OnnxClip:
         from serving.image_processor import ImageProcessor
         from serving.onnx_runner import OnnxRunner
         from serving.text_tokenizer import TextTokenizer
-        from serving.triton_models.clip_tokenize import TOKENIZER_DIR
         from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR, draft_side
+        from serving.triton_models.text_tokenize import TOKENIZER_DIR
 
         threads = os.cpu_count() or 1
         self.image_processor = ImageProcessor.from_folder(repository / "clip_preprocess/1" / IMAGE_PROCESSOR_DIR)

@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, CLIPModel
 
-from export.clip_export import TextEncoder, VisionEncoder
-from export.clip_spec import CLIP_TEXT, CLIP_VISION, PARITY_SENTENCES, SEQUENCE
-from export.llava_export import VisionFeatures, llava_sizes, load_projector, load_vision_tower
-from export.llava_spec import LLAVA_PROJECTOR, LLAVA_VISION
+from export.families.clip.exporter import TextEncoder, VisionEncoder
+from export.families.clip.spec import CLIP_TEXT, CLIP_VISION
+from export.families.dual_encoder import PARITY_SENTENCES, SEQUENCE
+from export.families.llava.exporter import VisionFeatures, llava_sizes, load_projector, load_vision_tower
+from export.families.llava.spec import LLAVA_PROJECTOR, LLAVA_VISION
 from export.specs import OnnxComponentSpec
 
 Feed = dict[str, torch.Tensor]

@@ -33,7 +33,7 @@ import psutil
 
 from benchmarks.gateway import GatewayLlava
 from benchmarks.workloads import Payload, Workload
-from export.llava_spec import CPU_KV_CACHE_MIB, MAX_NUM_SEQS
+from export.families.llava.spec import CPU_KV_CACHE_MIB, MAX_NUM_SEQS
 
 SERVED_MODEL_NAME = "llava"  # the name vlm-gateway serves LLaVA under, so both sides get the same request body
 STARTUP_TIMEOUT_S = 600.0  # import, weights, KV cache and the first steps on a small shared CPU machine
@@ -48,7 +48,8 @@ WORKLOADS = ("image", "text")  # one image per request (--images-per-request); t
 
 @dataclass(frozen=True)
 class PeerSettings:
-    """``vllm serve``'s command line. The defaults are this project's decoder's on CPU (export/llava_spec.py)."""
+    """``vllm serve``'s command line. The defaults are this project's decoder's on CPU
+    (export/families/llava/spec.py)."""
 
     checkpoint: Path
     max_model_len: int  # the checkpoint's context length, as the decoder plans for

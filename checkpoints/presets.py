@@ -19,6 +19,7 @@ from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from checkpoints.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
 from checkpoints.llava_preset import LLAVA_PRESETS, LlavaPreset
 from checkpoints.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
+from checkpoints.siglip_preset import SIGLIP_PRESETS, SiglipPreset
 from checkpoints.tokenizer_training import train_clip_tokenizer
 from checkpoints.tower_shape import TowerShape
 
@@ -82,7 +83,7 @@ class ClipPreset:
         return out
 
 
-PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset | ShapesLlavaPreset] = {
+PRESETS: dict[str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | ShapesLlavaPreset] = {
     preset.name: preset
     for preset in (
         ClipPreset(
@@ -116,6 +117,7 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | ShapesClipPreset | ShapesLlavaPres
             tokenizer_vocab_size=2048,
         ),
         *LLAVA_PRESETS,
+        *SIGLIP_PRESETS,
         SHAPES_CLIP_PRESET,
         SHAPES_LLAVA_PRESET,
     )

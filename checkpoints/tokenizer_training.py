@@ -1,8 +1,10 @@
-"""Train CLIP- and Llama-style BPE tokenizers locally with ``tokenizers`` (no hub download).
+"""Train CLIP- and Llama-style BPE tokenizers and a SigLIP-style Unigram one locally with ``tokenizers`` (no hub
+download).
 
 The CLIP tokenizer has CLIP's normaliser, pre-tokeniser, ``</w>`` word suffix and special tokens, so
 ``CLIPTokenizer`` wraps it exactly as it wraps OpenAI's vocabulary. The Llama one has SentencePiece's
-``▁`` word marker and byte fallback, so ``LlamaTokenizer`` wraps it as it wraps Llama 2's.
+``▁`` word marker and byte fallback, so ``LlamaTokenizer`` wraps it as it wraps Llama 2's. The SigLIP one has
+SigLIP's layout (``<pad>``, ``</s>``, ``<unk>``; ``</s>`` ends every text and pads it) in a ``tokenizer.json``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import itertools
 import json
 from collections.abc import Sequence
 
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-from transformers import CLIPTokenizer, LlamaTokenizer
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import CLIPTokenizer, LlamaTokenizer, PreTrainedTokenizerFast
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 LLAMA_SPECIALS = ("<unk>", "<s>", "</s>")
+SIGLIP_SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in google/siglip-*
 BYTE_TOKENS = tuple(f"<0x{byte:02X}>" for byte in range(256))
 _CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
@@ -151,3 +154,33 @@ def canonical_llama_vocab(merges: list[tuple[str, str]], trained_vocab: dict[str
     characters = sorted(set(trained_vocab) - set(LLAMA_SPECIALS) - set(merged))
     tokens = [*LLAMA_SPECIALS, *BYTE_TOKENS, *merged, *characters]
     return {token: index for index, token in enumerate(dict.fromkeys(tokens))}
+
+
+def train_siglip_tokenizer(vocab_size: int, model_max_length: int) -> PreTrainedTokenizerFast:
+    """A SigLIP-style tokenizer: lower-cased Unigram pieces with ``▁`` word markers, ``</s>`` appended to every text
+    and used as the pad token, as google/siglip-* checkpoints' tokenizers do."""
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=list(SIGLIP_SPECIALS), unk_token="<unk>", show_progress=False
+    )
+    tokenizer.train_from_iterator(training_corpus(), trainer)
+    vocab = canonical_unigram_vocab(json.loads(tokenizer.to_str())["model"]["vocab"])
+    tokenizer.model = models.Unigram(vocab, SIGLIP_SPECIALS.index("<unk>"))
+    end = SIGLIP_SPECIALS[1]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {end}", special_tokens=[(end, tokenizer.token_to_id(end))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token=end, pad_token=end, unk_token="<unk>", model_max_length=model_max_length
+    )
+
+
+def canonical_unigram_vocab(trained: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The specials, then the pieces by score: the trainer's scores differ in their last digits from run to run (and
+    so does the order of near-equal ones), so they are rounded and ties broken by the piece, and ids depend only on
+    the corpus."""
+    scores = {piece: round(score, 6) for piece, score in trained}
+    pieces = sorted(set(scores) - set(SIGLIP_SPECIALS), key=lambda piece: (-scores[piece], piece))
+    return [(piece, scores.get(piece, 0.0)) for piece in (*SIGLIP_SPECIALS, *pieces)]

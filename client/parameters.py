@@ -1,6 +1,6 @@
 """The generation parameters, defined once: name, Triton datatype, range and meaning.
 
-The decoder's Triton inputs (``export/llava_spec.py``), its validation (``serving/generation/params.py``), the
+The decoder's Triton inputs (``export/families/llava/spec.py``), its validation (``serving/generation/params.py``), the
 client's request tensors (``client/generation.py``) and the gateway's OpenAI schema (``gateway/schemas/chat.py``)
 are all derived from this table. Pure data: the client, the server and the gateway import it alike.
 """

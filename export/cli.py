@@ -13,13 +13,6 @@ if TYPE_CHECKING:
 DEFAULT_REPOSITORY = Path("model_repository")
 
 
-def _is_checkpoint(folder: Path) -> bool:
-    if (folder / "config.json").is_file():
-        return True
-    print(f"vlm-export: {folder} is not a Hugging Face checkpoint folder (no config.json)", file=sys.stderr)
-    return False
-
-
 def _reported(reports: list[ParityReport], repository: Path) -> bool:
     for report in reports:
         print(report.summary())
@@ -52,34 +45,38 @@ def _engine(args: argparse.Namespace) -> int:
     return _build_engines(args, args.component)
 
 
-def _clip(args: argparse.Namespace) -> int:
-    from export.clip_export import export_clip
+def _model(args: argparse.Namespace) -> int:
+    """Export any supported checkpoint; the ``clip`` / ``llava`` aliases also require that family."""
+    from export.families import UnsupportedCheckpointError, family_for_checkpoint
+    from export.families.base import ExportOptions
+    from export.specs import OnnxComponentSpec
 
-    if not _is_checkpoint(args.checkpoint):
-        return 2
-    if not _reported(export_clip(args.checkpoint, args.repository, opset=args.opset), args.repository):
-        return 1
-    print(f"exported CLIP into {args.repository}")
-    if args.runtime == "tensorrt":
-        return _build_engines(args, ["clip_vision", "clip_text"])
-    return 0
-
-
-def _llava(args: argparse.Namespace) -> int:
-    from export.llava_export import export_llava
-
-    if not _is_checkpoint(args.checkpoint):
-        return 2
     try:
-        reports = export_llava(args.checkpoint, args.repository, fuse_projector=args.fuse_projector, opset=args.opset)
+        choice = family_for_checkpoint(args.checkpoint)
+    except UnsupportedCheckpointError as error:
+        print(f"vlm-export: {error}", file=sys.stderr)
+        return 2
+    family = choice.family
+    if args.family not in (None, family.name):
+        print(
+            f"vlm-export {args.family}: {args.checkpoint} is a {family.name} checkpoint ({choice.reason}); "
+            "`vlm-export model` picks the family itself",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"family: {family.name} ({choice.reason})")
+    options = ExportOptions(opset=args.opset, fuse_projector=args.fuse_projector)
+    try:
+        reports = family.export(args.checkpoint, args.repository, options)
     except ValueError as error:
-        print(f"vlm-export llava: {error}", file=sys.stderr)
+        print(f"vlm-export {args.command}: {error}", file=sys.stderr)
         return 2
     if not _reported(reports, args.repository):
         return 1
-    print(f"exported LLaVA into {args.repository} (llava_decoder loads the checkpoint from {args.checkpoint})")
+    print(f"exported {family.name} from {args.checkpoint} into {args.repository}")
     if args.runtime == "tensorrt":
-        return _build_engines(args, ["llava_vision"] if args.fuse_projector else ["llava_vision", "llava_projector"])
+        encoders = [spec.name for spec in family.models(options) if isinstance(spec, OnnxComponentSpec)]
+        return _build_engines(args, encoders)
     return 0
 
 
@@ -114,32 +111,33 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild engines that are current")
 
 
+def _add_model_options(parser: argparse.ArgumentParser, family: str | None) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face checkpoint folder")
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument(
+        "--fuse-projector", action="store_true", help="VLMs: one ONNX graph for the vision tower and projector"
+    )
+    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument(
+        "--runtime", choices=("onnx", "tensorrt"), default="onnx", help="tensorrt: also build engines (GPU host)"
+    )
+    _add_engine_options(parser)
+    parser.set_defaults(run=_model, family=family)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlm-export", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    clip = commands.add_parser("clip", help="export a CLIP checkpoint to ONNX with parity checks")
-    clip.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face CLIP checkpoint folder")
-    clip.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    clip.add_argument("--opset", type=int, default=18)
-    clip.add_argument(
-        "--runtime", choices=("onnx", "tensorrt"), default="onnx", help="tensorrt: also build engines (GPU host)"
+    model = commands.add_parser(
+        "model", help="export any supported checkpoint (its family read from config.json), with parity checks"
     )
-    _add_engine_options(clip)
-    clip.set_defaults(run=_clip)
+    _add_model_options(model, family=None)
+    from export.families import FAMILIES
 
-    llava = commands.add_parser("llava", help="export a LLaVA checkpoint's vision tower and projector to ONNX")
-    llava.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face LLaVA checkpoint folder")
-    llava.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    llava.add_argument(
-        "--fuse-projector", action="store_true", help="one ONNX graph for vision tower + projector (one step fewer)"
-    )
-    llava.add_argument("--opset", type=int, default=18)
-    llava.add_argument(
-        "--runtime", choices=("onnx", "tensorrt"), default="onnx", help="tensorrt: also build engines (GPU host)"
-    )
-    _add_engine_options(llava)
-    llava.set_defaults(run=_llava)
+    for family in FAMILIES:  # `vlm-export clip`, `vlm-export llava`, ...: aliases that refuse another family
+        alias = commands.add_parser(family.name, help=f"`model` for a {family.name} checkpoint (refuses any other)")
+        _add_model_options(alias, family=family.name)
 
     engine = commands.add_parser(
         "engine", help="build TensorRT engines for the exported encoders, with parity checks (GPU host)"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from export.clip_spec import CLIP_MODELS
-from export.llava_spec import LLAVA_MODELS
+from export.families import FAMILIES
+from export.families.base import ExportOptions
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
 from export.triton_config import (
     DEFAULT_TARGET,
@@ -22,7 +22,10 @@ from export.triton_config import (
     to_pbtxt,
 )
 
-ALL_MODELS: tuple[ModelSpec, ...] = (*CLIP_MODELS, *LLAVA_MODELS)
+# The checked-in repository: the default models of the families the demo and the test server serve.
+ALL_MODELS: tuple[ModelSpec, ...] = tuple(
+    spec for family in FAMILIES if family.checked_in for spec in family.models(ExportOptions())
+)
 VERSION = "1"
 
 

@@ -9,30 +9,24 @@ ONNX file) is kept, so a container can run this on every start and rebuild only 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from export.clip_spec import PARITY_SENTENCES
-from export.llava_spec import llava_models
+from export.families import FAMILIES
+from export.families.base import FeedMaker
 from export.parity import ParityReport, check_parity
-from export.repository import ALL_MODELS, VERSION
+from export.repository import VERSION
 from export.specs import OnnxComponentSpec, Tolerance
 from export.tensorrt_engine import BuildSettings, TensorRTRunner, build_engine, current_host
 from export.tensorrt_profiles import ShapeRange, engine_profile, sizes_from_manifest
 from export.tensorrt_sidecar import ENGINE_FILE, SIDECAR_FILE, EngineHost, EngineSidecar, is_current, onnx_sha256
 from serving.manifest import MANIFEST_FILE, ONNX_FILE, ComponentManifest
 from serving.onnx_runner import OnnxRunner
-from serving.text_tokenizer import TextTokenizer
-from serving.triton_models.clip_tokenize import TOKENIZER_DIR
 
-Feeds = list[dict[str, np.ndarray]]
-
-_SPECS: tuple[OnnxComponentSpec, ...] = tuple(
-    spec for spec in (*ALL_MODELS, *llava_models(fuse_projector=True)) if isinstance(spec, OnnxComponentSpec)
-)
+_SPECS: tuple[OnnxComponentSpec, ...] = tuple(spec for family in FAMILIES for spec in family.encoder_variants())
+PARITY_FEEDS: dict[str, FeedMaker] = {
+    name: feeds for family in FAMILIES for name, feeds in family.parity_feeds().items()
+}
 
 
 def component_spec(name: str, manifest: ComponentManifest) -> OnnxComponentSpec:
@@ -52,39 +46,6 @@ def exported_components(repository: Path) -> list[str]:
     """Encoders with an ONNX export in ``repository``, in spec order."""
     names = dict.fromkeys(spec.name for spec in _SPECS)
     return [name for name in names if (repository / name / VERSION / ONNX_FILE).is_file()]
-
-
-def _pixel_feeds(repository: Path, manifest: ComponentManifest, batch_sizes: tuple[int, ...]) -> Feeds:
-    generator = np.random.default_rng(0)
-    tensor = manifest.inputs[0]
-    return [{tensor.name: generator.standard_normal((n, *tensor.shape)).astype(np.float32)} for n in batch_sizes]
-
-
-def _token_feeds(repository: Path, manifest: ComponentManifest, batch_sizes: tuple[int, ...]) -> Feeds:
-    """Real tokenised sentences of varied length, one longer than the context, padded as served: to each
-    batch's longest, so the engine is checked at several lengths up to the whole context."""
-    tokenizer = TextTokenizer(repository / "clip_tokenize" / VERSION / TOKENIZER_DIR)
-    feeds = []
-    for n in batch_sizes:
-        encoded = tokenizer.encode([PARITY_SENTENCES[i % len(PARITY_SENTENCES)] for i in range(n)])
-        feeds.append({t.name: encoded[t.name] for t in manifest.inputs})
-    return feeds
-
-
-def _feature_feeds(repository: Path, manifest: ComponentManifest, batch_sizes: tuple[int, ...]) -> Feeds:
-    """The projector is checked on the exported vision tower's real features, not noise of the wrong scale."""
-    vision = repository / "llava_vision" / VERSION
-    pixels = _pixel_feeds(repository, ComponentManifest.read(vision), batch_sizes)
-    with OnnxRunner(vision / ONNX_FILE) as runner:
-        return [{manifest.inputs[0].name: next(iter(runner.run(feed).values()))} for feed in pixels]
-
-
-PARITY_FEEDS: dict[str, Callable[[Path, ComponentManifest, tuple[int, ...]], Feeds]] = {
-    "clip_vision": _pixel_feeds,
-    "clip_text": _token_feeds,
-    "llava_vision": _pixel_feeds,
-    "llava_projector": _feature_feeds,
-}
 
 
 @dataclass(frozen=True)
@@ -181,6 +142,6 @@ def build_engines(
     names = components or exported_components(repository)
     missing = [name for name in names if not (repository / name / VERSION / MANIFEST_FILE).is_file()]
     if missing:
-        raise ValueError(f"not exported to ONNX in this repository: {', '.join(missing)} (run vlm-export clip/llava)")
+        raise ValueError(f"not exported to ONNX in this repository: {', '.join(missing)} (run vlm-export model)")
     host = current_host()
     return [build_component_engine(name, repository, settings, host, force) for name in names]

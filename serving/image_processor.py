@@ -1,9 +1,9 @@
-"""A checkpoint's CLIP image processor (``preprocessor_config.json``) in numpy and Pillow, without transformers
-or torch: resize so the shortest edge has the configured size (Pillow, the configured filter), centre crop,
-rescale and normalise.
+"""A checkpoint's CLIP or SigLIP image processor (``preprocessor_config.json``) in numpy and Pillow, without
+transformers or torch: resize so the shortest edge has the configured size, or to a fixed size (Pillow, the
+configured filter), centre crop (CLIP's; SigLIP's resizes without one), rescale and normalise.
 
-The steps and their arithmetic are transformers' ``CLIPImageProcessor`` with its PIL backend, which CLIP and
-LLaVA-1.5 checkpoints name, so the pixel values are equal to what it gives, bit for bit
+The steps and their arithmetic are transformers' ``CLIPImageProcessor`` and ``SiglipImageProcessor`` with their PIL
+backend, which CLIP, LLaVA-1.5 and SigLIP checkpoints name, so the pixel values are equal to what it gives, bit for bit
 (``tests/unit/test_image_processor.py`` compares them on the presets' saved configurations). Rescaling and
 normalising a uint8 value always give the same float32, so both are one lookup table per channel. Settings
 this does not implement are refused when the model loads, by name, rather than served differently.
@@ -22,7 +22,14 @@ from PIL import Image
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"  # transformers 5 saves a processor's image settings inside this one
-SUPPORTED_TYPES = ("CLIPImageProcessor", "CLIPImageProcessorPil")
+# image_processor_type -> whether it centre-crops when its config does not say (transformers' class defaults).
+CROPS_BY_DEFAULT = {
+    "CLIPImageProcessor": True,
+    "CLIPImageProcessorPil": True,
+    "SiglipImageProcessor": False,
+    "SiglipImageProcessorPil": False,
+}
+SUPPORTED_TYPES = tuple(CROPS_BY_DEFAULT)
 # Keys that change nothing here: bookkeeping, or steps our decoder already does (every image arrives as RGB).
 _IGNORED_KEYS = {"image_processor_type", "processor_class", "do_convert_rgb", "feature_extractor_type", "backend"}
 _KNOWN_KEYS = {
@@ -89,7 +96,7 @@ class ImageProcessorConfig:
         return cls(
             resize=resize if data.get("do_resize", True) else None,
             resample=int(resample),
-            crop=crop if data.get("do_center_crop", True) else None,
+            crop=crop if data.get("do_center_crop", CROPS_BY_DEFAULT[kind]) else None,
             rescale_factor=float(data.get("rescale_factor", 1 / 255)) if data.get("do_rescale", True) else None,
             mean=_triple("image_mean", data["image_mean"]) if normalise else None,
             std=_triple("image_std", data["image_std"]) if normalise else None,

@@ -1,9 +1,10 @@
-"""A CLIP checkpoint's text tokenizer from its saved files alone, with the ``tokenizers`` library (no
+"""A dual encoder's text tokenizer from its saved files alone, with the ``tokenizers`` library (no
 transformers, no torch): ``tokenizer.json`` holds the normaliser, pre-tokeniser, BPE model and the post-processor
 that adds the start and end tokens; ``tokenizer_config.json`` the context length, pad token and sides.
 
 Texts longer than the context are truncated to it, keeping the end-of-text token, and a batch is padded to its
-longest text: what ``AutoTokenizer.from_pretrained(folder)(texts, padding=True, truncation=True)`` gives
+longest text (``padding="longest"``) or to the whole context (``"max_length"``): what
+``AutoTokenizer.from_pretrained(folder)(texts, padding=padding, truncation=True)`` gives
 (``tests/unit/test_text_tokenizer.py`` compares them).
 """
 
@@ -18,6 +19,7 @@ import numpy as np
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 _LARGEST_CONTEXT = 1_000_000  # transformers writes a huge sentinel when a tokenizer has no limit
+PADDINGS = ("longest", "max_length")
 
 
 def _token_text(value: object) -> str | None:
@@ -28,7 +30,9 @@ def _token_text(value: object) -> str | None:
 
 
 class TextTokenizer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, padding: str = "longest") -> None:
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         # One thread per instance: the Rust tokenizer would otherwise start a thread per core for each batch.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         from tokenizers import Tokenizer
@@ -50,6 +54,7 @@ class TextTokenizer:
             direction=config.get("padding_side", "right"),
             pad_id=pad_id,
             pad_token=pad_token,
+            length=context if padding == "max_length" else None,
         )
 
     def encode(self, texts: list[str]) -> dict[str, np.ndarray]:

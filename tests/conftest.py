@@ -1,4 +1,4 @@
-"""Session-wide artifacts: tiny CLIP and LLaVA checkpoints, one exported repository, and one real tritonserver
+"""Session-wide artifacts: tiny CLIP, SigLIP and LLaVA checkpoints, one exported repository, and one real tritonserver
 serving it for the whole run (tests/server/ and tests/gateway/ share it), with the Hugging Face references."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from export.parity import ParityReport
 from serving.launcher import TritonServer, loopback_options
-from tests.reference import ClipReference, LlavaReference
+from tests.reference import ClipReference, LlavaReference, SiglipReference
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +21,29 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from checkpoints.presets import build_preset
 
     return build_preset("tiny-clip", tmp_path_factory.mktemp("checkpoints") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random SigLIP of the tests' own shape (not the preset's): another image size and context, and a logit
+    scale and bias that keep the sigmoid scores away from 0 and 1, so comparing them means something."""
+    from checkpoints.siglip_preset import SiglipPreset
+    from checkpoints.tower_shape import TowerShape
+
+    preset = SiglipPreset(
+        name="test-siglip",
+        image_size=48,
+        patch_size=16,
+        vision=TowerShape(hidden=32, layers=2, heads=4, intermediate=48),
+        text=TowerShape(hidden=32, layers=1, heads=2, intermediate=64),
+        vocab_size=700,
+        tokenizer_vocab_size=500,
+        context_length=12,
+        logit_scale=1.5,
+        logit_bias=-0.25,
+        seed=3,
+    )
+    return preset.build(tmp_path_factory.mktemp("checkpoints") / "test-siglip")
 
 
 @pytest.fixture(scope="session")
@@ -48,21 +71,31 @@ def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_clip(tiny_clip: Path, repository_copy: Path) -> list[ParityReport]:
-    from export.clip_export import export_clip
+    from export.families.clip.exporter import export_clip
 
     return export_clip(tiny_clip, repository_copy)
 
 
 @pytest.fixture(scope="session")
 def exported_llava(tiny_llava: Path, repository_copy: Path) -> list[ParityReport]:
-    from export.llava_export import export_llava
+    from export.families.llava.exporter import export_llava
 
     return export_llava(tiny_llava, repository_copy)
 
 
 @pytest.fixture(scope="session")
+def exported_siglip(tiny_siglip: Path, repository_copy: Path) -> list[ParityReport]:
+    from export.families.siglip.exporter import export_siglip
+
+    return export_siglip(tiny_siglip, repository_copy)
+
+
+@pytest.fixture(scope="session")
 def model_repository(
-    repository_copy: Path, exported_clip: list[ParityReport], exported_llava: list[ParityReport]
+    repository_copy: Path,
+    exported_clip: list[ParityReport],
+    exported_llava: list[ParityReport],
+    exported_siglip: list[ParityReport],
 ) -> Path:
     """The repository the test server serves: every family exported from its tiny checkpoint."""
     return repository_copy
@@ -78,6 +111,11 @@ def server(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def reference(tiny_clip: Path) -> ClipReference:
     return ClipReference(tiny_clip)
+
+
+@pytest.fixture(scope="session")
+def siglip_reference(tiny_siglip: Path) -> SiglipReference:
+    return SiglipReference(tiny_siglip)
 
 
 @pytest.fixture(scope="session")

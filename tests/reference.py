@@ -45,6 +45,35 @@ class ClipReference:
         return output.logits_per_image.softmax(dim=-1).numpy()
 
 
+class SiglipReference:
+    """``SiglipModel`` on the checkpoint, fed as its processor feeds it (texts padded to ``max_length``)."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from transformers import SiglipModel
+
+        self.model = SiglipModel.from_pretrained(checkpoint).eval()
+        self.processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
+
+    def _inputs(self, images: list[Image.Image] | None, texts: list[str] | None) -> dict[str, torch.Tensor]:
+        return self.processor(images=images, text=texts, padding="max_length", truncation=True, return_tensors="pt")
+
+    def image_embeds(self, images: list[Image.Image]) -> np.ndarray:
+        with torch.inference_mode():
+            features = self.model.get_image_features(**self._inputs(images, None)).pooler_output
+        return torch.nn.functional.normalize(features, dim=-1).numpy()
+
+    def text_embeds(self, texts: list[str]) -> np.ndarray:
+        with torch.inference_mode():
+            features = self.model.get_text_features(**self._inputs(None, texts)).pooler_output
+        return torch.nn.functional.normalize(features, dim=-1).numpy()
+
+    def scores(self, images: list[Image.Image], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(logits_per_image, their sigmoid): SigLIP's own scores, each pair on its own."""
+        with torch.inference_mode():
+            logits = self.model(**self._inputs(images, texts)).logits_per_image
+        return logits.numpy(), torch.sigmoid(logits).numpy()
+
+
 def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)

@@ -34,7 +34,7 @@ HEALTH_CHECK_INTERVAL_S = 1.0
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """The engine's settings, from the decoder's config parameters (``export/llava_spec.py`` sets them)."""
+    """The engine's settings, from the decoder's config parameters (``export/families/llava/spec.py`` sets them)."""
 
     max_num_seqs: int  # sequences one step runs
     max_model_len: int  # context length the engine plans for (prompt + completion)

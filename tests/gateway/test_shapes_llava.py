@@ -17,8 +17,8 @@ from checkpoints.shapes_eval import image_size
 from checkpoints.shapes_vqa_eval import ANSWER_TOKENS, held_out_scenes
 from checkpoints.shapes_world import Sample
 from client import VLMClient
-from export.clip_export import export_clip
-from export.llava_export import export_llava
+from export.families.clip.exporter import export_clip
+from export.families.llava.exporter import export_llava
 from gateway.process import GatewayProcess
 from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from client import VLMClient
-from export.clip_spec import CLIP_TEXT, CLIP_VISION
+from export.families.clip.spec import CLIP_TEXT, CLIP_VISION
 from export.parity import ParityReport
 from export.tensorrt_export import build_engines
 from serving.launcher import TritonServer, loopback_options

@@ -13,8 +13,8 @@ from PIL import Image
 
 from benchmarks.inputs import unique
 from client import RetryPolicy, ServerBusyError, VLMClient, VLMError
-from export.clip_spec import CLIP_PREPROCESS
-from export.llava_spec import MAX_NUM_SEQS, MAX_WAITING_REQUESTS
+from export.families.clip.spec import CLIP_PREPROCESS
+from export.families.llava.spec import MAX_NUM_SEQS, MAX_WAITING_REQUESTS
 from serving.launcher import TritonServer
 from tests.server.statistics import CANCELLATION_LATENCY, wait_for_idle_decoder
 from tests.server.test_bad_input import assert_server_still_serving

@@ -1,6 +1,6 @@
 """Triton 2.51 loses an ensemble request whose two parallel steps fail at about the same time, and every later
 gRPC unary inference of the server hangs. clip_rank's image step therefore waits for its tokenizer
-(export/clip_spec.py); this drives the case that hung (a bad image with a bad text) hard enough to show it."""
+(export/families/clip/spec.py); this drives the case that hung (a bad image with a bad text) hard enough to show it."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from client import Completion, VLMClient
-from export.llava_export import export_llava
+from export.families.llava.exporter import export_llava
 from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT
 from tests.images import encode, scene

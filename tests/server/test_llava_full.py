@@ -16,7 +16,7 @@ from PIL import Image
 
 from client import Completion, VLMClient
 from export.cli import main as vlm_export
-from export.llava_spec import LLAVA_DECODER
+from export.families.llava.spec import LLAVA_DECODER
 from export.triton_config import parse_pbtxt, to_pbtxt
 from serving.launcher import TritonServer, loopback_options
 from serving.manifest import ONNX_FILE, ComponentManifest

@@ -16,8 +16,8 @@ from checkpoints.cli import main as vlm_checkpoint
 from checkpoints.clip_training import short_schedule, train_clip
 from checkpoints.shapes_eval import evaluate_clip, evaluate_served_clip
 from checkpoints.shapes_vqa_eval import evaluate_llava, evaluate_served_llava
-from export.clip_export import export_clip
-from export.llava_export import export_llava
+from export.families.clip.exporter import export_clip
+from export.families.llava.exporter import export_llava
 from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from client import Completion, ModelNotReadyError, RetryPolicy, ServerUnavailableError, VLMClient, VLMError
-from export.clip_spec import CLIP_PREPROCESS
-from export.llava_spec import LLAVA_DECODER
+from export.families.clip.spec import CLIP_PREPROCESS
+from export.families.llava.spec import LLAVA_DECODER
 from serving.stubs import is_running
 from tests.server.serve_process import ServeProcess, wait_for
 

@@ -23,7 +23,7 @@ from benchmarks.vllm_peer import (
 )
 from benchmarks.vllm_serve import version
 from benchmarks.workloads import Llava, Payload
-from export.llava_spec import CPU_KV_CACHE_MIB, MAX_NUM_SEQS
+from export.families.llava.spec import CPU_KV_CACHE_MIB, MAX_NUM_SEQS
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from export import clip_export
 from export.cli import main as vlm_export
-from export.clip_spec import CLIP_TEXT, CLIP_VISION
+from export.families.clip import exporter as clip_export
+from export.families.clip.spec import CLIP_TEXT, CLIP_VISION
 from export.parity import ParityReport
 from export.specs import Tolerance
 from serving.manifest import MANIFEST_FORMAT, ComponentManifest
@@ -77,7 +77,8 @@ def test_vlm_export_exits_non_zero_when_parity_is_past_the_tolerance(
     tiny_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     impossible = Tolerance(max_abs_diff=1e-30, min_cosine=1.0)
-    monkeypatch.setattr(clip_export, "CLIP_TEXT", replace(clip_export.CLIP_TEXT, tolerance=impossible))
+    text = replace(clip_export.CLIP.text, tolerance=impossible)
+    monkeypatch.setattr(clip_export, "CLIP", replace(clip_export.CLIP, text=text))
     repository = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "model_repository", repository, ignore=shutil.ignore_patterns("*.onnx*", "*.json"))
     before = sorted(p.relative_to(repository) for p in repository.rglob("*"))

@@ -16,7 +16,7 @@ import torch
 
 from benchmarks.gpu_components import Component
 from benchmarks.gpu_precision import DTYPES, measure, parse_args, run
-from export.clip_spec import CLIP_VISION
+from export.families.clip.spec import CLIP_VISION
 
 pytestmark = pytest.mark.timeout(180)
 

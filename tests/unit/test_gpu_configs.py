@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export.llava_spec import LLAVA_DECODER
+from export.families.llava.spec import LLAVA_DECODER
 from export.repository import ALL_MODELS, generated_files
 from export.specs import OnnxComponentSpec
 from export.tensorrt_sidecar import DEFAULT_WORKSPACE_BYTES, ENGINE_FILE

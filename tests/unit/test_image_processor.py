@@ -101,7 +101,7 @@ def test_other_clip_processor_settings_equal_hugging_face_too(settings: dict) ->
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"image_processor_type": "SiglipImageProcessor"}, "image_processor_type"),
+        ({"image_processor_type": "ViTImageProcessor"}, "image_processor_type"),
         ({"do_pad": True}, "do_pad"),
         ({"size": {"shortest_edge": 224, "longest_edge": 448}}, "size"),
         ({"image_grid_pinpoints": [[336, 672]]}, "image_grid_pinpoints"),

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoConfig, LlavaForConditionalGeneration
 
 from export.cli import main as vlm_export
-from export.llava_export import VisionFeatures, load_projector, load_vision_tower
+from export.families.llava.exporter import VisionFeatures, load_projector, load_vision_tower
 from export.parity import ParityReport
 from export.triton_config import parse_pbtxt
 from serving.manifest import ONNX_FILE, ComponentManifest

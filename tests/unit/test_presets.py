@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,16 @@ def test_building_a_preset_twice_gives_identical_files(tiny_clip: Path, tmp_path
     assert _digest(again) == _digest(tiny_clip)
 
 
+def test_tiny_siglip_is_deterministic_and_loads_as_a_siglip_checkpoint(tmp_path: Path) -> None:
+    first = build_preset("tiny-siglip", tmp_path / "first")
+    assert _digest(build_preset("tiny-siglip", tmp_path / "second")) == _digest(first)
+    processor = AutoProcessor.from_pretrained(first)
+    assert type(processor).__name__ == "SiglipProcessor"
+    ids = processor.tokenizer(["naïve 日本語 🙂"], padding="max_length")["input_ids"][0]
+    assert len(ids) == processor.tokenizer.model_max_length and ids[-1] == processor.tokenizer.pad_token_id
+    assert json.loads((first / "config.json").read_text())["architectures"] == ["SiglipModel"]
+
+
 @pytest.mark.parametrize(
     ("name", "image_size", "patch_size", "projection"),
     [("clip-vit-base-patch32", 224, 32, 512), ("clip-vit-large-patch14-336", 336, 14, 768)],
@@ -54,7 +65,7 @@ def test_real_size_presets_have_the_published_shapes(
     assert preset.vocab_size == CLIPConfig().text_config.vocab_size == 49408
 
 
-def test_the_registry_holds_the_clip_llava_and_trained_presets_by_name() -> None:
+def test_the_registry_holds_the_clip_llava_siglip_and_trained_presets_by_name() -> None:
     assert list(PRESETS) == [
         "tiny-clip",
         "clip-vit-base-patch32",
@@ -63,6 +74,7 @@ def test_the_registry_holds_the_clip_llava_and_trained_presets_by_name() -> None
         "tiny-llava-full",
         "llava-1.5-7b",
         "bench-llava",
+        "tiny-siglip",
         "shapes-clip",
         "shapes-llava",
     ]

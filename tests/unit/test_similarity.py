@@ -1,4 +1,4 @@
-"""serving.similarity: CLIP logits and softmax over texts."""
+"""serving.similarity: logits with the checkpoint's scale and bias, a softmax over texts or a sigmoid per pair."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.similarity import SIMILARITY_FILE, image_text_scores, read_logit_scale, softmax, write_logit_scale
+from serving.similarity import (
+    SIMILARITY_FILE,
+    image_text_scores,
+    read_logit_bias,
+    read_logit_scale,
+    softmax,
+    write_logit_scale,
+)
 
 
 def unit_rows(rows: int, dim: int, seed: int) -> np.ndarray:
@@ -71,3 +78,31 @@ def test_logit_scale_roundtrips_through_the_similarity_file(tmp_path: Path, scal
 def test_reading_a_missing_similarity_file_fails(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_logit_scale(tmp_path)
+
+
+def test_sigmoid_scoring_is_an_independent_probability_per_pair_with_the_bias() -> None:
+    images, texts, scale, bias = unit_rows(2, 16, seed=4), unit_rows(3, 16, seed=5), 10.0, -2.5
+    scores = image_text_scores(images, texts, scale, logit_bias=bias, scoring="sigmoid")
+
+    logits = scale * images.astype(np.float64) @ texts.astype(np.float64).T + bias
+    np.testing.assert_allclose(scores["logits_per_image"], logits, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(scores["probs"], 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+    assert scores["probs"].dtype == np.float32
+
+
+def test_sigmoid_scoring_is_finite_at_extreme_logits() -> None:
+    rows = unit_rows(2, 4, seed=6)
+    scores = image_text_scores(rows, -rows, 1e4, logit_bias=0.0, scoring="sigmoid")
+    assert np.isfinite(scores["probs"]).all() and scores["probs"].max() < 1e-6
+
+
+def test_an_unknown_scoring_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="tanh"):
+        image_text_scores(unit_rows(1, 4, seed=7), unit_rows(1, 4, seed=8), 1.0, scoring="tanh")
+
+
+def test_the_bias_roundtrips_and_defaults_to_zero_for_older_files(tmp_path: Path) -> None:
+    write_logit_scale(tmp_path, 3.0, logit_bias=-1.5)
+    assert (read_logit_scale(tmp_path), read_logit_bias(tmp_path)) == (3.0, -1.5)
+    (tmp_path / SIMILARITY_FILE).write_text('{"logit_scale": 2.0}')
+    assert read_logit_bias(tmp_path) == 0.0

@@ -18,7 +18,7 @@ HEAVY = ("torch", "transformers")
 # model -> (the class its adapter serves, the code that sends it one request and checks the answer)
 CASES = {
     "clip_tokenize": (
-        "serving.triton_models.clip_tokenize:ClipTokenize",
+        "serving.triton_models.text_tokenize:TextTokenize",
         "out = model.handle({'text': np.array([b'a red circle', b'x'], dtype=object)})\n"
         "assert out['input_ids'].shape == (2, 5), out['input_ids'].shape",
     ),
@@ -33,7 +33,7 @@ CASES = {
         "assert out['pixel_values'].shape == (1, 3, 64, 64)",
     ),
     "clip_similarity": (
-        "serving.triton_models.clip_similarity:ClipSimilarity",
+        "serving.triton_models.similarity:Similarity",
         "e = np.eye(2, 32, dtype=np.float32)\n"
         "assert model.handle({'image_embeds': e, 'text_embeds': e})['probs'].shape == (2, 2)",
     ),
@@ -102,7 +102,7 @@ def test_the_check_sees_a_heavy_import_when_there_is_one(model_repository: Path)
         [
             sys.executable,
             "-c",
-            f"import export.llava_export, sys; print(sorted(set({HEAVY}) & set(sys.modules)))",
+            f"import export.families.llava.exporter, sys; print(sorted(set({HEAVY}) & set(sys.modules)))",
         ],
         capture_output=True,
         text=True,

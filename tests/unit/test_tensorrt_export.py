@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from export.cli import main as vlm_export
-from export.llava_spec import LLAVA_VISION, LLAVA_VISION_FUSED
+from export.families.llava.spec import LLAVA_VISION, LLAVA_VISION_FUSED
 from export.parity import ParityReport
 from export.repository import VERSION
 from export.tensorrt_engine import BuildSettings, TensorRTUnavailableError
@@ -33,17 +33,32 @@ HOST = EngineHost("10.5.0", "NVIDIA H100 80GB HBM3", "9.0")
 NO_TENSORRT = importlib.util.find_spec("tensorrt") is None
 
 
+ENCODERS = ["clip_vision", "clip_text", "llava_vision", "llava_projector", "siglip_vision", "siglip_text"]
+
+
 @pytest.fixture(scope="module")
-def exported(repository_copy: Path, exported_clip: list[ParityReport], exported_llava: list[ParityReport]) -> Path:
+def exported(
+    repository_copy: Path,
+    exported_clip: list[ParityReport],
+    exported_llava: list[ParityReport],
+    exported_siglip: list[ParityReport],
+) -> Path:
     return repository_copy
 
 
 def test_every_exported_encoder_has_parity_feeds(exported: Path) -> None:
-    assert exported_components(exported) == ["clip_vision", "clip_text", "llava_vision", "llava_projector"]
+    assert exported_components(exported) == ENCODERS
     assert set(PARITY_FEEDS) == set(exported_components(exported))
 
 
-@pytest.mark.parametrize("name", ["clip_vision", "clip_text", "llava_vision", "llava_projector"])
+def test_siglip_text_feeds_are_padded_to_the_whole_context_as_served(exported: Path) -> None:
+    manifest = ComponentManifest.read(exported / "siglip_text" / VERSION)
+    feed = PARITY_FEEDS["siglip_text"](exported, manifest, (4,))[0]
+    assert feed["input_ids"].shape == (4, manifest.inputs[0].shape[0])
+    assert len(set(feed["attention_mask"].sum(axis=1).tolist())) > 1  # real texts of varied length, then padding
+
+
+@pytest.mark.parametrize("name", ENCODERS)
 def test_parity_feeds_match_the_exported_inputs_at_the_spec_batch_sizes(exported: Path, name: str) -> None:
     manifest = ComponentManifest.read(exported / name / VERSION)
     spec = component_spec(name, manifest)

@@ -8,10 +8,11 @@ from pathlib import Path
 import onnx
 import pytest
 
-from export.clip_spec import CLIP_TEXT, TEXT_OPT_TOKENS
-from export.llava_spec import llava_models
+from export.families import FAMILIES
+from export.families.clip.spec import CLIP_TEXT
+from export.families.dual_encoder import TEXT_OPT_TOKENS
 from export.parity import ParityReport
-from export.repository import ALL_MODELS, VERSION
+from export.repository import VERSION
 from export.specs import OnnxComponentSpec, TensorSpec
 from export.tensorrt_profiles import ShapeRange, engine_profile, opt_batch_size, sizes_from_manifest
 from export.triton_config import onnx_component_config
@@ -19,8 +20,8 @@ from serving.manifest import ONNX_FILE, ComponentManifest
 
 COMPONENTS = {
     f"{spec.name}{'_fused' if spec.outputs[0].name == 'image_embeds' and spec.name == 'llava_vision' else ''}": spec
-    for spec in (*ALL_MODELS, *llava_models(fuse_projector=True))
-    if isinstance(spec, OnnxComponentSpec)
+    for family in FAMILIES
+    for spec in family.encoder_variants()
 }
 SIZES = {
     "image_size": 336,
@@ -34,7 +35,15 @@ SIZES = {
 
 
 def test_every_exported_component_is_covered() -> None:
-    assert sorted(COMPONENTS) == ["clip_text", "clip_vision", "llava_projector", "llava_vision", "llava_vision_fused"]
+    assert sorted(COMPONENTS) == [
+        "clip_text",
+        "clip_vision",
+        "llava_projector",
+        "llava_vision",
+        "llava_vision_fused",
+        "siglip_text",
+        "siglip_vision",
+    ]
 
 
 @pytest.mark.parametrize("key", sorted(COMPONENTS))
@@ -81,9 +90,12 @@ def _onnx_input_dims(path: Path) -> dict[str, list[str | int]]:
 
 
 def test_profiles_of_real_exports_match_the_onnx_dynamic_axes_and_the_manifest(
-    repository_copy: Path, exported_clip: list[ParityReport], exported_llava: list[ParityReport]
+    repository_copy: Path,
+    exported_clip: list[ParityReport],
+    exported_llava: list[ParityReport],
+    exported_siglip: list[ParityReport],
 ) -> None:
-    for name in ("clip_vision", "clip_text", "llava_vision", "llava_projector"):
+    for name in ("clip_vision", "clip_text", "llava_vision", "llava_projector", "siglip_vision", "siglip_text"):
         folder = repository_copy / name / VERSION
         manifest = ComponentManifest.read(folder)
         spec = COMPONENTS[name]

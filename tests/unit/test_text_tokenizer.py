@@ -98,3 +98,16 @@ def test_a_tokenizer_config_without_a_usable_context_or_pad_token_is_refused(
     (tmp_path / TOKENIZER_CONFIG_FILE).write_text(json.dumps({**config, **change}))
     with pytest.raises(ValueError, match=message):
         TextTokenizer(tmp_path)
+
+
+def test_max_length_padding_fills_the_whole_context_as_hugging_face_does(tiny_clip: Path, hugging_face: object) -> None:
+    ours = TextTokenizer(tiny_clip, padding="max_length").encode(TEXTS)
+    encoded = hugging_face(TEXTS, padding="max_length", truncation=True, return_tensors="np")
+    assert ours["input_ids"].shape == (len(TEXTS), hugging_face.model_max_length)
+    for name in ("input_ids", "attention_mask"):
+        np.testing.assert_array_equal(ours[name], encoded[name])
+
+
+def test_an_unknown_padding_is_refused_by_name(tiny_clip: Path) -> None:
+    with pytest.raises(ValueError, match="sideways"):
+        TextTokenizer(tiny_clip, padding="sideways")

@@ -9,7 +9,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from export.cli import main as vlm_export
-from export.clip_spec import CLIP_MODELS, CLIP_PREPROCESS, CLIP_RANK, CLIP_SIMILARITY, CLIP_TEXT, CLIP_VISION
+from export.families.clip.spec import CLIP_MODELS, CLIP_PREPROCESS, CLIP_RANK, CLIP_SIMILARITY, CLIP_TEXT, CLIP_VISION
 from export.repository import ALL_MODELS, generated_files, stale_files, write_repository
 from export.specs import EnsembleSpec, OnnxComponentSpec
 from export.triton_config import (
@@ -85,7 +85,7 @@ def test_every_model_has_a_config_and_leaves_have_one_per_target() -> None:
     for target in TARGETS[1:]:
         assert f"clip_vision/configs/{target}.pbtxt" in files
     assert "clip_similarity/configs/cpu.pbtxt" not in files  # python models are the same on every target
-    assert files[f"{CLIP_SIMILARITY.name}/1/model.py"].count("import ClipSimilarity as TritonPythonModel") == 1
+    assert files[f"{CLIP_SIMILARITY.name}/1/model.py"].count("import Similarity as TritonPythonModel") == 1
 
 
 def test_vlm_export_repository_check_fails_on_a_hand_edited_config(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from export.llava_spec import LLAVA_DECODER
+from export.families.llava.spec import LLAVA_DECODER
 from serving.generation.vllm_engine import MIB, EngineLoop, EngineSettings, orphan_proof_executable, resolve_dtype
 
 

@@ -23,7 +23,15 @@ from transformers import AutoConfig, AutoImageProcessor, CLIPVisionModel
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from export.components import export_encoder, install
-from export.llava_spec import CHECKPOINT_LINK, LLAVA_DECODER, LLAVA_PROJECTOR, LLAVA_VISION, llava_models
+from export.families.base import Feeds
+from export.families.llava.spec import (
+    CHECKPOINT_LINK,
+    LLAVA_DECODER,
+    LLAVA_PROJECTOR,
+    LLAVA_VISION,
+    LLAVA_VISION_FUSED,
+    llava_models,
+)
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 from serving.generation.checkpoint import image_tokens_per_image, require_all_weights
@@ -98,7 +106,7 @@ def llava_sizes(config: Any, projector: LlavaMultiModalProjector) -> dict[str, i
     }
 
 
-def _pixel_feeds(image_size: int, batch_sizes: tuple[int, ...]) -> list[dict[str, np.ndarray]]:
+def _pixel_feeds(image_size: int, batch_sizes: tuple[int, ...]) -> Feeds:
     generator = np.random.default_rng(0)
     return [
         {"pixel_values": generator.standard_normal((n, 3, image_size, image_size)).astype(np.float32)}
@@ -106,7 +114,7 @@ def _pixel_feeds(image_size: int, batch_sizes: tuple[int, ...]) -> list[dict[str
     ]
 
 
-def _feature_feeds(vision: VisionFeatures, pixel_feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+def _feature_feeds(vision: VisionFeatures, pixel_feeds: Feeds) -> Feeds:
     """The projector is checked on real vision features, not noise of the wrong scale."""
     with torch.inference_mode():
         return [{"image_features": vision(torch.from_numpy(f["pixel_values"])).numpy()} for f in pixel_feeds]
@@ -139,7 +147,7 @@ def export_llava(
     features = VisionFeatures(vision_tower, config.vision_feature_layer, config.vision_feature_select_strategy)
     pixels = _pixel_feeds(sizes["image_size"], LLAVA_VISION.parity_batch_sizes)
     models = llava_models(fuse_projector)
-    vision_spec = next(spec for spec in models if spec.name == LLAVA_VISION.name)
+    vision_spec = LLAVA_VISION_FUSED if fuse_projector else LLAVA_VISION
     with tempfile.TemporaryDirectory(prefix="vlm-export-") as scratch:
         staging = Path(scratch)
         if fuse_projector:

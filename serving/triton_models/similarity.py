@@ -1,18 +1,23 @@
-"""``clip_similarity``: image embeddings [n, d] x text embeddings [m, d] -> logits and probabilities [n, m]."""
+"""``<family>_similarity``: image embeddings [n, d] x text embeddings [m, d] -> logits and probabilities [n, m],
+scored as the config's ``scoring`` parameter says (softmax over the texts, or a sigmoid per pair)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from serving.errors import InvalidInputError
-from serving.similarity import image_text_scores, read_logit_scale
+from serving.similarity import SCORINGS, image_text_scores, read_logit_bias, read_logit_scale
 from serving.triton_models.base import PythonModel
 from serving.validators import require_count, require_finite
 
 
-class ClipSimilarity(PythonModel):
+class Similarity(PythonModel):
     def setup(self) -> None:
         self.logit_scale = read_logit_scale(self.artifacts)
+        self.logit_bias = read_logit_bias(self.artifacts)
+        self.scoring = self.parameters.get("scoring", "softmax")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         self.max_images = self.int_parameter("max_images")
         self.max_texts = self.int_parameter("max_texts")
 
@@ -26,4 +31,4 @@ class ClipSimilarity(PythonModel):
             raise InvalidInputError(
                 "text_embeds", f"embedding size {texts.shape[1]} differs from image_embeds' {images.shape[1]}"
             )
-        return image_text_scores(images, texts, self.logit_scale)
+        return image_text_scores(images, texts, self.logit_scale, self.logit_bias, self.scoring)

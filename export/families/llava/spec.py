@@ -8,7 +8,7 @@ graph ends with the projector, so the ensemble has one encoder step fewer.
 from __future__ import annotations
 
 from client.parameters import GENERATION_PARAMETERS, MAX_STOP_STRINGS
-from export.clip_spec import ENTRY_STEP, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS, STEP_QUEUE
+from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits
 from export.specs import (
     EnsembleSpec,
     EnsembleStep,
@@ -37,6 +37,7 @@ CANCEL_POLL_INTERVAL_MS = 100
 MAX_MESSAGES_BYTES = 65_536
 CHECKPOINT_PARAMETER = "checkpoint"  # the decoder's config parameter naming the Hugging Face checkpoint
 CHECKPOINT_LINK = "checkpoint"  # default value: a link in the decoder's version folder, made by the export
+ENSEMBLE = "llava"  # what clients call: preprocess -> vision tower (-> projector) -> decoder
 
 _PIXELS = TensorSpec("pixel_values", "float32", (3, "image_size", "image_size"))
 _FEATURES = TensorSpec("image_features", "float32", ("image_tokens", "vision_hidden"))
@@ -78,14 +79,9 @@ LLAVA_PREPROCESS = PythonModelSpec(
     inputs=(TensorSpec("image", "bytes", (-1,)),),
     outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
     entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
-    resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in clip_spec
+    resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in export/families/limits.py
     queue=STEP_QUEUE,
-    parameters={
-        "max_images": str(MAX_IMAGES),
-        "max_image_pixels": str(MAX_IMAGE_PIXELS),
-        "max_request_pixels": str(MAX_REQUEST_PIXELS),
-        "max_aspect_ratio": str(MAX_ASPECT_RATIO),
-    },
+    parameters=image_limits(MAX_IMAGES),
 )
 
 
@@ -172,7 +168,7 @@ def _ensemble(fuse_projector: bool) -> EnsembleSpec:
         {t.name: t.name for t in GENERATION_OUTPUTS},
     )
     return EnsembleSpec(
-        name="llava",
+        name=ENSEMBLE,
         inputs=(TensorSpec("image", "bytes", (-1,)), _MESSAGES, *GENERATION_INPUTS),
         outputs=GENERATION_OUTPUTS,
         steps=(*encoder_steps, decoder_step),

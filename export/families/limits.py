@@ -1,0 +1,32 @@
+"""Limits and admission shared by every family's entry steps: the per-image and per-request image bounds, and the
+queue and instances of the python steps that take a client's request first."""
+
+from __future__ import annotations
+
+from export.specs import QueuePolicy, Resources
+
+MAX_IMAGE_PIXELS = 36_000_000  # per image, checked from the header before any pixel is decoded
+MAX_REQUEST_PIXELS = 128_000_000  # all images of one request: bounds decode time (about 10 phone photos)
+MAX_ASPECT_RATIO = 20  # wider images are centre-cropped to this first; the towers see a square anyway
+
+# Admission control, sized for the 2-core hosts the embedded configs target: a python step admits one request per
+# client of 32 concurrent ones (a step takes milliseconds a request, and 8 refused 25 concurrent text clients on
+# CI's machine), an encoder one full batch behind the one it runs. The timeouts bound a wait behind a slow or stuck
+# instance. Excess is refused at once and clients back off (client.retry).
+STEP_QUEUE = QueuePolicy(max_queue_size=32, timeout_us=10_000_000)
+# SINGLE_INSTANCE_STALL: Triton 2.51 stalls a one-instance python model whose queue is full. Flooded at 700
+# requests/s, one clip_preprocess instance served 12-16 requests/s (146/s at 150 requests/s) with its stub idle and
+# admitted requests waiting 3-4 s in its queue: a rejected enqueue never wakes the batcher, which then waits for a
+# free instance without being told of one. Two instances served 417/s under the same flood. So each entry step,
+# the one whose queue fills first under overload, runs two instances.
+ENTRY_STEP = Resources(instance_count=2)
+
+
+def image_limits(max_images: int) -> dict[str, str]:
+    """An image preprocess step's parameters."""
+    return {
+        "max_images": str(max_images),
+        "max_image_pixels": str(MAX_IMAGE_PIXELS),
+        "max_request_pixels": str(MAX_REQUEST_PIXELS),
+        "max_aspect_ratio": str(MAX_ASPECT_RATIO),
+    }

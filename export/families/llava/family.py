@@ -1,0 +1,43 @@
+"""LLaVA-1.5 (``LlavaForConditionalGeneration``): a CLIP vision tower's selected hidden layer and the projector,
+exported; the language model runs in vLLM inside the decoder, handed the projected image embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from export.families.base import ExportOptions, FeedMaker, Probe
+from export.families.llava.spec import ENSEMBLE, LLAVA_PROJECTOR, LLAVA_VISION, LLAVA_VISION_FUSED, llava_models
+from export.parity import ParityReport
+from export.specs import ModelSpec, OnnxComponentSpec
+from serving.generation.checkpoint import image_tokens_per_image
+
+
+class LlavaFamily:
+    name: str = "llava"
+    architectures: tuple[str, ...] = ("LlavaForConditionalGeneration",)
+    model_types: tuple[str, ...] = ("llava",)
+    checked_in: bool = True
+    decoder_inputs: tuple[str, ...] = ("image_embeds",)
+    probe: Probe = Probe(ENSEMBLE, "chat")
+
+    def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
+        return llava_models(options.fuse_projector)
+
+    def encoder_variants(self) -> tuple[OnnxComponentSpec, ...]:
+        return (LLAVA_VISION, LLAVA_PROJECTOR, LLAVA_VISION_FUSED)
+
+    def parity_feeds(self) -> Mapping[str, FeedMaker]:
+        from export.parity_feeds import feature_feeds, pixel_feeds
+
+        return {LLAVA_VISION.name: pixel_feeds, LLAVA_PROJECTOR.name: feature_feeds(LLAVA_VISION.name)}
+
+    def image_tokens(self, config: Any, width: int, height: int) -> int:
+        """LLaVA-1.5 resizes every image to the tower's square: the count does not depend on the size."""
+        return image_tokens_per_image(config)
+
+    def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
+        from export.families.llava.exporter import export_llava
+
+        return export_llava(checkpoint, repository, fuse_projector=options.fuse_projector, opset=options.opset)

@@ -1,0 +1,62 @@
+"""SigLIP export: the vision tower (attention-pooling head) and the text tower (last position through its head),
+each L2-normalised inside the graph as ``SiglipModel(...)`` normalises them, plus the tokenizer, the image processor
+and the logit scale and bias of the sigmoid score (export/families/dual_encoder_export.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoProcessor, SiglipModel
+
+from export.families.dual_encoder_export import DualEncoderSizes, LoadedDualEncoder, export_dual_encoder
+from export.families.siglip.spec import SIGLIP
+from export.onnx_export import DEFAULT_OPSET
+from export.parity import ParityReport
+
+
+class VisionEncoder(torch.nn.Module):
+    """pixel_values -> L2-normalised image embedding (``SiglipModel(...).image_embeds``)."""
+
+    def __init__(self, model: SiglipModel) -> None:
+        super().__init__()
+        self.vision_model = model.vision_model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.vision_model(pixel_values=pixel_values).pooler_output, dim=-1)
+
+
+class TextEncoder(torch.nn.Module):
+    """input_ids, attention_mask -> L2-normalised text embedding (``SiglipModel(...).text_embeds``)."""
+
+    def __init__(self, model: SiglipModel) -> None:
+        super().__init__()
+        self.text_model = model.text_model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pooled = self.text_model(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def export_siglip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
+    """Export every SigLIP model into ``repository`` and return the parity reports; ``ValueError`` for a checkpoint
+    the served models cannot reproduce."""
+    model = SiglipModel.from_pretrained(checkpoint).eval()
+    processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
+    tokenizer = processor.tokenizer
+    config = model.config
+    image_dim, text_dim = config.vision_config.hidden_size, config.text_config.projection_size
+    if image_dim != text_dim:
+        raise ValueError(f"image embeddings have {image_dim} values but text embeddings {text_dim}")
+    context_length = min(tokenizer.model_max_length, config.text_config.max_position_embeddings)
+    tokenizer.model_max_length = context_length
+    sizes = DualEncoderSizes(
+        image_size=config.vision_config.image_size,
+        embed_dim=image_dim,
+        context_length=context_length,
+        max_token_id=config.text_config.vocab_size - 1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    scale, bias = float(model.logit_scale.detach().exp()), float(model.logit_bias.detach())
+    loaded = LoadedDualEncoder(VisionEncoder(model), TextEncoder(model), processor, sizes, scale, bias)
+    return export_dual_encoder(SIGLIP, loaded, repository, opset)
