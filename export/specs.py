@@ -97,15 +97,18 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Resources:
-    """Instances and threads per model, set explicitly so small hosts are not oversubscribed."""
+    """Instances and threads per model, set explicitly so small hosts are not oversubscribed. ``cpu_batch``: the
+    batch Triton prefers to form on the CPU targets, for a model whose batch costs about its size there (more only
+    adds latency); None batches up to ``max_batch_size`` everywhere."""
 
     instance_count: int = 1
     intra_op_threads: int = 1
     inter_op_threads: int = 1
+    cpu_batch: int | None = None
 
     def __post_init__(self) -> None:
-        if min(self.instance_count, self.intra_op_threads, self.inter_op_threads) < 1:
-            raise ValueError("resources: instance and thread counts must be >= 1")
+        if min(self.instance_count, self.intra_op_threads, self.inter_op_threads, self.cpu_batch or 1) < 1:
+            raise ValueError("resources: instance and thread counts and cpu_batch must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,16 @@ def _threads(spec: OnnxComponentSpec) -> dict[str, str]:
     }
 
 
+def _prefer_cpu_batch(config: mc.ModelConfig, spec: OnnxComponentSpec) -> None:
+    """Triton's batcher sends the largest preferred size it can form, so a full queue drains in batches of
+    ``cpu_batch`` (first come, first served) instead of one long batch that every request in it waits for."""
+    if spec.resources.cpu_batch is not None:
+        del config.dynamic_batching.preferred_batch_size[:]  # the spec's own sizes are for the GPU targets
+        config.dynamic_batching.preferred_batch_size.append(spec.resources.cpu_batch)
+
+
 def _embedded_leaf(config: mc.ModelConfig, spec: OnnxComponentSpec) -> None:
+    _prefer_cpu_batch(config, spec)
     config.backend = "python"
     for tensor, entry in zip(spec.inputs, config.input, strict=True):
         entry.allow_ragged_batch = spec.has_dynamic_axis(tensor)
@@ -111,6 +120,7 @@ def _onnxruntime_leaf(config: mc.ModelConfig, spec: OnnxComponentSpec, kind: int
 
 
 def _cpu_leaf(config: mc.ModelConfig, spec: OnnxComponentSpec) -> None:
+    _prefer_cpu_batch(config, spec)
     _onnxruntime_leaf(config, spec, mc.ModelInstanceGroup.KIND_CPU)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits
+from export.families.limits import ENTRY_STEP, STEP_QUEUE, VISION_CPU_BATCH, image_limits
 from export.specs import (
     DynamicAxis,
     EnsembleSpec,
@@ -132,7 +132,7 @@ def dual_encoder_models(prefix: str, text_padding: TextPadding, scoring: Scoring
         tolerance=Tolerance(max_abs_diff=1e-4, min_cosine=0.9999),
         fp16_tolerance=_FP16,
         bf16_tolerance=_BF16,
-        resources=Resources(instance_count=1, intra_op_threads=2),
+        resources=Resources(instance_count=1, intra_op_threads=2, cpu_batch=VISION_CPU_BATCH),
         parity_batch_sizes=(1, 3, VISION_MAX_BATCH),
     )
     text = _text_encoder(f"{prefix}_text", text_padding)

@@ -10,6 +10,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.cli import main as vlm_export
 from export.families.clip.spec import CLIP_MODELS, CLIP_PREPROCESS, CLIP_RANK, CLIP_SIMILARITY, CLIP_TEXT, CLIP_VISION
+from export.families.limits import VISION_CPU_BATCH
+from export.families.llava.spec import LLAVA_VISION, LLAVA_VISION_FUSED
+from export.families.siglip.spec import SIGLIP
 from export.repository import ALL_MODELS, generated_files, stale_files, write_repository
 from export.specs import EnsembleSpec, OnnxComponentSpec
 from export.triton_config import (
@@ -135,7 +138,23 @@ def test_the_text_encoder_launches_batches_of_its_preferred_sizes_at_once(target
     batching = onnx_component_config(CLIP_TEXT, target).dynamic_batching
     assert list(batching.preferred_batch_size) == list(CLIP_TEXT.preferred_batch_sizes) == [8, 16, 32]
     assert batching.max_queue_delay_microseconds == CLIP_TEXT.max_queue_delay_us
-    assert not onnx_component_config(CLIP_VISION, target).dynamic_batching.preferred_batch_size
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("vision", [CLIP_VISION, LLAVA_VISION, LLAVA_VISION_FUSED, SIGLIP.vision])
+def test_vision_towers_take_one_image_at_a_time_on_the_cpu_targets_and_batch_on_the_gpu(
+    target: str, vision: OnnxComponentSpec
+) -> None:
+    preferred = list(onnx_component_config(vision, target).dynamic_batching.preferred_batch_size)
+    assert preferred == ([VISION_CPU_BATCH] if target in ("embedded", "cpu") else [])
+    assert onnx_component_config(vision, target).max_batch_size == vision.max_batch_size  # clients may still batch
+
+
+def test_cpu_batch_replaces_the_specs_preferred_sizes_on_the_cpu_targets_only() -> None:
+    text = dataclasses.replace(CLIP_TEXT, resources=dataclasses.replace(CLIP_TEXT.resources, cpu_batch=4))
+    for target in TARGETS:
+        preferred = list(onnx_component_config(text, target).dynamic_batching.preferred_batch_size)
+        assert preferred == ([4] if target in ("embedded", "cpu") else [8, 16, 32]), target
 
 
 @pytest.mark.parametrize("sizes", [(0,), (8, CLIP_TEXT.max_batch_size + 1)])

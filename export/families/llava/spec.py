@@ -8,7 +8,7 @@ graph ends with the projector, so the ensemble has one encoder step fewer.
 from __future__ import annotations
 
 from client.parameters import GENERATION_PARAMETERS, MAX_STOP_STRINGS
-from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits
+from export.families.limits import ENTRY_STEP, STEP_QUEUE, VISION_CPU_BATCH, image_limits
 from export.specs import (
     EnsembleSpec,
     EnsembleStep,
@@ -88,7 +88,9 @@ LLAVA_PREPROCESS = PythonModelSpec(
 # The response cache keys on the whole request (all its images), so a repeated image set is not re-encoded.
 # Triton 2.51 caches a python model's error response as an empty success, so a cached encoder answers
 # non-finite values with non-finite features instead of an error (the decoder rejects those by name).
-def _encoder(name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> OnnxComponentSpec:
+def _encoder(
+    name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], cpu_batch: int | None = None
+) -> OnnxComponentSpec:
     return OnnxComponentSpec(
         name=name,
         inputs=inputs,
@@ -99,14 +101,14 @@ def _encoder(name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpe
         tolerance=_ENCODER_TOLERANCE,
         fp16_tolerance=_ENCODER_FP16,
         bf16_tolerance=_ENCODER_BF16,
-        resources=Resources(instance_count=1, intra_op_threads=2),
+        resources=Resources(instance_count=1, intra_op_threads=2, cpu_batch=cpu_batch),
         parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
     )
 
 
-LLAVA_VISION = _encoder("llava_vision", (_PIXELS,), (_FEATURES,))
+LLAVA_VISION = _encoder("llava_vision", (_PIXELS,), (_FEATURES,), cpu_batch=VISION_CPU_BATCH)
 LLAVA_PROJECTOR = _encoder("llava_projector", (_FEATURES,), (_EMBEDS,))
-LLAVA_VISION_FUSED = _encoder("llava_vision", (_PIXELS,), (_EMBEDS,))
+LLAVA_VISION_FUSED = _encoder("llava_vision", (_PIXELS,), (_EMBEDS,), cpu_batch=VISION_CPU_BATCH)
 
 # Triton 2.51 does not pass a cancelled ensemble request's cancellation on to the decoder it is running in,
 # so clients stop a stream by id: a request with only ``cancel`` (the id of the request to stop) answers
