@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy.typing as npt
 
@@ -19,6 +19,9 @@ from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
 from serving.manifest import ComponentManifest
+
+if TYPE_CHECKING:  # torch, imported only where a family's modules are built
+    from export.families.measured import MeasuredComponent
 
 Feeds = list[dict[str, npt.NDArray[Any]]]
 # (repository, the exported component's manifest, batch sizes) -> inputs to check an engine of it on
@@ -72,6 +75,10 @@ class Family(Protocol):
 
     def parity_feeds(self) -> Mapping[str, FeedMaker]:
         """Exported encoder -> the inputs an engine of it is checked on."""
+
+    def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
+        """Its exported encoders and projectors as torch modules (float32, on the torch ``device``) with inputs, for
+        the GPU precision check; the checkpoint's weights."""
 
     def image_tokens(self, config: Any, width: int, height: int) -> int:
         """Tokens an image of this size costs the decoder's context (0 for a family without a decoder)."""

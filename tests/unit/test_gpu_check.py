@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.gpu_components import Component
+from benchmarks.gpu_components import Component, components
 from benchmarks.gpu_precision import DTYPES, measure, parse_args, run
 from export.families.clip.spec import CLIP_VISION
 
 pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPONENTS = {"clip_vision", "clip_text", "llava_vision", "llava_projector"}
+COMPONENTS = {"clip_vision", "clip_text", "llava_vision", "llava_projector", "siglip_vision", "siglip_text"}
 OUTPUT_FILES = {"summary.json", "precision.json", "precision.md", "gpu_check.log"}
 
 
@@ -74,7 +74,8 @@ def test_every_exported_component_is_compared_with_float32_and_timed_in_each_pre
     _, out = check
     precision = _json(out / "precision.json")
     assert precision["environment"]["device"] == "cpu" and precision["batch_sizes"] == [1, 2]
-    rows = [row for preset in ("tiny-clip", "tiny-llava") for row in precision["presets"][preset]["rows"]]
+    presets = ("tiny-clip", "tiny-llava", "tiny-siglip")
+    rows = [row for preset in presets for row in precision["presets"][preset]["rows"]]
     assert {(row["component"], row["dtype"]) for row in rows} == {(c, d) for c in COMPONENTS for d in DTYPES}
     for row in rows:
         if row["status"] == "skipped":  # this torch has no CPU kernel for that precision
@@ -97,6 +98,12 @@ def test_the_table_has_a_row_per_component_and_precision(check) -> None:
     rows = [line for line in lines if line.startswith("| tiny-")]
     assert len(rows) == len(COMPONENTS) * len(DTYPES)
     assert "items/s @1" in lines[2] and "items/s @2" in lines[2]
+
+
+def test_a_checkpoint_no_family_serves_is_refused_naming_the_supported_ones(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"architectures": ["BertModel"], "model_type": "bert"}')
+    with pytest.raises(ValueError, match=r"no family serves; supported: CLIPModel \(clip\)"):
+        components(tmp_path, torch.device("cpu"))
 
 
 def _linear_component() -> Component:

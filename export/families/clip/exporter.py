@@ -41,9 +41,9 @@ class TextEncoder(torch.nn.Module):
         return torch.nn.functional.normalize(self.text_projection(pooled), dim=-1)
 
 
-def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
-    """Export every CLIP model into ``repository`` and return the parity reports."""
-    model = CLIPModel.from_pretrained(checkpoint).eval()
+def load_clip(checkpoint: Path) -> LoadedDualEncoder:
+    """The towers (float32), processor, sizes and score calibration that the export and the GPU check read."""
+    model = CLIPModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
     tokenizer = processor.tokenizer
     context_length = min(tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
@@ -55,7 +55,11 @@ def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) 
         max_token_id=model.config.text_config.vocab_size - 1,
         pad_token_id=tokenizer.pad_token_id,
     )
-    loaded = LoadedDualEncoder(
+    return LoadedDualEncoder(
         VisionEncoder(model), TextEncoder(model), processor, sizes, float(model.logit_scale.detach().exp()), 0.0
     )
-    return export_dual_encoder(CLIP, loaded, repository, opset)
+
+
+def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
+    """Export every CLIP model into ``repository`` and return the parity reports."""
+    return export_dual_encoder(CLIP, load_clip(checkpoint), repository, opset)

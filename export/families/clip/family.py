@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from export.families.base import ExportOptions, FeedMaker, Probe
 from export.families.clip.spec import CLIP, CLIP_MODELS
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
+
+if TYPE_CHECKING:
+    from export.families.measured import MeasuredComponent
 
 
 class ClipFamily:
@@ -31,6 +34,12 @@ class ClipFamily:
         from export.parity_feeds import pixel_feeds, token_feeds
 
         return {CLIP.vision.name: pixel_feeds, CLIP.text.name: token_feeds(CLIP.tokenize)}
+
+    def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
+        from export.families.clip.exporter import load_clip
+        from export.families.measured import dual_encoder_components
+
+        return dual_encoder_components(CLIP, load_clip(checkpoint), device)
 
     def image_tokens(self, config: Any, width: int, height: int) -> int:
         return 0

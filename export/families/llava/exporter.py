@@ -32,6 +32,7 @@ from export.families.llava.spec import (
     LLAVA_VISION_FUSED,
     llava_models,
 )
+from export.families.measured import Feed, MeasuredComponent, pixel_feed
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 from serving.generation.checkpoint import image_tokens_per_image, require_all_weights
@@ -118,6 +119,25 @@ def _feature_feeds(vision: VisionFeatures, pixel_feeds: Feeds) -> Feeds:
     """The projector is checked on real vision features, not noise of the wrong scale."""
     with torch.inference_mode():
         return [{"image_features": vision(torch.from_numpy(f["pixel_values"])).numpy()} for f in pixel_feeds]
+
+
+def measured_components(checkpoint: Path, device: Any) -> list[MeasuredComponent]:
+    """The vision tower and the projector as exported unfused, for the GPU check (export/families/measured.py)."""
+    config = AutoConfig.from_pretrained(checkpoint)
+    projector = load_projector(checkpoint, config).to(device)
+    tower = load_vision_tower(checkpoint, config)
+    vision = VisionFeatures(tower, config.vision_feature_layer, config.vision_feature_select_strategy).to(device)
+    pixels = pixel_feed(LLAVA_VISION, llava_sizes(config, projector), device)
+
+    def features(n: int) -> Feed:
+        """The projector is measured on real vision features (float32), as the export checks it."""
+        with torch.inference_mode():
+            return {LLAVA_PROJECTOR.inputs[0].name: vision(**pixels(n))}
+
+    return [
+        MeasuredComponent(LLAVA_VISION, vision, "images", pixels, pixels),
+        MeasuredComponent(LLAVA_PROJECTOR, projector, "images", features, features),
+    ]
 
 
 def check_servable(config: Any) -> None:

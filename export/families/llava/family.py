@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from export.families.base import ExportOptions, FeedMaker, Probe
 from export.families.llava.spec import ENSEMBLE, LLAVA_PROJECTOR, LLAVA_VISION, LLAVA_VISION_FUSED, llava_models
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
 from serving.generation.checkpoint import image_tokens_per_image
+
+if TYPE_CHECKING:
+    from export.families.measured import MeasuredComponent
 
 
 class LlavaFamily:
@@ -32,6 +35,11 @@ class LlavaFamily:
         from export.parity_feeds import feature_feeds, pixel_feeds
 
         return {LLAVA_VISION.name: pixel_feeds, LLAVA_PROJECTOR.name: feature_feeds(LLAVA_VISION.name)}
+
+    def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
+        from export.families.llava.exporter import measured_components
+
+        return measured_components(checkpoint, device)
 
     def image_tokens(self, config: Any, width: int, height: int) -> int:
         """LLaVA-1.5 resizes every image to the tower's square: the count does not depend on the size."""

@@ -38,10 +38,10 @@ class TextEncoder(torch.nn.Module):
         return torch.nn.functional.normalize(pooled, dim=-1)
 
 
-def export_siglip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
-    """Export every SigLIP model into ``repository`` and return the parity reports; ``ValueError`` for a checkpoint
-    the served models cannot reproduce."""
-    model = SiglipModel.from_pretrained(checkpoint).eval()
+def load_siglip(checkpoint: Path) -> LoadedDualEncoder:
+    """The towers (float32), processor, sizes and score calibration that the export and the GPU check read;
+    ``ValueError`` for a checkpoint the served models cannot reproduce."""
+    model = SiglipModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
     tokenizer = processor.tokenizer
     config = model.config
@@ -58,5 +58,10 @@ def export_siglip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET
         pad_token_id=tokenizer.pad_token_id,
     )
     scale, bias = float(model.logit_scale.detach().exp()), float(model.logit_bias.detach())
-    loaded = LoadedDualEncoder(VisionEncoder(model), TextEncoder(model), processor, sizes, scale, bias)
-    return export_dual_encoder(SIGLIP, loaded, repository, opset)
+    return LoadedDualEncoder(VisionEncoder(model), TextEncoder(model), processor, sizes, scale, bias)
+
+
+def export_siglip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
+    """Export every SigLIP model into ``repository`` and return the parity reports; ``ValueError`` for a checkpoint
+    the served models cannot reproduce."""
+    return export_dual_encoder(SIGLIP, load_siglip(checkpoint), repository, opset)

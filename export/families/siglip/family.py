@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from export.families.base import ExportOptions, FeedMaker, Probe
 from export.families.siglip.spec import SIGLIP
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
+
+if TYPE_CHECKING:
+    from export.families.measured import MeasuredComponent
 
 
 class SiglipFamily:
@@ -31,6 +34,12 @@ class SiglipFamily:
         from export.parity_feeds import pixel_feeds, token_feeds
 
         return {SIGLIP.vision.name: pixel_feeds, SIGLIP.text.name: token_feeds(SIGLIP.tokenize)}
+
+    def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
+        from export.families.measured import dual_encoder_components
+        from export.families.siglip.exporter import load_siglip
+
+        return dual_encoder_components(SIGLIP, load_siglip(checkpoint), device)
 
     def image_tokens(self, config: Any, width: int, height: int) -> int:
         return 0
