@@ -17,6 +17,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from checkpoints.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
+from checkpoints.dual_encoder_preset import DualEncoderPreset
 from checkpoints.llava_preset import LLAVA_PRESETS, LlavaPreset
 from checkpoints.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
 from checkpoints.siglip_preset import SIGLIP_PRESETS, SiglipPreset
@@ -24,49 +25,17 @@ from checkpoints.tokenizer_training import train_clip_tokenizer
 from checkpoints.tower_shape import TowerShape
 
 
-@dataclass(frozen=True)
-class ClipPreset:
-    name: str
-    image_size: int
-    patch_size: int
-    vision: TowerShape
-    text: TowerShape
+@dataclass(frozen=True, kw_only=True)
+class ClipPreset(DualEncoderPreset):
     projection_dim: int
-    vocab_size: int
-    tokenizer_vocab_size: int
     context_length: int = 77
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.image_size % self.patch_size:
-            raise ValueError(f"{self.name}: image size must be a multiple of the patch size")
-        if self.tokenizer_vocab_size > self.vocab_size:
-            raise ValueError(f"{self.name}: the tokenizer cannot have more tokens than the model's vocabulary")
 
     def build(self, out: Path) -> Path:
         tokenizer = train_clip_tokenizer(self.tokenizer_vocab_size, self.context_length)
-        if len(tokenizer) > self.vocab_size:
-            raise ValueError(f"{self.name}: the tokenizer has {len(tokenizer)} tokens, the model {self.vocab_size}")
+        self.check_tokenizer(tokenizer)
         config = CLIPConfig(
-            text_config={
-                "vocab_size": self.vocab_size,
-                "hidden_size": self.text.hidden,
-                "intermediate_size": self.text.intermediate,
-                "num_hidden_layers": self.text.layers,
-                "num_attention_heads": self.text.heads,
-                "max_position_embeddings": self.context_length,
-                "bos_token_id": tokenizer.bos_token_id,
-                "eos_token_id": tokenizer.eos_token_id,
-                "pad_token_id": tokenizer.pad_token_id,
-            },
-            vision_config={
-                "hidden_size": self.vision.hidden,
-                "intermediate_size": self.vision.intermediate,
-                "num_hidden_layers": self.vision.layers,
-                "num_attention_heads": self.vision.heads,
-                "image_size": self.image_size,
-                "patch_size": self.patch_size,
-            },
+            text_config=self.text_config(tokenizer, bos_token_id=tokenizer.bos_token_id),
+            vision_config=self.vision_config(),
             projection_dim=self.projection_dim,
         )
         torch.manual_seed(self.seed)

@@ -12,57 +12,30 @@ import torch
 from transformers import SiglipConfig, SiglipModel, SiglipProcessor
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
+from checkpoints.dual_encoder_preset import DualEncoderPreset
 from checkpoints.tokenizer_training import train_siglip_tokenizer
 from checkpoints.tower_shape import TowerShape
 
 
-@dataclass(frozen=True)
-class SiglipPreset:
-    name: str
-    image_size: int
-    patch_size: int
-    vision: TowerShape
-    text: TowerShape  # hidden must equal the vision tower's: the embeddings share one space
-    vocab_size: int
-    tokenizer_vocab_size: int
+@dataclass(frozen=True, kw_only=True)
+class SiglipPreset(DualEncoderPreset):
     context_length: int = 64
     # SigLIP's initial calibration (log 10 and -10); a trained checkpoint moves them, the score keeps the form.
     logit_scale: float = math.log(10)
     logit_bias: float = -10.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.image_size % self.patch_size:
-            raise ValueError(f"{self.name}: image size must be a multiple of the patch size")
+        super().__post_init__()
         if self.vision.hidden != self.text.hidden:
             raise ValueError(f"{self.name}: the towers' hidden sizes must be equal (one embedding space)")
-        if self.tokenizer_vocab_size > self.vocab_size:
-            raise ValueError(f"{self.name}: the tokenizer cannot have more tokens than the model's vocabulary")
 
     def build(self, out: Path) -> Path:
         tokenizer = train_siglip_tokenizer(self.tokenizer_vocab_size, self.context_length)
-        if len(tokenizer) > self.vocab_size:
-            raise ValueError(f"{self.name}: the tokenizer has {len(tokenizer)} tokens, the model {self.vocab_size}")
+        self.check_tokenizer(tokenizer)
         config = SiglipConfig(
-            text_config={
-                "vocab_size": self.vocab_size,
-                "hidden_size": self.text.hidden,
-                "intermediate_size": self.text.intermediate,
-                "num_hidden_layers": self.text.layers,
-                "num_attention_heads": self.text.heads,
-                "max_position_embeddings": self.context_length,
-                "bos_token_id": tokenizer.eos_token_id,  # SigLIP's tokenizer has no start token
-                "eos_token_id": tokenizer.eos_token_id,
-                "pad_token_id": tokenizer.pad_token_id,
-            },
-            vision_config={
-                "hidden_size": self.vision.hidden,
-                "intermediate_size": self.vision.intermediate,
-                "num_hidden_layers": self.vision.layers,
-                "num_attention_heads": self.vision.heads,
-                "image_size": self.image_size,
-                "patch_size": self.patch_size,
-            },
+            # SigLIP's tokenizer has no start token: its end token stands in.
+            text_config=self.text_config(tokenizer, bos_token_id=tokenizer.eos_token_id),
+            vision_config=self.vision_config(),
         )
         torch.manual_seed(self.seed)
         model = SiglipModel(config).eval()

@@ -25,3 +25,20 @@ class TowerShape:
     @property
     def head_size(self) -> int:
         return self.head_dim or self.hidden // self.heads
+
+    def sizes(self) -> dict[str, int]:
+        """The shape under the names every Hugging Face transformer config gives it."""
+        return {
+            "hidden_size": self.hidden,
+            "intermediate_size": self.intermediate,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+        }
+
+    def vision_config(self, image_size: int, patch_size: int) -> dict[str, int]:
+        """A ViT vision tower's config (CLIP's, SigLIP's, LLaVA's) for square images cut into square patches."""
+        return {**self.sizes(), "image_size": image_size, "patch_size": patch_size}
+
+    def text_config(self, vocab_size: int, context_length: int) -> dict[str, int]:
+        """A text tower's or language model's config, less its special tokens, which each family picks."""
+        return {**self.sizes(), "vocab_size": vocab_size, "max_position_embeddings": context_length}
