@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Start triton-vlm in its image: the GPU one (docker/Dockerfile, NGC's vLLM image of Triton; target gpu) or the CPU
 # one (docker/Dockerfile.cpu, the pytriton wheel's tritonserver; VLM_TARGET=embedded). First start: make the
-# checkpoints (presets, unless the CHECKPOINT variables name mounted ones), export them to ONNX and, for the gpu
-# target, build TensorRT engines, all into the /cache volume. Every start: regenerate the configs, keep what is
+# checkpoints (presets, unless VLM_CHECKPOINTS names mounted ones), export them to ONNX (`vlm-export model` reads
+# each one's family from its config.json) and, for the gpu target, build TensorRT engines, all into the /cache
+# volume. Every start: regenerate the configs, keep what is
 # current, rebuild what is stale (a newer image brings a newer TensorRT), then serve the target (default gpu)
 # under vlm-serve. Extra arguments go to tritonserver.
 set -euo pipefail
 
 CACHE=${VLM_CACHE:-/cache}
 REPOSITORY=${VLM_REPOSITORY:-$CACHE/model_repository}
-CLIP_CHECKPOINT=${CLIP_CHECKPOINT:-$CACHE/checkpoints/tiny-clip}
-LLAVA_CHECKPOINT=${LLAVA_CHECKPOINT:-$CACHE/checkpoints/tiny-llava}
+# The checkpoint folders to serve, space-separated. CLIP_CHECKPOINT and LLAVA_CHECKPOINT, the variables of earlier
+# releases, still set the default pair.
+read -r -a CHECKPOINTS <<<"${VLM_CHECKPOINTS:-${CLIP_CHECKPOINT:-$CACHE/checkpoints/tiny-clip} ${LLAVA_CHECKPOINT:-$CACHE/checkpoints/tiny-llava}}"
 TARGET=${VLM_TARGET:-gpu}
 PRECISION=${ENGINE_PRECISION:-fp16}
 
@@ -25,13 +27,18 @@ ensure_checkpoint() {
     fi
 }
 
-# Export a family when its checkpoint differs from the one last exported into the repository.
-ensure_export() {
-    local family=$1 checkpoint=$2 marker=$REPOSITORY/.exported-$1
-    if [[ "$(cat "$marker" 2>/dev/null || true)" != "$checkpoint" ]]; then
-        say "exporting $family from $checkpoint"
-        vlm-export "$family" --checkpoint "$checkpoint" --repository "$REPOSITORY"
-        echo "$checkpoint" >"$marker"
+# Export every checkpoint when the list differs from the one last exported into the repository (one checkpoint
+# of a family replaces another's models, so a changed list is exported whole, in order).
+ensure_exports() {
+    local marker=$REPOSITORY/.exported wanted checkpoint
+    wanted=$(printf '%s\n' "$@")
+    if [[ "$(cat "$marker" 2>/dev/null || true)" != "$wanted" ]]; then
+        rm -f "$marker"
+        for checkpoint in "$@"; do
+            say "exporting $checkpoint"
+            vlm-export model --checkpoint "$checkpoint" --repository "$REPOSITORY"
+        done
+        echo "$wanted" >"$marker"
     fi
 }
 
@@ -51,10 +58,10 @@ check_tensorrt_versions() {
 
 mkdir -p "$REPOSITORY" "$CACHE/tensorrt" "$CACHE/ort-tensorrt"
 vlm-export repository --repository "$REPOSITORY"
-ensure_checkpoint "$CLIP_CHECKPOINT"
-ensure_checkpoint "$LLAVA_CHECKPOINT"
-ensure_export clip "$CLIP_CHECKPOINT"
-ensure_export llava "$LLAVA_CHECKPOINT"
+for checkpoint in "${CHECKPOINTS[@]}"; do
+    ensure_checkpoint "$checkpoint"
+done
+ensure_exports "${CHECKPOINTS[@]}"
 if [[ $TARGET == gpu ]]; then
     check_tensorrt_versions
     vlm-export engine --repository "$REPOSITORY" --precision "$PRECISION" --timing-cache "$CACHE/tensorrt/timing.cache"
@@ -68,8 +75,9 @@ fi
 # vlm-serve runs tritonserver with the control APIs behind the operator's key (kept in the cache volume, or
 # the file VLM_CONTROL_KEY_FILE names: mount a secret there), restarts it if it dies and reloads a model whose
 # python stub dies. Triton's HTTP endpoint listens inside the container only (one deeply nested JSON body kills
-# tritonserver 2.51's HTTP frontend): clients use gRPC, the public front door is the gateway. VLM_FAMILIES
-# ("clip", "llava" or both, the default) picks the families; vlm-probe reads it too.
+# tritonserver 2.51's HTTP frontend): clients use gRPC, the public front door is the gateway. VLM_FAMILIES (a
+# space-separated list of families the repository's configs name, e.g. "clip llava"; default: every model in the
+# repository) picks what is served; vlm-probe reads it too, and finds the repository through VLM_REPOSITORY.
 families=()
 for family in ${VLM_FAMILIES:-}; do
     families+=(--family "$family")

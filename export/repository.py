@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from tritonclient.grpc import model_config_pb2 as mc
+
 from export.families import FAMILIES
 from export.families.base import ExportOptions
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
@@ -21,12 +23,36 @@ from export.triton_config import (
     python_model_config,
     to_pbtxt,
 )
+from serving.served import FAMILY_PARAMETER, PROBE_PARAMETER
 
 # The checked-in repository: the default models of the families the demo and the test server serve.
 ALL_MODELS: tuple[ModelSpec, ...] = tuple(
     spec for family in FAMILIES if family.checked_in for spec in family.models(ExportOptions())
 )
 VERSION = "1"
+
+
+def _served_parameters() -> dict[str, dict[str, str]]:
+    """Ensemble name -> the config parameters that tell serving what it serves (serving/served.py): its family, and
+    on the family's probe model the probe's task."""
+    tags: dict[str, dict[str, str]] = {}
+    for family in FAMILIES:
+        for options in (ExportOptions(), ExportOptions(fuse_projector=True)):
+            for spec in family.models(options):
+                if isinstance(spec, EnsembleSpec):
+                    tags[spec.name] = {FAMILY_PARAMETER: family.name}
+        tags[family.probe.model][PROBE_PARAMETER] = family.probe.task
+    return tags
+
+
+SERVED_PARAMETERS = _served_parameters()
+
+
+def served_ensemble_config(spec: EnsembleSpec) -> mc.ModelConfig:
+    config = ensemble_config(spec)
+    for key, value in sorted(SERVED_PARAMETERS.get(spec.name, {}).items()):
+        config.parameters[key].string_value = value
+    return config
 
 
 def adapter_source(entry_point: str) -> str:
@@ -55,7 +81,7 @@ def generated_files(specs: Iterable[ModelSpec] = ALL_MODELS) -> dict[str, str]:
             files[f"{spec.name}/config.pbtxt"] = to_pbtxt(python_model_config(spec))
             files[f"{version_dir}/model.py"] = adapter_source(spec.entry_point)
         elif isinstance(spec, EnsembleSpec):
-            files[f"{spec.name}/config.pbtxt"] = to_pbtxt(ensemble_config(spec))
+            files[f"{spec.name}/config.pbtxt"] = to_pbtxt(served_ensemble_config(spec))
             files[f"{version_dir}/.gitkeep"] = ""  # Triton needs the version folder of an ensemble
         else:
             raise TypeError(f"no config writer for {type(spec).__name__}")

@@ -14,14 +14,10 @@ from pathlib import Path
 
 from serving.control import read_or_create_control_key
 from serving.launcher import ServerError, ServerOptions, TritonServer
+from serving.served import RepositoryError, select
 from serving.supervisor import Supervisor
 
 TARGETS = ("embedded", "cpu", "gpu", "gpu-onnxruntime")  # as export.triton_config.TARGETS
-# What a family's clients call; Triton loads each ensemble's steps with it.
-FAMILIES = {
-    "clip": ("clip_image_embed", "clip_text_embed", "clip_rank"),
-    "llava": ("llava", "llava_decoder"),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for readiness")
     parser.add_argument(
         "--family",
-        choices=sorted(FAMILIES),
         action="append",
-        help="serve only this model family (repeatable); default: every model in the repository",
+        help="serve only this model family (clip, llava, ...: one the repository's configs name; repeatable); "
+        "default: every model in the repository",
     )
     parser.add_argument(
         "--control-key-file",
@@ -81,7 +77,9 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
         cache_size_bytes=args.cache_size,
         exit_timeout_s=args.exit_timeout,
         startup_timeout_s=args.startup_timeout,
-        models=tuple(model for family in args.family or () for model in FAMILIES[family]),
+        # What each family's clients call, as the repository's configs say (serving/served.py); Triton loads each
+        # ensemble's steps with it.
+        models=tuple(model for family in select(args.repository, args.family or ()) for model in family.models),
         extra_args=list(args.triton_args),
     )
     if args.control_key_file:
@@ -97,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         options = options_from(args)
+    except RepositoryError as error:
+        say(f"--family: {error}")
+        return 1
     except (OSError, ValueError) as error:
         say(f"--control-key-file: {getattr(error, 'strerror', None) or error}")
         return 1

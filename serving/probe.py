@@ -1,9 +1,11 @@
 """``vlm-probe ready|live``: health checks for Docker and Kubernetes that exercise the python models.
 
 ``/v2/health/ready`` stays true while a python model's stub is dead (Triton 2.51), so each check also sends
-every served family's entry model a real request with a fresh input (the response caches must not answer):
-``clip_rank`` runs the CLIP preprocess, both encoders, the tokenizer and the similarity; ``llava`` runs the
-LLaVA preprocess, vision tower, projector and one decoder step.
+every served family's probe model a real request with a fresh input (the response caches must not answer). The
+families, their probe models and the probe's task come from the repository's configs (serving/served.py): ``rank``
+(an image and a text through a dual encoder's rank ensemble: preprocess, both encoders, the tokenizer and the
+similarity, e.g. ``clip_rank``) or ``chat`` (one generated token about an image through a VLM's ensemble:
+preprocess, vision tower, projector and one decoder step, e.g. ``llava``).
 
 - ``ready``: the server is ready and every family answers. An orchestrator sends no traffic meanwhile.
 - ``live``: the server is live, and no family that Triton reports ready fails with a server error (a dead
@@ -25,13 +27,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-FAMILIES = ("clip", "llava")
+from serving.served import Probe, ProbeTask, RepositoryError, select, served_families
+
 _BUSY = ("exceeds maximum queue size", "request timeout expired", ": busy: ")
 
 
@@ -58,13 +62,13 @@ def _bytes_input(name: str, items: list[bytes]) -> grpcclient.InferInput:
     return tensor
 
 
-def _probe_clip(client: grpcclient.InferenceServerClient, timeout_s: float) -> None:
+def _probe_rank(client: grpcclient.InferenceServerClient, model: str, timeout_s: float) -> None:
     text = f"a probe {secrets.token_hex(4)}".encode()
     inputs = [_bytes_input("image", [_fresh_image()]), _bytes_input("text", [text])]
-    client.infer("clip_rank", inputs, client_timeout=timeout_s)
+    client.infer(model, inputs, client_timeout=timeout_s)
 
 
-def _probe_llava(client: grpcclient.InferenceServerClient, timeout_s: float) -> None:
+def _probe_chat(client: grpcclient.InferenceServerClient, model: str, timeout_s: float) -> None:
     """One token of a reply about a fresh image, through the decoupled ensemble's stream."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}]
     max_tokens = grpcclient.InferInput("max_tokens", [1], "INT32")
@@ -84,7 +88,7 @@ def _probe_llava(client: grpcclient.InferenceServerClient, timeout_s: float) -> 
 
     client.start_stream(callback=on_response, stream_timeout=timeout_s)
     try:
-        client.async_stream_infer("llava", inputs, enable_empty_final_response=True)
+        client.async_stream_infer(model, inputs, enable_empty_final_response=True)
         try:
             error = answers.get(timeout=timeout_s)
         except queue.Empty:
@@ -95,14 +99,15 @@ def _probe_llava(client: grpcclient.InferenceServerClient, timeout_s: float) -> 
         client.stop_stream(cancel_requests=True)
 
 
-PROBES: dict[str, tuple[str, Callable[[grpcclient.InferenceServerClient, float], None]]] = {
-    "clip": ("clip_rank", _probe_clip),
-    "llava": ("llava", _probe_llava),
+# By the task the repository's config names for the probe model.
+PROBES: dict[ProbeTask, Callable[[grpcclient.InferenceServerClient, str, float], None]] = {
+    "rank": _probe_rank,
+    "chat": _probe_chat,
 }
 
 
-def probe_family(url: str, family: str, timeout_s: float) -> Outcome:
-    model, probe = PROBES[family]
+def probe_model(url: str, family: str, probe: Probe, timeout_s: float) -> Outcome:
+    model = probe.model
     with grpcclient.InferenceServerClient(url) as client:
         try:
             ready = client.is_model_ready(model, client_timeout=timeout_s)
@@ -112,7 +117,7 @@ def probe_family(url: str, family: str, timeout_s: float) -> Outcome:
             return Outcome(family, model, False, False, "not ready")
         started = time.monotonic()
         try:
-            probe(client, timeout_s)
+            PROBES[probe.task](client, model, timeout_s)
         except InferenceServerException as error:
             message = error.message() or str(error)
             if any(phrase in message.lower() for phrase in _BUSY):
@@ -130,12 +135,13 @@ def server_state(url: str, timeout_s: float) -> tuple[bool, bool]:
             return False, False
 
 
-def check(kind: str, url: str, families: tuple[str, ...], timeout_s: float) -> tuple[bool, list[str]]:
+def check(kind: str, url: str, probes: list[tuple[str, Probe]], timeout_s: float) -> tuple[bool, list[str]]:
+    """``probes``: (family, its probe) pairs."""
     live, ready = server_state(url, timeout_s)
     lines = [f"server: {'live' if live else 'not live'}, {'ready' if ready else 'not ready'}"]
     if not live:
         return False, lines
-    outcomes = [probe_family(url, family, timeout_s) for family in families]
+    outcomes = [probe_model(url, family, probe, timeout_s) for family, probe in probes]
     lines += [f"{o.family} ({o.model}): {o.detail}" for o in outcomes]
     if kind == "ready":
         return ready and all(o.answered for o in outcomes), lines
@@ -149,18 +155,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kind", choices=("ready", "live"))
     parser.add_argument("--url", default="localhost:8001", help="Triton's gRPC endpoint")
     parser.add_argument(
+        "--repository",
+        type=Path,
+        default=Path(os.environ.get("VLM_REPOSITORY", "model_repository")),
+        help="the model repository the server serves, whose configs name the families and their probes "
+        "(default: $VLM_REPOSITORY, else ./model_repository)",
+    )
+    parser.add_argument(
         "--family",
-        choices=FAMILIES,
         action="append",
-        help="a family the server serves (repeatable; default: $VLM_FAMILIES, a space-separated list, else all)",
+        help="a family the server serves (repeatable; default: $VLM_FAMILIES, a space-separated list, else every "
+        "family the repository holds)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
     args = parser.parse_args(argv)
-    families = tuple(args.family or os.environ.get("VLM_FAMILIES", "").split() or FAMILIES)
-    unknown = sorted(set(families) - set(FAMILIES))
-    if unknown:
-        parser.error(f"VLM_FAMILIES: unknown families {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
-    passed, lines = check(args.kind, args.url, families, args.timeout)
+    try:
+        names = args.family or os.environ.get("VLM_FAMILIES", "").split() or list(served_families(args.repository))
+        families = select(args.repository, names)
+    except RepositoryError as error:
+        parser.error(str(error))
+    if not families:
+        parser.error(f"the repository {args.repository} holds no family to probe")
+    probes = [(family.name, probe) for family in families for probe in family.probes]
+    passed, lines = check(args.kind, args.url, probes, args.timeout)
     print(f"vlm-probe {args.kind}: {'pass' if passed else 'FAIL'}; " + "; ".join(lines), flush=True)
     return 0 if passed else 1
 

@@ -26,6 +26,7 @@ class ServeProcess:
 
     def __init__(self, repository: Path, folder: Path, *args: str, startup_timeout_s: float = 240) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.repository = repository
         self.key_file = folder / "control-key"
         self.log_file = folder / "tritonserver.log"
         self.command = [

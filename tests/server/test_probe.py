@@ -30,6 +30,7 @@ def unsupervised(model_repository: Path, tmp_path_factory: pytest.TempPathFactor
 
 def probe(serve: ServeProcess, kind: str, *families: str) -> tuple[int, str]:
     flags = [arg for family in families for arg in ("--family", family)]
+    flags += ["--repository", str(serve.repository)]  # whose configs name the families and their probes
     result = subprocess.run(
         [sys.executable, "-m", "serving.probe", kind, "--url", serve.grpc_url, "--timeout", "20", *flags],
         capture_output=True,
@@ -53,7 +54,19 @@ def test_a_family_the_server_does_not_serve_fails_readiness_but_not_liveness(uns
     assert probe(unsupervised, "live", "clip", "llava")[0] == 0
 
 
+def test_the_probe_finds_every_family_and_its_probe_in_the_repository_and_names_what_it_lacks(
+    unsupervised: ServeProcess,
+) -> None:
+    code, output = probe(unsupervised, "live")  # no --family: every family the repository's configs name
+    assert code == 0, output
+    assert "clip (clip_rank): answered in" in output and "siglip (siglip_rank): not ready" in output
+    assert "llava (llava): not ready" in output
+    code, output = probe(unsupervised, "ready", "gemma")
+    assert code == 2 and "holds no family 'gemma'; it holds: clip, llava, siglip" in output
+
+
 def test_a_dead_stub_fails_both_probes_while_triton_still_says_ready(unsupervised: ServeProcess) -> None:
+    # Last: it leaves the module's server with a dead stub.
     for tokenizer in unsupervised.stubs("clip_tokenize"):  # every instance, so no request finds a live one
         os.kill(tokenizer.pid, signal.SIGKILL)
     with urllib.request.urlopen(f"http://{unsupervised.http_url}/v2/health/ready", timeout=10) as response:

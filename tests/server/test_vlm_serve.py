@@ -146,11 +146,17 @@ def test_a_model_name_the_repository_lacks_is_named(tmp_path: Path) -> None:
     assert "no_such_model" in str(caught.value)
 
 
-def test_each_family_names_models_the_generated_repository_defines() -> None:
-    from export.repository import ALL_MODELS
-    from serving.cli import FAMILIES, parse_args
+def test_each_family_serves_the_ensembles_the_checked_in_repository_tags_with_it() -> None:
+    from serving.cli import options_from, parse_args
 
-    defined = {spec.name for spec in ALL_MODELS}
-    for family, models in FAMILIES.items():
-        assert set(models) <= defined and all(model.startswith(family) for model in models)
-    assert parse_args(["--family", "clip", "--family", "llava"]).family == ["clip", "llava"]
+    args = parse_args(["--repository", str(REPO_ROOT / "model_repository"), "--family", "clip", "--family", "llava"])
+    assert args.family == ["clip", "llava"]
+    assert options_from(args).models == ("clip_image_embed", "clip_rank", "clip_text_embed", "llava")
+    assert options_from(parse_args(["--repository", str(REPO_ROOT / "model_repository")])).models == ()
+
+
+def test_a_family_the_repository_lacks_is_refused_naming_the_ones_it_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    from serving.cli import main
+
+    assert main(["--repository", str(REPO_ROOT / "model_repository"), "--family", "siglip"]) == 1
+    assert "holds no family 'siglip'; it holds: clip, llava" in capsys.readouterr().err

@@ -182,6 +182,44 @@ def test_the_entrypoint_passes_vlm_serve_only_flags_it_has() -> None:
     assert args.family == ["clip"] and args.triton_args == ["--log-info=true"]
 
 
+def _run_entrypoint(tmp_path: Path, **env: str) -> list[str]:
+    """The entrypoint with vlm-checkpoint, vlm-export and vlm-serve replaced by stubs that log their arguments."""
+    stubs, log = tmp_path / "bin", tmp_path / "calls.log"
+    stubs.mkdir(exist_ok=True)
+    for command in ("vlm-checkpoint", "vlm-export", "vlm-serve"):
+        (stubs / command).write_text(f'#!/usr/bin/env bash\necho "{command} $*" >>"{log}"\n')
+        (stubs / command).chmod(0o755)
+    log.write_text("")
+    environment = {"PATH": f"{stubs}:/usr/bin:/bin", "VLM_CACHE": str(tmp_path / "cache"), "VLM_TARGET": "embedded"}
+    result = subprocess.run(
+        ["bash", DOCKER / "entrypoint.sh"], env={**environment, **env}, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return log.read_text().splitlines()
+
+
+def test_the_entrypoint_exports_each_checkpoint_by_its_config_once_and_serves_the_families_asked_for(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    calls = _run_entrypoint(tmp_path)
+    exports = [call for call in calls if call.startswith("vlm-export model")]
+    assert exports == [
+        f"vlm-export model --checkpoint {cache}/checkpoints/{name} --repository {cache}/model_repository"
+        for name in ("tiny-clip", "tiny-llava")
+    ]
+    assert calls[-1].startswith("vlm-serve ") and "--family" not in calls[-1]
+    # A second start with the same checkpoints exports nothing; a changed list is exported whole.
+    calls = _run_entrypoint(tmp_path, VLM_FAMILIES="clip llava")
+    assert not [call for call in calls if call.startswith("vlm-export model")]
+    assert "--family clip --family llava -- " in calls[-1] + " "
+    calls = _run_entrypoint(tmp_path, VLM_CHECKPOINTS=f"{tmp_path}/siglip {tmp_path}/clip")
+    assert [call.split()[3] for call in calls if call.startswith("vlm-export model")] == [
+        f"{tmp_path}/siglip",
+        f"{tmp_path}/clip",
+    ]
+
+
 def test_the_gateway_service_is_the_public_http_endpoint_in_front_of_tritons_grpc(compose: dict) -> None:
     gateway = compose["services"]["gateway"]
     assert gateway["entrypoint"] == ["vlm-gateway"] and gateway["ports"] == ["9000:9000"]
