@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving.generation.vllm_plugin import NO_BUSY_WAIT_ENV
 from serving.validators import positive_int
 
 MIB = 2**20
@@ -218,6 +219,11 @@ def start_vllm(
 ) -> EngineLoop:
     """Import vLLM and start an ``AsyncLLM`` for ``checkpoint`` on its own loop thread."""
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    if not settings.on_gpu:
+        # CPU hosts: the engine core and its worker must not busy-wait for each other on cores that the model, the
+        # server and its clients need (cancels came after the streams they cancel had ended); see vllm_plugin.
+        # An operator who prefers vLLM's spin sets the variable to 0.
+        os.environ.setdefault(NO_BUSY_WAIT_ENV, "1")
     multiprocessing.set_executable(orphan_proof_executable())
 
     def build() -> Any:
