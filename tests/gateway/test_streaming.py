@@ -13,7 +13,6 @@ from serving.launcher import TritonServer
 from tests.gateway.conftest import data_url
 from tests.images import encode, scene
 from tests.server.statistics import (
-    CANCELLATION_LATENCY,
     finished_requests,
     metric_total,
     wait_for_idle_decoder,
@@ -71,7 +70,6 @@ def test_a_rejected_stream_answers_with_its_status_not_an_event(http: httpx.Clie
     assert error["param"] == "max_tokens" and error["message"].startswith("max_tokens: ")
 
 
-@CANCELLATION_LATENCY
 def test_disconnecting_mid_stream_frees_the_decoder_slot_within_a_second(
     http: httpx.Client, server: TritonServer
 ) -> None:

@@ -7,7 +7,6 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-import pytest
 import tritonclient.grpc as grpcclient
 
 from serving.launcher import TritonServer
@@ -72,13 +71,3 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30) 
 
 def wait_for_idle_decoder(server: TritonServer) -> None:
     wait_until(lambda: metric_total(server, "vlm_decoder_active_sequences") == 0, "the decoder is idle")
-
-
-# A known defect of the decoder on vLLM (issue 25): in the full suite a cancel (a closed gRPC or HTTP stream plus the
-# client's cancel request) can reach the decoder's stub only after the stream it cancels has run hundreds of tokens, or
-# to its end; alone these tests pass. One cause is fixed (Triton's 8 HTTP threads, each held by an open stream: the
-# launcher now passes 64); gRPC cancels are still late in the suite, cause not found. Tests that need the cancellation
-# within a stream's life run, and report, but do not fail the suite until it is found.
-CANCELLATION_LATENCY = pytest.mark.xfail(
-    reason="known: cancellations can reach the vLLM decoder only after the stream ends (issue 25)", strict=False
-)

@@ -16,7 +16,7 @@ from client import RetryPolicy, ServerBusyError, VLMClient, VLMError
 from export.families.clip.spec import CLIP_PREPROCESS
 from export.families.llava.spec import MAX_NUM_SEQS, MAX_WAITING_REQUESTS
 from serving.launcher import TritonServer
-from tests.server.statistics import CANCELLATION_LATENCY, wait_for_idle_decoder
+from tests.server.statistics import wait_for_idle_decoder
 from tests.server.test_bad_input import assert_server_still_serving
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -74,7 +74,6 @@ def test_an_image_flood_is_refused_as_busy_sooner_than_any_admitted_request_is_a
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-@CANCELLATION_LATENCY
 def test_a_generation_flood_past_the_decoders_waiting_list_is_refused_as_busy(
     server: TritonServer, protocol: str
 ) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from client import AsyncVLMClient, Completion, VLMClient, prompts
 from serving.launcher import TritonServer
 from tests.images import encode, scene
-from tests.server.statistics import CANCELLATION_LATENCY, finished_requests, metric_total, wait_for_idle_decoder
+from tests.server.statistics import finished_requests, metric_total, wait_for_idle_decoder
 
 GREEDY = {"max_tokens": 8}
 
@@ -68,7 +68,6 @@ def test_the_generation_tasks_answer_as_the_sync_client_does(url: str, protocol:
     assert isinstance(final, Completion) and "".join(pieces) == final.text and pieces
 
 
-@CANCELLATION_LATENCY
 def test_breaking_out_of_an_async_stream_cancels_it_on_the_server(
     server: TritonServer, url: str, protocol: str
 ) -> None:
@@ -90,7 +89,6 @@ def test_breaking_out_of_an_async_stream_cancels_it_on_the_server(
     assert metric_total(server, "vlm_decoder_active_sequences") == 0
 
 
-@CANCELLATION_LATENCY
 def test_closing_the_async_client_cancels_its_open_stream(server: TritonServer, url: str, protocol: str) -> None:
     cancelled_before = finished_requests(server, "cancelled")
 

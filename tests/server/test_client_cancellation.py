@@ -7,7 +7,6 @@ from client import VLMClient, prompts
 from serving.launcher import TritonServer
 from tests.images import encode, scene
 from tests.server.statistics import (
-    CANCELLATION_LATENCY,
     finished_requests,
     metric_total,
     wait_for_idle_decoder,
@@ -17,7 +16,6 @@ from tests.server.statistics import (
 LONG = 1800  # with ignore_eos, a stream of seconds on tiny-llava
 
 
-@CANCELLATION_LATENCY
 def test_breaking_out_of_a_stream_cancels_it_on_the_server(server: TritonServer, url: str, protocol: str) -> None:
     cancelled_before = finished_requests(server, "cancelled")
     with VLMClient(url, protocol=protocol) as client:
@@ -31,7 +29,6 @@ def test_breaking_out_of_a_stream_cancels_it_on_the_server(server: TritonServer,
     assert metric_total(server, "vlm_decoder_active_sequences") == 0
 
 
-@CANCELLATION_LATENCY
 def test_closing_the_client_cancels_its_open_streams(server: TritonServer, url: str, protocol: str) -> None:
     cancelled_before = finished_requests(server, "cancelled")
     with VLMClient(url, protocol=protocol) as client:

@@ -28,7 +28,7 @@ from client import (
 )
 from serving.launcher import TritonServer
 from tests.images import encode, scene
-from tests.server.statistics import CANCELLATION_LATENCY, wait_for_idle_decoder
+from tests.server.statistics import wait_for_idle_decoder
 
 
 def _counting_policy(failures: list[VLMError]) -> RetryPolicy:
@@ -132,7 +132,6 @@ def _cancel_on_the_server(server: TritonServer, request_id: str) -> None:
         assert json.loads(response.read())["cancelled"] == 1
 
 
-@CANCELLATION_LATENCY
 def test_a_stream_stopped_by_the_server_is_interrupted_with_its_partial_text(
     server: TritonServer, url: str, protocol: str
 ) -> None:

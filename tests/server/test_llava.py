@@ -16,7 +16,6 @@ from tests.conftest import REPO_ROOT
 from tests.images import encode, scene
 from tests.reference import LlavaReference
 from tests.server.statistics import (
-    CANCELLATION_LATENCY,
     cache_hits,
     finished_requests,
     metric_total,
@@ -92,7 +91,6 @@ def test_a_stop_string_ends_the_served_completion_just_before_it(url: str, proto
 
 
 @pytest.mark.parametrize("images", [1, 0], ids=["ensemble", "text-only"])
-@CANCELLATION_LATENCY
 def test_a_cancelled_stream_frees_its_slot_and_the_next_request_is_served(
     server: TritonServer, url: str, protocol: str, images: int
 ) -> None:
