@@ -121,13 +121,7 @@ def orphan_proof_executable() -> str:
     if setpriv is None:  # util-linux is missing: children are not tied to the stub
         return sys.executable
     script = Path(tempfile.mkdtemp(prefix="vlm-spawn-")) / "python"
-    # A parent killed before setpriv armed the signal leaves no one to send it: the inner shell, started after it is
-    # armed, exits when its parent is no longer the one that spawned it (the orphan was re-parented).
-    script.write_text(
-        "#!/bin/sh\n"
-        f"exec {setpriv} --pdeathsig KILL /bin/sh -c "
-        f'\'[ "$PPID" = "$1" ] || exit 1; shift; exec "$0" "$@"\' "{sys.executable}" "$PPID" "$@"\n'
-    )
+    script.write_text(f'#!/bin/sh\nexec {setpriv} --pdeathsig KILL "{sys.executable}" "$@"\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return str(script)
 

@@ -4,6 +4,7 @@ orphan-proof spawn wrapper on real processes, and the loop thread around a stand
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import textwrap
@@ -96,6 +97,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _executable(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
 @pytest.mark.timeout(60)
 def test_a_spawned_child_dies_with_a_parent_that_is_killed(tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
@@ -103,6 +111,12 @@ def test_a_spawned_child_dies_with_a_parent_that_is_killed(tmp_path: Path) -> No
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=".")
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
+    # The wrapper arms the signal, then becomes Python: a parent killed in that first instant leaves an orphan
+    # (setpriv cannot check that its parent still lives), so the kill waits until the child runs Python.
+    python = os.path.realpath(sys.executable)
+    deadline = time.monotonic() + 10
+    while _executable(child) != python and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert _alive(child)
     parent.kill()
     parent.wait()
