@@ -277,14 +277,15 @@ class TritonServer:
     def watch_stubs(self, reloaded: str | None = None) -> set[str]:
         """Look at the stub processes running now; the models with a stub that died since the last look.
         They are remembered, so that stop() can kill the ones a crashed server left behind (they are no
-        longer its children by then). A ``reloaded`` model's old instances are forgotten first: they left on
-        purpose."""
+        longer its children by then). A ``reloaded`` model's old instances are forgotten first (they left on
+        purpose) and each must run again."""
         if not self.running:
             return set()
         assert self.process is not None
+        server_pid = self.process.pid
         if reloaded is not None:
-            self.stubs.forget(reloaded)
-        return self.stubs.look(python_stubs(self.process.pid))
+            return self.stubs.look_after_reload(reloaded, lambda: python_stubs(server_pid))
+        return self.stubs.look(python_stubs(server_pid))
 
     def start(self, cancel: threading.Event | None = None, append_log: bool = False) -> TritonServer:
         """Start and wait until every model is ready; setting ``cancel`` (from a signal handler) aborts.

@@ -8,11 +8,14 @@ fails, so the supervisor watches these processes itself (``StubWatch``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 STUB_NAME = "triton_python_backend_stub"
 _INSTANCE_ARG = 8  # the stub launcher's argument order: ... parent pid, python lib path, ipc handle, instance name
+RELIST_PAUSE_S = 0.2  # before a second listing, when one lacked an instance that should run
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,17 @@ class StubWatch:
 
     def forget(self, model: str) -> None:
         self.known = {name: stub for name, stub in self.known.items() if stub.model != model}
+
+    def look_after_reload(self, model: str, list_stubs: Callable[[], dict[str, Stub]]) -> set[str]:
+        """A look once ``model`` was reloaded: its old instances left on purpose, and each must run again. One that
+        is missing from two listings died before this look (a stub killed as its load finished), which a plain
+        look cannot see: it never knew that stub."""
+        instances = {name for name, stub in self.known.items() if stub.model == model}
+        self.forget(model)
+        died = self.look(list_stubs())
+        if instances - self.known.keys():
+            time.sleep(RELIST_PAUSE_S)  # a listing of /proc can miss a live child for a moment
+            died |= self.look(list_stubs())
+        if instances - self.known.keys():
+            died.add(model)
+        return died

@@ -151,3 +151,12 @@ def test_a_forgotten_model_is_not_reported(server: FakeServer) -> None:
     assert watch.look(server.stubs()) == set()
     kill(server.pids[2])
     assert watch.look(server.stubs()) == {"llava_decoder"}
+
+
+def test_an_instance_that_died_before_the_look_after_its_reload_is_reported(server: FakeServer) -> None:
+    watch = StubWatch()
+    watch.look(server.stubs())
+    assert watch.look_after_reload("clip_preprocess", server.stubs) == set()  # both instances run
+    kill(server.pids[2])  # as if the reload's new llava_decoder stub died before anything looked at it
+    assert watch.look_after_reload("llava_decoder", server.stubs) == {"llava_decoder"}
+    assert watch.look(server.stubs()) == set()  # reported once
