@@ -25,14 +25,13 @@ from export.families.llava.spec import LLAVA_DECODER
 from serving.stubs import is_running
 from tests.server.serve_process import ServeProcess, wait_for
 
-# Known (issue 25): on 2026-12-06 a decoder reloaded after its stub was killed hung in vLLM's warm-up (engine core
-# and worker up and idle, the first generate never answered) in two fresh-clone suites and once alone; it passed
-# alone once. Cause not found (a lost wake-up between vLLM's processes is suspected). These tests run and report
-# but do not fail the suite until it is.
-pytestmark = [
-    pytest.mark.timeout(600),
-    pytest.mark.xfail(reason="known: a reloaded decoder can hang in vLLM warm-up (issue 25)", strict=False),
-]
+pytestmark = pytest.mark.timeout(600)
+# How long the server may take to serve again. A decoder's reload is vLLM's start: the stub, then vLLM's engine core,
+# then its worker, each a new Python importing torch and vLLM, one after another: 28 s on a quiet 2-core machine and
+# 38-57 s with other work on it (a kill loop of 2026-12-06; no reload hung in it). A restart loads every model.
+RELOAD_BOUND_S = 120
+ENGINE_REBUILD_BOUND_S = 60  # the stub lives: only the engine core and its worker start again
+RESTART_BOUND_S = 180
 QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is shown?"}]}]
 
 
@@ -76,10 +75,10 @@ def test_a_killed_stub_is_reloaded_and_readiness_is_false_until_it_serves_again(
         return f"(vlm-serve said: {supervised.errors[-6:]})"
 
     wait_for(lambda: not supervised.ready(), "readiness turns false", timeout_s=10, explain=said)
-    wait_for(lambda: supervised.ready(), "the server is ready again", timeout_s=30, explain=said)
+    wait_for(lambda: supervised.ready(), "the server is ready again", RELOAD_BOUND_S, explain=said)
     seed = iter(range(100, 10_000, 2))
     wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", 30, explain=said)
-    assert time.monotonic() - killed_at < 30
+    assert time.monotonic() - killed_at < RELOAD_BOUND_S
     wait_for(lambda: supervised.said(f"the python stub of {model} died"), "vlm-serve tells of the death", 10)
     instances = {"llava_decoder": LLAVA_DECODER, "clip_preprocess": CLIP_PREPROCESS}[model].resources.instance_count
     assert len(supervised.stubs(model)) == instances
@@ -120,8 +119,8 @@ def test_a_killed_engine_core_is_rebuilt_and_requests_are_refused_as_not_ready_m
     os.kill(core, signal.SIGKILL)
     wait_for(lambda: refused_as_not_ready(supervised), "the decoder refuses as not ready", timeout_s=10)
     seed = iter(range(20_000, 30_000, 2))
-    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", timeout_s=60)
-    assert time.monotonic() - killed_at < 60
+    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", ENGINE_REBUILD_BOUND_S)
+    assert time.monotonic() - killed_at < ENGINE_REBUILD_BOUND_S
     assert engine_cores(supervised) and core not in engine_cores(supervised)
 
 
@@ -168,8 +167,8 @@ def test_a_request_that_crashes_tritonserver_is_survived_without_a_manual_step(
     post_raw(supervised, body, *headers)
     wait_for(lambda: not is_running(before), "tritonserver 2.51 dies of it", timeout_s=60)
     seed = iter(range(20_000, 30_000, 2))
-    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", timeout_s=90)
-    assert time.monotonic() - sent_at < 60
+    wait_for(lambda: serves_clip_and_llava(supervised, next(seed)), "requests succeed again", RESTART_BOUND_S)
+    assert time.monotonic() - sent_at < RESTART_BOUND_S
     assert supervised.tritonserver.pid != before
     # Requests can succeed before start() has seen every model ready and vlm-serve has said so.
     wait_for(lambda: supervised.said("tritonserver is serving again"), "vlm-serve tells of the restart", 10)
