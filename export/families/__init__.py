@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from export.families.base import Family
-from export.families.clip.family import ClipFamily
+from export.families.clip.family import CLIP_FAMILY
 from export.families.llava.family import LlavaFamily
-from export.families.siglip.family import SiglipFamily
+from export.families.siglip.family import SIGLIP_FAMILY
 
 FAMILIES: tuple[Family, ...] = (
-    ClipFamily(),
+    CLIP_FAMILY,
     LlavaFamily(),
-    SiglipFamily(),
+    SIGLIP_FAMILY,
 )
 CONFIG_FILE = "config.json"
 

@@ -10,8 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
+from export import families
 from export.cli import main as vlm_export
-from export.families.clip import exporter as clip_export
+from export.families.clip.family import CLIP_FAMILY
 from export.families.clip.spec import CLIP_TEXT, CLIP_VISION
 from export.parity import ParityReport
 from export.specs import Tolerance
@@ -77,8 +78,8 @@ def test_vlm_export_exits_non_zero_when_parity_is_past_the_tolerance(
     tiny_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     impossible = Tolerance(max_abs_diff=1e-30, min_cosine=1.0)
-    text = replace(clip_export.CLIP.text, tolerance=impossible)
-    monkeypatch.setattr(clip_export, "CLIP", replace(clip_export.CLIP, text=text))
+    strict = replace(CLIP_FAMILY, specs=replace(CLIP_FAMILY.specs, text=replace(CLIP_TEXT, tolerance=impossible)))
+    monkeypatch.setattr(families, "FAMILIES", tuple(strict if f is CLIP_FAMILY else f for f in families.FAMILIES))
     repository = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "model_repository", repository, ignore=shutil.ignore_patterns("*.onnx*", "*.json"))
     before = sorted(p.relative_to(repository) for p in repository.rglob("*"))
