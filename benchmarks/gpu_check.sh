@@ -33,7 +33,7 @@ declare -A LIMIT=([environment]=20 [precision]=170 [gpu_tests]=60 [checkpoints]=
 KILL_GRACE_S=2
 PRECISION_ARGS=(--device cuda --budget-s 140)
 if [[ ${GPU_CHECK_TINY:-0} == 1 ]]; then
-    PRECISION_ARGS=(--device cpu --presets "tiny-clip,tiny-llava,tiny-siglip" --batch-sizes "1,2" --warmup 1
+    PRECISION_ARGS=(--device cpu --presets "tiny-clip,tiny-llava,tiny-siglip,tiny-siglip2" --batch-sizes "1,2" --warmup 1
         --min-seconds 0.01 --budget-s 60)
 fi
 

@@ -20,6 +20,7 @@ from checkpoints.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
 from checkpoints.dual_encoder_preset import DualEncoderPreset
 from checkpoints.llava_preset import LLAVA_PRESETS, LlavaPreset
 from checkpoints.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
+from checkpoints.siglip2_preset import SIGLIP2_PRESETS
 from checkpoints.siglip_preset import SIGLIP_PRESETS, SiglipPreset
 from checkpoints.tokenizer_training import train_clip_tokenizer
 from checkpoints.tower_shape import TowerShape
@@ -87,6 +88,7 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | 
         ),
         *LLAVA_PRESETS,
         *SIGLIP_PRESETS,
+        *SIGLIP2_PRESETS,
         SHAPES_CLIP_PRESET,
         SHAPES_LLAVA_PRESET,
     )

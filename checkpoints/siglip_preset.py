@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import SiglipConfig, SiglipModel, SiglipProcessor
+from transformers import PreTrainedTokenizerBase, SiglipConfig, SiglipModel, SiglipProcessor
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
 from checkpoints.dual_encoder_preset import DualEncoderPreset
@@ -32,21 +33,24 @@ class SiglipPreset(DualEncoderPreset):
     def build(self, out: Path) -> Path:
         tokenizer = train_siglip_tokenizer(self.tokenizer_vocab_size, self.context_length)
         self.check_tokenizer(tokenizer)
-        config = SiglipConfig(
-            # SigLIP's tokenizer has no start token: its end token stands in.
-            text_config=self.text_config(tokenizer, bos_token_id=tokenizer.eos_token_id),
-            vision_config=self.vision_config(),
-        )
+        # SigLIP's tokenizer has no start token: its end token stands in.
+        text_config = self.text_config(tokenizer, bos_token_id=tokenizer.eos_token_id)
         torch.manual_seed(self.seed)
-        model = SiglipModel(config).eval()
+        model = self.model(text_config, self.vision_config()).eval()
         with torch.no_grad():
             model.logit_scale.fill_(self.logit_scale)
             model.logit_bias.fill_(self.logit_bias)
-        image_processor = SiglipImageProcessorPil(size={"height": self.image_size, "width": self.image_size})
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out)
-        SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
+        self.processor(tokenizer).save_pretrained(out)
         return out
+
+    def model(self, text_config: dict[str, Any], vision_config: dict[str, Any]) -> Any:
+        return SiglipModel(SiglipConfig(text_config=text_config, vision_config=vision_config))
+
+    def processor(self, tokenizer: PreTrainedTokenizerBase) -> Any:
+        image_processor = SiglipImageProcessorPil(size={"height": self.image_size, "width": self.image_size})
+        return SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
 TINY_SIGLIP = SiglipPreset(

@@ -50,6 +50,11 @@ def export_encoder(
     out_dir: Path,
     opset: int,
 ) -> ParityReport:
+    for tensor in spec.inputs:  # the graph is traced at the feeds' dtypes: they must be the ones it is served
+        if feeds[-1][tensor.name].dtype != np.dtype(tensor.dtype):
+            raise ValueError(
+                f"{spec.name}: parity feed {tensor.name} is {feeds[-1][tensor.name].dtype}, not {tensor.dtype}"
+            )
     example = {k: torch.from_numpy(v[:2]) for k, v in feeds[-1].items()}
     onnx_path = export_component(module, example, spec, sizes, out_dir, opset)
     output = spec.outputs[0].name

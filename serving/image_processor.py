@@ -40,7 +40,7 @@ _KNOWN_KEYS = {
 _OFF_WHEN_FALSE = ("do_pad", "do_reduce_labels")  # harmless when present and false
 
 
-def _side(field: str, value: object) -> int:
+def positive_setting(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{PREPROCESSOR_FILE}: {field} must be a positive integer, got {value!r}")
     return value
@@ -49,16 +49,22 @@ def _side(field: str, value: object) -> int:
 def _size(field: str, value: object, square_int: bool) -> tuple[str, tuple[int, int]]:
     """("shortest_edge", (n, n)) or ("fixed", (height, width)), as transformers reads ``size``/``crop_size``."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return ("fixed" if square_int else "shortest_edge"), (_side(field, value), _side(field, value))
+        return ("fixed" if square_int else "shortest_edge"), (
+            positive_setting(field, value),
+            positive_setting(field, value),
+        )
     if isinstance(value, dict) and set(value) == {"shortest_edge"}:
-        edge = _side(f"{field}.shortest_edge", value["shortest_edge"])
+        edge = positive_setting(f"{field}.shortest_edge", value["shortest_edge"])
         return "shortest_edge", (edge, edge)
     if isinstance(value, dict) and set(value) == {"height", "width"}:
-        return "fixed", (_side(f"{field}.height", value["height"]), _side(f"{field}.width", value["width"]))
+        return "fixed", (
+            positive_setting(f"{field}.height", value["height"]),
+            positive_setting(f"{field}.width", value["width"]),
+        )
     raise ValueError(f"{PREPROCESSOR_FILE}: {field} {value!r} is not supported (shortest_edge, or height and width)")
 
 
-def _triple(field: str, value: object) -> tuple[float, float, float]:
+def channel_setting(field: str, value: object) -> tuple[float, float, float]:
     values = [value] * 3 if isinstance(value, int | float) else value
     if not isinstance(values, list | tuple) or len(values) != 3 or not all(isinstance(v, int | float) for v in values):
         raise ValueError(f"{PREPROCESSOR_FILE}: {field} must be a number or three numbers, got {value!r}")
@@ -98,18 +104,46 @@ class ImageProcessorConfig:
             resample=int(resample),
             crop=crop if data.get("do_center_crop", CROPS_BY_DEFAULT[kind]) else None,
             rescale_factor=float(data.get("rescale_factor", 1 / 255)) if data.get("do_rescale", True) else None,
-            mean=_triple("image_mean", data["image_mean"]) if normalise else None,
-            std=_triple("image_std", data["image_std"]) if normalise else None,
+            mean=channel_setting("image_mean", data["image_mean"]) if normalise else None,
+            std=channel_setting("image_std", data["image_std"]) if normalise else None,
         )
 
     @classmethod
     def read(cls, folder: Path) -> ImageProcessorConfig:
-        """From ``preprocessor_config.json`` (an exported repository, a hub checkpoint), or else the
-        ``image_processor`` entry of ``processor_config.json`` (a checkpoint saved by transformers 5)."""
-        folder = Path(folder)
-        if (folder / PREPROCESSOR_FILE).is_file():
-            return cls.from_dict(json.loads((folder / PREPROCESSOR_FILE).read_text()))
-        return cls.from_dict(json.loads((folder / PROCESSOR_FILE).read_text())["image_processor"])
+        return cls.from_dict(read_settings(folder))
+
+
+def read_settings(folder: Path) -> dict[str, Any]:
+    """From ``preprocessor_config.json`` (an exported repository, a hub checkpoint), or else the ``image_processor``
+    entry of ``processor_config.json`` (a checkpoint saved by transformers 5)."""
+    folder = Path(folder)
+    if (folder / PREPROCESSOR_FILE).is_file():
+        settings: dict[str, Any] = json.loads((folder / PREPROCESSOR_FILE).read_text())
+        return settings
+    settings = json.loads((folder / PROCESSOR_FILE).read_text())["image_processor"]
+    return settings
+
+
+def pixel_table(
+    rescale_factor: float | None, mean: tuple[float, float, float] | None, std: tuple[float, float, float] | None
+) -> np.ndarray:
+    """[channel, uint8 value] -> the float32 pixel value after rescaling and normalising, as transformers computes it
+    (rescaled in float64, then float32)."""
+    values = np.arange(256, dtype=np.float64)
+    if rescale_factor is not None:
+        values = values * rescale_factor
+    table = np.broadcast_to(values.astype(np.float32), (3, 256))
+    if mean is not None and std is not None:
+        table = (table - np.array(mean, dtype=np.float32)[:, None]) / np.array(std, dtype=np.float32)[:, None]
+    return np.ascontiguousarray(table, dtype=np.float32)
+
+
+def apply_table(table: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """uint8 [H, W, 3] -> float32 [3, H, W] through ``pixel_table``."""
+    out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], pixels[..., channel], out=out[channel])
+    return out
 
 
 def resize_shape(width: int, height: int, edge: int) -> tuple[int, int]:
@@ -124,15 +158,7 @@ class ImageProcessor:
 
     def __init__(self, config: ImageProcessorConfig) -> None:
         self.config = config
-        values = np.arange(256, dtype=np.float64)
-        if config.rescale_factor is not None:
-            values = values * config.rescale_factor  # in float64, then float32, as transformers rescales
-        table = np.broadcast_to(values.astype(np.float32), (3, 256))
-        if config.mean is not None and config.std is not None:
-            mean = np.array(config.mean, dtype=np.float32)[:, None]
-            std = np.array(config.std, dtype=np.float32)[:, None]
-            table = (table - mean) / std
-        self.table = np.ascontiguousarray(table, dtype=np.float32)  # [channel, uint8 value] -> pixel value
+        self.table = pixel_table(config.rescale_factor, config.mean, config.std)
 
     @classmethod
     def from_folder(cls, folder: Path) -> ImageProcessor:
@@ -156,10 +182,11 @@ class ImageProcessor:
         pixels = np.asarray(image)
         if self.config.crop is not None:
             pixels = center_crop(pixels, *self.config.crop)
-        out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
-        for channel in range(3):
-            np.take(self.table[channel], pixels[..., channel], out=out[channel])
-        return out
+        return apply_table(self.table, pixels)
+
+    def tensors(self, image: Image.Image) -> dict[str, np.ndarray]:
+        """The vision tower's inputs for one image."""
+        return {"pixel_values": self(image)}
 
 
 def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:

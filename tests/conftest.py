@@ -1,5 +1,6 @@
-"""Session-wide artifacts: tiny CLIP, SigLIP and LLaVA checkpoints, one exported repository, and one real tritonserver
-serving it for the whole run (tests/server/ and tests/gateway/ share it), with the Hugging Face references."""
+"""Session-wide artifacts: tiny CLIP, SigLIP, SigLIP2 and LLaVA checkpoints, one exported repository, and one real
+tritonserver serving it for the whole run (tests/server/ and tests/gateway/ share it), with the Hugging Face
+references."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from export.parity import ParityReport
 from serving.launcher import TritonServer, loopback_options
-from tests.reference import ClipReference, LlavaReference, SiglipReference
+from tests.reference import ClipReference, LlavaReference, Siglip2Reference, SiglipReference
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,30 @@ def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         seed=3,
     )
     return preset.build(tmp_path_factory.mktemp("checkpoints") / "test-siglip")
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random SigLIP2 NaFlex of the tests' own shape: a 4x4 position grid that images of 64 patches and other aspect
+    ratios stretch, and the calibration of ``tiny_siglip`` (sigmoid scores away from 0 and 1)."""
+    from checkpoints.siglip2_preset import Siglip2Preset
+    from checkpoints.tower_shape import TowerShape
+
+    preset = Siglip2Preset(
+        name="test-siglip2",
+        image_size=64,
+        patch_size=16,
+        vision=TowerShape(hidden=32, layers=2, heads=4, intermediate=48),
+        text=TowerShape(hidden=32, layers=1, heads=2, intermediate=64),
+        vocab_size=700,
+        tokenizer_vocab_size=500,
+        context_length=64,
+        max_num_patches=64,
+        logit_scale=1.5,
+        logit_bias=-0.25,
+        seed=4,
+    )
+    return preset.build(tmp_path_factory.mktemp("checkpoints") / "test-siglip2")
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +116,19 @@ def exported_siglip(tiny_siglip: Path, repository_copy: Path) -> list[ParityRepo
 
 
 @pytest.fixture(scope="session")
+def exported_siglip2(tiny_siglip2: Path, repository_copy: Path) -> list[ParityReport]:
+    from export.families.siglip2.exporter import export_siglip2
+
+    return export_siglip2(tiny_siglip2, repository_copy)
+
+
+@pytest.fixture(scope="session")
 def model_repository(
     repository_copy: Path,
     exported_clip: list[ParityReport],
     exported_llava: list[ParityReport],
     exported_siglip: list[ParityReport],
+    exported_siglip2: list[ParityReport],
 ) -> Path:
     """The repository the test server serves: every family exported from its tiny checkpoint."""
     return repository_copy
@@ -116,6 +149,11 @@ def reference(tiny_clip: Path) -> ClipReference:
 @pytest.fixture(scope="session")
 def siglip_reference(tiny_siglip: Path) -> SiglipReference:
     return SiglipReference(tiny_siglip)
+
+
+@pytest.fixture(scope="session")
+def siglip2_reference(tiny_siglip2: Path) -> Siglip2Reference:
+    return Siglip2Reference(tiny_siglip2)
 
 
 @pytest.fixture(scope="session")

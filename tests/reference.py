@@ -48,10 +48,12 @@ class ClipReference:
 class SiglipReference:
     """``SiglipModel`` on the checkpoint, fed as its processor feeds it (texts padded to ``max_length``)."""
 
-    def __init__(self, checkpoint: Path) -> None:
-        from transformers import SiglipModel
+    model_class = "SiglipModel"
 
-        self.model = SiglipModel.from_pretrained(checkpoint).eval()
+    def __init__(self, checkpoint: Path) -> None:
+        import transformers
+
+        self.model = getattr(transformers, self.model_class).from_pretrained(checkpoint).eval()
         self.processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
 
     def _inputs(self, images: list[Image.Image] | None, texts: list[str] | None) -> dict[str, torch.Tensor]:
@@ -72,6 +74,25 @@ class SiglipReference:
         with torch.inference_mode():
             logits = self.model(**self._inputs(images, texts)).logits_per_image
         return logits.numpy(), torch.sigmoid(logits).numpy()
+
+
+class Siglip2Reference(SiglipReference):
+    """``Siglip2Model`` on the checkpoint, images at the patch budget its image processor saved: ``Siglip2Processor``
+    would otherwise apply its own default of 256 (its class defaults outrank the saved image processor's), which
+    real google/siglip2-*-naflex checkpoints also save."""
+
+    model_class = "Siglip2Model"
+
+    def _inputs(self, images: list[Image.Image] | None, texts: list[str] | None) -> dict[str, torch.Tensor]:
+        budget = self.processor.image_processor.max_num_patches
+        return self.processor(
+            images=images,
+            text=texts,
+            padding="max_length",
+            truncation=True,
+            max_num_patches=budget,
+            return_tensors="pt",
+        )
 
 
 def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,11 +15,13 @@ from export.families.base import Family
 from export.families.clip.family import CLIP_FAMILY
 from export.families.llava.family import LlavaFamily
 from export.families.siglip.family import SIGLIP_FAMILY
+from export.families.siglip2.family import SIGLIP2_FAMILY
 
 FAMILIES: tuple[Family, ...] = (
     CLIP_FAMILY,
     LlavaFamily(),
     SIGLIP_FAMILY,
+    SIGLIP2_FAMILY,
 )
 CONFIG_FILE = "config.json"
 

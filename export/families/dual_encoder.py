@@ -27,6 +27,7 @@ from export.specs import (
 
 TextPadding = Literal["longest", "max_length"]
 Scoring = Literal["softmax", "sigmoid"]
+PixelLayout = Literal["image", "patches"]
 
 VISION_MAX_BATCH = 32
 TEXT_MAX_BATCH = 64
@@ -46,7 +47,19 @@ PARITY_SENTENCES = (
 )
 _IMAGE_BYTES = TensorSpec("image", "bytes", (-1,))
 _TEXT_BYTES = TensorSpec("text", "bytes", (-1,))
-_PIXELS = ("float32", (3, "image_size", "image_size"))
+# Each image as the vision tower takes it: a square of pixels (CLIP, SigLIP), or NaFlex patches (SigLIP2): up to
+# max_num_patches patches of patch_dim values each, which of them are the image's, and its patch grid (rows,
+# columns), which sizes its position embeddings.
+VISION_INPUTS: dict[PixelLayout, tuple[TensorSpec, ...]] = {
+    "image": (TensorSpec("pixel_values", "float32", (3, "image_size", "image_size")),),
+    "patches": (
+        TensorSpec("pixel_values", "float32", ("max_num_patches", "patch_dim")),
+        TensorSpec("pixel_attention_mask", "int32", ("max_num_patches",), value_range=(0, 1)),
+        TensorSpec("spatial_shapes", "int64", (2,), value_range=(1, "max_num_patches")),
+    ),
+}
+# The preprocess step's parameter that says which layout it makes (absent: ``image``).
+PIXEL_LAYOUT_PARAMETERS: dict[PixelLayout, dict[str, str]] = {"image": {}, "patches": {"pixel_layout": "patches"}}
 _EMBED = ("float32", ("embed_dim",))
 # Reduced-precision TensorRT engines vs ONNX Runtime on L2-normalised embeddings (every value lies in [-1, 1]):
 # float16 keeps about 3 significant digits, bfloat16 about 2. Set from the formats, not yet measured on a GPU.
@@ -117,7 +130,9 @@ def _text_encoder(name: str, padding: TextPadding) -> OnnxComponentSpec:
     )
 
 
-def dual_encoder_models(prefix: str, text_padding: TextPadding, scoring: Scoring) -> DualEncoderModels:
+def dual_encoder_models(
+    prefix: str, text_padding: TextPadding, scoring: Scoring, pixels: PixelLayout = "image"
+) -> DualEncoderModels:
     """The models of one dual-encoder checkpoint, named ``<prefix>_preprocess``, ``<prefix>_vision``, ..."""
     # Response caching is on the ensembles, not on the encoders: Triton 2.51 caches a python model's error
     # response as an empty success, so a repeated bad request sent straight to a cached encoder would get an
@@ -125,7 +140,7 @@ def dual_encoder_models(prefix: str, text_padding: TextPadding, scoring: Scoring
     # the ensembles' caches keep errors out.
     vision = OnnxComponentSpec(
         name=f"{prefix}_vision",
-        inputs=(TensorSpec("pixel_values", *_PIXELS),),
+        inputs=VISION_INPUTS[pixels],
         outputs=(TensorSpec("image_embeds", *_EMBED),),
         max_batch_size=VISION_MAX_BATCH,
         queue=QueuePolicy(max_queue_size=VISION_MAX_BATCH, timeout_us=10_000_000),
@@ -140,13 +155,13 @@ def dual_encoder_models(prefix: str, text_padding: TextPadding, scoring: Scoring
     preprocess = PythonModelSpec(
         name=f"{prefix}_preprocess",
         inputs=(_IMAGE_BYTES, WAIT_FOR),
-        outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
+        outputs=tuple(TensorSpec(t.name, t.dtype, (-1, *t.dims)) for t in vision.inputs),
         entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
         # Two instances, though one is as fast (at concurrency 8 one served 0.85x and 1.00x of two, within the
         # noise) and a second holds 50 MiB more: SINGLE_INSTANCE_STALL (export/families/limits.py).
         resources=ENTRY_STEP,
         queue=STEP_QUEUE,
-        parameters=image_limits(VISION_MAX_BATCH),
+        parameters={**image_limits(VISION_MAX_BATCH), **PIXEL_LAYOUT_PARAMETERS[pixels]},
     )
     tokenize = PythonModelSpec(
         name=f"{prefix}_tokenize",
@@ -168,8 +183,9 @@ def dual_encoder_models(prefix: str, text_padding: TextPadding, scoring: Scoring
         queue=QueuePolicy(max_queue_size=16, timeout_us=10_000_000),  # its requests did their work: room for more
         parameters={"max_images": str(VISION_MAX_BATCH), "max_texts": str(TEXT_MAX_BATCH), "scoring": scoring},
     )
-    preprocess_step = EnsembleStep(preprocess.name, {"image": "image"}, {"pixel_values": "pixel_values"})
-    vision_step = EnsembleStep(vision.name, {"pixel_values": "pixel_values"}, {"image_embeds": "image_embeds"})
+    pixel_map = {t.name: t.name for t in vision.inputs}
+    preprocess_step = EnsembleStep(preprocess.name, {"image": "image"}, pixel_map)
+    vision_step = EnsembleStep(vision.name, pixel_map, {"image_embeds": "image_embeds"})
     token_map = {"input_ids": "input_ids", "attention_mask": "attention_mask"}
     tokenize_step = EnsembleStep(tokenize.name, {"text": "text"}, token_map)
     text_step = EnsembleStep(text.name, token_map, {"text_embeds": "text_embeds"})

@@ -7,7 +7,8 @@ check passes, so a failed export never leaves a half-written or out-of-tolerance
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +29,27 @@ from serving.triton_models.text_tokenize import TOKENIZER_DIR
 class DualEncoderSizes:
     """The checkpoint's values for the names the dual-encoder specs use."""
 
-    image_size: int
+    image: Mapping[str, int]  # the vision inputs' named dims: image_size, or max_num_patches and patch_dim
     embed_dim: int
     context_length: int
     max_token_id: int
     pad_token_id: int
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {
+            **self.image,
+            "embed_dim": self.embed_dim,
+            "context_length": self.context_length,
+            "max_token_id": self.max_token_id,
+            "pad_token_id": self.pad_token_id,
+        }
 
 
 @dataclass(frozen=True)
 class LoadedDualEncoder:
     """What a family's exporter reads off its checkpoint: the two towers as graphs to export (each ending in the
-    L2-normalised embedding), the processor the server reproduces, and the score's calibration."""
+    L2-normalised embedding), the processor the server reproduces, the score's calibration, and the vision tower's
+    parity inputs."""
 
     vision: torch.nn.Module
     text: torch.nn.Module
@@ -49,12 +57,18 @@ class LoadedDualEncoder:
     sizes: DualEncoderSizes
     logit_scale: float  # the multiplier, exp(logit_scale) of the checkpoint
     logit_bias: float
+    vision_feeds: Callable[[tuple[int, ...]], Feeds]  # batch sizes -> one feed each
 
 
-def pixel_feeds(sizes: DualEncoderSizes, batch_sizes: tuple[int, ...]) -> Feeds:
-    generator = np.random.default_rng(0)
-    shape = (3, sizes.image_size, sizes.image_size)
-    return [{"pixel_values": generator.standard_normal((n, *shape)).astype(np.float32)} for n in batch_sizes]
+def square_pixel_feeds(image_size: int) -> Callable[[tuple[int, ...]], Feeds]:
+    """Noise images of the tower's square size (CLIP, SigLIP)."""
+
+    def feeds(batch_sizes: tuple[int, ...]) -> Feeds:
+        generator = np.random.default_rng(0)
+        shape = (3, image_size, image_size)
+        return [{"pixel_values": generator.standard_normal((n, *shape)).astype(np.float32)} for n in batch_sizes]
+
+    return feeds
 
 
 def token_feeds(tokenizer: Any, sizes: DualEncoderSizes, batch_sizes: tuple[int, ...], padding: str) -> Feeds:
@@ -86,7 +100,7 @@ def export_dual_encoder(
             export_encoder(
                 loaded.vision,
                 models.vision,
-                pixel_feeds(sizes, models.vision.parity_batch_sizes),
+                loaded.vision_feeds(models.vision.parity_batch_sizes),
                 sizes.as_dict(),
                 staging / models.vision.name,
                 opset,

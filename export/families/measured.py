@@ -62,9 +62,11 @@ def dual_encoder_components(
         encoded = tokenizer(captions, padding=padding, truncation=True, max_length=max_length, return_tensors="pt")
         return {name: encoded[name].to(device) for name in ("input_ids", "attention_mask")}
 
-    pixels = pixel_feed(models.vision, sizes, device)
+    def images(n: int) -> Feed:
+        return {name: torch.from_numpy(value).to(device) for name, value in loaded.vision_feeds((n,))[0].items()}
+
     return [
-        MeasuredComponent(models.vision, loaded.vision.eval().to(device), "images", pixels, pixels),
+        MeasuredComponent(models.vision, loaded.vision.eval().to(device), "images", images, images),
         MeasuredComponent(
             models.text,
             loaded.text.eval().to(device),

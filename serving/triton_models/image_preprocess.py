@@ -1,4 +1,6 @@
-"""``clip_preprocess`` and ``llava_preprocess``: encoded image bytes [n] -> pixel values [n, 3, S, S].
+"""``clip_preprocess``, ``llava_preprocess``, ...: encoded image bytes [n] -> the vision tower's inputs for n images,
+in the layout the config's ``pixel_layout`` parameter names: ``image`` (the default), pixel values [n, 3, S, S];
+``patches`` (SigLIP2's NaFlex), pixel values [n, P, 3*p*p] with a patch mask [n, P] and patch grids [n, 2].
 
 Decoding is ours (strict and bounded, see ``serving.images``); resizing, cropping and normalisation follow the
 checkpoint's ``preprocessor_config.json`` with numpy and Pillow (``serving.image_processor``: no transformers,
@@ -10,6 +12,10 @@ parity tests).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
 import numpy as np
 from PIL import Image
 
@@ -17,6 +23,7 @@ from client.field_errors import FieldRef
 from serving.errors import InvalidInputError
 from serving.image_processor import ImageProcessor
 from serving.images import load_rgb, open_image
+from serving.naflex_processor import NaflexProcessor
 from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, require_count
 
@@ -24,14 +31,29 @@ IMAGE_PROCESSOR_DIR = "image_processor"
 DRAFT_MARGIN = 2  # a reduced-scale decode keeps at least this many source pixels per resized pixel on each side
 
 
-def draft_side(processor: ImageProcessor) -> int | None:
+class Processor(Protocol):
+    def resize_side(self) -> int | None: ...
+
+    def tensors(self, image: Image.Image) -> dict[str, np.ndarray]: ...
+
+
+PIXEL_LAYOUTS: dict[str, Callable[[Path], Processor]] = {
+    "image": ImageProcessor.from_folder,
+    "patches": NaflexProcessor.from_folder,
+}
+
+
+def draft_side(processor: Processor) -> int | None:
     target = processor.resize_side()
     return None if target is None else DRAFT_MARGIN * target
 
 
 class ImagePreprocess(PythonModel):
     def setup(self) -> None:
-        self.processor = ImageProcessor.from_folder(self.artifacts / IMAGE_PROCESSOR_DIR)
+        layout = self.parameters.get("pixel_layout", "image")
+        if layout not in PIXEL_LAYOUTS:
+            raise ValueError(f"pixel_layout must be one of {tuple(PIXEL_LAYOUTS)}, got {layout!r}")
+        self.processor = PIXEL_LAYOUTS[layout](self.artifacts / IMAGE_PROCESSOR_DIR)
         self.draft_side = draft_side(self.processor)
         self.max_images = self.int_parameter("max_images")
         self.max_image_pixels = self.int_parameter("max_image_pixels")
@@ -49,7 +71,8 @@ class ImagePreprocess(PythonModel):
             raise InvalidInputError(
                 "image", f"the request's images hold {total} pixels in all, the limit is {self.max_request_pixels}"
             )
-        return {"pixel_values": np.stack([self.pixels(image, FieldRef("image", i)) for i, image in enumerate(opened)])}
+        per_image = [self.tensors(image, FieldRef("image", i)) for i, image in enumerate(opened)]
+        return {name: np.stack([tensors[name] for tensors in per_image]) for name in per_image[0]}
 
-    def pixels(self, image: Image.Image, field: FieldRef) -> np.ndarray:
-        return self.processor(load_rgb(image, field, self.max_aspect_ratio, self.draft_side))
+    def tensors(self, image: Image.Image, field: FieldRef) -> dict[str, np.ndarray]:
+        return self.processor.tensors(load_rgb(image, field, self.max_aspect_ratio, self.draft_side))

@@ -21,7 +21,10 @@ from export.families.clip.spec import CLIP_VISION
 pytestmark = pytest.mark.timeout(180)
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPONENTS = {"clip_vision", "clip_text", "llava_vision", "llava_projector", "siglip_vision", "siglip_text"}
+COMPONENTS = {
+    *("clip_vision", "clip_text", "llava_vision", "llava_projector"),
+    *("siglip_vision", "siglip_text", "siglip2_vision", "siglip2_text"),
+}
 OUTPUT_FILES = {"summary.json", "precision.json", "precision.md", "gpu_check.log"}
 
 
@@ -74,7 +77,7 @@ def test_every_exported_component_is_compared_with_float32_and_timed_in_each_pre
     _, out = check
     precision = _json(out / "precision.json")
     assert precision["environment"]["device"] == "cpu" and precision["batch_sizes"] == [1, 2]
-    presets = ("tiny-clip", "tiny-llava", "tiny-siglip")
+    presets = ("tiny-clip", "tiny-llava", "tiny-siglip", "tiny-siglip2")
     rows = [row for preset in presets for row in precision["presets"][preset]["rows"]]
     assert {(row["component"], row["dtype"]) for row in rows} == {(c, d) for c in COMPONENTS for d in DTYPES}
     for row in rows:

@@ -53,6 +53,24 @@ def test_tiny_siglip_is_deterministic_and_loads_as_a_siglip_checkpoint(tmp_path:
     assert json.loads((first / "config.json").read_text())["architectures"] == ["SiglipModel"]
 
 
+def test_tiny_siglip2_is_deterministic_and_loads_as_a_naflex_siglip2_checkpoint(tmp_path: Path) -> None:
+    first = build_preset("tiny-siglip2", tmp_path / "first")
+    assert _digest(build_preset("tiny-siglip2", tmp_path / "second")) == _digest(first)
+    processor = AutoProcessor.from_pretrained(first, backend="pil")
+    assert type(processor).__name__ == "Siglip2Processor"
+    assert (processor.image_processor.patch_size, processor.image_processor.max_num_patches) == (16, 64)
+    config = json.loads((first / "config.json").read_text())
+    assert config["architectures"] == ["Siglip2Model"] and config["vision_config"]["num_patches"] == 16
+
+
+def test_the_siglip2_so400m_preset_has_the_published_shape() -> None:
+    preset = PRESETS["siglip2-so400m-patch16-naflex"]
+    vision = preset.vision_config()
+    assert (vision["hidden_size"], vision["num_hidden_layers"], vision["intermediate_size"]) == (1152, 27, 4304)
+    assert (vision["patch_size"], vision["num_patches"], preset.max_num_patches) == (16, 256, 256)
+    assert (preset.text.hidden, preset.context_length, preset.vocab_size) == (1152, 64, 256_000)
+
+
 @pytest.mark.parametrize(
     ("name", "image_size", "patch_size", "projection"),
     [("clip-vit-base-patch32", 224, 32, 512), ("clip-vit-large-patch14-336", 336, 14, 768)],
@@ -65,7 +83,7 @@ def test_real_size_presets_have_the_published_shapes(
     assert preset.vocab_size == CLIPConfig().text_config.vocab_size == 49408
 
 
-def test_the_registry_holds_the_clip_llava_siglip_and_trained_presets_by_name() -> None:
+def test_the_registry_holds_the_clip_llava_siglip_siglip2_and_trained_presets_by_name() -> None:
     assert list(PRESETS) == [
         "tiny-clip",
         "clip-vit-base-patch32",
@@ -75,6 +93,8 @@ def test_the_registry_holds_the_clip_llava_siglip_and_trained_presets_by_name() 
         "llava-1.5-7b",
         "bench-llava",
         "tiny-siglip",
+        "tiny-siglip2",
+        "siglip2-so400m-patch16-naflex",
         "shapes-clip",
         "shapes-llava",
     ]

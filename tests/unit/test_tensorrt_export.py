@@ -33,7 +33,10 @@ HOST = EngineHost("10.5.0", "NVIDIA H100 80GB HBM3", "9.0")
 NO_TENSORRT = importlib.util.find_spec("tensorrt") is None
 
 
-ENCODERS = ["clip_vision", "clip_text", "llava_vision", "llava_projector", "siglip_vision", "siglip_text"]
+ENCODERS = [
+    *("clip_vision", "clip_text", "llava_vision", "llava_projector"),
+    *("siglip_vision", "siglip_text", "siglip2_vision", "siglip2_text"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +45,7 @@ def exported(
     exported_clip: list[ParityReport],
     exported_llava: list[ParityReport],
     exported_siglip: list[ParityReport],
+    exported_siglip2: list[ParityReport],
 ) -> Path:
     return repository_copy
 
@@ -56,6 +60,16 @@ def test_siglip_text_feeds_are_padded_to_the_whole_context_as_served(exported: P
     feed = PARITY_FEEDS["siglip_text"](exported, manifest, (4,))[0]
     assert feed["input_ids"].shape == (4, manifest.inputs[0].shape[0])
     assert len(set(feed["attention_mask"].sum(axis=1).tolist())) > 1  # real texts of varied length, then padding
+
+
+def test_siglip2_vision_feeds_mix_patch_grids_within_the_exported_budget(exported: Path) -> None:
+    manifest = ComponentManifest.read(exported / "siglip2_vision" / VERSION)
+    feed = PARITY_FEEDS["siglip2_vision"](exported, manifest, (4,))[0]
+    assert [feed[t.name].shape[1:] for t in manifest.inputs] == [tuple(t.shape) for t in manifest.inputs]
+    assert [str(feed[t.name].dtype) for t in manifest.inputs] == [t.dtype for t in manifest.inputs]
+    grids = feed["spatial_shapes"]
+    assert len({tuple(grid) for grid in grids}) == 4 and (grids.prod(axis=1) <= manifest.inputs[0].shape[0]).all()
+    np.testing.assert_array_equal(feed["pixel_attention_mask"].sum(axis=1), grids.prod(axis=1))
 
 
 @pytest.mark.parametrize("name", ENCODERS)

@@ -31,6 +31,8 @@ SIZES = {
     "image_tokens": 576,
     "vision_hidden": 1024,
     "text_hidden": 4096,
+    "max_num_patches": 256,
+    "patch_dim": 768,
 }
 
 
@@ -41,6 +43,8 @@ def test_every_exported_component_is_covered() -> None:
         "llava_projector",
         "llava_vision",
         "llava_vision_fused",
+        "siglip2_text",
+        "siglip2_vision",
         "siglip_text",
         "siglip_vision",
     ]
@@ -94,8 +98,10 @@ def test_profiles_of_real_exports_match_the_onnx_dynamic_axes_and_the_manifest(
     exported_clip: list[ParityReport],
     exported_llava: list[ParityReport],
     exported_siglip: list[ParityReport],
+    exported_siglip2: list[ParityReport],
 ) -> None:
-    for name in ("clip_vision", "clip_text", "llava_vision", "llava_projector", "siglip_vision", "siglip_text"):
+    encoders = ("clip_vision", "clip_text", "llava_vision", "llava_projector", "siglip_vision", "siglip_text")
+    for name in (*encoders, "siglip2_vision", "siglip2_text"):
         folder = repository_copy / name / VERSION
         manifest = ComponentManifest.read(folder)
         spec = COMPONENTS[name]

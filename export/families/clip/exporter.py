@@ -10,7 +10,12 @@ import torch
 from transformers import AutoProcessor, CLIPModel
 
 from export.families.clip.spec import CLIP
-from export.families.dual_encoder_export import DualEncoderSizes, LoadedDualEncoder, export_dual_encoder
+from export.families.dual_encoder_export import (
+    DualEncoderSizes,
+    LoadedDualEncoder,
+    export_dual_encoder,
+    square_pixel_feeds,
+)
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 
@@ -49,15 +54,15 @@ def load_clip(checkpoint: Path) -> LoadedDualEncoder:
     context_length = min(tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
     tokenizer.model_max_length = context_length
     sizes = DualEncoderSizes(
-        image_size=model.config.vision_config.image_size,
+        image={"image_size": model.config.vision_config.image_size},
         embed_dim=model.config.projection_dim,
         context_length=context_length,
         max_token_id=model.config.text_config.vocab_size - 1,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return LoadedDualEncoder(
-        VisionEncoder(model), TextEncoder(model), processor, sizes, float(model.logit_scale.detach().exp()), 0.0
-    )
+    scale = float(model.logit_scale.detach().exp())
+    pixels = square_pixel_feeds(model.config.vision_config.image_size)
+    return LoadedDualEncoder(VisionEncoder(model), TextEncoder(model), processor, sizes, scale, 0.0, pixels)
 
 
 def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:

@@ -4,12 +4,20 @@ and the logit scale and bias of the sigmoid score (export/families/dual_encoder_
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoProcessor, SiglipModel
 
-from export.families.dual_encoder_export import DualEncoderSizes, LoadedDualEncoder, export_dual_encoder
+from export.families.base import Feeds
+from export.families.dual_encoder_export import (
+    DualEncoderSizes,
+    LoadedDualEncoder,
+    export_dual_encoder,
+    square_pixel_feeds,
+)
 from export.families.siglip.spec import SIGLIP
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
@@ -27,9 +35,9 @@ class VisionEncoder(torch.nn.Module):
 
 
 class TextEncoder(torch.nn.Module):
-    """input_ids, attention_mask -> L2-normalised text embedding (``SiglipModel(...).text_embeds``)."""
+    """input_ids, attention_mask -> L2-normalised text embedding (``SiglipModel(...).text_embeds``, and SigLIP2's)."""
 
-    def __init__(self, model: SiglipModel) -> None:
+    def __init__(self, model: Any) -> None:
         super().__init__()
         self.text_model = model.text_model
 
@@ -43,6 +51,21 @@ def load_siglip(checkpoint: Path) -> LoadedDualEncoder:
     ``ValueError`` for a checkpoint the served models cannot reproduce."""
     model = SiglipModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
+    image_size = model.config.vision_config.image_size
+    return loaded_siglip(
+        model, processor, VisionEncoder(model), {"image_size": image_size}, square_pixel_feeds(image_size)
+    )
+
+
+def loaded_siglip(
+    model: Any,
+    processor: Any,
+    vision: torch.nn.Module,
+    image: Mapping[str, int],
+    vision_feeds: Callable[[tuple[int, ...]], Feeds],
+) -> LoadedDualEncoder:
+    """What a SigLIP-style checkpoint (SigLIP, SigLIP2) gives the export besides its vision tower: the text tower, the
+    sizes and the sigmoid's calibration; ``ValueError`` for a checkpoint the served models cannot reproduce."""
     tokenizer = processor.tokenizer
     config = model.config
     image_dim, text_dim = config.vision_config.hidden_size, config.text_config.projection_size
@@ -51,14 +74,14 @@ def load_siglip(checkpoint: Path) -> LoadedDualEncoder:
     context_length = min(tokenizer.model_max_length, config.text_config.max_position_embeddings)
     tokenizer.model_max_length = context_length
     sizes = DualEncoderSizes(
-        image_size=config.vision_config.image_size,
+        image=image,
         embed_dim=image_dim,
         context_length=context_length,
         max_token_id=config.text_config.vocab_size - 1,
         pad_token_id=tokenizer.pad_token_id,
     )
     scale, bias = float(model.logit_scale.detach().exp()), float(model.logit_bias.detach())
-    return LoadedDualEncoder(VisionEncoder(model), TextEncoder(model), processor, sizes, scale, bias)
+    return LoadedDualEncoder(vision, TextEncoder(model), processor, sizes, scale, bias, vision_feeds)
 
 
 def export_siglip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
