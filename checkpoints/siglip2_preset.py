@@ -7,13 +7,13 @@ patch_size)^2): the tower resizes that grid to each image's patch grid."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase, Siglip2Config, Siglip2Model, Siglip2Processor
 from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
 
-from checkpoints.siglip_preset import SiglipPreset
+from checkpoints.siglip_preset import TINY_SIGLIP, SiglipPreset
 from checkpoints.tower_shape import TowerShape
 
 
@@ -38,16 +38,11 @@ class Siglip2Preset(SiglipPreset):
         return Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer)
 
 
+# tiny-siglip's towers and tokenizer, with a 4x4 position grid that images of up to 64 patches stretch; texts padded to
+# 64 tokens, as Siglip2Processor pads them whatever the checkpoint's tokenizer says.
 TINY_SIGLIP2 = Siglip2Preset(
-    name="tiny-siglip2",
-    image_size=64,
-    patch_size=16,
-    vision=TowerShape(hidden=32, layers=2, heads=2, intermediate=64),
-    text=TowerShape(hidden=32, layers=2, heads=2, intermediate=64),
-    vocab_size=1024,
-    tokenizer_vocab_size=600,
-    context_length=64,  # Siglip2Processor pads texts to 64 tokens, whatever the checkpoint's tokenizer says
-    max_num_patches=64,
+    **{f.name: getattr(TINY_SIGLIP, f.name) for f in fields(TINY_SIGLIP)}
+    | {"name": "tiny-siglip2", "context_length": 64, "max_num_patches": 64}
 )
 # google/siglip2-so400m-patch16-naflex's shape: 27 layers of 1152 in both towers, a 16x16 position grid, 256 patches
 # per image and 64 text tokens; random weights (speed does not depend on them) and a small trained tokenizer.

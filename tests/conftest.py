@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,50 +25,39 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_preset("tiny-clip", tmp_path_factory.mktemp("checkpoints") / "tiny-clip")
 
 
-@pytest.fixture(scope="session")
-def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random SigLIP of the tests' own shape (not the preset's): another image size and context, and a logit
-    scale and bias that keep the sigmoid scores away from 0 and 1, so comparing them means something."""
-    from checkpoints.siglip_preset import SiglipPreset
+def _test_siglip_shape() -> dict[str, Any]:
+    """The tests' SigLIP towers (not the presets'), and a logit scale and bias that keep the sigmoid scores away from
+    0 and 1, so comparing them means something."""
     from checkpoints.tower_shape import TowerShape
 
-    preset = SiglipPreset(
-        name="test-siglip",
-        image_size=48,
-        patch_size=16,
-        vision=TowerShape(hidden=32, layers=2, heads=4, intermediate=48),
-        text=TowerShape(hidden=32, layers=1, heads=2, intermediate=64),
-        vocab_size=700,
-        tokenizer_vocab_size=500,
-        context_length=12,
-        logit_scale=1.5,
-        logit_bias=-0.25,
-        seed=3,
-    )
+    return {
+        "patch_size": 16,
+        "vision": TowerShape(hidden=32, layers=2, heads=4, intermediate=48),
+        "text": TowerShape(hidden=32, layers=1, heads=2, intermediate=64),
+        "vocab_size": 700,
+        "tokenizer_vocab_size": 500,
+        "logit_scale": 1.5,
+        "logit_bias": -0.25,
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random SigLIP of the tests' own shape: another image size and context than the preset's."""
+    from checkpoints.siglip_preset import SiglipPreset
+
+    preset = SiglipPreset(name="test-siglip", image_size=48, context_length=12, seed=3, **_test_siglip_shape())
     return preset.build(tmp_path_factory.mktemp("checkpoints") / "test-siglip")
 
 
 @pytest.fixture(scope="session")
 def tiny_siglip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random SigLIP2 NaFlex of the tests' own shape: a 4x4 position grid that images of 64 patches and other aspect
-    ratios stretch, and the calibration of ``tiny_siglip`` (sigmoid scores away from 0 and 1)."""
+    """A random SigLIP2 NaFlex of the tests' SigLIP shape: a 4x4 position grid that images of up to 64 patches, of
+    any aspect ratio, stretch."""
     from checkpoints.siglip2_preset import Siglip2Preset
-    from checkpoints.tower_shape import TowerShape
 
-    preset = Siglip2Preset(
-        name="test-siglip2",
-        image_size=64,
-        patch_size=16,
-        vision=TowerShape(hidden=32, layers=2, heads=4, intermediate=48),
-        text=TowerShape(hidden=32, layers=1, heads=2, intermediate=64),
-        vocab_size=700,
-        tokenizer_vocab_size=500,
-        context_length=64,
-        max_num_patches=64,
-        logit_scale=1.5,
-        logit_bias=-0.25,
-        seed=4,
-    )
+    shape = _test_siglip_shape()
+    preset = Siglip2Preset(name="test-siglip2", image_size=64, context_length=64, max_num_patches=64, seed=4, **shape)
     return preset.build(tmp_path_factory.mktemp("checkpoints") / "test-siglip2")
 
 
