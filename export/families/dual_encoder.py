@@ -1,5 +1,6 @@
-"""The served models of an image-text dual encoder (CLIP, SigLIP): two exported encoders, three python models and
-three ensembles, built from a few family traits so every dual-encoder family has the same shape and contract.
+"""The served models of an image-text dual encoder (CLIP, SigLIP, SigLIP2): two exported encoders, three python
+models and three ensembles, built from a few family traits (text padding, scoring, pixel layout) so every dual-encoder
+family has the same shape and contract.
 
 Pure data (no torch): the Triton configs are generated from these specs, and the export reads the same specs for
 ONNX names, dynamic axes and parity tolerances. The numbers below were measured on CLIP; a family that measures
