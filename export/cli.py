@@ -49,6 +49,7 @@ def _model(args: argparse.Namespace) -> int:
     """Export any supported checkpoint; the ``clip`` / ``llava`` aliases also require that family."""
     from export.families import UnsupportedCheckpointError, family_for_checkpoint
     from export.families.base import ExportOptions
+    from export.repository import NameConflictError, check_name
     from export.specs import OnnxComponentSpec
 
     try:
@@ -65,7 +66,13 @@ def _model(args: argparse.Namespace) -> int:
         )
         return 2
     print(f"family: {family.name} ({choice.reason})")
-    options = ExportOptions(opset=args.opset, fuse_projector=args.fuse_projector)
+    try:
+        options = ExportOptions(opset=args.opset, fuse_projector=args.fuse_projector, name=args.name)
+        check_name(args.repository, family, options)
+    except (NameConflictError, ValueError) as error:
+        print(f"vlm-export {args.command}: {error}", file=sys.stderr)
+        return 2
+    name = options.named(family.name)
     try:
         reports = family.export(args.checkpoint, args.repository, options)
     except ValueError as error:
@@ -73,7 +80,7 @@ def _model(args: argparse.Namespace) -> int:
         return 2
     if not _reported(reports, args.repository):
         return 1
-    print(f"exported {family.name} from {args.checkpoint} into {args.repository}")
+    print(f"exported {family.name} from {args.checkpoint} into {args.repository} as {name!r}")
     if args.runtime == "tensorrt":
         encoders = [spec.name for spec in family.models(options) if isinstance(spec, OnnxComponentSpec)]
         return _build_engines(args, encoders)
@@ -81,17 +88,23 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _repository(args: argparse.Namespace) -> int:
-    from export.repository import stale_files, write_repository
+    from export.repository import repository_checkpoints, repository_specs, stale_files, write_repository
+    from serving.served import RepositoryError
 
-    if args.check:
-        stale = stale_files(args.repository)
-        if stale:
-            print("out of date (run `vlm-export repository`):\n  " + "\n  ".join(stale), file=sys.stderr)
-            return 1
-        print(f"{args.repository}: generated files are up to date")
-        return 0
-    written = write_repository(args.repository)
-    print(f"wrote {len(written)} generated files under {args.repository}")
+    try:
+        if args.check:
+            stale = stale_files(args.repository)
+            if stale:
+                print("out of date (run `vlm-export repository`):\n  " + "\n  ".join(stale), file=sys.stderr)
+                return 1
+            print(f"{args.repository}: generated files are up to date")
+            return 0
+        names = ", ".join(checkpoint.name for checkpoint in repository_checkpoints(args.repository))
+        written = write_repository(args.repository, repository_specs(args.repository))
+    except RepositoryError as error:
+        print(f"vlm-export repository: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} generated files under {args.repository} ({names})")
     return 0
 
 
@@ -114,6 +127,12 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 def _add_model_options(parser: argparse.ArgumentParser, family: str | None) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face checkpoint folder")
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument(
+        "--name",
+        help="the model's name: it prefixes every Triton model of this checkpoint (NAME, NAME_vision, ...), so "
+        "several checkpoints, of one family too, share a repository; clients and the gateway call it by it "
+        "(default: the family's name, e.g. clip or llava)",
+    )
     parser.add_argument(
         "--fuse-projector", action="store_true", help="VLMs: one ONNX graph for the vision tower and projector"
     )
@@ -144,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     engine.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     engine.add_argument(
-        "--component", action="append", help="an exported encoder, e.g. clip_vision (repeatable; default: all)"
+        "--component",
+        action="append",
+        help="an exported encoder, e.g. clip_vision or NAME_vision (repeatable; default: all)",
     )
     _add_engine_options(engine)
     engine.set_defaults(run=_engine)

@@ -1,4 +1,6 @@
-"""Write the generated part of a model repository: configs and the python models' thin adapters.
+"""Write the generated part of a model repository: configs and the python models' thin adapters; and tell which
+checkpoints, by name, a repository holds, so that regenerating it keeps every one and a new export's name does not
+take another's models.
 
 Artifacts (ONNX files, tokenizer and processor files) are written by the family exports into the same
 ``<model>/1/`` folders; they are not part of what this module generates.
@@ -7,12 +9,11 @@ Artifacts (ONNX files, tokenizer and processor files) are written by the family 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tritonclient.grpc import model_config_pb2 as mc
-
-from export.families import FAMILIES
-from export.families.base import ExportOptions
+from export.families import FAMILIES, family_named
+from export.families.base import MODEL_VARIANTS, ExportOptions, Family
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
 from export.triton_config import (
     DEFAULT_TARGET,
@@ -20,10 +21,11 @@ from export.triton_config import (
     TARGETS,
     ensemble_config,
     onnx_component_config,
+    parse_pbtxt,
     python_model_config,
     to_pbtxt,
 )
-from serving.served import FAMILY_PARAMETER, PROBE_PARAMETER
+from serving.served import CONFIG_FILE, members, served_models
 
 # The checked-in repository: the default models of the families the demo and the test server serve.
 ALL_MODELS: tuple[ModelSpec, ...] = tuple(
@@ -32,27 +34,89 @@ ALL_MODELS: tuple[ModelSpec, ...] = tuple(
 VERSION = "1"
 
 
-def _served_parameters() -> dict[str, dict[str, str]]:
-    """Ensemble name -> the config parameters that tell serving what it serves (serving/served.py): its family, and
-    on the family's probe model the probe's task."""
-    tags: dict[str, dict[str, str]] = {}
-    for family in FAMILIES:
-        for options in (ExportOptions(), ExportOptions(fuse_projector=True)):
-            for spec in family.models(options):
-                if isinstance(spec, EnsembleSpec):
-                    tags[spec.name] = {FAMILY_PARAMETER: family.name}
-        tags[family.probe.model][PROBE_PARAMETER] = family.probe.task
-    return tags
+class NameConflictError(ValueError):
+    """A checkpoint's name would take models that belong to another checkpoint of the repository."""
 
 
-SERVED_PARAMETERS = _served_parameters()
+@dataclass(frozen=True)
+class Checkpoint:
+    """One exported checkpoint of a repository: its family and the options (name, variant) it was exported with."""
+
+    family: Family
+    options: ExportOptions
+
+    @property
+    def name(self) -> str:
+        return self.options.named(self.family.name)
+
+    def models(self) -> tuple[ModelSpec, ...]:
+        return self.family.models(self.options)
 
 
-def served_ensemble_config(spec: EnsembleSpec) -> mc.ModelConfig:
-    config = ensemble_config(spec)
-    for key, value in sorted(SERVED_PARAMETERS.get(spec.name, {}).items()):
-        config.parameters[key].string_value = value
-    return config
+def _steps(root: Path, ensemble: str) -> list[str] | None:
+    path = root / ensemble / CONFIG_FILE
+    if not path.is_file():
+        return None
+    return [step.model_name for step in parse_pbtxt(path.read_text()).ensemble_scheduling.step]
+
+
+def _variant(root: Path, family: Family, name: str) -> ExportOptions:
+    """The options whose ensembles run the steps the repository's ensembles of ``name`` run (a VLM's fused
+    projector leaves one step out); the plain variant when none matches."""
+    for variant in MODEL_VARIANTS:
+        options = replace(variant, name=None if name == family.name else name)
+        ensembles = [spec for spec in family.models(options) if isinstance(spec, EnsembleSpec)]
+        if all(_steps(root, spec.name) == [step.model for step in spec.steps] for spec in ensembles):
+            return options
+    return ExportOptions(name=None if name == family.name else name)
+
+
+def checkpoints_in(root: Path) -> list[Checkpoint]:
+    """Every checkpoint the repository's tagged configs name, in name order (a family this release does not know
+    is left out)."""
+    known = {family.name for family in FAMILIES}
+    found = []
+    for name, model in served_models(root).items():
+        if model.family in known:
+            family = family_named(model.family)
+            found.append(Checkpoint(family, _variant(root, family, name)))
+    return found
+
+
+def repository_checkpoints(root: Path) -> list[Checkpoint]:
+    """What regenerating ``root`` writes: every checkpoint it holds, and the checked-in families' default ones it
+    does not (the repository is laid out for them even before they are exported)."""
+    held = checkpoints_in(root) if root.is_dir() else []
+    names = {checkpoint.name for checkpoint in held}
+    defaults = [Checkpoint(f, ExportOptions()) for f in FAMILIES if f.checked_in and f.name not in names]
+    return held + defaults
+
+
+def repository_specs(root: Path) -> tuple[ModelSpec, ...]:
+    return tuple(spec for checkpoint in repository_checkpoints(root) for spec in checkpoint.models())
+
+
+def check_name(root: Path, family: Family, options: ExportOptions) -> None:
+    """Refuses, before any export work, a name whose models would replace another checkpoint's: one of another
+    family under the same name, or one whose models (ensembles or their steps) share a name with this one's."""
+    name = options.named(family.name)
+    if not root.is_dir():
+        return
+    served = served_models(root)
+    held = served.get(name)
+    if held is not None and held.family != family.name:
+        raise NameConflictError(
+            f"the repository {root} already serves a {held.family} model named {name!r}; export this "
+            f"{family.name} checkpoint under another --name"
+        )
+    ours = {spec.name for variant in MODEL_VARIANTS for spec in family.models(replace(variant, name=options.name))}
+    for other, theirs in members(root).items():
+        taken = sorted(ours & theirs)
+        if other != name and taken:
+            raise NameConflictError(
+                f"--name {name!r}: its Triton models {', '.join(taken)} would replace those of the "
+                f"{served[other].family} model {other!r} in {root}; pick another name"
+            )
 
 
 def adapter_source(entry_point: str) -> str:
@@ -81,7 +145,7 @@ def generated_files(specs: Iterable[ModelSpec] = ALL_MODELS) -> dict[str, str]:
             files[f"{spec.name}/config.pbtxt"] = to_pbtxt(python_model_config(spec))
             files[f"{version_dir}/model.py"] = adapter_source(spec.entry_point)
         elif isinstance(spec, EnsembleSpec):
-            files[f"{spec.name}/config.pbtxt"] = to_pbtxt(served_ensemble_config(spec))
+            files[f"{spec.name}/config.pbtxt"] = to_pbtxt(ensemble_config(spec))
             files[f"{version_dir}/.gitkeep"] = ""  # Triton needs the version folder of an ensemble
         else:
             raise TypeError(f"no config writer for {type(spec).__name__}")
@@ -99,8 +163,10 @@ def write_repository(root: Path, specs: Iterable[ModelSpec] = ALL_MODELS) -> lis
     return written
 
 
-def stale_files(root: Path, specs: Iterable[ModelSpec] = ALL_MODELS) -> list[str]:
-    """Generated files that are missing under ``root`` or differ from a fresh generation."""
+def stale_files(root: Path, specs: Iterable[ModelSpec] | None = None) -> list[str]:
+    """Generated files that are missing under ``root`` or differ from a fresh generation (by default, of every
+    checkpoint the repository holds: ``repository_specs``)."""
+    specs = repository_specs(root) if specs is None else specs
     return [
         relative
         for relative, content in generated_files(specs).items()

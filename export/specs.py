@@ -25,6 +25,13 @@ def _check_name(kind: str, name: str) -> None:
         raise ValueError(f"{kind} name must be a non-empty identifier, got {name!r}")
 
 
+def _check_model_name(name: str) -> None:
+    """A Triton model name is a folder name: a checkpoint's name (``vlm-export model --name``) prefixes it, so it
+    may also hold '-' and '.' (client.catalog.check_model_name)."""
+    if not name or not name[0].isalnum() or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise ValueError(f"model name must be letters, digits, '_', '-' and '.', got {name!r}")
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -137,7 +144,7 @@ class ModelSpec:
     queue: QueuePolicy | None = None  # None: Triton's default, an unbounded queue
 
     def __post_init__(self) -> None:
-        _check_name("model", self.name)
+        _check_model_name(self.name)
         if self.max_batch_size < 0:
             raise ValueError(f"model {self.name}: max_batch_size must be >= 0")
         names = [t.name for t in (*self.inputs, *self.outputs)]
@@ -225,6 +232,9 @@ class EnsembleStep:
 @dataclass(frozen=True)
 class EnsembleSpec(ModelSpec):
     steps: tuple[EnsembleStep, ...] = ()
+    # Config parameters: on the ensembles a client calls, what serving and the gateway read about the model they
+    # serve (its name, family, kind and task: client/catalog.py).
+    parameters: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -15,7 +15,7 @@ from pathlib import Path
 from export.families import FAMILIES
 from export.families.base import FeedMaker
 from export.parity import ParityReport, check_parity
-from export.repository import VERSION
+from export.repository import VERSION, Checkpoint, repository_checkpoints
 from export.specs import OnnxComponentSpec, Tolerance
 from export.tensorrt_engine import BuildSettings, TensorRTRunner, build_engine, current_host
 from export.tensorrt_profiles import ShapeRange, engine_profile, sizes_from_manifest
@@ -23,16 +23,37 @@ from export.tensorrt_sidecar import ENGINE_FILE, SIDECAR_FILE, EngineHost, Engin
 from serving.manifest import MANIFEST_FILE, ONNX_FILE, ComponentManifest
 from serving.onnx_runner import OnnxRunner
 
+# The families' default names; a repository's named checkpoints add theirs (``encoders``).
 _SPECS: tuple[OnnxComponentSpec, ...] = tuple(spec for family in FAMILIES for spec in family.encoder_variants())
 PARITY_FEEDS: dict[str, FeedMaker] = {
     name: feeds for family in FAMILIES for name, feeds in family.parity_feeds().items()
 }
 
 
-def component_spec(name: str, manifest: ComponentManifest) -> OnnxComponentSpec:
-    """The spec the component was exported from (``llava_vision`` has a fused and a plain variant)."""
+def _checkpoints(repository: Path | None) -> list[Checkpoint]:
+    return repository_checkpoints(repository) if repository is not None else []
+
+
+def encoder_specs(repository: Path | None = None) -> tuple[OnnxComponentSpec, ...]:
+    """Every exported encoder's spec variants: the default names', and those of each checkpoint ``repository``
+    holds under its name."""
+    named = (spec for c in _checkpoints(repository) for spec in c.family.encoder_variants(c.name))
+    return (*_SPECS, *named)
+
+
+def parity_feeds(repository: Path | None = None) -> dict[str, FeedMaker]:
+    """Exported encoder -> the inputs its engine is checked on, for the default names and ``repository``'s."""
+    feeds = dict(PARITY_FEEDS)
+    for checkpoint in _checkpoints(repository):
+        feeds.update(checkpoint.family.parity_feeds(checkpoint.name))
+    return feeds
+
+
+def component_spec(name: str, manifest: ComponentManifest, repository: Path | None = None) -> OnnxComponentSpec:
+    """The spec the component was exported from (``llava_vision`` has a fused and a plain variant); a named
+    checkpoint's components are found through the repository's tags."""
     outputs = [tensor.name for tensor in manifest.outputs]
-    for spec in _SPECS:
+    for spec in encoder_specs(repository):
         if spec.name == name and [tensor.name for tensor in spec.outputs] == outputs:
             return spec
     raise ValueError(f"{name}: no exported encoder of that name with outputs {outputs}")
@@ -43,8 +64,8 @@ def tolerance(spec: OnnxComponentSpec, precision: str) -> Tolerance:
 
 
 def exported_components(repository: Path) -> list[str]:
-    """Encoders with an ONNX export in ``repository``, in spec order."""
-    names = dict.fromkeys(spec.name for spec in _SPECS)
+    """Encoders with an ONNX export in ``repository``, in spec order (the default names first)."""
+    names = dict.fromkeys(spec.name for spec in encoder_specs(repository))
     return [name for name in names if (repository / name / VERSION / ONNX_FILE).is_file()]
 
 
@@ -80,7 +101,7 @@ class EnginePlan:
 def plan_engine(name: str, repository: Path, settings: BuildSettings, host: EngineHost) -> EnginePlan:
     version_dir = repository / name / VERSION
     manifest = ComponentManifest.read(version_dir)
-    spec = component_spec(name, manifest)
+    spec = component_spec(name, manifest, repository)
     profile = engine_profile(spec, sizes_from_manifest(spec, manifest))
     sidecar = EngineSidecar(
         component=name,
@@ -111,7 +132,7 @@ def build_component_engine(
     plan = plan_engine(name, repository, settings, host)
     if not force and installed_engine_is_current(version_dir, plan.sidecar):
         return EngineOutcome(name, EngineSidecar.read(version_dir), None)
-    feeds = PARITY_FEEDS[name](repository, plan.manifest, plan.spec.parity_batch_sizes)
+    feeds = parity_feeds(repository)[name](repository, plan.manifest, plan.spec.parity_batch_sizes)
     # Staged beside its destination, so installing is an atomic rename on the same filesystem.
     with tempfile.TemporaryDirectory(prefix=".engine-", dir=version_dir) as scratch:
         staging = Path(scratch)

@@ -167,6 +167,7 @@ def onnx_component_config(spec: OnnxComponentSpec, target: str) -> mc.ModelConfi
 def ensemble_config(spec: EnsembleSpec) -> mc.ModelConfig:
     config = _base(spec)
     config.platform = "ensemble"
+    _set_parameters(config, spec.parameters)
     for step in spec.steps:
         config.ensemble_scheduling.step.add(
             model_name=step.model, model_version=-1, input_map=step.input_map, output_map=step.output_map

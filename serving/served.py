@@ -1,26 +1,50 @@
-"""What a model repository serves, read from its own configs: ``vlm-serve --family`` and ``vlm-probe`` need no
-family list of their own (serving may not import ``export``, which knows the families).
+"""What a model repository serves, read from its own configs: ``vlm-serve --family/--model`` and ``vlm-probe`` need no
+family or model list of their own (serving may not import ``export``, which knows the families).
 
-The export tags every ensemble a client calls with its family (the config parameter ``vlm_family``), and the
-family's probe model with the request that shows its python models alive (``vlm_probe``: ``rank``, an image and a
-text through a dual encoder's rank ensemble, or ``chat``, one generated token about an image through a VLM's
-ensemble). Triton loads an ensemble's steps with it, so a family's tagged ensembles are all it takes to serve it.
+The export names every checkpoint (``vlm-export model --name``, default the family's name) and tags each ensemble a
+client calls with that name, its family, kind and task (client/catalog.py), and one ensemble per checkpoint with the
+request that shows its python models alive (``vlm_probe``: ``rank``, an image and a text through a dual encoder's
+rank ensemble, or ``chat``, one generated token about an image through a VLM's ensemble). Triton loads an
+ensemble's steps with it, so a checkpoint's tagged ensembles are all it takes to serve it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast, get_args
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-FAMILY_PARAMETER = "vlm_family"
-PROBE_PARAMETER = "vlm_probe"
-ProbeTask = Literal["rank", "chat"]
-PROBE_TASKS: tuple[ProbeTask, ...] = get_args(ProbeTask)
+from client.catalog import (
+    FAMILY_PARAMETER,
+    PROBE_PARAMETER,
+    PROBE_TASKS,
+    CatalogError,
+    ProbeTask,
+    ServedModel,
+    collect,
+    string_parameters,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "FAMILY_PARAMETER",
+    "PROBE_PARAMETER",
+    "PROBE_TASKS",
+    "Probe",
+    "ProbeTask",
+    "RepositoryError",
+    "ServedFamily",
+    "members",
+    "select",
+    "select_models",
+    "served_families",
+    "served_models",
+]
+
 CONFIG_FILE = "config.pbtxt"
+_NO_TAGS = "none (configs written before models were tagged: run vlm-export repository)"
 
 
 class RepositoryError(ValueError):
@@ -36,8 +60,9 @@ class Probe:
 @dataclass(frozen=True)
 class ServedFamily:
     name: str
-    models: tuple[str, ...]  # the ensembles its clients call
+    models: tuple[str, ...]  # the ensembles its clients call, of every checkpoint of the family
     probes: tuple[Probe, ...]  # one per exported checkpoint of the family
+    names: tuple[str, ...] = ()  # its checkpoints' names
 
 
 def _read_config(path: Path) -> mc.ModelConfig:
@@ -47,23 +72,53 @@ def _read_config(path: Path) -> mc.ModelConfig:
         raise RepositoryError(f"{path}: not a readable Triton model config ({error})") from None
 
 
+def _configs(repository: Path) -> dict[str, mc.ModelConfig]:
+    return {path.parent.name: _read_config(path) for path in sorted(Path(repository).glob(f"*/{CONFIG_FILE}"))}
+
+
+def _served(repository: Path, configs: dict[str, mc.ModelConfig]) -> dict[str, ServedModel]:
+    try:
+        return collect((model, string_parameters(config.parameters)) for model, config in configs.items())
+    except CatalogError as error:
+        raise RepositoryError(f"{repository}: {error}") from None
+
+
+def served_models(repository: Path) -> dict[str, ServedModel]:
+    """Name -> the checkpoint served under it, in name order; {} for a repository whose configs carry no tags."""
+    return _served(repository, _configs(repository))
+
+
+def members(repository: Path) -> dict[str, frozenset[str]]:
+    """Name -> every Triton model that belongs to it: its tagged ensembles and the steps they run."""
+    configs = _configs(repository)
+    owned: dict[str, frozenset[str]] = {}
+    for name, model in _served(repository, configs).items():
+        folders = set(model.entry_models)
+        for ensemble in list(folders):
+            if ensemble in configs:
+                folders |= {step.model_name for step in configs[ensemble].ensemble_scheduling.step}
+        owned[name] = frozenset(folders)
+    return owned
+
+
+def _probe(model: ServedModel) -> tuple[Probe, ...]:
+    return () if model.probe is None else (Probe(*model.probe),)
+
+
 def served_families(repository: Path) -> dict[str, ServedFamily]:
     """Family name -> its models and probes, in name order; {} for a repository whose configs carry no tags."""
-    models: dict[str, list[str]] = {}
-    probes: dict[str, list[Probe]] = {}
-    for path in sorted(Path(repository).glob(f"*/{CONFIG_FILE}")):
-        parameters = _read_config(path).parameters
-        if FAMILY_PARAMETER not in parameters:
-            continue
-        model, family = path.parent.name, parameters[FAMILY_PARAMETER].string_value
-        models.setdefault(family, []).append(model)
-        probes.setdefault(family, [])
-        if PROBE_PARAMETER in parameters:
-            task = parameters[PROBE_PARAMETER].string_value
-            if task not in PROBE_TASKS:
-                raise RepositoryError(f"{path}: {PROBE_PARAMETER} is {task!r}, not one of {', '.join(PROBE_TASKS)}")
-            probes[family].append(Probe(model, cast(ProbeTask, task)))
-    return {name: ServedFamily(name, tuple(models[name]), tuple(probes[name])) for name in sorted(models)}
+    grouped: dict[str, list[ServedModel]] = {}
+    for model in served_models(repository).values():
+        grouped.setdefault(model.family, []).append(model)
+    return {
+        family: ServedFamily(
+            family,
+            tuple(sorted(ensemble for model in models for _, ensemble in model.tasks)),
+            tuple(probe for model in models for probe in _probe(model)),
+            tuple(model.name for model in models),
+        )
+        for family, models in sorted(grouped.items())
+    }
 
 
 def select(repository: Path, names: list[str] | tuple[str, ...]) -> list[ServedFamily]:
@@ -73,8 +128,23 @@ def select(repository: Path, names: list[str] | tuple[str, ...]) -> list[ServedF
     served = served_families(repository)
     unknown = [name for name in names if name not in served]
     if unknown:
-        held = ", ".join(served) or "none (configs written before families were tagged: run vlm-export repository)"
         raise RepositoryError(
-            f"the repository {repository} holds no family {', '.join(map(repr, unknown))}; it holds: {held}"
+            f"the repository {repository} holds no family {', '.join(map(repr, unknown))}; "
+            f"it holds: {', '.join(served) or _NO_TAGS}"
+        )
+    return [served[name] for name in dict.fromkeys(names)]
+
+
+def select_models(repository: Path, names: list[str] | tuple[str, ...]) -> list[ServedModel]:
+    """The checkpoints of these names; ``RepositoryError`` naming the ones the repository holds for a name it
+    lacks."""
+    if not names:
+        return []
+    served = served_models(repository)
+    unknown = [name for name in names if name not in served]
+    if unknown:
+        raise RepositoryError(
+            f"the repository {repository} holds no model {', '.join(map(repr, unknown))}; "
+            f"it holds: {', '.join(served) or _NO_TAGS}"
         )
     return [served[name] for name in dict.fromkeys(names)]

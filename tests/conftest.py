@@ -1,6 +1,9 @@
 """Session-wide artifacts: tiny CLIP, SigLIP, SigLIP2 and LLaVA checkpoints, one exported repository, and one real
 tritonserver serving it for the whole run (tests/server/ and tests/gateway/ share it), with the Hugging Face
-references."""
+references.
+
+The repository holds every family under its default name (``clip``, ``llava``, ``siglip``, ``siglip2``) and a second
+CLIP of another shape under the name ``NAMED_CLIP``: two checkpoints of one family, each served by its name."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from serving.launcher import TritonServer, loopback_options
 from tests.reference import ClipReference, LlavaReference, Siglip2Reference, SiglipReference
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+NAMED_CLIP = "clip-small.v2"  # `vlm-export model --name`: dashes and dots, as model ids often have
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +27,28 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from checkpoints.presets import build_preset
 
     return build_preset("tiny-clip", tmp_path_factory.mktemp("checkpoints") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, smaller CLIP (one layer per tower, 48 px, 24-dimensional embeddings to tiny-clip's 32, another
+    seed): what the repository serves under ``NAMED_CLIP`` beside tiny-clip, cheap to load."""
+    from checkpoints.presets import ClipPreset
+    from checkpoints.tower_shape import TowerShape
+
+    preset = ClipPreset(
+        name="test-clip-b",
+        image_size=48,
+        patch_size=16,
+        vision=TowerShape(hidden=32, layers=1, heads=2, intermediate=48),
+        text=TowerShape(hidden=32, layers=1, heads=2, intermediate=48),
+        projection_dim=24,
+        vocab_size=1024,
+        tokenizer_vocab_size=768,
+        context_length=16,
+        seed=7,
+    )
+    return preset.build(tmp_path_factory.mktemp("checkpoints") / "test-clip-b")
 
 
 def _test_siglip_shape() -> dict[str, Any]:
@@ -113,14 +139,34 @@ def exported_siglip2(tiny_siglip2: Path, repository_copy: Path) -> list[ParityRe
 
 
 @pytest.fixture(scope="session")
+def exported_named_clip(tiny_clip_b: Path, repository_copy: Path, exported_clip: list[ParityReport]) -> list[str]:
+    """tiny_clip_b exported as `vlm-export model --name NAMED_CLIP` (after the default CLIP, whose names it must
+    not take); the command's output lines."""
+    import contextlib
+    import io
+
+    from export.cli import main as vlm_export
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = vlm_export(
+            ["model", "--checkpoint", str(tiny_clip_b), "--repository", str(repository_copy), "--name", NAMED_CLIP]
+        )
+    assert code == 0, out.getvalue()
+    return out.getvalue().splitlines()
+
+
+@pytest.fixture(scope="session")
 def model_repository(
     repository_copy: Path,
     exported_clip: list[ParityReport],
     exported_llava: list[ParityReport],
     exported_siglip: list[ParityReport],
     exported_siglip2: list[ParityReport],
+    exported_named_clip: list[str],
 ) -> Path:
-    """The repository the test server serves: every family exported from its tiny checkpoint."""
+    """The repository the test server serves: every family exported from its tiny checkpoint under its default
+    name, and a second CLIP under NAMED_CLIP."""
     return repository_copy
 
 
@@ -134,6 +180,11 @@ def server(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def reference(tiny_clip: Path) -> ClipReference:
     return ClipReference(tiny_clip)
+
+
+@pytest.fixture(scope="session")
+def named_clip_reference(tiny_clip_b: Path) -> ClipReference:
+    return ClipReference(tiny_clip_b)
 
 
 @pytest.fixture(scope="session")

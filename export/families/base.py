@@ -4,6 +4,11 @@ A family is what a checkpoint's ``config.json`` names (its ``architectures``, el
 served models' specs, its export (which saves the image processor its preprocess step reproduces), the image tokens
 it spends per image, what it hands the decoder, the inputs its encoders' parity is checked on, and the request that
 probes it. Nothing outside ``export/families/`` asks which family it has in hand.
+
+Every checkpoint is exported under a name (``ExportOptions.name``, ``vlm-export model --name``; default the family's
+own name) that prefixes all its Triton models, so several checkpoints, of one family or of several, share a
+repository. Its client-facing ensembles carry the name, family, kind and task as config parameters
+(export/families/tags.py), and its probe ensemble the probe's task: serving and the gateway read those, not names.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy.typing as npt
 
+from client.catalog import check_model_name
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
@@ -26,28 +32,32 @@ if TYPE_CHECKING:  # torch, imported only where a family's modules are built
 Feeds = list[dict[str, npt.NDArray[Any]]]
 # (repository, the exported component's manifest, batch sizes) -> inputs to check an engine of it on
 FeedMaker = Callable[[Path, ComponentManifest, tuple[int, ...]], Feeds]
-ProbeTask = Literal["rank", "chat"]
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     opset: int = DEFAULT_OPSET
     fuse_projector: bool = False  # a VLM's projector inside its vision tower's graph (one step fewer)
+    name: str | None = None  # the checkpoint's name, its Triton models' prefix; None: the family's name
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            check_model_name(self.name)  # a ValueError saying why not
+
+    def named(self, default: str) -> str:
+        return self.name or default
 
 
-@dataclass(frozen=True)
-class Probe:
-    """The request that shows a family's python models alive: ``rank`` (an image and a text through the rank
-    ensemble) or ``chat`` (one generated token about an image through the VLM ensemble)."""
-
-    model: str
-    task: ProbeTask
+# Every variant of the options that changes which models a checkpoint's export writes (export/repository.py tells
+# an exported checkpoint's variant by its ensembles' steps).
+MODEL_VARIANTS = (ExportOptions(), ExportOptions(fuse_projector=True))
 
 
 class Family(Protocol):
     @property
     def name(self) -> str:
-        """Short and lower-case: the default prefix of its models and its ``vlm-export`` alias."""
+        """Short and lower-case: the default name of its checkpoints (their models' prefix) and its ``vlm-export``
+        alias."""
 
     @property
     def architectures(self) -> tuple[str, ...]:
@@ -64,17 +74,16 @@ class Family(Protocol):
     def decoder_inputs(self) -> tuple[str, ...]:
         """What its decoder is handed besides the text (``image_embeds``); () for a family without a decoder."""
 
-    @property
-    def probe(self) -> Probe: ...
-
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
-        """The served models an export with these options writes."""
+        """The served models an export with these options writes, named ``options.name`` (default: the family's);
+        the ensembles a client calls tagged (export/families/tags.py), one of them with the probe's task."""
 
-    def encoder_variants(self) -> tuple[OnnxComponentSpec, ...]:
-        """Every exported encoder any option can produce (an engine build finds its spec among them)."""
+    def encoder_variants(self, name: str | None = None) -> tuple[OnnxComponentSpec, ...]:
+        """Every exported encoder any option can produce for the checkpoint ``name`` (an engine build finds its
+        spec among them)."""
 
-    def parity_feeds(self) -> Mapping[str, FeedMaker]:
-        """Exported encoder -> the inputs an engine of it is checked on."""
+    def parity_feeds(self, name: str | None = None) -> Mapping[str, FeedMaker]:
+        """Exported encoder of the checkpoint ``name`` -> the inputs an engine of it is checked on."""
 
     def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
         """Its exported encoders and projectors as torch modules (float32, on the torch ``device``) with inputs, for
@@ -84,4 +93,5 @@ class Family(Protocol):
         """Tokens an image of this size costs the decoder's context (0 for a family without a decoder)."""
 
     def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
-        """Into ``repository``; it changes only when every parity check passes. ``ValueError``: not servable."""
+        """Into ``repository``, under ``options.name``; it changes only when every parity check passes.
+        ``ValueError``: not servable."""

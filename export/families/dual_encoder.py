@@ -10,9 +10,11 @@ otherwise passes its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from export.families.limits import ENTRY_STEP, STEP_QUEUE, VISION_CPU_BATCH, image_limits
+from export.families.tags import served_tags
 from export.specs import (
     DynamicAxis,
     EnsembleSpec,
@@ -131,10 +133,13 @@ def _text_encoder(name: str, padding: TextPadding) -> OnnxComponentSpec:
     )
 
 
+@cache  # one set of specs per name: the default names' specs are the same objects wherever they are asked for
 def dual_encoder_models(
-    prefix: str, text_padding: TextPadding, scoring: Scoring, pixels: PixelLayout = "image"
+    name: str, family: str, text_padding: TextPadding, scoring: Scoring, pixels: PixelLayout = "image"
 ) -> DualEncoderModels:
-    """The models of one dual-encoder checkpoint, named ``<prefix>_preprocess``, ``<prefix>_vision``, ..."""
+    """The models of the dual-encoder checkpoint ``name`` (of ``family``): ``<name>_preprocess``,
+    ``<name>_vision``, ..., its three ensembles tagged with what they serve (export/families/tags.py)."""
+    prefix = name
     # Response caching is on the ensembles, not on the encoders: Triton 2.51 caches a python model's error
     # response as an empty success, so a repeated bad request sent straight to a cached encoder would get an
     # answer without outputs instead of its error. The encoders validate values (NaN, token ids out of range);
@@ -196,6 +201,7 @@ def dual_encoder_models(
         outputs=(TensorSpec("image_embeds", "float32", (-1, "embed_dim")),),
         response_cache=True,
         steps=(preprocess_step, vision_step),
+        parameters=served_tags(family, name, "image_embed"),
     )
     # The tokenizer's attention mask is an output too: its row sums are the tokens each text was read as (start and
     # end tokens included, after truncation), the usage an embeddings API reports.
@@ -208,6 +214,7 @@ def dual_encoder_models(
         ),
         response_cache=True,
         steps=(tokenize_step, text_step),
+        parameters=served_tags(family, name, "text_embed"),
     )
     rank = EnsembleSpec(
         name=f"{prefix}_rank",
@@ -225,5 +232,6 @@ def dual_encoder_models(
                 {"logits_per_image": "logits_per_image", "probs": "probs"},
             ),
         ),
+        parameters=served_tags(family, name, "rank", probe="rank"),
     )
     return DualEncoderModels(preprocess, vision, tokenize, text, similarity, image_embed, text_embed, rank)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from export.families.base import ExportOptions, FeedMaker, Probe
+from export.families.base import ExportOptions, FeedMaker
 from export.families.dual_encoder import DualEncoderModels
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
@@ -44,7 +44,7 @@ class DualEncoderFamily:
     title: str  # as people write it, in messages
     architectures: tuple[str, ...]
     model_types: tuple[str, ...]
-    specs: DualEncoderModels
+    named_specs: Callable[[str], DualEncoderModels]  # the served models of a checkpoint, by its name
     loader: Lazy[Loader]
     exporter: Lazy[Exporter] = Lazy("export.families.dual_encoder_export", "export_dual_encoder")
     image_feeds: Lazy[FeedMaker] = Lazy("export.parity_feeds", "pixel_feeds")  # the vision engine's check inputs
@@ -52,19 +52,25 @@ class DualEncoderFamily:
     decoder_inputs: tuple[str, ...] = field(default=(), init=False)
 
     @property
-    def probe(self) -> Probe:
-        return Probe(self.specs.rank.name, "rank")
+    def specs(self) -> DualEncoderModels:
+        """The served models under the family's own name."""
+        return self.named_specs(self.name)
+
+    def _named(self, name: str | None) -> DualEncoderModels:
+        return self.named_specs(name or self.name)
 
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
-        return self.specs.all()
+        return self._named(options.name).all()
 
-    def encoder_variants(self) -> tuple[OnnxComponentSpec, ...]:
-        return (self.specs.vision, self.specs.text)
+    def encoder_variants(self, name: str | None = None) -> tuple[OnnxComponentSpec, ...]:
+        specs = self._named(name)
+        return (specs.vision, specs.text)
 
-    def parity_feeds(self) -> Mapping[str, FeedMaker]:
+    def parity_feeds(self, name: str | None = None) -> Mapping[str, FeedMaker]:
         from export.parity_feeds import token_feeds
 
-        return {self.specs.vision.name: self.image_feeds.get(), self.specs.text.name: token_feeds(self.specs.tokenize)}
+        specs = self._named(name)
+        return {specs.vision.name: self.image_feeds.get(), specs.text.name: token_feeds(specs.tokenize)}
 
     def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
         from export.families.measured import dual_encoder_components
@@ -77,4 +83,4 @@ class DualEncoderFamily:
     def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
         if options.fuse_projector:
             raise ValueError(f"--fuse-projector: a {self.title} checkpoint has no projector to fuse")
-        return self.exporter.get()(self.specs, self.loader.get()(checkpoint), repository, options.opset)
+        return self.exporter.get()(self._named(options.name), self.loader.get()(checkpoint), repository, options.opset)

@@ -9,7 +9,8 @@ import pytest
 from export.families import FAMILIES
 from export.families.base import ExportOptions
 from export.repository import write_repository
-from serving.served import PROBE_TASKS, Probe, RepositoryError, select, served_families
+from export.specs import EnsembleSpec
+from serving.served import PROBE_PARAMETER, PROBE_TASKS, Probe, RepositoryError, select, served_families
 from tests.conftest import REPO_ROOT
 
 CHECKED_IN = REPO_ROOT / "model_repository"
@@ -23,14 +24,19 @@ def test_the_checked_in_repository_serves_clip_and_llava_with_their_entry_ensemb
     assert served["llava"].models == ("llava",) and served["llava"].probes == (Probe("llava", "chat"),)
 
 
-def test_every_registered_family_is_read_back_with_the_probe_the_registry_gives_it(tmp_path: Path) -> None:
+def test_every_registered_family_is_read_back_with_the_probe_its_specs_tag(tmp_path: Path) -> None:
     for family in FAMILIES:
         write_repository(tmp_path, family.models(ExportOptions()))
     served = served_families(tmp_path)
     assert set(served) == {family.name for family in FAMILIES}
     for family in FAMILIES:
-        assert served[family.name].probes == (Probe(family.probe.model, family.probe.task),)
-        assert family.probe.task in PROBE_TASKS
+        tagged = [
+            Probe(spec.name, spec.parameters[PROBE_PARAMETER])
+            for spec in family.models(ExportOptions())
+            if isinstance(spec, EnsembleSpec) and PROBE_PARAMETER in spec.parameters
+        ]
+        assert served[family.name].probes == tuple(tagged) and len(tagged) == 1
+        assert tagged[0].task in PROBE_TASKS
 
 
 def test_selecting_a_family_the_repository_lacks_names_the_ones_it_holds() -> None:

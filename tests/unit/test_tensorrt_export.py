@@ -14,57 +14,61 @@ import pytest
 
 from export.cli import main as vlm_export
 from export.families.llava.spec import LLAVA_VISION, LLAVA_VISION_FUSED
-from export.parity import ParityReport
 from export.repository import VERSION
 from export.tensorrt_engine import BuildSettings, TensorRTUnavailableError
 from export.tensorrt_export import (
-    PARITY_FEEDS,
     build_component_engine,
     component_spec,
     exported_components,
+    parity_feeds,
     plan_engine,
     tolerance,
 )
 from export.tensorrt_sidecar import ENGINE_FILE, EngineHost
 from serving.manifest import ONNX_FILE, ComponentManifest
 from serving.onnx_runner import OnnxRunner
+from tests.conftest import NAMED_CLIP
 
 HOST = EngineHost("10.5.0", "NVIDIA H100 80GB HBM3", "9.0")
 NO_TENSORRT = importlib.util.find_spec("tensorrt") is None
 
 
+# The default names first, then the repository's named checkpoint (tests/conftest.py: NAMED_CLIP).
 ENCODERS = [
     *("clip_vision", "clip_text", "llava_vision", "llava_projector"),
     *("siglip_vision", "siglip_text", "siglip2_vision", "siglip2_text"),
+    *(f"{NAMED_CLIP}_vision", f"{NAMED_CLIP}_text"),
 ]
 
 
 @pytest.fixture(scope="module")
-def exported(
-    repository_copy: Path,
-    exported_clip: list[ParityReport],
-    exported_llava: list[ParityReport],
-    exported_siglip: list[ParityReport],
-    exported_siglip2: list[ParityReport],
-) -> Path:
-    return repository_copy
+def exported(model_repository: Path) -> Path:
+    return model_repository
 
 
 def test_every_exported_encoder_has_parity_feeds(exported: Path) -> None:
     assert exported_components(exported) == ENCODERS
-    assert set(PARITY_FEEDS) == set(exported_components(exported))
+    assert set(parity_feeds(exported)) == set(exported_components(exported))
+
+
+def test_a_named_checkpoints_encoders_are_found_by_their_names_through_the_repositorys_tags(exported: Path) -> None:
+    manifest = ComponentManifest.read(exported / f"{NAMED_CLIP}_text" / VERSION)
+    spec = component_spec(f"{NAMED_CLIP}_text", manifest, exported)
+    assert spec.name == f"{NAMED_CLIP}_text" and spec.dynamic_axes  # CLIP's text encoder, under the name
+    with pytest.raises(ValueError, match="no exported encoder of that name"):
+        component_spec(f"{NAMED_CLIP}_text", manifest)  # without the repository only the default names are known
 
 
 def test_siglip_text_feeds_are_padded_to_the_whole_context_as_served(exported: Path) -> None:
     manifest = ComponentManifest.read(exported / "siglip_text" / VERSION)
-    feed = PARITY_FEEDS["siglip_text"](exported, manifest, (4,))[0]
+    feed = parity_feeds(exported)["siglip_text"](exported, manifest, (4,))[0]
     assert feed["input_ids"].shape == (4, manifest.inputs[0].shape[0])
     assert len(set(feed["attention_mask"].sum(axis=1).tolist())) > 1  # real texts of varied length, then padding
 
 
 def test_siglip2_vision_feeds_mix_patch_grids_within_the_exported_budget(exported: Path) -> None:
     manifest = ComponentManifest.read(exported / "siglip2_vision" / VERSION)
-    feed = PARITY_FEEDS["siglip2_vision"](exported, manifest, (4,))[0]
+    feed = parity_feeds(exported)["siglip2_vision"](exported, manifest, (4,))[0]
     assert [feed[t.name].shape[1:] for t in manifest.inputs] == [tuple(t.shape) for t in manifest.inputs]
     assert [str(feed[t.name].dtype) for t in manifest.inputs] == [t.dtype for t in manifest.inputs]
     grids = feed["spatial_shapes"]
@@ -75,8 +79,8 @@ def test_siglip2_vision_feeds_mix_patch_grids_within_the_exported_budget(exporte
 @pytest.mark.parametrize("name", ENCODERS)
 def test_parity_feeds_match_the_exported_inputs_at_the_spec_batch_sizes(exported: Path, name: str) -> None:
     manifest = ComponentManifest.read(exported / name / VERSION)
-    spec = component_spec(name, manifest)
-    feeds = PARITY_FEEDS[name](exported, manifest, spec.parity_batch_sizes)
+    spec = component_spec(name, manifest, exported)
+    feeds = parity_feeds(exported)[name](exported, manifest, spec.parity_batch_sizes)
     assert [next(iter(feed.values())).shape[0] for feed in feeds] == list(spec.parity_batch_sizes)
     for feed in feeds:
         for tensor in manifest.inputs:
@@ -87,7 +91,7 @@ def test_parity_feeds_match_the_exported_inputs_at_the_spec_batch_sizes(exported
 
 def test_text_feeds_are_tokenised_sentences_padded_after_their_end(exported: Path) -> None:
     manifest = ComponentManifest.read(exported / "clip_text" / VERSION)
-    feed = PARITY_FEEDS["clip_text"](exported, manifest, (4,))[0]
+    feed = parity_feeds(exported)["clip_text"](exported, manifest, (4,))[0]
     mask = feed["attention_mask"]
     lengths = mask.sum(axis=1)
     assert len(set(lengths.tolist())) > 1  # varied lengths, one truncated to the full context
@@ -99,10 +103,10 @@ def test_text_feeds_are_tokenised_sentences_padded_after_their_end(exported: Pat
 def test_projector_feeds_are_the_exported_vision_towers_features(exported: Path) -> None:
     manifest = ComponentManifest.read(exported / "llava_projector" / VERSION)
     vision = exported / "llava_vision" / VERSION
-    pixels = PARITY_FEEDS["llava_vision"](exported, ComponentManifest.read(vision), (2,))[0]
+    pixels = parity_feeds(exported)["llava_vision"](exported, ComponentManifest.read(vision), (2,))[0]
     with OnnxRunner(vision / ONNX_FILE) as runner:
         expected = runner.run(pixels)["image_features"]
-    features = PARITY_FEEDS["llava_projector"](exported, manifest, (2,))[0]["image_features"]
+    features = parity_feeds(exported)["llava_projector"](exported, manifest, (2,))[0]["image_features"]
     np.testing.assert_array_equal(features, expected)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from transformers import AutoProcessor, CLIPModel
 
-from export.families.clip.spec import CLIP
+from export.families.clip.spec import FAMILY, clip_models
 from export.families.dual_encoder_export import (
     DualEncoderSizes,
     LoadedDualEncoder,
@@ -65,6 +65,8 @@ def load_clip(checkpoint: Path) -> LoadedDualEncoder:
     return LoadedDualEncoder(VisionEncoder(model), TextEncoder(model), processor, sizes, scale, 0.0, pixels)
 
 
-def export_clip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
-    """Export every CLIP model into ``repository`` and return the parity reports."""
-    return export_dual_encoder(CLIP, load_clip(checkpoint), repository, opset)
+def export_clip(
+    checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET, name: str = FAMILY
+) -> list[ParityReport]:
+    """Export every CLIP model into ``repository``, named ``name``, and return the parity reports."""
+    return export_dual_encoder(clip_models(name), load_clip(checkpoint), repository, opset)

@@ -3,7 +3,7 @@ by a softmax over the texts."""
 
 from __future__ import annotations
 
-from export.families.clip.spec import CLIP
+from export.families.clip.spec import clip_models
 from export.families.dual_encoder_family import DualEncoderFamily, Lazy
 
 CLIP_FAMILY = DualEncoderFamily(
@@ -11,7 +11,7 @@ CLIP_FAMILY = DualEncoderFamily(
     title="CLIP",
     architectures=("CLIPModel",),
     model_types=("clip",),
-    specs=CLIP,
+    named_specs=clip_models,
     loader=Lazy("export.families.clip.exporter", "load_clip"),
     checked_in=True,
 )

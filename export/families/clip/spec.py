@@ -3,9 +3,17 @@ texts padded to each request's longest (CLIP pools at the end-of-text token) and
 
 from __future__ import annotations
 
-from export.families.dual_encoder import dual_encoder_models
+from export.families.dual_encoder import DualEncoderModels, dual_encoder_models
 
-CLIP = dual_encoder_models("clip", text_padding="longest", scoring="softmax")
+FAMILY = "clip"
+
+
+def clip_models(name: str = FAMILY) -> DualEncoderModels:
+    """The served models of the CLIP checkpoint ``name`` (``vlm-export model --name``)."""
+    return dual_encoder_models(name, FAMILY, text_padding="longest", scoring="softmax")
+
+
+CLIP = clip_models()
 CLIP_PREPROCESS = CLIP.preprocess
 CLIP_VISION = CLIP.vision
 CLIP_TOKENIZE = CLIP.tokenize

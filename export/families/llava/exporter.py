@@ -24,14 +24,7 @@ from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from export.components import export_encoder, install
 from export.families.base import Feeds
-from export.families.llava.spec import (
-    CHECKPOINT_LINK,
-    LLAVA_DECODER,
-    LLAVA_PROJECTOR,
-    LLAVA_VISION,
-    LLAVA_VISION_FUSED,
-    llava_models,
-)
+from export.families.llava.spec import CHECKPOINT_LINK, ENSEMBLE, LLAVA_PROJECTOR, LLAVA_VISION, llava_components
 from export.families.measured import Feed, MeasuredComponent, pixel_feed
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
@@ -151,10 +144,14 @@ def check_servable(config: Any) -> None:
 
 
 def export_llava(
-    checkpoint: Path, repository: Path, fuse_projector: bool = False, opset: int = DEFAULT_OPSET
+    checkpoint: Path,
+    repository: Path,
+    fuse_projector: bool = False,
+    opset: int = DEFAULT_OPSET,
+    name: str = ENSEMBLE,
 ) -> list[ParityReport]:
-    """Export into ``repository``; like the CLIP export, the repository changes only if every check passes. A
-    checkpoint the decoder cannot serve raises ``ValueError`` before anything is exported."""
+    """Export into ``repository``, named ``name``; like the CLIP export, the repository changes only if every check
+    passes. A checkpoint the decoder cannot serve raises ``ValueError`` before anything is exported."""
     # Here, not at the top: the configs need tritonclient, which the GPU check's machine lacks.
     from export.repository import VERSION, write_repository
 
@@ -165,9 +162,11 @@ def export_llava(
     vision_tower = load_vision_tower(checkpoint, config)
     sizes = llava_sizes(config, projector)
     features = VisionFeatures(vision_tower, config.vision_feature_layer, config.vision_feature_select_strategy)
-    pixels = _pixel_feeds(sizes["image_size"], LLAVA_VISION.parity_batch_sizes)
-    models = llava_models(fuse_projector)
-    vision_spec = LLAVA_VISION_FUSED if fuse_projector else LLAVA_VISION
+    components = llava_components(name)
+    pixels = _pixel_feeds(sizes["image_size"], components.vision.parity_batch_sizes)
+    models = components.models(fuse_projector)
+    vision_spec = components.vision_fused if fuse_projector else components.vision
+    projector_spec = components.projector
     with tempfile.TemporaryDirectory(prefix="vlm-export-") as scratch:
         staging = Path(scratch)
         if fuse_projector:
@@ -180,22 +179,22 @@ def export_llava(
                 export_encoder(features, vision_spec, pixels, sizes, staging / vision_spec.name, opset),
                 export_encoder(
                     projector,
-                    LLAVA_PROJECTOR,
+                    projector_spec,
                     _feature_feeds(features, pixels),
                     sizes,
-                    staging / LLAVA_PROJECTOR.name,
+                    staging / projector_spec.name,
                     opset,
                 ),
             ]
         if not all(report.passed for report in reports):
             return reports
         image_processor = AutoImageProcessor.from_pretrained(checkpoint, backend="pil")
-        image_processor.save_pretrained(staging / "llava_preprocess" / IMAGE_PROCESSOR_DIR)
-        decoder = staging / LLAVA_DECODER.name
+        image_processor.save_pretrained(staging / components.preprocess.name / IMAGE_PROCESSOR_DIR)
+        decoder = staging / components.decoder.name
         decoder.mkdir()
         os.symlink(checkpoint, decoder / CHECKPOINT_LINK, target_is_directory=True)
         if fuse_projector:
-            shutil.rmtree(repository / LLAVA_PROJECTOR.name, ignore_errors=True)
+            shutil.rmtree(repository / projector_spec.name, ignore_errors=True)
         write_repository(repository, models)
         for component in staging.iterdir():
             install(component, repository / component.name / VERSION)

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from export.families.base import ExportOptions, FeedMaker, Probe
-from export.families.llava.spec import ENSEMBLE, LLAVA_PROJECTOR, LLAVA_VISION, LLAVA_VISION_FUSED, llava_models
+from export.families.base import ExportOptions, FeedMaker
+from export.families.llava.spec import llava_components
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
 from serving.generation.checkpoint import image_tokens_per_image
@@ -23,18 +23,20 @@ class LlavaFamily:
     model_types: tuple[str, ...] = ("llava",)
     checked_in: bool = True
     decoder_inputs: tuple[str, ...] = ("image_embeds",)
-    probe: Probe = Probe(ENSEMBLE, "chat")
 
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
-        return llava_models(options.fuse_projector)
+        return llava_components(options.named(self.name)).models(options.fuse_projector)
 
-    def encoder_variants(self) -> tuple[OnnxComponentSpec, ...]:
-        return (LLAVA_VISION, LLAVA_PROJECTOR, LLAVA_VISION_FUSED)
+    def encoder_variants(self, name: str | None = None) -> tuple[OnnxComponentSpec, ...]:
+        components = llava_components(name or self.name)
+        return (components.vision, components.projector, components.vision_fused)
 
-    def parity_feeds(self) -> Mapping[str, FeedMaker]:
+    def parity_feeds(self, name: str | None = None) -> Mapping[str, FeedMaker]:
         from export.parity_feeds import feature_feeds, pixel_feeds
 
-        return {LLAVA_VISION.name: pixel_feeds, LLAVA_PROJECTOR.name: feature_feeds(LLAVA_VISION.name)}
+        components = llava_components(name or self.name)
+        vision = components.vision.name
+        return {vision: pixel_feeds, components.projector.name: feature_feeds(vision)}
 
     def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
         from export.families.llava.exporter import measured_components
@@ -48,4 +50,10 @@ class LlavaFamily:
     def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
         from export.families.llava.exporter import export_llava
 
-        return export_llava(checkpoint, repository, fuse_projector=options.fuse_projector, opset=options.opset)
+        return export_llava(
+            checkpoint,
+            repository,
+            fuse_projector=options.fuse_projector,
+            opset=options.opset,
+            name=options.named(self.name),
+        )

@@ -1,5 +1,6 @@
 """The LLaVA family's served models: image preprocessing, the vision tower and projector (exported), the
-python-backend decoder, and the ``llava`` ensemble that chains them.
+python-backend decoder, and the ensemble that chains them, all named after the checkpoint (``llava``,
+``llava_preprocess``, ... by default; ``vlm-export model --name`` picks another name).
 
 Pure data (no torch). ``llava_models(fuse_projector=True)`` describes the variant whose ``llava_vision``
 graph ends with the projector, so the ensemble has one encoder step fewer.
@@ -7,8 +8,12 @@ graph ends with the projector, so the ensemble has one encoder step fewer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+
 from client.parameters import GENERATION_PARAMETERS, MAX_STOP_STRINGS
 from export.families.limits import ENTRY_STEP, STEP_QUEUE, VISION_CPU_BATCH, image_limits
+from export.families.tags import served_tags
 from export.specs import (
     EnsembleSpec,
     EnsembleStep,
@@ -37,7 +42,8 @@ CANCEL_POLL_INTERVAL_MS = 100
 MAX_MESSAGES_BYTES = 65_536
 CHECKPOINT_PARAMETER = "checkpoint"  # the decoder's config parameter naming the Hugging Face checkpoint
 CHECKPOINT_LINK = "checkpoint"  # default value: a link in the decoder's version folder, made by the export
-ENSEMBLE = "llava"  # what clients call: preprocess -> vision tower (-> projector) -> decoder
+FAMILY = "llava"
+ENSEMBLE = FAMILY  # the default name: what clients call, preprocess -> vision tower (-> projector) -> decoder
 
 _PIXELS = TensorSpec("pixel_values", "float32", (3, "image_size", "image_size"))
 _FEATURES = TensorSpec("image_features", "float32", ("image_tokens", "vision_hidden"))
@@ -74,15 +80,30 @@ GENERATION_OUTPUTS = (
     TensorSpec("alternative_tokens", "bytes", (-1, -1)),
 )
 
-LLAVA_PREPROCESS = PythonModelSpec(
-    name="llava_preprocess",
-    inputs=(TensorSpec("image", "bytes", (-1,)),),
-    outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
-    entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
-    resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in export/families/limits.py
-    queue=STEP_QUEUE,
-    parameters=image_limits(MAX_IMAGES),
-)
+# The decoder's parameters (serving/generation/vllm_engine.py reads them).
+DECODER_PARAMETERS = {
+    CHECKPOINT_PARAMETER: CHECKPOINT_LINK,
+    "max_images": str(MAX_IMAGES),
+    "max_num_seqs": str(MAX_NUM_SEQS),
+    "max_waiting_requests": str(MAX_WAITING_REQUESTS),
+    "max_model_len": "0",  # 0: the checkpoint's context length
+    "cpu_kv_cache_mib": str(CPU_KV_CACHE_MIB),
+    "gpu_memory_utilization": str(GPU_MEMORY_UTILIZATION),
+    "enable_chunked_prefill": "true",
+    "enable_prefix_caching": "true",
+    "tensor_parallel_size": "1",  # GPUs one engine spans
+    # auto: eager on CPU (torch.compile tripled the engine's start, 55 s vs 17 s on tiny-llava), CUDA graphs
+    # on a GPU.
+    "enforce_eager": "auto",
+    "default_max_tokens": str(DEFAULT_MAX_TOKENS),
+    "max_stop_strings": str(MAX_STOP_STRINGS),
+    "max_messages_bytes": str(MAX_MESSAGES_BYTES),
+    "dtype": "auto",  # float32 on CPU (exact parity with Hugging Face), vLLM's auto on a GPU; or a dtype
+    # Inputs stay where the producer left them: the projector's embeddings on the GPU (read via DLPack).
+    "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
+    "stream_interval_ms": str(STREAM_INTERVAL_MS),
+    "cancel_poll_interval_ms": str(CANCEL_POLL_INTERVAL_MS),
+}
 
 
 # The response cache keys on the whole request (all its images), so a repeated image set is not re-encoded.
@@ -106,81 +127,97 @@ def _encoder(
     )
 
 
-LLAVA_VISION = _encoder("llava_vision", (_PIXELS,), (_FEATURES,), cpu_batch=VISION_CPU_BATCH)
-LLAVA_PROJECTOR = _encoder("llava_projector", (_FEATURES,), (_EMBEDS,))
-LLAVA_VISION_FUSED = _encoder("llava_vision", (_PIXELS,), (_EMBEDS,), cpu_batch=VISION_CPU_BATCH)
+@dataclass(frozen=True)
+class LlavaComponents:
+    """The models of one LLaVA checkpoint, named ``<name>_preprocess``, ``<name>_vision``, ... with the ensemble
+    ``<name>`` that clients call; ``vision_fused`` is the vision tower's variant that ends with the projector."""
 
-# Triton 2.51 does not pass a cancelled ensemble request's cancellation on to the decoder it is running in,
-# so clients stop a stream by id: a request with only ``cancel`` (the id of the request to stop) answers
-# ``cancelled`` (how many running requests had that id). Without ``cancel``, ``messages`` is required.
-LLAVA_DECODER = PythonModelSpec(
-    name="llava_decoder",
-    inputs=(
-        TensorSpec("messages", "bytes", (1,), optional=True),
-        TensorSpec("image_embeds", "float32", (-1, "image_tokens", "text_hidden"), optional=True),
-        *GENERATION_INPUTS,
-        TensorSpec("cancel", "bytes", (1,), optional=True),
-    ),
-    outputs=(*GENERATION_OUTPUTS, TensorSpec("cancelled", "int32", (1,))),
-    entry_point="serving.triton_models.llava_decoder:LlavaDecoder",
-    decoupled=True,
-    parameters={
-        CHECKPOINT_PARAMETER: CHECKPOINT_LINK,
-        "max_images": str(MAX_IMAGES),
-        "max_num_seqs": str(MAX_NUM_SEQS),
-        "max_waiting_requests": str(MAX_WAITING_REQUESTS),
-        "max_model_len": "0",  # 0: the checkpoint's context length
-        "cpu_kv_cache_mib": str(CPU_KV_CACHE_MIB),
-        "gpu_memory_utilization": str(GPU_MEMORY_UTILIZATION),
-        "enable_chunked_prefill": "true",
-        "enable_prefix_caching": "true",
-        "tensor_parallel_size": "1",  # GPUs one engine spans
-        # auto: eager on CPU (torch.compile tripled the engine's start, 55 s vs 17 s on tiny-llava), CUDA graphs
-        # on a GPU.
-        "enforce_eager": "auto",
-        "default_max_tokens": str(DEFAULT_MAX_TOKENS),
-        "max_stop_strings": str(MAX_STOP_STRINGS),
-        "max_messages_bytes": str(MAX_MESSAGES_BYTES),
-        "dtype": "auto",  # float32 on CPU (exact parity with Hugging Face), vLLM's auto on a GPU; or a dtype
-        # Inputs stay where the producer left them: the projector's embeddings on the GPU (read via DLPack).
-        "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
-        "stream_interval_ms": str(STREAM_INTERVAL_MS),
-        "cancel_poll_interval_ms": str(CANCEL_POLL_INTERVAL_MS),
-    },
-)
+    name: str
+    preprocess: PythonModelSpec
+    vision: OnnxComponentSpec
+    projector: OnnxComponentSpec
+    vision_fused: OnnxComponentSpec
+    decoder: PythonModelSpec
 
-
-def _ensemble(fuse_projector: bool) -> EnsembleSpec:
-    encoder_steps = [
-        EnsembleStep("llava_preprocess", {"image": "image"}, {"pixel_values": "pixel_values"}),
-    ]
-    if fuse_projector:
-        encoder_steps.append(
-            EnsembleStep("llava_vision", {"pixel_values": "pixel_values"}, {"image_embeds": "image_embeds"})
+    def ensemble(self, fuse_projector: bool) -> EnsembleSpec:
+        preprocess, vision, projector = self.preprocess.name, self.vision.name, self.projector.name
+        encoder_steps = [EnsembleStep(preprocess, {"image": "image"}, {"pixel_values": "pixel_values"})]
+        if fuse_projector:
+            encoder_steps.append(
+                EnsembleStep(vision, {"pixel_values": "pixel_values"}, {"image_embeds": "image_embeds"})
+            )
+        else:
+            encoder_steps += [
+                EnsembleStep(vision, {"pixel_values": "pixel_values"}, {"image_features": "image_features"}),
+                EnsembleStep(projector, {"image_features": "image_features"}, {"image_embeds": "image_embeds"}),
+            ]
+        passthrough = {t.name: t.name for t in (_MESSAGES, *GENERATION_INPUTS)}
+        decoder_step = EnsembleStep(
+            self.decoder.name,
+            {**passthrough, "image_embeds": "image_embeds"},
+            {t.name: t.name for t in GENERATION_OUTPUTS},
         )
-    else:
-        encoder_steps += [
-            EnsembleStep("llava_vision", {"pixel_values": "pixel_values"}, {"image_features": "image_features"}),
-            EnsembleStep("llava_projector", {"image_features": "image_features"}, {"image_embeds": "image_embeds"}),
-        ]
-    passthrough = {t.name: t.name for t in (_MESSAGES, *GENERATION_INPUTS)}
-    decoder_step = EnsembleStep(
-        "llava_decoder",
-        {**passthrough, "image_embeds": "image_embeds"},
-        {t.name: t.name for t in GENERATION_OUTPUTS},
+        return EnsembleSpec(
+            name=self.name,
+            inputs=(TensorSpec("image", "bytes", (-1,)), _MESSAGES, *GENERATION_INPUTS),
+            outputs=GENERATION_OUTPUTS,
+            steps=(*encoder_steps, decoder_step),
+            # Text-only turns and cancellations go to the decoder itself (client.generation).
+            parameters=served_tags(FAMILY, self.name, "chat", probe="chat", text_model=self.decoder.name),
+        )
+
+    def models(self, fuse_projector: bool) -> tuple[ModelSpec, ...]:
+        if fuse_projector:
+            return (self.preprocess, self.vision_fused, self.decoder, self.ensemble(fuse_projector=True))
+        return (self.preprocess, self.vision, self.projector, self.decoder, self.ensemble(fuse_projector=False))
+
+
+@cache  # one set of specs per name: the default name's specs are the same objects wherever they are asked for
+def llava_components(name: str) -> LlavaComponents:
+    """The models of the LLaVA checkpoint ``name`` (``vlm-export model --name``; default ``llava``)."""
+    preprocess = PythonModelSpec(
+        name=f"{name}_preprocess",
+        inputs=(TensorSpec("image", "bytes", (-1,)),),
+        outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
+        entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
+        resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in export/families/limits.py
+        queue=STEP_QUEUE,
+        parameters=image_limits(MAX_IMAGES),
     )
-    return EnsembleSpec(
-        name=ENSEMBLE,
-        inputs=(TensorSpec("image", "bytes", (-1,)), _MESSAGES, *GENERATION_INPUTS),
-        outputs=GENERATION_OUTPUTS,
-        steps=(*encoder_steps, decoder_step),
+    # Triton 2.51 does not pass a cancelled ensemble request's cancellation on to the decoder it is running in,
+    # so clients stop a stream by id: a request with only ``cancel`` (the id of the request to stop) answers
+    # ``cancelled`` (how many running requests had that id). Without ``cancel``, ``messages`` is required.
+    decoder = PythonModelSpec(
+        name=f"{name}_decoder",
+        inputs=(
+            TensorSpec("messages", "bytes", (1,), optional=True),
+            TensorSpec("image_embeds", "float32", (-1, "image_tokens", "text_hidden"), optional=True),
+            *GENERATION_INPUTS,
+            TensorSpec("cancel", "bytes", (1,), optional=True),
+        ),
+        outputs=(*GENERATION_OUTPUTS, TensorSpec("cancelled", "int32", (1,))),
+        entry_point="serving.triton_models.llava_decoder:LlavaDecoder",
+        decoupled=True,
+        parameters=dict(DECODER_PARAMETERS),
+    )
+    return LlavaComponents(
+        name=name,
+        preprocess=preprocess,
+        vision=_encoder(f"{name}_vision", (_PIXELS,), (_FEATURES,), cpu_batch=VISION_CPU_BATCH),
+        projector=_encoder(f"{name}_projector", (_FEATURES,), (_EMBEDS,)),
+        vision_fused=_encoder(f"{name}_vision", (_PIXELS,), (_EMBEDS,), cpu_batch=VISION_CPU_BATCH),
+        decoder=decoder,
     )
 
 
-def llava_models(fuse_projector: bool = False) -> tuple[ModelSpec, ...]:
-    if fuse_projector:
-        return (LLAVA_PREPROCESS, LLAVA_VISION_FUSED, LLAVA_DECODER, _ensemble(fuse_projector=True))
-    return (LLAVA_PREPROCESS, LLAVA_VISION, LLAVA_PROJECTOR, LLAVA_DECODER, _ensemble(fuse_projector=False))
+def llava_models(fuse_projector: bool = False, name: str = ENSEMBLE) -> tuple[ModelSpec, ...]:
+    return llava_components(name).models(fuse_projector)
 
 
+LLAVA = llava_components(ENSEMBLE)
+LLAVA_PREPROCESS = LLAVA.preprocess
+LLAVA_VISION = LLAVA.vision
+LLAVA_PROJECTOR = LLAVA.projector
+LLAVA_VISION_FUSED = LLAVA.vision_fused
+LLAVA_DECODER = LLAVA.decoder
 LLAVA_MODELS = llava_models()

@@ -18,7 +18,7 @@ from export.families.dual_encoder_export import (
     export_dual_encoder,
     square_pixel_feeds,
 )
-from export.families.siglip.spec import SIGLIP
+from export.families.siglip.spec import FAMILY, siglip_models
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 
@@ -84,7 +84,9 @@ def loaded_siglip(
     return LoadedDualEncoder(vision, TextEncoder(model), processor, sizes, scale, bias, vision_feeds)
 
 
-def export_siglip(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
-    """Export every SigLIP model into ``repository`` and return the parity reports; ``ValueError`` for a checkpoint
-    the served models cannot reproduce."""
-    return export_dual_encoder(SIGLIP, load_siglip(checkpoint), repository, opset)
+def export_siglip(
+    checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET, name: str = FAMILY
+) -> list[ParityReport]:
+    """Export every SigLIP model into ``repository``, named ``name``, and return the parity reports; ``ValueError``
+    for a checkpoint the served models cannot reproduce."""
+    return export_dual_encoder(siglip_models(name), load_siglip(checkpoint), repository, opset)

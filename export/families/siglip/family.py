@@ -4,14 +4,14 @@ zero-shot classification by a sigmoid per pair, with the checkpoint's logit scal
 from __future__ import annotations
 
 from export.families.dual_encoder_family import DualEncoderFamily, Lazy
-from export.families.siglip.spec import SIGLIP
+from export.families.siglip.spec import siglip_models
 
 SIGLIP_FAMILY = DualEncoderFamily(
     name="siglip",
     title="SigLIP",
     architectures=("SiglipModel",),
     model_types=("siglip",),
-    specs=SIGLIP,
+    named_specs=siglip_models,
     loader=Lazy("export.families.siglip.exporter", "load_siglip"),
     # exported on demand: the demo and the checked-in repository serve CLIP and LLaVA
 )

@@ -4,6 +4,14 @@ padding is part of the embedding) and a sigmoid per image-text pair instead of a
 
 from __future__ import annotations
 
-from export.families.dual_encoder import dual_encoder_models
+from export.families.dual_encoder import DualEncoderModels, dual_encoder_models
 
-SIGLIP = dual_encoder_models("siglip", text_padding="max_length", scoring="sigmoid")
+FAMILY = "siglip"
+
+
+def siglip_models(name: str = FAMILY) -> DualEncoderModels:
+    """The served models of the SigLIP checkpoint ``name`` (``vlm-export model --name``)."""
+    return dual_encoder_models(name, FAMILY, text_padding="max_length", scoring="sigmoid")
+
+
+SIGLIP = siglip_models()

@@ -16,7 +16,7 @@ from export.families.dual_encoder_export import LoadedDualEncoder, export_dual_e
 from export.families.siglip.exporter import loaded_siglip
 from export.families.siglip2.feeds import naflex_inputs
 from export.families.siglip2.naflex import resized_positions
-from export.families.siglip2.spec import SIGLIP2
+from export.families.siglip2.spec import FAMILY, siglip2_models
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
 
@@ -59,7 +59,9 @@ def load_siglip2(checkpoint: Path) -> LoadedDualEncoder:
     return loaded_siglip(model, processor, VisionEncoder(model), image, feeds)
 
 
-def export_siglip2(checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET) -> list[ParityReport]:
-    """Export every SigLIP2 model into ``repository`` and return the parity reports; ``ValueError`` for a checkpoint
-    the served models cannot reproduce."""
-    return export_dual_encoder(SIGLIP2, load_siglip2(checkpoint), repository, opset)
+def export_siglip2(
+    checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET, name: str = FAMILY
+) -> list[ParityReport]:
+    """Export every SigLIP2 model into ``repository``, named ``name``, and return the parity reports; ``ValueError``
+    for a checkpoint the served models cannot reproduce."""
+    return export_dual_encoder(siglip2_models(name), load_siglip2(checkpoint), repository, opset)

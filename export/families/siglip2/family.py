@@ -4,14 +4,14 @@ as up to ``max_num_patches`` patches, the position embeddings resized to each im
 from __future__ import annotations
 
 from export.families.dual_encoder_family import DualEncoderFamily, Lazy
-from export.families.siglip2.spec import SIGLIP2
+from export.families.siglip2.spec import siglip2_models
 
 SIGLIP2_FAMILY = DualEncoderFamily(
     name="siglip2",
     title="SigLIP2",
     architectures=("Siglip2Model",),
     model_types=("siglip2",),
-    specs=SIGLIP2,
+    named_specs=siglip2_models,
     loader=Lazy("export.families.siglip2.exporter", "load_siglip2"),
     image_feeds=Lazy("export.families.siglip2.feeds", "naflex_feeds"),
 )

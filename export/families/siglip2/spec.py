@@ -3,6 +3,14 @@ with NaFlex images: the preprocess step hands the vision tower patches, their ma
 
 from __future__ import annotations
 
-from export.families.dual_encoder import dual_encoder_models
+from export.families.dual_encoder import DualEncoderModels, dual_encoder_models
 
-SIGLIP2 = dual_encoder_models("siglip2", text_padding="max_length", scoring="sigmoid", pixels="patches")
+FAMILY = "siglip2"
+
+
+def siglip2_models(name: str = FAMILY) -> DualEncoderModels:
+    """The served models of the SigLIP2 checkpoint ``name`` (``vlm-export model --name``)."""
+    return dual_encoder_models(name, FAMILY, text_padding="max_length", scoring="sigmoid", pixels="patches")
+
+
+SIGLIP2 = siglip2_models()
