@@ -14,7 +14,7 @@ from pathlib import Path
 
 from serving.control import read_or_create_control_key
 from serving.launcher import ServerError, ServerOptions, TritonServer
-from serving.served import RepositoryError, select
+from serving.served import RepositoryError, select, select_models
 from serving.supervisor import Supervisor
 
 TARGETS = ("embedded", "cpu", "gpu", "gpu-onnxruntime")  # as export.triton_config.TARGETS
@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         "default: every model in the repository",
     )
     parser.add_argument(
+        "--model",
+        action="append",
+        help="serve only the checkpoint of this name (clip, llava, or what `vlm-export model --name` named it; "
+        "repeatable, adds to --family); default: every model in the repository",
+    )
+    parser.add_argument(
         "--control-key-file",
         type=Path,
         help="the operator's key for Triton's control APIs (a new key is written there if the file is missing); "
@@ -77,14 +83,22 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
         cache_size_bytes=args.cache_size,
         exit_timeout_s=args.exit_timeout,
         startup_timeout_s=args.startup_timeout,
-        # What each family's clients call, as the repository's configs say (serving/served.py); Triton loads each
-        # ensemble's steps with it.
-        models=tuple(model for family in select(args.repository, args.family or ()) for model in family.models),
+        models=served_entry_models(args.repository, args.family or (), args.model or ()),
         extra_args=list(args.triton_args),
     )
     if args.control_key_file:
         options.control_key = read_or_create_control_key(args.control_key_file)
     return options
+
+
+def served_entry_models(
+    repository: Path, families: list[str] | tuple[str, ...], names: list[str] | tuple[str, ...]
+) -> tuple[str, ...]:
+    """What the clients of these families and named checkpoints call, as the repository's configs say
+    (serving/served.py); Triton loads each ensemble's steps with it. () for neither: every model."""
+    models = [model for family in select(repository, families) for model in family.models]
+    models += [model for served in select_models(repository, names) for model in served.entry_models]
+    return tuple(dict.fromkeys(models))
 
 
 def say(message: str) -> None:
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = options_from(args)
     except RepositoryError as error:
-        say(f"--family: {error}")
+        say(f"{'--model' if 'no model' in str(error) else '--family'}: {error}")
         return 1
     except (OSError, ValueError) as error:
         say(f"--control-key-file: {getattr(error, 'strerror', None) or error}")

@@ -160,3 +160,15 @@ def test_a_family_the_repository_lacks_is_refused_naming_the_ones_it_holds(capsy
 
     assert main(["--repository", str(REPO_ROOT / "model_repository"), "--family", "siglip"]) == 1
     assert "holds no family 'siglip'; it holds: clip, llava" in capsys.readouterr().err
+
+
+def test_a_named_model_serves_its_entry_ensembles_and_an_unknown_name_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from serving.cli import main, options_from, parse_args
+
+    repository = str(REPO_ROOT / "model_repository")
+    options = options_from(parse_args(["--repository", repository, "--model", "llava", "--family", "clip"]))
+    assert options.models == ("clip_image_embed", "clip_rank", "clip_text_embed", "llava", "llava_decoder")
+    assert main(["--repository", repository, "--model", "nope"]) == 1
+    assert "--model: the repository" in (err := capsys.readouterr().err) and "holds no model 'nope'" in err

@@ -18,7 +18,7 @@ def test_every_probe_task_a_config_may_name_has_a_probe() -> None:
     assert set(probe.PROBES) == set(PROBE_TASKS)
 
 
-def _probed(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list[tuple[str, Probe]]:
+def _probed(monkeypatch: pytest.MonkeyPatch, argv: list[str], repository: str = CHECKED_IN) -> list[tuple[str, Probe]]:
     seen: list[tuple[str, Probe]] = []
 
     def check(kind: str, url: str, probes: list[tuple[str, Probe]], timeout_s: float) -> tuple[bool, list[str]]:
@@ -26,7 +26,7 @@ def _probed(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list[tuple[str,
         return True, []
 
     monkeypatch.setattr(probe, "check", check)
-    assert probe.main(["ready", "--repository", CHECKED_IN, *argv]) == 0
+    assert probe.main(["ready", "--repository", repository, *argv]) == 0
     return seen
 
 
@@ -55,3 +55,28 @@ def test_the_repository_defaults_to_vlm_repository(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("VLM_FAMILIES", raising=False)
     with pytest.raises(SystemExit, match="2"):
         probe.main(["ready"])  # an empty folder: no family to probe
+
+
+def test_every_named_checkpoint_is_probed_and_models_are_picked_by_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from export.families import family_named
+    from export.families.base import ExportOptions
+    from export.repository import ALL_MODELS, write_repository
+
+    write_repository(tmp_path, ALL_MODELS)
+    write_repository(tmp_path, family_named("clip").models(ExportOptions(name="clip-b")))
+    monkeypatch.delenv("VLM_FAMILIES", raising=False)
+    monkeypatch.delenv("VLM_MODELS", raising=False)
+    repository: list[str] = []
+    every = [
+        ("clip", Probe("clip_rank", "rank")),
+        ("clip-b", Probe("clip-b_rank", "rank")),
+        ("llava", Probe("llava", "chat")),
+    ]
+    folder = str(tmp_path)
+    assert _probed(monkeypatch, repository, folder) == every
+    assert _probed(monkeypatch, ["--family", "clip"], folder) == every[:2]
+    assert _probed(monkeypatch, ["--model", "clip-b", "--model", "llava"], folder) == every[1:]
+    monkeypatch.setenv("VLM_MODELS", "clip-b")
+    assert _probed(monkeypatch, repository, folder) == [every[1]]
