@@ -2,16 +2,17 @@
 # Start triton-vlm in its image: the GPU one (docker/Dockerfile, NGC's vLLM image of Triton; target gpu) or the CPU
 # one (docker/Dockerfile.cpu, the pytriton wheel's tritonserver; VLM_TARGET=embedded). First start: make the
 # checkpoints (presets, unless VLM_CHECKPOINTS names mounted ones), export them to ONNX (`vlm-export model` reads
-# each one's family from its config.json) and, for the gpu target, build TensorRT engines, all into the /cache
-# volume. Every start: regenerate the configs, keep what is
-# current, rebuild what is stale (a newer image brings a newer TensorRT), then serve the target (default gpu)
-# under vlm-serve. Extra arguments go to tritonserver.
+# each one's family from its config.json; NAME=FOLDER exports it under that name) and, for the gpu target, build
+# TensorRT engines, all into the /cache volume. Every start: regenerate the configs of every model the repository
+# holds, keep what is current, rebuild what is stale (a newer image brings a newer TensorRT), then serve the target
+# (default gpu) under vlm-serve. Extra arguments go to tritonserver.
 set -euo pipefail
 
 CACHE=${VLM_CACHE:-/cache}
 REPOSITORY=${VLM_REPOSITORY:-$CACHE/model_repository}
-# The checkpoint folders to serve, space-separated. CLIP_CHECKPOINT and LLAVA_CHECKPOINT, the variables of earlier
-# releases, still set the default pair.
+# The checkpoint folders to serve, space-separated; NAME=FOLDER serves one under that name (`vlm-export model --name`:
+# several checkpoints, of one family too, share the repository), a bare FOLDER under its family's name (clip, llava,
+# ...). CLIP_CHECKPOINT and LLAVA_CHECKPOINT, the variables of earlier releases, still set the default pair.
 read -r -a CHECKPOINTS <<<"${VLM_CHECKPOINTS:-${CLIP_CHECKPOINT:-$CACHE/checkpoints/tiny-clip} ${LLAVA_CHECKPOINT:-$CACHE/checkpoints/tiny-llava}}"
 TARGET=${VLM_TARGET:-gpu}
 PRECISION=${ENGINE_PRECISION:-fp16}
@@ -27,16 +28,21 @@ ensure_checkpoint() {
     fi
 }
 
-# Export every checkpoint when the list differs from the one last exported into the repository (one checkpoint
-# of a family replaces another's models, so a changed list is exported whole, in order).
+# NAME=FOLDER -> FOLDER; FOLDER -> FOLDER.
+folder_of() { echo "${1#*=}"; }
+
+# Export every checkpoint when the list differs from the one last exported into the repository (a checkpoint
+# exported again under a name it had replaces its models, so a changed list is exported whole, in order).
 ensure_exports() {
-    local marker=$REPOSITORY/.exported wanted checkpoint
+    local marker=$REPOSITORY/.exported wanted entry name
     wanted=$(printf '%s\n' "$@")
     if [[ "$(cat "$marker" 2>/dev/null || true)" != "$wanted" ]]; then
         rm -f "$marker"
-        for checkpoint in "$@"; do
-            say "exporting $checkpoint"
-            vlm-export model --checkpoint "$checkpoint" --repository "$REPOSITORY"
+        for entry in "$@"; do
+            name=()
+            [[ $entry == *=* ]] && name=(--name "${entry%%=*}")
+            say "exporting $(folder_of "$entry")${name:+ as ${entry%%=*}}"
+            vlm-export model --checkpoint "$(folder_of "$entry")" --repository "$REPOSITORY" "${name[@]}"
         done
         echo "$wanted" >"$marker"
     fi
@@ -58,8 +64,8 @@ check_tensorrt_versions() {
 
 mkdir -p "$REPOSITORY" "$CACHE/tensorrt" "$CACHE/ort-tensorrt"
 vlm-export repository --repository "$REPOSITORY"
-for checkpoint in "${CHECKPOINTS[@]}"; do
-    ensure_checkpoint "$checkpoint"
+for entry in "${CHECKPOINTS[@]}"; do
+    ensure_checkpoint "$(folder_of "$entry")"
 done
 ensure_exports "${CHECKPOINTS[@]}"
 if [[ $TARGET == gpu ]]; then
@@ -75,12 +81,16 @@ fi
 # vlm-serve runs tritonserver with the control APIs behind the operator's key (kept in the cache volume, or
 # the file VLM_CONTROL_KEY_FILE names: mount a secret there), restarts it if it dies and reloads a model whose
 # python stub dies. Triton's HTTP endpoint listens inside the container only (one deeply nested JSON body kills
-# tritonserver 2.51's HTTP frontend): clients use gRPC, the public front door is the gateway. VLM_FAMILIES (a
-# space-separated list of families the repository's configs name, e.g. "clip llava"; default: every model in the
-# repository) picks what is served; vlm-probe reads it too, and finds the repository through VLM_REPOSITORY.
-families=()
+# tritonserver 2.51's HTTP frontend): clients use gRPC, the public front door is the gateway. What is served is read
+# from the repository's configs: every model it holds, or those VLM_MODELS names (space-separated names, e.g.
+# "clip llava team-b") and those of the families VLM_FAMILIES names (e.g. "clip llava"); vlm-probe reads both too,
+# and finds the repository through VLM_REPOSITORY.
+picked=()
 for family in ${VLM_FAMILIES:-}; do
-    families+=(--family "$family")
+    picked+=(--family "$family")
+done
+for model in ${VLM_MODELS:-}; do
+    picked+=(--model "$model")
 done
 exec vlm-serve \
     --repository "$REPOSITORY" \
@@ -91,5 +101,5 @@ exec vlm-serve \
     --startup-timeout "${STARTUP_TIMEOUT_SECONDS:-3600}" \
     --control-key-file "${VLM_CONTROL_KEY_FILE:-$CACHE/control-key}" \
     --log-file /dev/stdout \
-    "${families[@]}" \
+    "${picked[@]}" \
     -- "$@"

@@ -230,3 +230,19 @@ def test_the_gateway_service_is_the_public_http_endpoint_in_front_of_tritons_grp
     assert "http://localhost:9000/ready" in " ".join(gateway["healthcheck"]["test"])
     assert gateway["image"] == compose["services"]["triton"]["image"] and not gateway["user"].startswith("0")
     assert ("COPY", "gateway ./gateway") in instructions(DOCKER / "Dockerfile")
+
+
+def test_the_entrypoint_exports_a_named_checkpoint_under_its_name_and_serves_the_models_asked_for(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    checkpoints = f"{tmp_path}/clip team-b={tmp_path}/clip-b"
+    calls = _run_entrypoint(tmp_path, VLM_CHECKPOINTS=checkpoints, VLM_MODELS="team-b clip")
+    assert [call for call in calls if call.startswith("vlm-export model")] == [
+        f"vlm-export model --checkpoint {tmp_path}/clip --repository {cache}/model_repository",
+        f"vlm-export model --checkpoint {tmp_path}/clip-b --repository {cache}/model_repository --name team-b",
+    ]
+    assert [call for call in calls if call.startswith("vlm-checkpoint")] == [
+        f"vlm-checkpoint make --preset {name} --out {tmp_path}/{name}" for name in ("clip", "clip-b")
+    ]
+    assert "--model team-b --model clip -- " in calls[-1] + " "
