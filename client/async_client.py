@@ -5,6 +5,7 @@ request on the server."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
 from client import async_streams, prompts
+from client.catalog import ServedModel, from_configs, stat_names
 from client.channel import grpc_channel_args
 from client.embeddings import TEXT_EMBEDDING_OUTPUTS, TextEmbeddings
 from client.errors import InvalidInputError, translate
@@ -30,11 +32,12 @@ from client.models import ModelNames
 from client.ranking import DEFAULT_TEMPLATE, Ranked, classification, ranking
 from client.retry import RetryPolicy, call_with_retry_async
 from client.search import PROBE_TEXT, SearchHit, SearchIndex, batches, images_in
-from client.vlm_client import DEFAULT_URLS, QuestionPair
+from client.vlm_client import DEFAULT_URLS, QuestionPair, model_names
 
 
 class AsyncVLMClient:
-    """Create it inside a running event loop (``async with AsyncVLMClient(...) as vlm:``)."""
+    """Create it inside a running event loop (``async with AsyncVLMClient(...) as vlm:``). Models by name as
+    ``VLMClient``'s."""
 
     def __init__(
         self,
@@ -43,6 +46,9 @@ class AsyncVLMClient:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         models: ModelNames | None = None,
+        *,
+        embedding_model: str | None = None,
+        chat_model: str | None = None,
     ) -> None:
         if protocol not in DEFAULT_URLS:
             raise ValueError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
@@ -50,7 +56,7 @@ class AsyncVLMClient:
         self.url = url or DEFAULT_URLS[protocol]
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self.models = models or ModelNames()
+        self.models = model_names(models, embedding_model, chat_model)
         self._grpc: grpcaio.InferenceServerClient | None = None
         self._http: httpaio.InferenceServerClient | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -80,7 +86,41 @@ class AsyncVLMClient:
         if self._session is not None:
             await self._session.close()
 
+    def using(self, models: ModelNames) -> AsyncVLMClient:
+        """This client's connection (one gRPC channel) calling other models; close the client it came from, not the
+        view. The gateway routes each request to its model this way."""
+        view = copy.copy(self)
+        view.models = models
+        return view
+
     # --- the server
+
+    async def served_models(self) -> dict[str, ServedModel]:
+        """Name -> every model the server has loaded (``VLMClient.served_models``), its configs read concurrently."""
+
+        async def attempt() -> dict[str, ServedModel]:
+            try:
+                if self._grpc is not None:
+                    grpc = self._grpc
+                    statistics = await grpc.get_inference_statistics("", as_json=True, client_timeout=self.timeout)
+                    names = stat_names(statistics)
+                    answers = await asyncio.gather(
+                        *(grpc.get_model_config(n, as_json=True, client_timeout=self.timeout) for n in names)
+                    )
+                    configs = {name: answer["config"] for name, answer in zip(names, answers, strict=True)}
+                else:
+                    assert self._http is not None
+                    statistics = await self._http.get_inference_statistics("")
+                    names = stat_names(statistics)
+                    answers = await asyncio.gather(*(self._http.get_model_config(n) for n in names))
+                    configs = dict(zip(names, answers, strict=True))
+            except InferenceServerException as error:
+                raise translate(error) from None
+            except (OSError, aiohttp.ClientError, TimeoutError) as error:
+                raise async_streams.transport_error(self.url, error) from None
+            return from_configs(configs)
+
+        return await call_with_retry_async(self.retry, attempt)
 
     async def is_ready(self, models: Sequence[str] = ()) -> bool:
         """The server is ready and so is each of ``models``; False when it cannot be reached."""

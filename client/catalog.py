@@ -195,3 +195,20 @@ def string_parameters(parameters: Mapping[str, object]) -> dict[str, str]:
         else:
             values[key] = str(getattr(value, "string_value", value))
     return values
+
+
+def stat_names(statistics: Mapping[str, object]) -> list[str]:
+    """The models a server's statistics (``/v2/models/stats`` with no name: every loaded model) list, each once."""
+    entries = statistics.get("model_stats", [])
+    listed = entries if isinstance(entries, list) else []
+    names = [str(entry.get("name", "")) for entry in listed if isinstance(entry, Mapping)]
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def from_configs(configs: Mapping[str, Mapping[str, object]]) -> dict[str, ServedModel]:
+    """Name -> served model from a server's model configs as JSON (model -> config), as ``collect`` reads files."""
+    pairs = []
+    for model, config in configs.items():
+        parameters = config.get("parameters", {})
+        pairs.append((model, string_parameters(parameters if isinstance(parameters, Mapping) else {})))
+    return collect(pairs)

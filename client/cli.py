@@ -78,6 +78,13 @@ def _generate(client: VLMClient, args: argparse.Namespace, messages: list[dict],
     return args.printer.generation(items)
 
 
+def _models(client: VLMClient, args: argparse.Namespace) -> None:
+    served = client.served_models()
+    rows = [{"name": m.name, "kind": m.kind, "family": m.family, "models": m.triton_models} for m in served.values()]
+    plain = "\n".join(f"{r['name']}\t{r['kind']}\t{r['family']}" for r in rows)
+    args.printer.result({"models": rows}, plain or "no served model")
+
+
 def _embed_image(client: VLMClient, args: argparse.Namespace) -> None:
     vectors = client.embed_images([Path(p) for p in args.images])
     _print_embeddings(args, "image", args.images, vectors)
@@ -221,6 +228,13 @@ def _common_options(defaults: bool) -> argparse.ArgumentParser:
     options.add_argument("--protocol", choices=("grpc", "http"), default=default("grpc"))
     options.add_argument("--timeout", type=float, default=default(60.0), help="seconds to wait for each answer")
     options.add_argument("--retries", type=int, default=default(3), help="attempts for transient errors")
+    options.add_argument(
+        "--model",
+        default=default(None),
+        metavar="NAME",
+        help="the served model to call, by name (`vlm-client models` lists them): a dual encoder for the embedding "
+        "commands (default clip), a VLM for the generation commands (default llava)",
+    )
     options.add_argument("--json", action="store_true", default=default(False), help="print JSON")
     options.add_argument("--stream", action="store_true", default=default(False), help="print text as it comes")
     options.add_argument(
@@ -237,12 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, run: Callable, help: str, generates: bool = False) -> argparse.ArgumentParser:
         parents = [common, generation] if generates else [common]
         sub = commands.add_parser(name, help=help, parents=parents)
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, generates=generates)
         return sub
 
-    sub = command("embed-image", _embed_image, "normalised CLIP image embeddings")
+    command("models", _models, "the models the server serves, by name, with their kind and family")
+    sub = command("embed-image", _embed_image, "normalised image embeddings (a dual encoder: CLIP, SigLIP, ...)")
     sub.add_argument("images", nargs="+", help="image files")
-    sub = command("embed-text", _embed_text, "normalised CLIP text embeddings")
+    sub = command("embed-text", _embed_text, "normalised text embeddings (a dual encoder)")
     sub.add_argument("texts", nargs="+")
     sub = command("classify", _classify, "zero-shot classification of one image")
     sub.add_argument("image")
@@ -290,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     args.printer = Printer(args.json, args.stream)
     try:
         retry = RetryPolicy(attempts=args.retries)
-        with VLMClient(args.url, protocol=args.protocol, timeout=args.timeout, retry=retry) as client:
+        names = {"chat_model" if args.generates else "embedding_model": args.model} if args.model else {}
+        with VLMClient(args.url, protocol=args.protocol, timeout=args.timeout, retry=retry, **names) as client:
             args.run(client, args)
     except (VLMError, OSError, ValueError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from tritonclient.utils import InferenceServerException
 
 from client import prompts
+from client.catalog import ServedModel, from_configs, stat_names
 from client.channel import grpc_channel_args
 from client.embeddings import TEXT_EMBEDDING_OUTPUTS, TextEmbeddings
 from client.errors import InvalidInputError, from_os_error, translate
@@ -31,9 +33,19 @@ DEFAULT_URLS = {"grpc": "localhost:8001", "http": "localhost:8000"}
 QuestionPair = tuple[ImageLike, str]
 
 
+def model_names(models: ModelNames | None, embedding_model: str | None, chat_model: str | None) -> ModelNames:
+    """The Triton models a client calls: ``models`` as given, or those of the dual encoder and the VLM served under
+    these names (``vlm-export model --name``; default ``clip`` and ``llava``)."""
+    if models is not None and (embedding_model or chat_model):
+        raise ValueError("give models= or the model names (embedding_model=, chat_model=), not both")
+    return models or ModelNames.of(embedding_model or "clip", chat_model or "llava")
+
+
 class VLMClient:
     """Every call retries transient failures (unavailable, busy) as ``retry`` says, and waits at most
-    ``timeout`` seconds for each answer (each streamed piece, for a stream)."""
+    ``timeout`` seconds for each answer (each streamed piece, for a stream). The embedding tasks go to the dual
+    encoder named ``embedding_model``, the generation tasks to the VLM named ``chat_model`` (the names the
+    repository serves them under: ``served_models()`` lists them)."""
 
     def __init__(
         self,
@@ -42,6 +54,9 @@ class VLMClient:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         models: ModelNames | None = None,
+        *,
+        embedding_model: str | None = None,
+        chat_model: str | None = None,
     ) -> None:
         if protocol not in DEFAULT_URLS:
             raise ValueError(f"protocol must be 'grpc' or 'http', got {protocol!r}")
@@ -49,7 +64,7 @@ class VLMClient:
         self.url = url or DEFAULT_URLS[protocol]
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self.models = models or ModelNames()
+        self.models = model_names(models, embedding_model, chat_model)
         self._module: ModuleType = grpcclient if protocol == "grpc" else httpclient
         if protocol == "grpc":
             self._client = grpcclient.InferenceServerClient(self.url, channel_args=grpc_channel_args())
@@ -72,6 +87,35 @@ class VLMClient:
         for stream in list(self._streams):
             stream.close()  # type: ignore[attr-defined]
         self._client.close()
+
+    def using(self, models: ModelNames) -> VLMClient:
+        """This client's connection calling other models (``ServedModel.model_names``); close the client it came
+        from, not the view."""
+        view = copy.copy(self)
+        view.models = models
+        return view
+
+    def served_models(self) -> dict[str, ServedModel]:
+        """Name -> every model the server has loaded, with its kind, family and Triton models (read from the model
+        configs, which any client may read: no control key)."""
+
+        def attempt() -> dict[str, ServedModel]:
+            try:
+                if self.protocol == "grpc":
+                    statistics = self._client.get_inference_statistics("", as_json=True)
+                    configs = {
+                        n: self._client.get_model_config(n, as_json=True)["config"] for n in stat_names(statistics)
+                    }
+                else:
+                    statistics = self._client.get_inference_statistics("")
+                    configs = {n: self._client.get_model_config(n) for n in stat_names(statistics)}
+            except InferenceServerException as error:
+                raise translate(error) from None
+            except OSError as error:
+                raise from_os_error(self.url, error) from None
+            return from_configs(configs)
+
+        return call_with_retry(self.retry, attempt)
 
     # --- CLIP: embeddings, classification, ranking, search
 

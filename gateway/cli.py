@@ -30,9 +30,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--metrics-port", type=int, help="also serve /metrics without auth on this port")
     parser.add_argument("--api-key-file", type=Path, help=f"API keys, one per line (also ${API_KEYS_VARIABLE})")
-    models = parser.add_argument_group("public model ids")
-    models.add_argument("--chat-model", default=DEFAULTS.chat_model, help="the id chat completions answer to")
-    models.add_argument("--embedding-model", default=DEFAULTS.embedding_model, help="the id embeddings answer to")
+    models = parser.add_argument_group(
+        "models", "the public ids are the served models' names (vlm-export model --name), read from Triton"
+    )
+    models.add_argument(
+        "--chat-model",
+        metavar="NAME",
+        help="the VLM a request that names no model chats with (default: llava if served, else the only one)",
+    )
+    models.add_argument(
+        "--embedding-model",
+        metavar="NAME",
+        help="the dual encoder a request that names no model uses (default: clip if served, else the only one)",
+    )
+    models.add_argument(
+        "--models-cache",
+        type=float,
+        default=DEFAULTS.catalog_cache_s,
+        metavar="S",
+        help="seconds the served models read from Triton are kept before they are read again",
+    )
     images = parser.add_argument_group("image URLs")
     images.add_argument(
         "--allow-image-host",
@@ -69,6 +86,7 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         triton_url=args.triton_url,
         chat_model=args.chat_model,
         embedding_model=args.embedding_model,
+        catalog_cache_s=args.models_cache,
         api_keys=load_api_keys(args.api_key_file),
         max_body_bytes=int(args.max_body_mib * MIB),
         max_json_depth=args.max_json_depth,

@@ -1,6 +1,7 @@
-"""Embeddings through CLIP: the texts of a request in one call to the text tower, its images in one call to the
-vision tower, concurrently; answered in input order as floats or base64 (little-endian float32, what the
-OpenAI SDK decodes). Usage counts the tokens each text was read as; images count 0."""
+"""Embeddings through the dual encoder a request names (CLIP, SigLIP, ... by its served name): the texts of a request in
+one call to the text tower, its images in one call to the vision tower, concurrently; answered in input order as
+floats or base64 (little-endian float32, what the OpenAI SDK decodes). Usage counts the tokens each text was read as;
+images count 0."""
 
 from __future__ import annotations
 
@@ -21,19 +22,20 @@ NO_TEXTS = TextEmbeddings(np.empty((0, 0), dtype=np.float32), [])
 
 
 class EmbeddingService:
-    def __init__(self, vlm: AsyncVLMClient, images: ImageLoader, settings: GatewaySettings) -> None:
-        self.vlm = vlm
+    def __init__(self, images: ImageLoader, settings: GatewaySettings) -> None:
         self.images = images
         self.settings = settings
-        self._dimension: int | None = None
+        self._dimensions: dict[str, int] = {}  # Triton text model -> its embedding size
 
-    async def dimension(self) -> int:
+    async def dimension(self, vlm: AsyncVLMClient) -> int:
         """The model's embedding size, measured once on a probe text (the generated configs leave it -1)."""
-        if self._dimension is None:
-            self._dimension = int((await self.vlm.embed_texts(["dimension probe"])).shape[1])
-        return self._dimension
+        model = vlm.models.text_embed
+        if model not in self._dimensions:
+            self._dimensions[model] = int((await vlm.embed_texts(["dimension probe"])).shape[1])
+        return self._dimensions[model]
 
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+    async def embed(self, request: EmbeddingRequest, vlm: AsyncVLMClient, model: str) -> EmbeddingResponse:
+        """``vlm`` calls the dual encoder served as ``model`` (``GatewayState.route``)."""
         items = request.items
         texts = [(i, item) for i, item in enumerate(items) if isinstance(item, str)]
         images = [(i, item) for i, item in enumerate(items) if isinstance(item, ImageUrlItem)]
@@ -44,11 +46,11 @@ class EmbeddingService:
             limit = self.settings.max_images
             raise invalid("input", f"at most {limit} images per request, got {len(images)}", "too_many_images")
         try:
-            if request.dimensions is not None and request.dimensions != (dimension := await self.dimension()):
+            if request.dimensions is not None and request.dimensions != (dimension := await self.dimension(vlm)):
                 raise invalid("dimensions", f"this model's embeddings have {dimension} dimensions only")
             blobs = await asyncio.gather(*(self.images.load(item.image_url.url, _image_param(i)) for i, item in images))
             text_result, image_vectors = await asyncio.gather(
-                self._texts([text for _, text in texts]), self._images(list(blobs))
+                _texts(vlm, [text for _, text in texts]), _images(vlm, list(blobs))
             )
         except VLMError as error:
             raise from_vlm_error(error, self.settings.retry_after_s, _fields(texts, images)) from None
@@ -59,15 +61,17 @@ class EmbeddingService:
             data=[
                 Embedding(index=i, embedding=_encode(vectors[i], request.encoding_format)) for i in range(len(items))
             ],
-            model=request.model,
+            model=model,
             usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
         )
 
-    async def _texts(self, texts: list[str]) -> TextEmbeddings:
-        return await self.vlm.text_embeddings(texts) if texts else NO_TEXTS
 
-    async def _images(self, blobs: list[bytes]) -> np.ndarray:
-        return await self.vlm.embed_images(blobs) if blobs else np.empty((0, 0), dtype=np.float32)
+async def _texts(vlm: AsyncVLMClient, texts: list[str]) -> TextEmbeddings:
+    return await vlm.text_embeddings(texts) if texts else NO_TEXTS
+
+
+async def _images(vlm: AsyncVLMClient, blobs: list[bytes]) -> np.ndarray:
+    return await vlm.embed_images(blobs) if blobs else np.empty((0, 0), dtype=np.float32)
 
 
 def _image_param(index: int) -> str:

@@ -1,10 +1,12 @@
-"""What an operator sets: where Triton is, the public model ids, API keys, and every limit on a request."""
+"""What an operator sets: where Triton is, the default models, API keys, and every limit on a request."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from client.catalog import check_model_name
 
 API_KEYS_VARIABLE = "VLM_GATEWAY_API_KEYS"
 MIB = 1024 * 1024
@@ -13,8 +15,11 @@ MIB = 1024 * 1024
 @dataclass(frozen=True)
 class GatewaySettings:
     triton_url: str = "127.0.0.1:8001"  # Triton's gRPC endpoint (see gateway.triton)
-    chat_model: str = "llava"  # the public model ids
-    embedding_model: str = "clip"
+    # The served model a request that names none gets (gateway/catalog.py); None: the family's default name (llava,
+    # clip) when served, else the only model of that kind. The public ids are the exported names (/v1/models).
+    chat_model: str | None = None
+    embedding_model: str | None = None
+    catalog_cache_s: float = 10.0  # Triton's served models are read again after this
     api_keys: frozenset[str] = frozenset()  # empty: no authentication
     max_body_bytes: int = 32 * MIB  # after inflating a gzip body
     max_json_depth: int = 32  # an OpenAI request nests 6 deep
@@ -46,14 +51,18 @@ class GatewaySettings:
             "body_timeout_s": self.body_timeout_s,
             "triton_timeout_s": self.triton_timeout_s,
             "image_fetch_timeout_s": self.image_fetch_timeout_s,
+            "catalog_cache_s": self.catalog_cache_s,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
         if self.ready_cache_s < 0:
             raise ValueError(f"ready_cache_s must not be negative, got {self.ready_cache_s}")
-        if not self.chat_model or not self.embedding_model or self.chat_model == self.embedding_model:
-            raise ValueError("the chat and embedding model ids must be two different, non-empty names")
+        for model in (self.chat_model, self.embedding_model):
+            if model is not None:
+                check_model_name(model)
+        if self.chat_model is not None and self.chat_model == self.embedding_model:
+            raise ValueError("the default chat and embedding models must be two different models")
         if any(not key or any(c.isspace() for c in key) for key in self.api_keys):
             raise ValueError("API keys must be non-empty and hold no spaces")
 

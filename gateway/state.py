@@ -1,5 +1,5 @@
 """What every request shares, made once at startup inside the event loop: the Triton client (one gRPC
-channel), the image fetcher (one HTTP session), the services and the readiness probe."""
+channel), the served models' catalog, the image fetcher (one HTTP session), the services and the readiness probe."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from client import AsyncVLMClient
+from client.catalog import Kind, ServedModel
+from gateway.catalog import ModelCatalog
 from gateway.embeddings import EmbeddingService
-from gateway.errors import ApiError
 from gateway.fetch import FetchPolicy, ImageFetcher
 from gateway.images import ImageLoader
 from gateway.metrics import GatewayMetrics
@@ -22,6 +23,7 @@ class GatewayState:
     settings: GatewaySettings
     metrics: GatewayMetrics
     vlm: AsyncVLMClient
+    catalog: ModelCatalog
     fetcher: ImageFetcher
     images: ImageLoader
     embeddings: EmbeddingService
@@ -38,28 +40,27 @@ class GatewayState:
         )
         fetcher = ImageFetcher(policy)
         images = ImageLoader(fetcher, settings.max_image_bytes)
+        catalog = ModelCatalog(vlm, settings)
         return cls(
             settings=settings,
             metrics=metrics,
             vlm=vlm,
+            catalog=catalog,
             fetcher=fetcher,
             images=images,
-            embeddings=EmbeddingService(vlm, images, settings),
-            readiness=ReadinessProbe(vlm, settings.ready_cache_s),
+            embeddings=EmbeddingService(images, settings),
+            readiness=ReadinessProbe(vlm, catalog, settings.ready_cache_s),
         )
 
     async def close(self) -> None:
         await self.fetcher.close()
         await self.vlm.close()
 
-    def check_model(self, model: str, expected: str) -> None:
-        if model != expected:
-            raise ApiError(
-                404,
-                f"the model {model!r} does not exist here (try {expected!r})",
-                param="model",
-                code="model_not_found",
-            )
+    async def route(self, name: str | None, kind: Kind, param: str = "model") -> tuple[ServedModel, AsyncVLMClient]:
+        """The served model a request names (its kind's default for none) and the client calling its Triton models
+        over the shared channel; 404 for an unknown name, 400 for one of the other kind (gateway/catalog.py)."""
+        model = await self.catalog.resolve(name, kind, param)
+        return model, self.vlm.using(model.model_names())
 
 
 def gateway_state(request: Request) -> GatewayState:

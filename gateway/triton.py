@@ -11,12 +11,13 @@ import io
 import itertools
 import time
 import uuid
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from client import (
     AsyncVLMClient,
-    ModelNames,
     ModelNotReadyError,
     RetryPolicy,
     ServerBusyError,
@@ -24,11 +25,13 @@ from client import (
     VLMError,
     prompts,
 )
+from client.catalog import ServedModel
+from gateway.errors import ApiError
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 
-MODELS = ModelNames()
-SERVED_MODELS = (MODELS.text_embed, MODELS.image_embed, MODELS.rank, MODELS.llava, MODELS.decoder)
+if TYPE_CHECKING:
+    from gateway.catalog import ModelCatalog
 
 
 def replica_failed(error: VLMError) -> bool:
@@ -67,12 +70,14 @@ def _probe_image(serial: int) -> bytes:
 
 
 class ReadinessProbe:
-    """Triton is ready, its models report ready, and the python-backend models answer a request: the text and
-    image embedding ensembles and a one-token generation. (Triton 2.51 keeps reporting a model ready after its
-    python stub died.) A busy answer counts as alive. Results are reused for ``cache_s`` seconds."""
+    """Triton is ready, it serves at least one model, every served model reports ready, and each one's
+    python-backend models answer a request: a dual encoder's text and image embedding ensembles, a VLM's one-token
+    generation. (Triton 2.51 keeps reporting a model ready after its python stub died.) A busy answer counts as
+    alive. Results are reused for ``cache_s`` seconds."""
 
-    def __init__(self, client: AsyncVLMClient, cache_s: float) -> None:
+    def __init__(self, client: AsyncVLMClient, catalog: ModelCatalog, cache_s: float) -> None:
         self.client = client
+        self.catalog = catalog
         self.cache_s = cache_s
         self._serial = itertools.count(int(time.time()))
         self._lock = asyncio.Lock()
@@ -87,14 +92,19 @@ class ReadinessProbe:
             return self._checks
 
     async def _probe(self) -> dict[str, str]:
-        if not await self.client.is_ready(SERVED_MODELS):
+        try:
+            served = (await self.catalog.get(stale_after_s=self.cache_s)).models
+        except ApiError as error:
+            return {"triton": f"not ready ({error.message})"}
+        if not served:
+            return {"triton": "not ready (it serves no model tagged for clients: run vlm-export repository)"}
+        entry = [name for model in served.values() for name in model.entry_models]
+        if not await self.client.is_ready(entry):
             return {"triton": "not ready (the server or one of its models)"}
         serial = next(self._serial)
-        probes = {
-            MODELS.text_embed: self.client.embed_texts([f"readiness probe {uuid.uuid4().hex}"]),
-            MODELS.image_embed: self.client.embed_images([_probe_image(serial)]),
-            MODELS.decoder: self.client.generate(prompts.user_turn("ready?", images=0), max_tokens=1),
-        }
+        probes: dict[str, Awaitable[Any]] = {}
+        for model in served.values():
+            probes.update(self._requests(model, serial))
         outcomes = await asyncio.gather(*probes.values(), return_exceptions=True)
         checks = {"triton": "ok"}
         for name, outcome in zip(probes, outcomes, strict=True):
@@ -105,6 +115,16 @@ class ReadinessProbe:
             else:
                 raise outcome
         return checks
+
+    def _requests(self, model: ServedModel, serial: int) -> dict[str, Awaitable[Any]]:
+        """Triton model -> the request that shows it answers."""
+        vlm = self.client.using(model.model_names())
+        if model.kind == "chat":
+            return {vlm.models.decoder: vlm.generate(prompts.user_turn("ready?", images=0), max_tokens=1)}
+        return {
+            vlm.models.text_embed: vlm.embed_texts([f"readiness probe {uuid.uuid4().hex}"]),
+            vlm.models.image_embed: vlm.embed_images([_probe_image(serial)]),
+        }
 
 
 def is_ready(checks: dict[str, str]) -> bool:

@@ -1,4 +1,5 @@
-"""``/v1/models``, ``/v1/chat/completions`` and ``/v1/embeddings``, as the OpenAI API has them."""
+"""``/v1/models``, ``/v1/chat/completions`` and ``/v1/embeddings``, as the OpenAI API has them: the models are the
+checkpoints Triton serves, by name, and each request goes to the one its ``model`` field names (gateway/catalog.py)."""
 
 from __future__ import annotations
 
@@ -31,21 +32,25 @@ CHAT_RESPONSES = {
 }
 
 
-@router.get("/v1/models", response_model=ModelList, responses=error_responses(401, 500))
+@router.get("/v1/models", response_model=ModelList, responses=error_responses(401, 500, 503, 504))
 async def list_models(state: State) -> ModelList:
-    ids = (state.settings.chat_model, state.settings.embedding_model)
-    return ModelList(data=[ModelCard(id=i, created=STARTED, owned_by="triton-vlm") for i in ids])
+    catalog = await state.catalog.get()
+    cards = [
+        ModelCard(id=name, created=STARTED, owned_by="triton-vlm", kind=model.kind, family=model.family)
+        for name, model in catalog.models.items()
+    ]
+    return ModelList(data=cards)
 
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=CHAT_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, state: State) -> Response | ChatCompletion:
     settings = state.settings
-    state.check_model(body.model, settings.chat_model)
+    served, vlm = await state.route(body.model, "chat")
     asked = conversation(body, settings.max_images)
     parameters = generation_parameters(body, settings.max_choices)
     images = await asyncio.gather(*(state.images.load(url, param) for url, param in asked.image_urls))
     job = chat.ChatJob.new(
-        model=body.model,
+        model=served.name,
         messages=asked.messages,
         images=list(images),
         parameters=[choice_parameters(parameters, k) for k in range(body.choices)],
@@ -55,13 +60,13 @@ async def chat_completions(body: ChatCompletionRequest, state: State) -> Respons
         retry_after_s=settings.retry_after_s,
     )
     if not body.stream:
-        return await chat.complete(state.vlm, job)
+        return await chat.complete(vlm, job)
     started = time.perf_counter()
 
     def first_token() -> None:
         state.metrics.time_to_first_token.observe(time.perf_counter() - started)
 
-    return EventStream(chat.stream(state.vlm, job, on_first_item=first_token))
+    return EventStream(chat.stream(vlm, job, on_first_item=first_token))
 
 
 @router.post(
@@ -70,5 +75,5 @@ async def chat_completions(body: ChatCompletionRequest, state: State) -> Respons
     responses=error_responses(400, 401, 404, 408, 413, 415, 429, 500, 502, 503, 504),
 )
 async def embeddings(body: EmbeddingRequest, state: State) -> EmbeddingResponse:
-    state.check_model(body.model, state.settings.embedding_model)
-    return await state.embeddings.embed(body)
+    served, vlm = await state.route(body.model, "embedding")
+    return await state.embeddings.embed(body, vlm, served.name)

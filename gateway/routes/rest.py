@@ -1,5 +1,6 @@
-"""The REST routes of the original design, as multipart uploads: ``/analyze-image``, ``/document-analysis`` and
-``/v1/classify`` (zero-shot, CLIP)."""
+"""The REST routes of the original design, as multipart uploads: ``/analyze-image``, ``/document-analysis`` (on a
+chat model) and ``/v1/classify`` (zero-shot, on an embedding model); each takes the served model's name in an
+optional ``model`` field (default: the kind's default model, gateway/catalog.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from gateway.state import GatewayState, gateway_state
 
 router = APIRouter(tags=["REST"])
 State = Annotated[GatewayState, Depends(gateway_state)]
-ERRORS = error_responses(400, 401, 408, 413, 415, 429, 500, 502, 503, 504)
+ERRORS = error_responses(400, 401, 404, 408, 413, 415, 429, 500, 502, 503, 504)  # 404: an unknown model
 DESCRIBE_STYLE = {"caption": "descriptive", "describe": "technical"}
 
 
@@ -53,12 +54,13 @@ async def analyze_image(form: Annotated[AnalyzeImageForm, Form()], state: State)
         raise invalid("query", "required for the vqa task (the question to answer)")
     if form.task != "vqa" and query is not None:
         raise invalid("query", f"only the vqa task takes a query, not {form.task}")
+    _, vlm = await state.route(form.model, "chat")
     image = await _image(form.file, state)
     try:
         if query is not None:
-            completion: Completion = await state.vlm.ask(image, query, **_length(form.max_tokens))
+            completion: Completion = await vlm.ask(image, query, **_length(form.max_tokens))
         else:
-            completion = await state.vlm.caption(image, DESCRIBE_STYLE[form.task], **_length(form.max_tokens))
+            completion = await vlm.caption(image, DESCRIBE_STYLE[form.task], **_length(form.max_tokens))
     except VLMError as error:
         raise _upstream(error, state) from None
     return AnalyzeImageResponse(
@@ -72,12 +74,13 @@ async def document_analysis(form: Annotated[DocumentAnalysisForm, Form()], state
     kind = form.analysis_type.strip()
     if not kind:
         raise invalid("analysis_type", f"give one of {', '.join(prompts.DOCUMENT_KINDS)} or a question")
+    _, vlm = await state.route(form.model, "chat")
     image = await _image(form.file, state)
     try:
         if kind in prompts.DOCUMENT_KINDS:
-            completion = await state.vlm.analyze_document(image, kind, **_length(form.max_tokens))
+            completion = await vlm.analyze_document(image, kind, **_length(form.max_tokens))
         else:
-            completion = await state.vlm.analyze_document(image, None, query=kind, **_length(form.max_tokens))
+            completion = await vlm.analyze_document(image, None, query=kind, **_length(form.max_tokens))
     except VLMError as error:
         raise _upstream(error, state) from None
     return DocumentAnalysisResponse(
@@ -100,6 +103,7 @@ async def classify(form: Annotated[ClassifyForm, Form()], state: State) -> Class
         raise invalid("template", "must hold {} exactly once (where each label goes) and no other braces")
     if (form.file is None) == (form.image_url is None):
         raise invalid("file", "give either file or image_url")
+    served, vlm = await state.route(form.model, "embedding")
     image = (
         await _image(form.file, state)
         if form.file is not None
@@ -107,9 +111,9 @@ async def classify(form: Annotated[ClassifyForm, Form()], state: State) -> Class
     )
     texts = [form.template.replace("{}", label) for label in labels]
     try:
-        probs = (await state.vlm.rank_texts([image], texts))["probs"][0]
+        probs = (await vlm.rank_texts([image], texts))["probs"][0]
     except VLMError as error:
         fields = {"text": "labels", "image": "image_url" if form.image_url else "file"}
         raise from_vlm_error(error, state.settings.retry_after_s, lambda name, index: fields.get(name)) from None
     predictions = [LabelProbability(label=label, probability=p) for label, p in classification(probs, labels).items()]
-    return ClassifyResponse(model=state.settings.embedding_model, predictions=predictions)
+    return ClassifyResponse(model=served.name, predictions=predictions)

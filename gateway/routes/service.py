@@ -45,12 +45,11 @@ async def metrics(state: State) -> Response:
 
 
 @cache
-def playground_page(chat_model: str, embedding_model: str) -> str:
-    """The page, with the model ids and the client's task instructions it sends (so it asks as vlm-client does)."""
+def playground_page() -> str:
+    """The page, with the client's task instructions it sends (so it asks as vlm-client does); it lists the served
+    models itself from ``/v1/models`` (with the API key the user types) and offers each one's tasks."""
     page = resources.files("gateway").joinpath("static/playground.html").read_text()
     config = {
-        "chatModel": chat_model,
-        "embeddingModel": embedding_model,
         "captionPrompt": prompts.CAPTION_STYLES["descriptive"],
         "documentKinds": list(prompts.DOCUMENT_KINDS),
     }
@@ -60,5 +59,5 @@ def playground_page(chat_model: str, embedding_model: str) -> str:
 @router.get(
     "/", response_class=HTMLResponse, responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}}
 )
-async def playground(state: State) -> HTMLResponse:
-    return HTMLResponse(playground_page(state.settings.chat_model, state.settings.embedding_model))
+async def playground() -> HTMLResponse:
+    return HTMLResponse(playground_page())

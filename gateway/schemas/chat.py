@@ -77,7 +77,9 @@ def parameter(name: str) -> Any:
 
 
 class ChatCompletionRequest(Strict):
-    model: str
+    model: str | None = Field(
+        None, description="A served chat model's name (`GET /v1/models`); default: the gateway's default chat model"
+    )
     messages: Annotated[list[Message], Field(min_length=1)]
     max_tokens: int | None = parameter("max_tokens")
     max_completion_tokens: int | None = parameter("max_tokens")

@@ -1,4 +1,4 @@
-"""``POST /v1/embeddings``: texts through CLIP's text tower, ``image_url`` items through its vision tower."""
+"""``POST /v1/embeddings``: texts through a dual encoder's text tower, ``image_url`` items through its vision tower."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ EmbeddingInput = str | ImageUrlItem
 
 
 class EmbeddingRequest(Strict):
-    model: str
+    model: str | None = Field(
+        None,
+        description="A served embedding model's name (`GET /v1/models`); default: the gateway's default one",
+    )
     input: str | Annotated[list[EmbeddingInput], Field(min_length=1)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1, description="Only the model's own dimension")

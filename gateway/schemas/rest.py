@@ -11,6 +11,10 @@ from gateway.schemas.common import Strict
 
 AnalyzeTask = Literal["vqa", "caption", "describe"]
 MaxTokens = Field(None, ge=1, description="Default: the server's")
+ChatModel = Field(None, description="A served chat model's name (GET /v1/models); default: the gateway's default one")
+EmbeddingModel = Field(
+    None, description="A served embedding model's name (GET /v1/models); default: the gateway's default one"
+)
 
 
 class AnalyzeImageForm(Strict):
@@ -18,6 +22,7 @@ class AnalyzeImageForm(Strict):
     task: AnalyzeTask = Field("vqa", description="vqa answers `query`; caption is short, describe detailed")
     query: str | None = Field(None, description="The question (vqa only)")
     max_tokens: int | None = MaxTokens
+    model: str | None = ChatModel
 
 
 class DocumentAnalysisForm(Strict):
@@ -26,6 +31,7 @@ class DocumentAnalysisForm(Strict):
         "summary", description="summary, extract_tables, key_points, numbers, or a free question about the document"
     )
     max_tokens: int | None = MaxTokens
+    model: str | None = ChatModel
 
 
 class ClassifyForm(Strict):
@@ -33,6 +39,7 @@ class ClassifyForm(Strict):
     image_url: str | None = Field(None, description="A base64 data: URL or an allowed http(s) URL")
     labels: list[str] = Field(description="Candidate labels: repeat the field, or one comma-separated value")
     template: str = Field("a photo of a {}", description="Each label is put into this text at {}")
+    model: str | None = EmbeddingModel
 
 
 class AnalyzeImageResponse(BaseModel):
@@ -59,10 +66,15 @@ class ClassifyResponse(BaseModel):
 
 
 class ModelCard(BaseModel):
-    id: str
+    id: str = Field(description="The served model's name: what a request's `model` field names")
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    kind: Literal["chat", "embedding"] = Field(
+        description="chat: /v1/chat/completions, /analyze-image, /document-analysis; "
+        "embedding: /v1/embeddings, /v1/classify"
+    )
+    family: str = Field(description="The family it was exported as (clip, llava, siglip, ...)")
 
 
 class ModelList(BaseModel):

@@ -73,10 +73,11 @@ class TritonSink:
     """Delivers one request's results through its Triton response sender, from the engine's loop. (A thread of
     its own for the sends only added GIL hand-offs: the loop does little besides.)"""
 
-    def __init__(self, pb: Any, sender: Any, log_error: Callable[[str], None]) -> None:
+    def __init__(self, pb: Any, sender: Any, log_error: Callable[[str], None], model: str = "llava_decoder") -> None:
         self.pb = pb
         self.sender = sender
         self.log_error = log_error
+        self.model = model  # the decoder's name (a named checkpoint's NAME_decoder), which its errors start with
 
     def post(self, send: Callable[[], None]) -> None:
         try:
@@ -131,18 +132,18 @@ class TritonSink:
         self._send_error("the request was cancelled", self.pb.TritonError.CANCELLED)
 
     def send_error(self, message: str) -> None:
-        self._send_error(f"llava_decoder: {message}", self.pb.TritonError.INTERNAL)
+        self._send_error(f"{self.model}: {message}", self.pb.TritonError.INTERNAL)
 
     def send_invalid(self, error: InvalidInputError) -> None:
         self._send_error(error.wire_message(), self.pb.TritonError.INVALID_ARG)  # the field as data
 
     def send_unavailable(self) -> None:
         """While the engine is rebuilt: "not ready", which clients and the probe read as down, not busy."""
-        message = "llava_decoder: the engine is not ready (a new one is starting after the last one died)"
+        message = f"{self.model}: the engine is not ready (a new one is starting after the last one died)"
         self._send_error(message, self.pb.TritonError.UNAVAILABLE)
 
     def send_busy(self, reason: str) -> None:
-        self._send_error(f"llava_decoder: busy: {reason}", self.pb.TritonError.UNAVAILABLE)
+        self._send_error(f"{self.model}: busy: {reason}", self.pb.TritonError.UNAVAILABLE)
 
     def _send_error(self, message: str, code: int) -> None:
         response = self.pb.InferenceResponse(error=self.pb.TritonError(message, code))
@@ -375,7 +376,7 @@ class LlavaDecoder(PythonModel):
 
     def execute(self, requests: list[Any]) -> None:
         for request in requests:
-            sink = TritonSink(self.pb, request.get_response_sender(), self.log_error)
+            sink = TritonSink(self.pb, request.get_response_sender(), self.log_error, self.model_name)
             try:
                 if not self.engine.ready.is_set():
                     sink.send_unavailable()

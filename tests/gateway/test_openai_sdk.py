@@ -14,6 +14,7 @@ import pytest
 from client import VLMClient
 from gateway.process import GatewayProcess
 from serving.launcher import TritonServer
+from tests.conftest import NAMED_CLIP
 from tests.gateway.conftest import API_KEY, TIMEOUT_S, data_url
 from tests.images import encode, scene
 from tests.reference import min_row_cosine
@@ -149,8 +150,8 @@ def test_raw_base64_embeddings_are_little_endian_float32(http, server: TritonSer
         np.testing.assert_allclose(vector, direct.embed_texts(["a star"])[0], atol=1e-6)
 
 
-def test_the_models_route_lists_both_ids(sdk: openai.OpenAI) -> None:
-    assert {model.id for model in sdk.models.list()} == {"llava", "clip"}
+def test_the_models_route_lists_every_served_model_by_name(sdk: openai.OpenAI) -> None:
+    assert {model.id for model in sdk.models.list()} == {"llava", "clip", "siglip", NAMED_CLIP}
 
 
 @pytest.mark.parametrize(
@@ -198,4 +199,4 @@ def test_the_sdk_raises_its_own_classes_for_401_and_404(gateway: GatewayProcess,
         sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert raised.value.body["code"] == "model_not_found" and raised.value.body["param"] == "model"
     with pytest.raises(openai.NotFoundError):
-        sdk.embeddings.create(model="llava", input="hi")
+        sdk.embeddings.create(model="gpt-4o", input="hi")

@@ -24,7 +24,14 @@ def test_without_keys_no_authentication_is_required() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"max_body_bytes": 0}, {"max_concurrency": -1}, {"chat_model": "clip"}, {"api_keys": frozenset({"a b"})}],
+    [
+        {"max_body_bytes": 0},
+        {"max_concurrency": -1},
+        {"chat_model": "x", "embedding_model": "x"},
+        {"chat_model": "a b"},
+        {"catalog_cache_s": 0},
+        {"api_keys": frozenset({"a b"})},
+    ],
 )
 def test_impossible_settings_are_refused(change: dict) -> None:
     with pytest.raises(ValueError):
@@ -35,9 +42,11 @@ def test_the_command_line_sets_every_limit(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("VLM_GATEWAY_API_KEYS", "k1")
     args = build_parser().parse_args(
         ["--triton-url", "triton:8001", "--allow-image-host", "a.com", "--allow-image-host", "b.com",
-         "--max-body-mib", "1", "--max-concurrency-per-key", "3", "--chat-model", "vlm", "--body-timeout", "5"]
+         "--max-body-mib", "1", "--max-concurrency-per-key", "3", "--chat-model", "vlm", "--body-timeout", "5",
+         "--models-cache", "3"]
     )  # fmt: skip
     settings = settings_from(args)
     assert settings.triton_url == "triton:8001" and settings.allowed_image_hosts == {"a.com", "b.com"}
     assert settings.max_body_bytes == 1024 * 1024 and settings.max_concurrency_per_key == 3
     assert settings.chat_model == "vlm" and settings.api_keys == {"k1"} and settings.body_timeout_s == 5
+    assert settings.embedding_model is None and settings.catalog_cache_s == 3  # None: clip, or the only one
