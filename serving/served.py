@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.pbtxt"
+T = TypeVar("T")
 _NO_TAGS = "none (configs written before models were tagged: run vlm-export repository)"
 
 
@@ -121,30 +123,22 @@ def served_families(repository: Path) -> dict[str, ServedFamily]:
     }
 
 
-def select(repository: Path, names: list[str] | tuple[str, ...]) -> list[ServedFamily]:
-    """The named families; ``RepositoryError`` naming the ones the repository holds for a name it lacks."""
-    if not names:
-        return []
-    served = served_families(repository)
-    unknown = [name for name in names if name not in served]
+def _pick(repository: Path, what: str, held: dict[str, T], names: list[str] | tuple[str, ...]) -> list[T]:
+    unknown = [name for name in names if name not in held]
     if unknown:
         raise RepositoryError(
-            f"the repository {repository} holds no family {', '.join(map(repr, unknown))}; "
-            f"it holds: {', '.join(served) or _NO_TAGS}"
+            f"the repository {repository} holds no {what} {', '.join(map(repr, unknown))}; "
+            f"it holds: {', '.join(held) or _NO_TAGS}"
         )
-    return [served[name] for name in dict.fromkeys(names)]
+    return [held[name] for name in dict.fromkeys(names)]
+
+
+def select(repository: Path, names: list[str] | tuple[str, ...]) -> list[ServedFamily]:
+    """The named families; ``RepositoryError`` naming the ones the repository holds for a name it lacks."""
+    return _pick(repository, "family", served_families(repository), names) if names else []
 
 
 def select_models(repository: Path, names: list[str] | tuple[str, ...]) -> list[ServedModel]:
     """The checkpoints of these names; ``RepositoryError`` naming the ones the repository holds for a name it
     lacks."""
-    if not names:
-        return []
-    served = served_models(repository)
-    unknown = [name for name in names if name not in served]
-    if unknown:
-        raise RepositoryError(
-            f"the repository {repository} holds no model {', '.join(map(repr, unknown))}; "
-            f"it holds: {', '.join(served) or _NO_TAGS}"
-        )
-    return [served[name] for name in dict.fromkeys(names)]
+    return _pick(repository, "model", served_models(repository), names) if names else []
