@@ -91,8 +91,12 @@ class ModelCatalog:
             choice = family_default
         else:
             choice = names[0] if len(names) == 1 else None
-        if choice is None or choice not in names:
-            raise ApiError(400, f"{param}: required: {_offer(catalog, kind)}", param=param, code="model_required")
+        if choice is None:
+            message = f"{param}: required ({'several are' if names else 'none is'} served): {_offer(catalog, kind)}"
+            raise ApiError(400, message, param=param, code="model_required")
+        if choice not in names:
+            message = f"{param}: required: the default, {choice!r}, is not served; {_offer(catalog, kind)}"
+            raise ApiError(400, message, param=param, code="model_required")
         return catalog.models[choice]
 
 
