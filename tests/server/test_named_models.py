@@ -25,6 +25,7 @@ def test_the_server_lists_every_exported_checkpoint_by_name_with_its_kind(url: s
         NAMED_CLIP: ("clip", "embedding"),
         "llava": ("llava", "chat"),
         "siglip": ("siglip", "embedding"),
+        "siglip2": ("siglip2", "embedding"),
     }
     assert served[NAMED_CLIP].triton_models == {
         "image_embed": f"{NAMED_CLIP}_image_embed",
@@ -61,7 +62,13 @@ def test_vlm_client_lists_the_models_and_calls_one_by_name(
     common = ["--url", url, "--protocol", protocol, "--json"]
     assert vlm_client([*common, "models"]) == 0
     listed = {row["name"]: row["kind"] for row in json.loads(capsys.readouterr().out)["models"]}
-    assert listed == {"clip": "embedding", NAMED_CLIP: "embedding", "llava": "chat", "siglip": "embedding"}
+    assert listed == {
+        "clip": "embedding",
+        NAMED_CLIP: "embedding",
+        "llava": "chat",
+        "siglip": "embedding",
+        "siglip2": "embedding",
+    }
     assert vlm_client([*common, "--model", NAMED_CLIP, "embed-text", "a red circle"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["embeddings"]
     assert len(row["embedding"]) == 24
