@@ -65,6 +65,7 @@ def _model(args: argparse.Namespace) -> int:
         )
         return 2
     print(f"family: {family.name} ({choice.reason})")
+    print(f"images: {family.image_encoding}")
     options = ExportOptions(opset=args.opset, fuse_projector=args.fuse_projector)
     try:
         reports = family.export(args.checkpoint, args.repository, options)

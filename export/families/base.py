@@ -65,6 +65,10 @@ class Family(Protocol):
         """What its decoder is handed besides the text (``image_embeds``); () for a family without a decoder."""
 
     @property
+    def image_encoding(self) -> str:
+        """Who encodes its images and why, for the operator (``vlm-export model`` prints it)."""
+
+    @property
     def probe(self) -> Probe: ...
 
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
