@@ -146,3 +146,12 @@ def test_more_images_than_the_limit_are_refused_by_name(server: TritonServer) ->
     with VLMClient(server.grpc_url, models=MODELS) as client, pytest.raises(InvalidInputError) as caught:
         client.generate(user("so many.", 5), [encode(scene(seed=i)) for i in range(5)], max_tokens=2)
     assert_clean(str(caught.value), "image", "at most 4")
+
+
+def test_the_context_budget_counts_each_images_tokens_by_its_size(server: TritonServer) -> None:
+    """tiny-idefics3's context is 1,024 tokens; a 96 x 80 image costs 65 of them, a 150 x 40 one 27."""
+    with VLMClient(server.grpc_url, models=MODELS) as client:
+        for image, image_tokens in ((scene(96, 80, seed=71), 65), (scene(150, 40, seed=72), 27)):
+            with pytest.raises(InvalidInputError) as caught:
+                client.generate(user("what is it?", 1), [encode(image)], max_tokens=1000)
+            assert_clean(str(caught.value), "max_tokens", f"({image_tokens} of them image tokens)", "1024")
