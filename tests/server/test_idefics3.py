@@ -12,15 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from client import Completion, InvalidInputError, ModelNames, VLMClient
 from export.cli import main as vlm_export
 from export.families import family_for_checkpoint
 from serving.launcher import TritonServer, loopback_options
-from tests.images import decompression_bomb, encode, scene, truncated_jpeg
+from tests.images import encode, scene
 from tests.reference import Idefics3Reference
-from tests.server.test_bad_input import assert_clean
+from tests.server.test_bad_input import UNDECODABLE_IMAGES, assert_clean
+from tests.server.test_llava_full import Case, assistant, user
 
 # The first test also pays for the checkpoint, the export and the server's start (about a minute on 2 free cores).
 pytestmark = pytest.mark.timeout(300)
@@ -28,15 +28,6 @@ pytestmark = pytest.mark.timeout(300)
 MODELS = ModelNames(llava="idefics3", decoder="idefics3_decoder")
 
 
-def user(text: str, images: int = 0) -> list[dict]:
-    return [{"role": "user", "content": [*([{"type": "image"}] * images), {"type": "text", "text": text}]}]
-
-
-def assistant(text: str) -> list[dict]:
-    return [{"role": "assistant", "content": text}]
-
-
-Case = tuple[list[dict], list[Image.Image], int]
 # Sizes that pick different tile grids: 3 x 3 (landscape and square, small images are scaled up), 1 x 3, 3 x 1.
 CASES: list[Case] = [
     (user("describe the image.", 1), [scene(96, 80, seed=61)], 20),
@@ -122,16 +113,7 @@ def test_the_family_counts_each_images_tokens_as_the_processor_expands_it(
         assert with_image - text_only == tokens > 0
 
 
-@pytest.mark.parametrize(
-    ("payload", "fragments"),
-    [
-        (b"definitely not an image", ["image[1]", "not a decodable image"]),
-        (b"", ["image[1]", "empty"]),
-        (truncated_jpeg(), ["image[1]", "truncated or corrupt"]),
-        (decompression_bomb(), ["image[1]", "8000x8000", "limit is 36000000"]),
-    ],
-    ids=["not-an-image", "empty-bytes", "truncated-jpeg", "decompression-bomb"],
-)
+@UNDECODABLE_IMAGES
 def test_bad_images_get_llavas_errors_and_the_server_keeps_serving(
     server: TritonServer, payload: bytes, fragments: list[str]
 ) -> None:
