@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         required=True,
         help="tiny-clip, clip-vit-base-patch32, clip-vit-large-patch14-336, tiny-llava, llava-1.5-7b, tiny-siglip, "
+        "tiny-idefics3, "
         "shapes-clip, shapes-llava (trained here on a synthetic shapes world, a few minutes each on 2 cores; "
         "shapes-llava trains or reuses shapes-clip beside its --out)",
     )

@@ -18,6 +18,7 @@ from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from checkpoints.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
 from checkpoints.dual_encoder_preset import DualEncoderPreset
+from checkpoints.idefics3_preset import IDEFICS3_PRESETS, Idefics3Preset
 from checkpoints.llava_preset import LLAVA_PRESETS, LlavaPreset
 from checkpoints.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
 from checkpoints.siglip2_preset import SIGLIP2_PRESETS
@@ -53,7 +54,7 @@ class ClipPreset(DualEncoderPreset):
         return out
 
 
-PRESETS: dict[str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | ShapesLlavaPreset] = {
+PRESETS: dict[str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | ShapesLlavaPreset | Idefics3Preset] = {
     preset.name: preset
     for preset in (
         ClipPreset(
@@ -89,6 +90,7 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | 
         *LLAVA_PRESETS,
         *SIGLIP_PRESETS,
         *SIGLIP2_PRESETS,
+        *IDEFICS3_PRESETS,
         SHAPES_CLIP_PRESET,
         SHAPES_LLAVA_PRESET,
     )

@@ -66,6 +66,7 @@ def _model(args: argparse.Namespace) -> int:
         )
         return 2
     print(f"family: {family.name} ({choice.reason})")
+    print(f"images: {family.image_encoding}")
     try:
         options = ExportOptions(opset=args.opset, fuse_projector=args.fuse_projector, name=args.name)
         check_name(args.repository, family, options)

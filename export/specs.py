@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DTYPES = ("float32", "float16", "int64", "int32", "bytes", "bool")
+DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bytes", "bool")
 
 Dim = int | str
 

@@ -40,6 +40,7 @@ _DATA_TYPES = {
     "float16": mc.TYPE_FP16,
     "int64": mc.TYPE_INT64,
     "int32": mc.TYPE_INT32,
+    "uint8": mc.TYPE_UINT8,
     "bytes": mc.TYPE_STRING,
     "bool": mc.TYPE_BOOL,
 }

@@ -103,6 +103,14 @@ def tiny_llava_full(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_idefics3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The family served with vLLM encoding the images (no exported tower)."""
+    from checkpoints.presets import build_preset
+
+    return build_preset("tiny-idefics3", tmp_path_factory.mktemp("checkpoints") / "tiny-idefics3")
+
+
+@pytest.fixture(scope="session")
 def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the checked-in repository that the session's exports fill (the tree stays clean)."""
     repository = tmp_path_factory.mktemp("repo") / "model_repository"

@@ -132,3 +132,13 @@ class LlavaReference:
         tokenizer = self.processor.tokenizer
         prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)
         return tokenizer.decode(prompt_ids + token_ids, skip_special_tokens=True)[len(prompt) :]
+
+
+class Idefics3Reference(LlavaReference):
+    """``Idefics3ForConditionalGeneration.generate``: its processor tiles each image by its size."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from transformers import Idefics3ForConditionalGeneration
+
+        self.model = Idefics3ForConditionalGeneration.from_pretrained(checkpoint).eval()
+        self.processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")

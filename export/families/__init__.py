@@ -13,6 +13,7 @@ from typing import Any
 
 from export.families.base import Family
 from export.families.clip.family import CLIP_FAMILY
+from export.families.idefics3.family import Idefics3Family
 from export.families.llava.family import LlavaFamily
 from export.families.siglip.family import SIGLIP_FAMILY
 from export.families.siglip2.family import SIGLIP2_FAMILY
@@ -22,6 +23,7 @@ FAMILIES: tuple[Family, ...] = (
     LlavaFamily(),
     SIGLIP_FAMILY,
     SIGLIP2_FAMILY,
+    Idefics3Family(),
 )
 CONFIG_FILE = "config.json"
 

@@ -74,6 +74,10 @@ class Family(Protocol):
     def decoder_inputs(self) -> tuple[str, ...]:
         """What its decoder is handed besides the text (``image_embeds``); () for a family without a decoder."""
 
+    @property
+    def image_encoding(self) -> str:
+        """Who encodes its images and why, for the operator (``vlm-export model`` prints it)."""
+
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
         """The served models an export with these options writes, named ``options.name`` (default: the family's);
         the ensembles a client calls tagged (export/families/tags.py), one of them with the probe's task."""

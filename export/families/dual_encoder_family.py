@@ -50,6 +50,7 @@ class DualEncoderFamily:
     image_feeds: Lazy[FeedMaker] = Lazy("export.parity_feeds", "pixel_feeds")  # the vision engine's check inputs
     checked_in: bool = False
     decoder_inputs: tuple[str, ...] = field(default=(), init=False)
+    image_encoding: str = field(default="encoded by the exported vision tower", init=False)
 
     @property
     def specs(self) -> DualEncoderModels:

@@ -18,19 +18,19 @@ def image_tokens_per_image(config: Any) -> int:
 @dataclass(frozen=True)
 class DecoderCheckpoint:
     image_token_id: int
-    image_tokens_per_image: int
+    image_tokens_per_image: int  # 0 where the count depends on the image's size (counted per request)
     text_hidden: int
     context_length: int
     vocab_size: int  # the language model's output rows (often more than the tokenizer's tokens)
 
 
-def read_checkpoint(folder: Path) -> DecoderCheckpoint:
+def read_checkpoint(folder: Path, fixed_image_tokens: bool = True) -> DecoderCheckpoint:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(folder)
     return DecoderCheckpoint(
         image_token_id=config.image_token_id,
-        image_tokens_per_image=image_tokens_per_image(config),
+        image_tokens_per_image=image_tokens_per_image(config) if fixed_image_tokens else 0,
         text_hidden=config.text_config.hidden_size,
         context_length=config.text_config.max_position_embeddings,
         vocab_size=config.text_config.vocab_size,

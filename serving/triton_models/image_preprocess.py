@@ -12,7 +12,7 @@ parity tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -55,24 +55,46 @@ class ImagePreprocess(PythonModel):
             raise ValueError(f"pixel_layout must be one of {tuple(PIXEL_LAYOUTS)}, got {layout!r}")
         self.processor = PIXEL_LAYOUTS[layout](self.artifacts / IMAGE_PROCESSOR_DIR)
         self.draft_side = draft_side(self.processor)
+        self.read_limits()
+
+    def read_limits(self) -> None:
         self.max_images = self.int_parameter("max_images")
         self.max_image_pixels = self.int_parameter("max_image_pixels")
         self.max_aspect_ratio = self.int_parameter("max_aspect_ratio")
         self.max_request_pixels = self.int_parameter("max_request_pixels")
 
     def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        per_image = [self.processor.tensors(image) for image in self.images(inputs)]
+        return {name: np.stack([tensors[name] for tensors in per_image]) for name in per_image[0]}
+
+    def images(self, inputs: dict[str, np.ndarray]) -> Iterator[Image.Image]:
+        """The request's images, decoded as the model sees them (RGB), one at a time."""
         blobs = as_bytes_list(inputs["image"])
         require_count("image", len(blobs), self.max_images)
         # Every header is checked before any image is decoded, and images are decoded one at a time,
-        # so a request costs at most one full-size decoded image of memory.
+        # so a request costs at most one full-size decoded image of memory (besides what the caller keeps).
         opened = [open_image(blob, FieldRef("image", i), self.max_image_pixels) for i, blob in enumerate(blobs)]
         total = sum(image.width * image.height for image in opened)
         if total > self.max_request_pixels:
             raise InvalidInputError(
                 "image", f"the request's images hold {total} pixels in all, the limit is {self.max_request_pixels}"
             )
-        per_image = [self.tensors(image, FieldRef("image", i)) for i, image in enumerate(opened)]
-        return {name: np.stack([tensors[name] for tensors in per_image]) for name in per_image[0]}
+        for i, image in enumerate(opened):
+            yield load_rgb(image, FieldRef("image", i), self.max_aspect_ratio, self.draft_side)
 
-    def tensors(self, image: Image.Image, field: FieldRef) -> dict[str, np.ndarray]:
-        return self.processor.tensors(load_rgb(image, field, self.max_aspect_ratio, self.draft_side))
+
+class DecodedImages(ImagePreprocess):
+    """The preprocess step of a family whose images vLLM encodes: the same decoding, limits and errors, then the
+    decoded pixels as they are (the engine's own processor resizes and tiles them): every image's RGB bytes one
+    after another in ``pixels``, and their (height, width) in ``image_sizes``."""
+
+    def setup(self) -> None:
+        self.draft_side = None  # full-scale decodes: vLLM sees exactly the client's pixels
+        self.read_limits()
+
+    def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pixels = [np.asarray(image, dtype=np.uint8) for image in self.images(inputs)]
+        return {
+            "pixels": np.concatenate([image.reshape(-1) for image in pixels]),
+            "image_sizes": np.array([image.shape[:2] for image in pixels], dtype=np.int32).reshape(-1, 2),
+        }

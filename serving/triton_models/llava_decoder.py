@@ -35,6 +35,7 @@ from serving.generation.params import (
     parse_sampling_params,
     vllm_sampling_params,
 )
+from serving.generation.pixel_images import PixelImages, image_input
 from serving.generation.prompt import PromptRules, check_images, count_images, parse_messages, prompt_ids
 from serving.generation.vllm_engine import EngineLoop, EngineSettings, start_vllm
 from serving.triton_models.base import PythonModel
@@ -302,7 +303,10 @@ class LlavaDecoder(PythonModel):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         checkpoint = self.artifacts / Path(self.parameters["checkpoint"])  # absolute paths stay as they are
         self.tokenizer = load_tokenizer(checkpoint)
-        self.checkpoint: DecoderCheckpoint = read_checkpoint(checkpoint)
+        # "pixels": vLLM encodes the images (a family whose vision tower is not exported), and their token counts
+        # depend on their sizes; "embeds": the exported encoders' image embeddings, a fixed count each.
+        self.pixel_images = PixelImages(checkpoint) if image_input(self.parameters) == "pixels" else None
+        self.checkpoint: DecoderCheckpoint = read_checkpoint(checkpoint, fixed_image_tokens=self.pixel_images is None)
         import torch
 
         on_gpu = torch.cuda.is_available()
@@ -342,9 +346,12 @@ class LlavaDecoder(PythonModel):
         import torch
 
         image = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "warm up"}]}]
-        embeds = torch.zeros(1, self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden)
+        if self.pixel_images is None:
+            pictures = torch.zeros(1, self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden)
+        else:
+            pictures = [self.pixel_images.warm_up_image()]
         text_prompt = {"prompt_token_ids": prompt_ids(self.tokenizer, [{"role": "user", "content": "warm up"}])}
-        image_prompt = {"prompt_token_ids": prompt_ids(self.tokenizer, image), "multi_modal_data": {"image": embeds}}
+        image_prompt = {"prompt_token_ids": prompt_ids(self.tokenizer, image), "multi_modal_data": {"image": pictures}}
         greedy = parse_sampling_params({}, self.limits)
         as_json = replace(greedy, structured=StructuredOutput(schema=None))
         for index, (prompt, params) in enumerate(
@@ -427,7 +434,8 @@ class LlavaDecoder(PythonModel):
         params = parse_sampling_params(inputs, self.limits)
         messages = parse_messages(_single_bytes("messages", inputs["messages"]), self.rules)
         raw_embeds = inputs.get("image_embeds")
-        images = 0 if raw_embeds is None else raw_embeds.shape[0]
+        pictures = self.pixel_images.images(inputs) if self.pixel_images else []
+        images = len(pictures) if self.pixel_images else 0 if raw_embeds is None else raw_embeds.shape[0]
         check_images(count_images(messages), images, self.rules.max_images)
         ids = prompt_ids(self.tokenizer, messages)
         placeholders = sum(1 for token in ids if token == self.checkpoint.image_token_id)
@@ -437,13 +445,17 @@ class LlavaDecoder(PythonModel):
                 "messages", f"the rendered prompt holds {placeholders} image tokens for {images} images"
             )
         prompt: dict[str, Any] = {"prompt_token_ids": ids}
-        if images:
+        image_tokens = images * self.checkpoint.image_tokens_per_image
+        if pictures:
+            prompt["multi_modal_data"] = {"image": pictures}  # vLLM's processor tiles and encodes them
+            image_tokens = self.pixel_images.tokens(pictures) if self.pixel_images else 0
+        elif images:
             prompt["multi_modal_data"] = {"image": self.image_embeds(raw_embeds)}
-        prompt_tokens = len(ids) + images * (self.checkpoint.image_tokens_per_image - 1)  # vLLM expands each one
+        prompt_tokens = len(ids) + image_tokens - images  # vLLM expands each placeholder into the image's tokens
         return Job(
             prompt=prompt,
             params=params,
-            max_tokens=self.max_tokens(prompt_tokens, params, images),
+            max_tokens=self.max_tokens(prompt_tokens, params, image_tokens),
             sink=sink,
             request_id=request_id,
             engine_id=f"{next(self.engine_ids)}",
@@ -459,10 +471,9 @@ class LlavaDecoder(PythonModel):
             raise InvalidInputError("image_embeds", "values must be finite (no NaN or infinity)")
         return embeds.clone()
 
-    def max_tokens(self, prompt_tokens: int, params: SamplingParams, images: int) -> int:
+    def max_tokens(self, prompt_tokens: int, params: SamplingParams, image_tokens: int) -> int:
         context = self.settings.max_model_len
         room = context - prompt_tokens
-        image_tokens = images * self.checkpoint.image_tokens_per_image
         prompt = f"the prompt is {prompt_tokens} tokens ({image_tokens} of them image tokens)"
         if room < 1:
             raise InvalidInputError("messages", f"{prompt}, which leaves no room in the context length of {context}")

@@ -37,7 +37,8 @@ def assert_server_still_serving(server: TritonServer) -> None:
         assert_still_serving(client)
 
 
-@pytest.mark.parametrize(
+# A request's second image, and the fragments its error names (every family's preprocess step answers these).
+UNDECODABLE_IMAGES = pytest.mark.parametrize(
     ("payload", "fragments"),
     [
         (b"definitely not an image", ["image[1]", "not a decodable image"]),
@@ -47,6 +48,9 @@ def assert_server_still_serving(server: TritonServer) -> None:
     ],
     ids=["not-an-image", "empty-bytes", "truncated-jpeg", "decompression-bomb"],
 )
+
+
+@UNDECODABLE_IMAGES
 def test_undecodable_images_are_rejected_clearly(url: str, protocol: str, payload: bytes, fragments: list[str]) -> None:
     with VLMClient(url, protocol=protocol) as client:
         with pytest.raises(InvalidInputError) as caught:

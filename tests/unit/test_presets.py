@@ -83,7 +83,7 @@ def test_real_size_presets_have_the_published_shapes(
     assert preset.vocab_size == CLIPConfig().text_config.vocab_size == 49408
 
 
-def test_the_registry_holds_the_clip_llava_siglip_siglip2_and_trained_presets_by_name() -> None:
+def test_the_registry_holds_the_clip_llava_siglip_siglip2_idefics3_and_trained_presets_by_name() -> None:
     assert list(PRESETS) == [
         "tiny-clip",
         "clip-vit-base-patch32",
@@ -95,6 +95,7 @@ def test_the_registry_holds_the_clip_llava_siglip_siglip2_and_trained_presets_by
         "tiny-siglip",
         "tiny-siglip2",
         "siglip2-so400m-patch16-naflex",
+        "tiny-idefics3",
         "shapes-clip",
         "shapes-llava",
     ]
@@ -110,3 +111,18 @@ def test_an_unknown_preset_is_refused_with_the_list_of_known_ones(capsys: pytest
 def test_build_preset_refuses_an_unknown_name() -> None:
     with pytest.raises(KeyError, match="tiny-llava"):
         build_preset("no-such-model", Path("unused"))
+
+
+def test_tiny_idefics3_loads_as_an_idefics3_checkpoint_whose_image_tokens_are_single_tokens(
+    tiny_idefics3: Path,
+) -> None:
+    from transformers import Idefics3ForConditionalGeneration
+
+    from checkpoints.idefics3_preset import IMAGE_TOKENS
+
+    model = Idefics3ForConditionalGeneration.from_pretrained(tiny_idefics3)
+    tokenizer = AutoProcessor.from_pretrained(tiny_idefics3).tokenizer
+    assert model.config.text_config.vocab_size == len(tokenizer)  # every output row is a token
+    assert model.config.text_config.head_dim == 32  # vLLM CPU's smallest attention kernel
+    for token in (*IMAGE_TOKENS, "\n"):
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token

@@ -23,6 +23,10 @@ class LlavaFamily:
     model_types: tuple[str, ...] = ("llava",)
     checked_in: bool = True
     decoder_inputs: tuple[str, ...] = ("image_embeds",)
+    image_encoding: str = (
+        "encoded by the exported vision tower and projector (ONNX Runtime or TensorRT, batched across requests); "
+        "vLLM is handed their image embeddings"
+    )
 
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
         return llava_components(options.named(self.name)).models(options.fuse_projector)
