@@ -25,10 +25,12 @@ def _reported(reports: list[ParityReport], repository: Path) -> bool:
 def _build_engines(args: argparse.Namespace, components: list[str] | None) -> int:
     from export.tensorrt_engine import BuildSettings, EngineBuildError, TensorRTUnavailableError
     from export.tensorrt_export import build_engines
+    from export.tensorrt_sidecar import DEFAULT_PRECISION as DEFAULT_ENGINE_PRECISION
     from export.tensorrt_sidecar import EngineMismatchError
 
     try:
-        settings = BuildSettings(args.precision, args.workspace_mib << 20, args.timing_cache)
+        precision = args.precision or DEFAULT_ENGINE_PRECISION
+        settings = BuildSettings(precision, args.workspace_mib << 20, args.timing_cache)
         outcomes = build_engines(args.repository, components, settings, force=args.force)
     except (TensorRTUnavailableError, EngineBuildError, EngineMismatchError, ValueError) as error:
         print(f"vlm-export: {error}", file=sys.stderr)
@@ -49,8 +51,10 @@ def _model(args: argparse.Namespace) -> int:
     """Export any supported checkpoint; the ``clip`` / ``llava`` aliases also require that family."""
     from export.families import UnsupportedCheckpointError, family_for_checkpoint
     from export.families.base import ExportOptions
+    from export.precision import DEFAULT_PRECISION
     from export.repository import NameConflictError, check_name
     from export.specs import OnnxComponentSpec
+    from export.tensorrt_sidecar import PRECISIONS as ENGINE_PRECISIONS
 
     try:
         choice = family_for_checkpoint(args.checkpoint)
@@ -65,10 +69,24 @@ def _model(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    # With --runtime tensorrt the ONNX model stays float32 and --precision is the engines' (default fp16).
+    tensorrt = args.runtime == "tensorrt"
+    if tensorrt and args.precision not in (None, *ENGINE_PRECISIONS):
+        print(
+            f"vlm-export {args.command}: --precision {args.precision} is no TensorRT engine precision here "
+            f"({', '.join(ENGINE_PRECISIONS)})",
+            file=sys.stderr,
+        )
+        return 2
     print(f"family: {family.name} ({choice.reason})")
     print(f"images: {family.image_encoding}")
     try:
-        options = ExportOptions(opset=args.opset, fuse_projector=args.fuse_projector, name=args.name)
+        options = ExportOptions(
+            opset=args.opset,
+            fuse_projector=args.fuse_projector,
+            name=args.name,
+            precision=DEFAULT_PRECISION if tensorrt else args.precision or DEFAULT_PRECISION,
+        )
         check_name(args.repository, family, options)
     except (NameConflictError, ValueError) as error:
         print(f"vlm-export {args.command}: {error}", file=sys.stderr)
@@ -82,7 +100,7 @@ def _model(args: argparse.Namespace) -> int:
     if not _reported(reports, args.repository):
         return 1
     print(f"exported {family.name} from {args.checkpoint} into {args.repository} as {name!r}")
-    if args.runtime == "tensorrt":
+    if tensorrt:
         encoders = [spec.name for spec in family.models(options) if isinstance(spec, OnnxComponentSpec)]
         return _build_engines(args, encoders)
     return 0
@@ -109,10 +127,13 @@ def _repository(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+def _add_engine_options(parser: argparse.ArgumentParser, precision: bool = True) -> None:
     from export.tensorrt_sidecar import DEFAULT_PRECISION, DEFAULT_WORKSPACE_BYTES, PRECISIONS
 
-    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help="TensorRT builder precision")
+    if precision:
+        parser.add_argument(
+            "--precision", choices=PRECISIONS, default=DEFAULT_PRECISION, help="TensorRT builder precision"
+        )
     parser.add_argument(
         "--workspace-mib", type=int, default=DEFAULT_WORKSPACE_BYTES >> 20, help="TensorRT workspace limit (MiB)"
     )
@@ -126,6 +147,10 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_options(parser: argparse.ArgumentParser, family: str | None) -> None:
+    from export.precision import CPU_PRECISIONS, DEFAULT_PRECISION, REFUSED_ON_CPU
+    from export.tensorrt_sidecar import DEFAULT_PRECISION as DEFAULT_ENGINE_PRECISION
+    from export.tensorrt_sidecar import PRECISIONS
+
     parser.add_argument("--checkpoint", type=Path, required=True, help="local Hugging Face checkpoint folder")
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     parser.add_argument(
@@ -141,7 +166,13 @@ def _add_model_options(parser: argparse.ArgumentParser, family: str | None) -> N
     parser.add_argument(
         "--runtime", choices=("onnx", "tensorrt"), default="onnx", help="tensorrt: also build engines (GPU host)"
     )
-    _add_engine_options(parser)
+    parser.add_argument(
+        "--precision",
+        choices=sorted({*CPU_PRECISIONS, *REFUSED_ON_CPU, *PRECISIONS}),
+        help=f"the encoders' precision: {', '.join(CPU_PRECISIONS)} on ONNX Runtime (default {DEFAULT_PRECISION}); "
+        f"with --runtime tensorrt the engines' ({', '.join(PRECISIONS)}; default {DEFAULT_ENGINE_PRECISION})",
+    )
+    _add_engine_options(parser, precision=False)
     parser.set_defaults(run=_model, family=family)
 
 

@@ -13,6 +13,7 @@ import torch
 
 from export.onnx_export import export_component
 from export.parity import ParityReport, check_parity
+from export.precision import DEFAULT_PRECISION, budget, quantize
 from export.specs import OnnxComponentSpec, TensorSpec
 from serving.manifest import ComponentManifest, TensorManifest
 from serving.onnx_runner import OnnxRunner
@@ -49,7 +50,10 @@ def export_encoder(
     sizes: dict[str, int],
     out_dir: Path,
     opset: int,
+    precision: str = DEFAULT_PRECISION,
 ) -> ParityReport:
+    """Export ``module`` at ``precision`` into ``out_dir`` and check it against PyTorch float32 on ``feeds``, within
+    the spec's budget for that precision."""
     for tensor in spec.inputs:  # the graph is traced at the feeds' dtypes: they must be the ones it is served
         if feeds[-1][tensor.name].dtype != np.dtype(tensor.dtype):
             raise ValueError(
@@ -57,10 +61,16 @@ def export_encoder(
             )
     example = {k: torch.from_numpy(v[:2]) for k, v in feeds[-1].items()}
     onnx_path = export_component(module, example, spec, sizes, out_dir, opset)
+    if precision == "int8":
+        onnx_path = quantize(out_dir, spec)
     output = spec.outputs[0].name
     with OnnxRunner(onnx_path, intra_op_threads=torch.get_num_threads()) as runner:
         report = check_parity(
-            spec.name, ("pytorch", _torch_runner(module, output)), ("onnxruntime", runner.run), feeds, spec.tolerance
+            spec.name,
+            ("pytorch", _torch_runner(module, output)),
+            (f"onnxruntime {precision}", runner.run),
+            feeds,
+            budget(spec, precision),
         )
     ComponentManifest(
         name=spec.name,
@@ -68,6 +78,7 @@ def export_encoder(
         inputs=[_tensor_manifest(spec, t, sizes) for t in spec.inputs],
         outputs=[_tensor_manifest(spec, t, sizes) for t in spec.outputs],
         parity=report.to_dict(),
+        precision=precision,
     ).write(out_dir)
     return report
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from export.families import FAMILIES, family_named
 from export.families.base import MODEL_VARIANTS, ExportOptions, Family
+from export.precision import DEFAULT_PRECISION
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
 from export.triton_config import (
     DEFAULT_TARGET,
@@ -130,16 +131,18 @@ def adapter_source(entry_point: str) -> str:
     )
 
 
-def generated_files(specs: Iterable[ModelSpec] = ALL_MODELS) -> dict[str, str]:
-    """Relative path -> content for every generated file of the repository."""
+def generated_files(specs: Iterable[ModelSpec] = ALL_MODELS, precision: str = DEFAULT_PRECISION) -> dict[str, str]:
+    """Relative path -> content for every generated file of the repository, its encoders exported at
+    ``precision``."""
     files: dict[str, str] = {}
     for spec in specs:
         version_dir = f"{spec.name}/{VERSION}"
         if isinstance(spec, OnnxComponentSpec):
-            files[f"{spec.name}/config.pbtxt"] = to_pbtxt(onnx_component_config(spec, DEFAULT_TARGET))
+            files[f"{spec.name}/config.pbtxt"] = to_pbtxt(onnx_component_config(spec, DEFAULT_TARGET, precision))
             for target in TARGETS:
                 if target != DEFAULT_TARGET:
-                    files[f"{spec.name}/configs/{target}.pbtxt"] = to_pbtxt(onnx_component_config(spec, target))
+                    config = onnx_component_config(spec, target, precision)
+                    files[f"{spec.name}/configs/{target}.pbtxt"] = to_pbtxt(config)
             files[f"{version_dir}/model.py"] = adapter_source(ONNX_ENCODER_ENTRY_POINT)
         elif isinstance(spec, PythonModelSpec):
             files[f"{spec.name}/config.pbtxt"] = to_pbtxt(python_model_config(spec))
@@ -152,9 +155,11 @@ def generated_files(specs: Iterable[ModelSpec] = ALL_MODELS) -> dict[str, str]:
     return files
 
 
-def write_repository(root: Path, specs: Iterable[ModelSpec] = ALL_MODELS) -> list[Path]:
+def write_repository(
+    root: Path, specs: Iterable[ModelSpec] = ALL_MODELS, precision: str = DEFAULT_PRECISION
+) -> list[Path]:
     written = []
-    for relative, content in generated_files(specs).items():
+    for relative, content in generated_files(specs, precision).items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text() != content:

@@ -24,9 +24,11 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from export.precision import DEFAULT_PRECISION
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec, TensorSpec
 from export.tensorrt_sidecar import DEFAULT_WORKSPACE_BYTES, ENGINE_FILE
 from serving.manifest import ONNX_FILE
+from serving.served import PRECISION_PARAMETER
 
 TARGETS = ("embedded", "cpu", "gpu", "gpu-onnxruntime")
 DEFAULT_TARGET = "embedded"
@@ -155,13 +157,17 @@ _LEAVES = {
 }
 
 
-def onnx_component_config(spec: OnnxComponentSpec, target: str) -> mc.ModelConfig:
+def onnx_component_config(spec: OnnxComponentSpec, target: str, precision: str = DEFAULT_PRECISION) -> mc.ModelConfig:
+    """``precision``: the exported ONNX model's (export/precision.py), recorded for ``vlm-serve`` on the targets
+    that run it; a TensorRT engine (``gpu``) records its own in ``engine.json``."""
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     config = _base(spec)
     config.dynamic_batching.max_queue_delay_microseconds = spec.max_queue_delay_us
     config.dynamic_batching.preferred_batch_size.extend(spec.preferred_batch_sizes)
     _LEAVES[target](config, spec)
+    if config.platform != "tensorrt_plan":
+        config.parameters[PRECISION_PARAMETER].string_value = precision
     return config
 
 

@@ -37,6 +37,7 @@ class ComponentManifest:
     inputs: list[TensorManifest]
     outputs: list[TensorManifest]
     parity: dict = field(default_factory=dict)
+    precision: str = "fp32"  # what the export made: fp32, or int8 (weights int8, activations quantized per batch)
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST_FILE
@@ -57,4 +58,5 @@ class ComponentManifest:
             inputs=[TensorManifest(**t) for t in data["inputs"]],
             outputs=[TensorManifest(**t) for t in data["outputs"]],
             parity=data.get("parity", {}),
+            precision=data.get("precision", "fp32"),  # exports made before precisions existed were float32
         )

@@ -31,6 +31,7 @@ from client.catalog import (
 __all__ = [
     "CONFIG_FILE",
     "FAMILY_PARAMETER",
+    "PRECISION_PARAMETER",
     "PROBE_PARAMETER",
     "PROBE_TASKS",
     "Probe",
@@ -42,8 +43,10 @@ __all__ = [
     "select_models",
     "served_families",
     "served_models",
+    "served_precisions",
 ]
 
+PRECISION_PARAMETER = "vlm_precision"  # on each exported encoder: the precision its ONNX model was exported at
 CONFIG_FILE = "config.pbtxt"
 T = TypeVar("T")
 _NO_TAGS = "none (configs written before models were tagged: run vlm-export repository)"
@@ -142,3 +145,15 @@ def select_models(repository: Path, names: list[str] | tuple[str, ...]) -> list[
     """The checkpoints of these names; ``RepositoryError`` naming the ones the repository holds for a name it
     lacks."""
     return _pick(repository, "model", served_models(repository), names) if names else []
+
+
+def served_precisions(repository: Path, target: str) -> dict[str, str]:
+    """Exported encoder -> the precision its config records for ``target`` (the config Triton's
+    ``--model-config-name`` picks: ``configs/<target>.pbtxt``, else ``config.pbtxt``), in name order."""
+    precisions = {}
+    for default in sorted(Path(repository).glob(f"*/{CONFIG_FILE}")):
+        chosen = default.parent / "configs" / f"{target}.pbtxt"
+        parameters = _read_config(chosen if chosen.is_file() else default).parameters
+        if PRECISION_PARAMETER in parameters:
+            precisions[default.parent.name] = parameters[PRECISION_PARAMETER].string_value
+    return precisions

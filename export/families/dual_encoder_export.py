@@ -85,7 +85,7 @@ def token_feeds(tokenizer: Any, sizes: DualEncoderSizes, batch_sizes: tuple[int,
 
 
 def export_dual_encoder(
-    models: DualEncoderModels, loaded: LoadedDualEncoder, repository: Path, opset: int
+    models: DualEncoderModels, loaded: LoadedDualEncoder, repository: Path, opset: int, precision: str
 ) -> list[ParityReport]:
     tokenizer = loaded.processor.tokenizer
     sizes = loaded.sizes
@@ -104,6 +104,7 @@ def export_dual_encoder(
                 sizes.as_dict(),
                 staging / models.vision.name,
                 opset,
+                precision,
             ),
             export_encoder(
                 loaded.text,
@@ -112,6 +113,7 @@ def export_dual_encoder(
                 sizes.as_dict(),
                 staging / models.text.name,
                 opset,
+                precision,
             ),
         ]
         if not all(report.passed for report in reports):
@@ -122,7 +124,7 @@ def export_dual_encoder(
         # Here, not at the top: the configs need tritonclient, which the GPU check's machine lacks.
         from export.repository import VERSION, write_repository
 
-        write_repository(repository, models.all())
+        write_repository(repository, models.all(), precision)
         for component in staging.iterdir():
             install(component, repository / component.name / VERSION)
     return reports

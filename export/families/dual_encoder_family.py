@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Loader = Callable[[Path], "LoadedDualEncoder"]
-# (the family's models, its loaded checkpoint, repository, opset) -> parity reports
-Exporter = Callable[[DualEncoderModels, "LoadedDualEncoder", Path, int], list[ParityReport]]
+# (the family's models, its loaded checkpoint, repository, opset, precision) -> parity reports
+Exporter = Callable[[DualEncoderModels, "LoadedDualEncoder", Path, int, str], list[ParityReport]]
 
 
 @dataclass(frozen=True)
@@ -84,4 +84,5 @@ class DualEncoderFamily:
     def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
         if options.fuse_projector:
             raise ValueError(f"--fuse-projector: a {self.title} checkpoint has no projector to fuse")
-        return self.exporter.get()(self._named(options.name), self.loader.get()(checkpoint), repository, options.opset)
+        loaded = self.loader.get()(checkpoint)
+        return self.exporter.get()(self._named(options.name), loaded, repository, options.opset, options.precision)

@@ -18,6 +18,7 @@ from export.families.dual_encoder_export import (
 )
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
+from export.precision import DEFAULT_PRECISION
 
 
 class VisionEncoder(torch.nn.Module):
@@ -66,7 +67,11 @@ def load_clip(checkpoint: Path) -> LoadedDualEncoder:
 
 
 def export_clip(
-    checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET, name: str = FAMILY
+    checkpoint: Path,
+    repository: Path,
+    opset: int = DEFAULT_OPSET,
+    name: str = FAMILY,
+    precision: str = DEFAULT_PRECISION,
 ) -> list[ParityReport]:
     """Export every CLIP model into ``repository``, named ``name``, and return the parity reports."""
-    return export_dual_encoder(clip_models(name), load_clip(checkpoint), repository, opset)
+    return export_dual_encoder(clip_models(name), load_clip(checkpoint), repository, opset, precision)

@@ -28,6 +28,7 @@ from export.families.llava.spec import CHECKPOINT_LINK, ENSEMBLE, LLAVA_PROJECTO
 from export.families.measured import Feed, MeasuredComponent, pixel_feed
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
+from export.precision import DEFAULT_PRECISION
 from serving.generation.checkpoint import image_tokens_per_image, require_all_weights
 from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
 
@@ -149,6 +150,7 @@ def export_llava(
     fuse_projector: bool = False,
     opset: int = DEFAULT_OPSET,
     name: str = ENSEMBLE,
+    precision: str = DEFAULT_PRECISION,
 ) -> list[ParityReport]:
     """Export into ``repository``, named ``name``; like the CLIP export, the repository changes only if every check
     passes. A checkpoint the decoder cannot serve raises ``ValueError`` before anything is exported."""
@@ -173,10 +175,10 @@ def export_llava(
             fused = VisionFeatures(
                 vision_tower, config.vision_feature_layer, config.vision_feature_select_strategy, projector
             )
-            reports = [export_encoder(fused, vision_spec, pixels, sizes, staging / vision_spec.name, opset)]
+            reports = [export_encoder(fused, vision_spec, pixels, sizes, staging / vision_spec.name, opset, precision)]
         else:
             reports = [
-                export_encoder(features, vision_spec, pixels, sizes, staging / vision_spec.name, opset),
+                export_encoder(features, vision_spec, pixels, sizes, staging / vision_spec.name, opset, precision),
                 export_encoder(
                     projector,
                     projector_spec,
@@ -184,6 +186,7 @@ def export_llava(
                     sizes,
                     staging / projector_spec.name,
                     opset,
+                    precision,
                 ),
             ]
         if not all(report.passed for report in reports):
@@ -195,7 +198,7 @@ def export_llava(
         os.symlink(checkpoint, decoder / CHECKPOINT_LINK, target_is_directory=True)
         if fuse_projector:
             shutil.rmtree(repository / projector_spec.name, ignore_errors=True)
-        write_repository(repository, models)
+        write_repository(repository, models, precision)
         for component in staging.iterdir():
             install(component, repository / component.name / VERSION)
     return reports

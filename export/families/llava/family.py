@@ -60,4 +60,5 @@ class LlavaFamily:
             fuse_projector=options.fuse_projector,
             opset=options.opset,
             name=options.named(self.name),
+            precision=options.precision,
         )

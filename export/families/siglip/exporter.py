@@ -21,6 +21,7 @@ from export.families.dual_encoder_export import (
 from export.families.siglip.spec import FAMILY, siglip_models
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
+from export.precision import DEFAULT_PRECISION
 
 
 class VisionEncoder(torch.nn.Module):
@@ -85,8 +86,12 @@ def loaded_siglip(
 
 
 def export_siglip(
-    checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET, name: str = FAMILY
+    checkpoint: Path,
+    repository: Path,
+    opset: int = DEFAULT_OPSET,
+    name: str = FAMILY,
+    precision: str = DEFAULT_PRECISION,
 ) -> list[ParityReport]:
     """Export every SigLIP model into ``repository``, named ``name``, and return the parity reports; ``ValueError``
     for a checkpoint the served models cannot reproduce."""
-    return export_dual_encoder(siglip_models(name), load_siglip(checkpoint), repository, opset)
+    return export_dual_encoder(siglip_models(name), load_siglip(checkpoint), repository, opset, precision)

@@ -19,6 +19,7 @@ from export.families.siglip2.naflex import resized_positions
 from export.families.siglip2.spec import FAMILY, siglip2_models
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
+from export.precision import DEFAULT_PRECISION
 
 
 class VisionEncoder(torch.nn.Module):
@@ -60,8 +61,12 @@ def load_siglip2(checkpoint: Path) -> LoadedDualEncoder:
 
 
 def export_siglip2(
-    checkpoint: Path, repository: Path, opset: int = DEFAULT_OPSET, name: str = FAMILY
+    checkpoint: Path,
+    repository: Path,
+    opset: int = DEFAULT_OPSET,
+    name: str = FAMILY,
+    precision: str = DEFAULT_PRECISION,
 ) -> list[ParityReport]:
     """Export every SigLIP2 model into ``repository``, named ``name``, and return the parity reports; ``ValueError``
     for a checkpoint the served models cannot reproduce."""
-    return export_dual_encoder(siglip2_models(name), load_siglip2(checkpoint), repository, opset)
+    return export_dual_encoder(siglip2_models(name), load_siglip2(checkpoint), repository, opset, precision)
