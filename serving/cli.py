@@ -14,7 +14,7 @@ from pathlib import Path
 
 from serving.control import read_or_create_control_key
 from serving.launcher import ServerError, ServerOptions, TritonServer
-from serving.served import RepositoryError, select, select_models
+from serving.served import RepositoryError, select, select_models, served_precisions
 from serving.supervisor import Supervisor
 
 TARGETS = ("embedded", "cpu", "gpu", "gpu-onnxruntime")  # as export.triton_config.TARGETS
@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  gRPC     {server.grpc_url}")
     print(f"  metrics  {server.metrics_url}")
     print(f"  log      {options.log_file}")
+    precisions = served_precisions(args.repository, args.target)
+    if precisions:
+        print(f"  encoders {', '.join(f'{model} {precision}' for model, precision in precisions.items())}")
     print(f"  control  model repository, shared memory, trace and logging APIs need the key: {key_source}", flush=True)
     if args.no_supervise:
         while not stop.wait(0.5):

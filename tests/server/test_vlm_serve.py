@@ -17,6 +17,8 @@ import pytest
 from client import VLMClient
 from serving.launcher import ServerError, TritonServer, free_port, loopback_options
 from tests.conftest import REPO_ROOT
+from tests.images import encode, scene
+from tests.reference import ClipReference, min_row_cosine
 
 
 def _small_repository(model_repository: Path, target: Path, *, broken: bool) -> Path:
@@ -172,3 +174,38 @@ def test_a_named_model_serves_its_entry_ensembles_and_an_unknown_name_is_refused
     assert options.models == ("clip_image_embed", "clip_rank", "clip_text_embed", "llava", "llava_decoder")
     assert main(["--repository", repository, "--model", "nope"]) == 1
     assert "--model: the repository" in (err := capsys.readouterr().err) and "holds no model 'nope'" in err
+
+
+def test_vlm_serve_reports_each_encoders_precision_and_serves_an_int8_export_within_its_budget(
+    tiny_clip: Path, tmp_path: Path, reference: ClipReference
+) -> None:
+    """An int8 CLIP image path through vlm-serve: the banner names its encoder's precision, and the served
+    embeddings stay within the int8 budget of Hugging Face float32's."""
+    from export.cli import main as vlm_export
+
+    exported = tmp_path / "exported"
+    shutil.copytree(REPO_ROOT / "model_repository", exported)
+    argv = ["clip", "--checkpoint", str(tiny_clip), "--repository", str(exported), "--precision", "int8"]
+    assert vlm_export(argv) == 0
+    repository = tmp_path / "repo"
+    for model in ("clip_preprocess", "clip_vision", "clip_image_embed"):
+        shutil.copytree(exported / model, repository / model)
+    grpc_port = free_port()
+    ports = ["--http-port", "0", "--grpc-port", str(grpc_port), "--metrics-port", "0"]
+    command = _vlm_serve("--repository", str(repository), "--log-file", str(tmp_path / "server.log"), *ports)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(6)]
+        assert banner[0].startswith("tritonserver ready"), banner
+        assert "  encoders clip_vision int8\n" in banner
+        images = [scene(96, 80, seed=s) for s in range(3)]
+        with VLMClient(f"127.0.0.1:{grpc_port}") as client:
+            served = client.embed_images([encode(image, "PNG") for image in images])
+        assert min_row_cosine(served, reference.image_embeds(images)) >= 0.99
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
