@@ -44,17 +44,26 @@ demo: $(EXPORTED)
 serve: $(EXPORTED)
 	$(BIN)/vlm-serve --repository $(REPOSITORY)
 
-# Benchmarks export real-size shapes into their own repository: model_repository/ stays what tests and demo use.
+# Benchmarks export real-size shapes into their own repositories: model_repository/ stays what tests and demo use.
+# The CLIP paths are measured at float32 and at int8 (the same checkpoint exported --precision int8).
 BENCH_REPOSITORY := .cache/bench_repository
+BENCH_INT8_REPOSITORY := .cache/bench_repository_int8
 BENCH_CLIP := .cache/checkpoints/clip-vit-base-patch32
 BENCH_LLAVA := .cache/checkpoints/bench-llava
 # Each run alternates served and in-process baseline windows (--alternations, A/B/A/B) and reports every ratio
 # as the median over the alternations with its spread.
-BENCH_SWEEP := --serve --repository $(BENCH_REPOSITORY) --concurrency 1,8 --max-windows 4 --alternations 3
+BENCH_LOAD := --serve --concurrency 1,8 --max-windows 4 --alternations 3
+BENCH_SWEEP := $(BENCH_LOAD) --repository $(BENCH_REPOSITORY)
+BENCH_CLIP_FP32 := $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
+BENCH_CLIP_INT8 := $(BENCH_LOAD) --repository $(BENCH_INT8_REPOSITORY) --checkpoint $(BENCH_CLIP) --baseline-requests 16
 
 $(BENCH_REPOSITORY)/clip_vision/1/model.onnx: $(BENCH_CLIP)/config.json $(EXPORT_SOURCES)
 	$(BIN)/vlm-export repository --repository $(BENCH_REPOSITORY)
 	$(BIN)/vlm-export clip --checkpoint $(BENCH_CLIP) --repository $(BENCH_REPOSITORY)
+
+$(BENCH_INT8_REPOSITORY)/clip_vision/1/model.onnx: $(BENCH_CLIP)/config.json $(EXPORT_SOURCES)
+	$(BIN)/vlm-export repository --repository $(BENCH_INT8_REPOSITORY)
+	$(BIN)/vlm-export clip --checkpoint $(BENCH_CLIP) --repository $(BENCH_INT8_REPOSITORY) --precision int8
 
 $(BENCH_REPOSITORY)/llava_vision/1/model.onnx: $(BENCH_LLAVA)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
 	$(BIN)/vlm-export llava --checkpoint $(BENCH_LLAVA) --repository $(BENCH_REPOSITORY)
@@ -62,10 +71,14 @@ $(BENCH_REPOSITORY)/llava_vision/1/model.onnx: $(BENCH_LLAVA)/config.json $(EXPO
 # llava: 1024 distinct images and questions, more than a run sends to Triton (direct, and image and text requests
 # through vlm-gateway), so the LLaVA encoders' response cache never answers; --vllm-peer measures `vllm serve` on
 # the same checkpoint, alternating with this project through vlm-gateway.
-bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_REPOSITORY)/llava_vision/1/model.onnx
-	$(BIN)/vlm-bench clip-image $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
-	$(BIN)/vlm-bench clip-text $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
-	$(BIN)/vlm-bench clip-rank $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
+bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/clip_vision/1/model.onnx \
+		$(BENCH_REPOSITORY)/llava_vision/1/model.onnx
+	$(BIN)/vlm-bench clip-image $(BENCH_CLIP_FP32)
+	$(BIN)/vlm-bench clip-image $(BENCH_CLIP_INT8) --name clip-image-int8
+	$(BIN)/vlm-bench clip-text $(BENCH_CLIP_FP32)
+	$(BIN)/vlm-bench clip-text $(BENCH_CLIP_INT8) --name clip-text-int8
+	$(BIN)/vlm-bench clip-rank $(BENCH_CLIP_FP32)
+	$(BIN)/vlm-bench clip-rank $(BENCH_CLIP_INT8) --name clip-rank-int8
 	$(BIN)/vlm-bench llava $(BENCH_SWEEP) --checkpoint $(BENCH_LLAVA) --window-requests 2 --baseline-requests 3 \
 		--output-tokens 64 --input-count 1024 --vllm-peer
 

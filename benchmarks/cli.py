@@ -51,7 +51,8 @@ from benchmarks.vllm_peer import (
 )
 from benchmarks.workloads import WORKLOADS, Payload, Workload
 from client import RetryPolicy
-from serving.launcher import ServerError
+from serving.launcher import ServerError, ServerOptions
+from serving.served import served_precisions
 
 DEFAULT_CONCURRENCY = "1,2,4,8,16"
 RESULTS = Path("benchmarks/results")
@@ -454,6 +455,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "started_by_bench": args.serve,
         "peak_memory_bytes": peak_memory,
         "peak_pss_bytes": peak_pss,
+        # What each exported encoder runs at (fp32, int8), as the repository's configs record it for the server.
+        "encoder_precisions": served_precisions(args.repository, ServerOptions.target) if args.repository else {},
     }
     environment = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     report = build_report(

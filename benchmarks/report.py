@@ -462,6 +462,11 @@ def _target_line(target: dict[str, Any]) -> str:
     return f"- **{verdict}** {target['target']}: {measured} (needs {target['requirement']}){note}"
 
 
+def _precisions(server: dict[str, Any]) -> str:
+    precisions = server.get("encoder_precisions") or {}
+    return f"encoders at {', '.join(sorted(set(precisions.values())))}; " if precisions else ""
+
+
 def _memory(server: dict[str, Any]) -> str:
     rss, pss = server["peak_memory_bytes"], server.get("peak_pss_bytes")
     if not rss:
@@ -506,6 +511,7 @@ def markdown(report: dict[str, Any]) -> str:
             if kind == "llava"
             else ""
         )
+        + _precisions(report["server"])
         + f"server peak memory {_memory(report['server'])}.",
         "",
         "| load | " + " | ".join(title for _, _, title in columns) + " | vs Hugging Face | vs limit | stable |",

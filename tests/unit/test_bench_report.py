@@ -76,6 +76,7 @@ def report() -> dict[str, Any]:
         "model": "clip_image_embed",
         "peak_memory_bytes": 2**30,
         "peak_pss_bytes": 2**29,
+        "encoder_precisions": {"clip_text": "int8", "clip_vision": "int8"},
     }
     points = [image_point(1, 10), image_point(8, 40)]
     baselines = [baseline("huggingface", 10, 1), baseline("limit", 4, 8)]  # 10 and 32 images/s
@@ -163,6 +164,7 @@ def test_csv_files_and_markdown_carry_every_point_and_baseline(report: dict[str,
         and "**met**" in text
         and "1,024 MiB (1.074 GB) resident" in text
         and "512 MiB" in text
+        and "encoders at int8; server peak memory" in text
     )
 
 
