@@ -10,6 +10,7 @@ float32's speed (measured: ``REFUSED_ON_CPU``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from export.specs import OnnxComponentSpec, Tolerance
@@ -48,13 +49,19 @@ def quantize(folder: Path, spec: OnnxComponentSpec) -> Path:
 
     source = folder / ONNX_FILE
     target = folder / f"int8.{ONNX_FILE}"
-    quantize_dynamic(
-        source,
-        target,
-        op_types_to_quantize=list(spec.int8_ops),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-    )
+    # It warns that ONNX Runtime's pre-processing (shape inference, graph fusions) should come first; without it
+    # the budgets hold with room (clip-vit-base-patch32: cosine 0.99986 and 0.99936 against float32).
+    logging.disable(logging.WARNING)
+    try:
+        quantize_dynamic(
+            source,
+            target,
+            op_types_to_quantize=list(spec.int8_ops),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        logging.disable(logging.NOTSET)
     source.unlink()
     (folder / f"{ONNX_FILE}.data").unlink(missing_ok=True)
     return target.rename(source)
