@@ -14,10 +14,10 @@ import logging
 from pathlib import Path
 
 from export.specs import OnnxComponentSpec, Tolerance
+from serving.manifest import DEFAULT_PRECISION as DEFAULT_PRECISION  # re-exported: the exports default to it
 from serving.manifest import ONNX_FILE
 
-DEFAULT_PRECISION = "fp32"
-CPU_PRECISIONS = ("fp32", "int8")
+CPU_PRECISIONS = (DEFAULT_PRECISION, "int8")
 # Why each precision that is not a CPU one is refused there, for the operator.
 REFUSED_ON_CPU = {
     "bf16": (

@@ -8,13 +8,12 @@ Artifacts (ONNX files, tokenizer and processor files) are written by the family 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from export.families import FAMILIES, family_named
 from export.families.base import MODEL_VARIANTS, ExportOptions, Family
-from export.precision import DEFAULT_PRECISION
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
 from export.triton_config import (
     DEFAULT_TARGET,
@@ -26,6 +25,7 @@ from export.triton_config import (
     python_model_config,
     to_pbtxt,
 )
+from serving.manifest import DEFAULT_PRECISION, MANIFEST_FILE, recorded_precision
 from serving.served import CONFIG_FILE, members, served_models
 
 # The checked-in repository: the default models of the families the demo and the test server serve.
@@ -131,13 +131,16 @@ def adapter_source(entry_point: str) -> str:
     )
 
 
-def generated_files(specs: Iterable[ModelSpec] = ALL_MODELS, precision: str = DEFAULT_PRECISION) -> dict[str, str]:
-    """Relative path -> content for every generated file of the repository, its encoders exported at
-    ``precision``."""
+def generated_files(
+    specs: Iterable[ModelSpec] = ALL_MODELS, precisions: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Relative path -> content for every generated file of the repository; each encoder's configs record its
+    exported precision (``precisions``, by model name; fp32 for one not named)."""
     files: dict[str, str] = {}
     for spec in specs:
         version_dir = f"{spec.name}/{VERSION}"
         if isinstance(spec, OnnxComponentSpec):
+            precision = (precisions or {}).get(spec.name, DEFAULT_PRECISION)
             files[f"{spec.name}/config.pbtxt"] = to_pbtxt(onnx_component_config(spec, DEFAULT_TARGET, precision))
             for target in TARGETS:
                 if target != DEFAULT_TARGET:
@@ -155,11 +158,19 @@ def generated_files(specs: Iterable[ModelSpec] = ALL_MODELS, precision: str = DE
     return files
 
 
-def write_repository(
-    root: Path, specs: Iterable[ModelSpec] = ALL_MODELS, precision: str = DEFAULT_PRECISION
-) -> list[Path]:
+def exported_precisions(root: Path, specs: Iterable[ModelSpec]) -> dict[str, str]:
+    """Exported encoder -> the precision its ``component.json`` under ``root`` records."""
+    folders = {spec.name: root / spec.name / VERSION for spec in specs if isinstance(spec, OnnxComponentSpec)}
+    return {name: recorded_precision(folder) for name, folder in folders.items() if (folder / MANIFEST_FILE).is_file()}
+
+
+def write_repository(root: Path, specs: Iterable[ModelSpec] = ALL_MODELS, precision: str | None = None) -> list[Path]:
+    """``precision``: what the export writing these configs made; None (``vlm-export repository``): what each
+    exported encoder's ``component.json`` records, so regenerating never misstates an int8 export."""
+    specs = tuple(specs)
+    precisions = {spec.name: precision for spec in specs} if precision else exported_precisions(root, specs)
     written = []
-    for relative, content in generated_files(specs, precision).items():
+    for relative, content in generated_files(specs, precisions).items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text() != content:
@@ -171,9 +182,9 @@ def write_repository(
 def stale_files(root: Path, specs: Iterable[ModelSpec] | None = None) -> list[str]:
     """Generated files that are missing under ``root`` or differ from a fresh generation (by default, of every
     checkpoint the repository holds: ``repository_specs``)."""
-    specs = repository_specs(root) if specs is None else specs
+    specs = tuple(repository_specs(root) if specs is None else specs)
     return [
         relative
-        for relative, content in generated_files(specs).items()
+        for relative, content in generated_files(specs, exported_precisions(root, specs)).items()
         if not (root / relative).is_file() or (root / relative).read_text() != content
     ]

@@ -13,6 +13,7 @@ from pathlib import Path
 MANIFEST_FILE = "component.json"
 ONNX_FILE = "model.onnx"  # beside the manifest; the name Triton's onnxruntime backend loads
 MANIFEST_FORMAT = 2  # bump when a field's meaning changes, so stale exports fail to load with a clear reason
+DEFAULT_PRECISION = "fp32"  # also what an export made before precisions were recorded ran at
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ComponentManifest:
     inputs: list[TensorManifest]
     outputs: list[TensorManifest]
     parity: dict = field(default_factory=dict)
-    precision: str = "fp32"  # what the export made: fp32, or int8 (weights int8, activations quantized per batch)
+    precision: str = DEFAULT_PRECISION  # what the export made: fp32, or int8 (export/precision.py)
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST_FILE
@@ -58,5 +59,10 @@ class ComponentManifest:
             inputs=[TensorManifest(**t) for t in data["inputs"]],
             outputs=[TensorManifest(**t) for t in data["outputs"]],
             parity=data.get("parity", {}),
-            precision=data.get("precision", "fp32"),  # exports made before precisions existed were float32
+            precision=data.get("precision", DEFAULT_PRECISION),
         )
+
+
+def recorded_precision(folder: Path) -> str:
+    """The precision the export in ``folder`` recorded (read without the format check: the configs need only this)."""
+    return str(json.loads((folder / MANIFEST_FILE).read_text()).get("precision", DEFAULT_PRECISION))

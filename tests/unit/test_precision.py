@@ -64,6 +64,15 @@ def test_an_int8_export_meets_its_budget_against_pytorch_and_records_its_precisi
     assert served_precisions(int8_clip, "gpu") == {}  # an engine's precision is in its engine.json
 
 
+def test_regenerating_the_configs_keeps_the_precision_each_export_recorded(
+    int8_clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert vlm_export(["repository", "--repository", str(int8_clip), "--check"]) == 0
+    assert vlm_export(["repository", "--repository", str(int8_clip)]) == 0
+    assert served_precisions(int8_clip, "cpu")["clip_text"] == "int8"
+    assert served_precisions(int8_clip, "embedded")["llava_vision"] == "fp32"  # not exported: the default
+
+
 def test_a_vlm_vision_tower_and_projector_export_at_int8_within_their_budget(tiny_llava: Path, tmp_path: Path) -> None:
     repository = _repository(tmp_path)
     argv = ["llava", "--checkpoint", str(tiny_llava), "--repository", str(repository), "--precision", "int8"]
