@@ -27,6 +27,7 @@ from client.catalog import (
     collect,
     string_parameters,
 )
+from serving.manifest import MANIFEST_FILE
 
 __all__ = [
     "CONFIG_FILE",
@@ -149,9 +150,12 @@ def select_models(repository: Path, names: list[str] | tuple[str, ...]) -> list[
 
 def served_precisions(repository: Path, target: str) -> dict[str, str]:
     """Exported encoder -> the precision its config records for ``target`` (the config Triton's
-    ``--model-config-name`` picks: ``configs/<target>.pbtxt``, else ``config.pbtxt``), in name order."""
+    ``--model-config-name`` picks: ``configs/<target>.pbtxt``, else ``config.pbtxt``), in name order. Encoders
+    with a config but no export (no ``component.json`` in a version folder) are left out."""
     precisions = {}
     for default in sorted(Path(repository).glob(f"*/{CONFIG_FILE}")):
+        if not any(default.parent.glob(f"*/{MANIFEST_FILE}")):
+            continue
         chosen = default.parent / "configs" / f"{target}.pbtxt"
         parameters = _read_config(chosen if chosen.is_file() else default).parameters
         if PRECISION_PARAMETER in parameters:
