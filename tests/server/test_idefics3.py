@@ -84,6 +84,16 @@ def test_the_export_says_vllm_encodes_the_images_and_writes_no_encoder(export_ou
     )
 
 
+def test_a_precision_for_encoders_it_does_not_export_is_refused(
+    tiny_idefics3: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repository = tmp_path / "model_repository"
+    arguments = ["model", "--checkpoint", str(tiny_idefics3), "--repository", str(repository), "--precision", "int8"]
+    assert vlm_export(arguments) == 2
+    assert "--precision int8: an Idefics3 checkpoint has no exported encoder" in capsys.readouterr().err
+    assert not repository.exists() or not any(repository.iterdir())
+
+
 def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
     server: TritonServer, url: str, protocol: str, reference: Idefics3Reference, expected: list[list[int]]
 ) -> None:

@@ -57,5 +57,9 @@ class Idefics3Family:
 
         if options.fuse_projector:
             raise ValueError("--fuse-projector: an Idefics3 checkpoint's connector runs inside vLLM, not exported")
+        if options.precision != ExportOptions.precision:
+            raise ValueError(
+                f"--precision {options.precision}: an Idefics3 checkpoint has no exported encoder to run at it"
+            )
         export_idefics3(checkpoint, repository, options.named(self.name))
         return []
