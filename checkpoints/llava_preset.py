@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -56,10 +57,11 @@ LLAVA_HF_KEYS = (
     (r"^lm_head\.", "language_model.lm_head."),
     (r"^model\.vision_tower\.(?:vision_model\.)?", "vision_tower.vision_model."),
     (r"^model\.multi_modal_projector\.", "multi_modal_projector."),
+    (r"^model\.image_newline$", "image_newline"),  # LLaVA-NeXT's (llava-hf/llava-v1.6-*-hf)
 )
 
 
-def llava_hf_state_dict(model: LlavaForConditionalGeneration) -> dict[str, torch.Tensor]:
+def llava_hf_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """``model``'s weights under llava-hf's names; a weight with no llava-hf name is an error, not left out."""
     state: dict[str, torch.Tensor] = {}
     for key, tensor in model.state_dict().items():
@@ -128,12 +130,16 @@ class LlavaPreset:
         return tokenizer
 
     def config(self, tokenizer: PreTrainedTokenizerBase | None = None) -> LlavaConfig:
+        return LlavaConfig(**self.config_fields(tokenizer))
+
+    def config_fields(self, tokenizer: PreTrainedTokenizerBase | None = None) -> dict[str, Any]:
+        """The keyword arguments of LLaVA's config class (LLaVA-NeXT's takes them too)."""
         if tokenizer is None:
             tokenizer = self.tokenizer()
         vocab_size = self.vocab_size or len(tokenizer)
         if len(tokenizer) > vocab_size:
             raise ValueError(f"{self.name}: the tokenizer has {len(tokenizer)} tokens, the model {vocab_size}")
-        return LlavaConfig(
+        return dict(
             vision_config={
                 "model_type": "clip_vision_model",
                 **self.vision.vision_config(self.image_size, self.patch_size),

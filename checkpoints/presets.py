@@ -19,6 +19,7 @@ from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from checkpoints.clip_training import SHAPES_CLIP_PRESET, ShapesClipPreset
 from checkpoints.dual_encoder_preset import DualEncoderPreset
 from checkpoints.idefics3_preset import IDEFICS3_PRESETS, Idefics3Preset
+from checkpoints.llava_next_preset import LLAVA_NEXT_PRESETS
 from checkpoints.llava_preset import LLAVA_PRESETS, LlavaPreset
 from checkpoints.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
 from checkpoints.siglip2_preset import SIGLIP2_PRESETS
@@ -88,6 +89,7 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | 
             tokenizer_vocab_size=2048,
         ),
         *LLAVA_PRESETS,
+        *LLAVA_NEXT_PRESETS,
         *SIGLIP_PRESETS,
         *SIGLIP2_PRESETS,
         *IDEFICS3_PRESETS,

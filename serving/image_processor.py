@@ -1,12 +1,15 @@
-"""A checkpoint's CLIP or SigLIP image processor (``preprocessor_config.json``) in numpy and Pillow, without
-transformers or torch: resize so the shortest edge has the configured size, or to a fixed size (Pillow, the
-configured filter), centre crop (CLIP's; SigLIP's resizes without one), rescale and normalise.
+"""A checkpoint's CLIP, SigLIP or LLaVA-NeXT image processor (``preprocessor_config.json``) in numpy and Pillow,
+without transformers or torch: resize so the shortest edge has the configured size, or to a fixed size (Pillow, the
+configured filter), centre crop (CLIP's; SigLIP's resizes without one), rescale and normalise. LLaVA-NeXT's
+(``image_grid_pinpoints``) makes a base image and tiles of each image (``serving.anyres``), each then rescaled and
+normalised the same way.
 
-The steps and their arithmetic are transformers' ``CLIPImageProcessor`` and ``SiglipImageProcessor`` with their PIL
-backend, which CLIP, LLaVA-1.5 and SigLIP checkpoints name, so the pixel values are equal to what it gives, bit for bit
-(``tests/unit/test_image_processor.py`` compares them on the presets' saved configurations). Rescaling and
-normalising a uint8 value always give the same float32, so both are one lookup table per channel. Settings
-this does not implement are refused when the model loads, by name, rather than served differently.
+The steps and their arithmetic are transformers' ``CLIPImageProcessor``, ``SiglipImageProcessor`` and
+``LlavaNextImageProcessor`` with their PIL backend, which CLIP, LLaVA-1.5, SigLIP and LLaVA-NeXT checkpoints name,
+so the pixel values are equal to what it gives, bit for bit (``tests/unit/test_image_processor.py`` compares them on
+the presets' saved configurations). Rescaling and normalising a uint8 value always give the same float32, so both
+are one lookup table per channel. Settings this does not implement are refused when the model loads, by name, rather
+than served differently.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from serving.anyres import AnyresGrid, anyres_images
+
 PREPROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"  # transformers 5 saves a processor's image settings inside this one
 # image_processor_type -> whether it centre-crops when its config does not say (transformers' class defaults).
@@ -28,7 +33,12 @@ CROPS_BY_DEFAULT = {
     "CLIPImageProcessorPil": True,
     "SiglipImageProcessor": False,
     "SiglipImageProcessorPil": False,
+    "LlavaNextImageProcessor": True,
+    "LlavaNextImageProcessorPil": True,
 }
+# The types that tile each image into a base image and a grid of tiles (image_grid_pinpoints); their do_pad only
+# pads a batch's images to the same number of tiles, which the served steps do not need.
+ANYRES_TYPES = ("LlavaNextImageProcessor", "LlavaNextImageProcessorPil")
 SUPPORTED_TYPES = tuple(CROPS_BY_DEFAULT)
 # Keys that change nothing here: bookkeeping, or steps our decoder already does (every image arrives as RGB).
 _IGNORED_KEYS = {"image_processor_type", "processor_class", "do_convert_rgb", "feature_extractor_type", "backend"}
@@ -36,6 +46,7 @@ _KNOWN_KEYS = {
     *_IGNORED_KEYS,
     *("do_resize", "size", "resample", "do_center_crop", "crop_size"),
     *("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std", "default_to_square"),
+    "image_grid_pinpoints",
 }
 _OFF_WHEN_FALSE = ("do_pad", "do_reduce_labels")  # harmless when present and false
 
@@ -79,16 +90,20 @@ class ImageProcessorConfig:
     rescale_factor: float | None
     mean: tuple[float, float, float] | None  # None: no normalisation
     std: tuple[float, float, float] | None
+    grid_pinpoints: object = None  # LLaVA-NeXT's [[height, width], ...]; checked by serving.anyres.AnyresGrid
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ImageProcessorConfig:
         kind = data.get("image_processor_type", "CLIPImageProcessor")
         if kind not in SUPPORTED_TYPES:
             raise ValueError(f"{PREPROCESSOR_FILE}: image_processor_type {kind!r} is not supported ({SUPPORTED_TYPES})")
+        anyres = kind in ANYRES_TYPES
         for key in _OFF_WHEN_FALSE:
-            if data.get(key):
+            if data.get(key) and not (anyres and key == "do_pad"):
                 raise ValueError(f"{PREPROCESSOR_FILE}: {key} is not supported")
         unknown = set(data) - _KNOWN_KEYS - set(_OFF_WHEN_FALSE)
+        if not anyres and "image_grid_pinpoints" in data:
+            unknown.add("image_grid_pinpoints")
         if unknown:
             raise ValueError(f"{PREPROCESSOR_FILE}: settings not supported: {', '.join(sorted(unknown))}")
         if data.get("default_to_square", False):
@@ -106,6 +121,7 @@ class ImageProcessorConfig:
             rescale_factor=float(data.get("rescale_factor", 1 / 255)) if data.get("do_rescale", True) else None,
             mean=channel_setting("image_mean", data["image_mean"]) if normalise else None,
             std=channel_setting("image_std", data["image_std"]) if normalise else None,
+            grid_pinpoints=data.get("image_grid_pinpoints") if anyres else None,
         )
 
     @classmethod
@@ -187,6 +203,25 @@ class ImageProcessor:
     def tensors(self, image: Image.Image) -> dict[str, np.ndarray]:
         """The vision tower's inputs for one image."""
         return {"pixel_values": self(image)}
+
+    def anyres_grid(self) -> AnyresGrid | None:
+        """LLaVA-NeXT's tiling, or None for a processor that sees each image once. Its base image and tiles are
+        squares of the crop size; a resize or crop that would change them again is refused."""
+        if self.config.grid_pinpoints is None:
+            return None
+        crop, resize = self.config.crop, self.config.resize
+        if crop is None or crop[0] != crop[1] or resize is None or resize[1] != crop:
+            raise ValueError(
+                f"{PREPROCESSOR_FILE}: tiling with image_grid_pinpoints needs a square crop_size equal to size, "
+                f"got size {resize} and crop_size {crop}"
+            )
+        return AnyresGrid.of(self.config.grid_pinpoints, crop[0])
+
+    def tiles(self, image: Image.Image, grid: AnyresGrid) -> np.ndarray:
+        """RGB PIL image -> float32 [1 + tiles, 3, S, S]: the base image, then the grid's tiles row by row."""
+        if image.mode != "RGB":
+            raise ValueError("the image processor takes RGB images")
+        return np.stack([apply_table(self.table, p) for p in anyres_images(image, grid, self.config.resample)])
 
 
 def center_crop(pixels: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -1,9 +1,10 @@
-"""Session-wide artifacts: tiny CLIP, SigLIP, SigLIP2 and LLaVA checkpoints, one exported repository, and one real
-tritonserver serving it for the whole run (tests/server/ and tests/gateway/ share it), with the Hugging Face
-references.
+"""Session-wide artifacts: tiny CLIP, SigLIP, SigLIP2, LLaVA and LLaVA-NeXT checkpoints, one exported repository,
+and one real tritonserver serving it for the whole run (tests/server/ and tests/gateway/ share it), with the Hugging
+Face references.
 
-The repository holds every family under its default name (``clip``, ``llava``, ``siglip``, ``siglip2``) and a second
-CLIP of another shape under the name ``NAMED_CLIP``: two checkpoints of one family, each served by its name."""
+The repository holds every family under its default name (``clip``, ``llava``, ``llava_next``, ``siglip``,
+``siglip2``) and a second CLIP of another shape under the name ``NAMED_CLIP``: two checkpoints of one family, each
+served by its name."""
 
 from __future__ import annotations
 
@@ -111,6 +112,13 @@ def tiny_idefics3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llava_next(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from checkpoints.presets import build_preset
+
+    return build_preset("tiny-llava-next", tmp_path_factory.mktemp("checkpoints") / "tiny-llava-next")
+
+
+@pytest.fixture(scope="session")
 def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the checked-in repository that the session's exports fill (the tree stays clean)."""
     repository = tmp_path_factory.mktemp("repo") / "model_repository"
@@ -130,6 +138,13 @@ def exported_llava(tiny_llava: Path, repository_copy: Path) -> list[ParityReport
     from export.families.llava.exporter import export_llava
 
     return export_llava(tiny_llava, repository_copy)
+
+
+@pytest.fixture(scope="session")
+def exported_llava_next(tiny_llava_next: Path, repository_copy: Path) -> list[ParityReport]:
+    from export.families.llava_next.exporter import export_llava_next
+
+    return export_llava_next(tiny_llava_next, repository_copy)
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +184,7 @@ def model_repository(
     repository_copy: Path,
     exported_clip: list[ParityReport],
     exported_llava: list[ParityReport],
+    exported_llava_next: list[ParityReport],
     exported_siglip: list[ParityReport],
     exported_siglip2: list[ParityReport],
     exported_named_clip: list[str],
@@ -208,3 +224,8 @@ def siglip2_reference(tiny_siglip2: Path) -> Siglip2Reference:
 @pytest.fixture(scope="session")
 def llava_reference(tiny_llava: Path) -> LlavaReference:
     return LlavaReference(tiny_llava)
+
+
+@pytest.fixture(scope="session")
+def llava_next_reference(tiny_llava_next: Path) -> LlavaReference:
+    return LlavaReference(tiny_llava_next)

@@ -102,12 +102,12 @@ def min_row_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class LlavaReference:
-    """``LlavaForConditionalGeneration.generate`` on the checkpoint, one conversation at a time."""
+    """``generate`` of the checkpoint's own class (LLaVA's or LLaVA-NeXT's), one conversation at a time."""
 
     def __init__(self, checkpoint: Path) -> None:
-        from transformers import LlavaForConditionalGeneration
+        from transformers import AutoModelForImageTextToText
 
-        self.model = LlavaForConditionalGeneration.from_pretrained(checkpoint).eval()
+        self.model = AutoModelForImageTextToText.from_pretrained(checkpoint).eval()
         self.processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")  # as the server preprocesses
 
     def inputs(self, messages: list[dict], images: list[Image.Image]) -> dict[str, torch.Tensor]:
@@ -125,6 +125,15 @@ class LlavaReference:
         pixels = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
             return torch.stack(list(self.model.model.get_image_features(pixel_values=pixels).pooler_output))
+
+    def packed_image_embeds(self, images: list[Image.Image]) -> list[torch.Tensor]:
+        """LLaVA-NeXT's: each image's packed embeddings [tokens, hidden], whose count depends on its size."""
+        inputs = self.processor.image_processor(images=images, return_tensors="pt")
+        with torch.inference_mode():
+            features = self.model.model.get_image_features(
+                pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"]
+            )
+        return list(features.pooler_output)
 
     def text(self, token_ids: list[int], prompt_ids: list[int]) -> str:
         """The completion's text as it continues the prompt (a first token's leading space is kept, as vLLM and

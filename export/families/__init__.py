@@ -15,12 +15,14 @@ from export.families.base import Family
 from export.families.clip.family import CLIP_FAMILY
 from export.families.idefics3.family import Idefics3Family
 from export.families.llava.family import LlavaFamily
+from export.families.llava_next.family import LlavaNextFamily
 from export.families.siglip.family import SIGLIP_FAMILY
 from export.families.siglip2.family import SIGLIP2_FAMILY
 
 FAMILIES: tuple[Family, ...] = (
     CLIP_FAMILY,
     LlavaFamily(),
+    LlavaNextFamily(),
     SIGLIP_FAMILY,
     SIGLIP2_FAMILY,
     Idefics3Family(),

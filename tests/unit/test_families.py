@@ -21,6 +21,7 @@ from serving.served import PROBE_PARAMETER
         ({"architectures": ["CLIPModel"], "model_type": "clip"}, "clip"),
         ({"architectures": ["LlavaForConditionalGeneration"], "model_type": "llava"}, "llava"),
         ({"model_type": "llava"}, "llava"),  # no architectures: the model type decides
+        ({"architectures": ["LlavaNextForConditionalGeneration"], "model_type": "llava_next"}, "llava_next"),
         ({"architectures": ["SomethingElse", "CLIPModel"]}, "clip"),  # the first one a family lists
     ],
 )
@@ -95,8 +96,8 @@ def test_an_unsupported_checkpoint_exits_2_naming_its_architecture(
     assert "MysteryModel" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("checkpoint", ["tiny_llava", "tiny_llava_full"])
-@pytest.mark.parametrize("size", [(64, 64), (200, 30)])
+@pytest.mark.parametrize("checkpoint", ["tiny_llava", "tiny_llava_full", "tiny_llava_next"])
+@pytest.mark.parametrize("size", [(64, 64), (200, 30), (30, 200), (33, 31), (640, 480), (17, 17)])
 def test_a_vlms_image_tokens_are_what_its_processor_puts_in_the_prompt(
     checkpoint: str, size: tuple[int, int], request: pytest.FixtureRequest
 ) -> None:

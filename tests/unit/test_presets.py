@@ -83,7 +83,7 @@ def test_real_size_presets_have_the_published_shapes(
     assert preset.vocab_size == CLIPConfig().text_config.vocab_size == 49408
 
 
-def test_the_registry_holds_the_clip_llava_siglip_siglip2_idefics3_and_trained_presets_by_name() -> None:
+def test_the_registry_holds_the_clip_llava_llava_next_siglip_siglip2_idefics3_and_trained_presets_by_name() -> None:
     assert list(PRESETS) == [
         "tiny-clip",
         "clip-vit-base-patch32",
@@ -92,6 +92,8 @@ def test_the_registry_holds_the_clip_llava_siglip_siglip2_idefics3_and_trained_p
         "tiny-llava-full",
         "llava-1.5-7b",
         "bench-llava",
+        "tiny-llava-next",
+        "llava-v1.6-vicuna-7b",
         "tiny-siglip",
         "tiny-siglip2",
         "siglip2-so400m-patch16-naflex",

@@ -32,6 +32,18 @@ CASES = {
         "out = model.handle({'image': np.array([jpeg(90, 70)], dtype=object)})\n"
         "assert out['pixel_values'].shape == (1, 3, 64, 64)",
     ),
+    "llava_next_preprocess": (  # 90x70 picks the 2x2 grid: the base image and 4 tiles of 32 pixels
+        "serving.triton_models.anyres_preprocess:AnyresPreprocess",
+        "out = model.handle({'image': np.array([jpeg(90, 70), jpeg(20, 50)], dtype=object)})\n"
+        "assert out['pixel_values'].shape == (8, 3, 32, 32), out['pixel_values'].shape\n"
+        "assert out['image_sizes'].tolist() == [[70, 90], [50, 20]]",
+    ),
+    "llava_next_pack": (  # a 2x2 grid's 5 tiles of 16 tokens -> 16 + 8 rows of (8 + 1 newline) = 88 tokens
+        "serving.triton_models.anyres_pack:AnyresPack",
+        "tiles = np.ones((5 + 3, 16, 64), np.float32)\n"
+        "out = model.handle({'tile_embeds': tiles, 'image_sizes': np.array([[64, 64], [10, 30]])})\n"
+        "assert out['image_embeds'].shape == (2, 88, 64) and out['image_tokens'].tolist() == [88, 16 + 2 * 9]",
+    ),
     "clip_similarity": (
         "serving.triton_models.similarity:Similarity",
         "e = np.eye(2, 32, dtype=np.float32)\n"

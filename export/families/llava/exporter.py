@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
 from export.components import export_encoder, install
 from export.families.base import Feeds
-from export.families.llava.spec import CHECKPOINT_LINK, ENSEMBLE, LLAVA_PROJECTOR, LLAVA_VISION, llava_components
+from export.families.llava.spec import CHECKPOINT_LINK, ENSEMBLE, LLAVA, LlavaComponents, llava_components
 from export.families.measured import Feed, MeasuredComponent, pixel_feed
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
@@ -61,7 +62,7 @@ class VisionFeatures(torch.nn.Module):
         return features if self.projector is None else self.projector(features)
 
 
-def _safetensors_files(folder: Path) -> list[Path]:
+def safetensors_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         return [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
@@ -70,7 +71,7 @@ def _safetensors_files(folder: Path) -> list[Path]:
 
 def load_projector(folder: Path, config: Any) -> LlavaMultiModalProjector:
     state: dict[str, torch.Tensor] = {}
-    for path in _safetensors_files(folder):
+    for path in safetensors_files(folder):
         with safe_open(str(path), framework="pt") as weights:
             for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
                 for prefix in PROJECTOR_PREFIXES:
@@ -115,22 +116,23 @@ def _feature_feeds(vision: VisionFeatures, pixel_feeds: Feeds) -> Feeds:
         return [{"image_features": vision(torch.from_numpy(f["pixel_values"])).numpy()} for f in pixel_feeds]
 
 
-def measured_components(checkpoint: Path, device: Any) -> list[MeasuredComponent]:
+def measured_components(checkpoint: Path, device: Any, components: LlavaComponents = LLAVA) -> list[MeasuredComponent]:
     """The vision tower and the projector as exported unfused, for the GPU check (export/families/measured.py)."""
     config = AutoConfig.from_pretrained(checkpoint)
     projector = load_projector(checkpoint, config).to(device)
     tower = load_vision_tower(checkpoint, config)
     vision = VisionFeatures(tower, config.vision_feature_layer, config.vision_feature_select_strategy).to(device)
-    pixels = pixel_feed(LLAVA_VISION, llava_sizes(config, projector), device)
+    vision_spec, projector_spec = components.vision, components.projector
+    pixels = pixel_feed(vision_spec, llava_sizes(config, projector), device)
 
     def features(n: int) -> Feed:
         """The projector is measured on real vision features (float32), as the export checks it."""
         with torch.inference_mode():
-            return {LLAVA_PROJECTOR.inputs[0].name: vision(**pixels(n))}
+            return {projector_spec.inputs[0].name: vision(**pixels(n))}
 
     return [
-        MeasuredComponent(LLAVA_VISION, vision, "images", pixels, pixels),
-        MeasuredComponent(LLAVA_PROJECTOR, projector, "images", features, features),
+        MeasuredComponent(vision_spec, vision, "images", pixels, pixels),
+        MeasuredComponent(projector_spec, projector, "images", features, features),
     ]
 
 
@@ -151,9 +153,13 @@ def export_llava(
     opset: int = DEFAULT_OPSET,
     name: str = ENSEMBLE,
     precision: str = DEFAULT_PRECISION,
+    components_of: Callable[[str], LlavaComponents] = llava_components,
+    extra: Callable[[Path, Any, Path, LlavaComponents], None] | None = None,
 ) -> list[ParityReport]:
     """Export into ``repository``, named ``name``; like the CLIP export, the repository changes only if every check
-    passes. A checkpoint the decoder cannot serve raises ``ValueError`` before anything is exported."""
+    passes. A checkpoint the decoder cannot serve raises ``ValueError`` before anything is exported. Another
+    LLaVA-style family passes its models (``components_of``) and writes its own artifacts into the staging folder
+    once every check passed (``extra(checkpoint, config, staging, components)``)."""
     # Here, not at the top: the configs need tritonclient, which the GPU check's machine lacks.
     from export.repository import VERSION, write_repository
 
@@ -164,7 +170,7 @@ def export_llava(
     vision_tower = load_vision_tower(checkpoint, config)
     sizes = llava_sizes(config, projector)
     features = VisionFeatures(vision_tower, config.vision_feature_layer, config.vision_feature_select_strategy)
-    components = llava_components(name)
+    components = components_of(name)
     pixels = _pixel_feeds(sizes["image_size"], components.vision.parity_batch_sizes)
     models = components.models(fuse_projector)
     vision_spec = components.vision_fused if fuse_projector else components.vision
@@ -196,6 +202,8 @@ def export_llava(
         decoder = staging / components.decoder.name
         decoder.mkdir()
         os.symlink(checkpoint, decoder / CHECKPOINT_LINK, target_is_directory=True)
+        if extra is not None:
+            extra(checkpoint, config, staging, components)
         if fuse_projector:
             shutil.rmtree(repository / projector_spec.name, ignore_errors=True)
         write_repository(repository, models, precision)

@@ -45,9 +45,9 @@ CHECKPOINT_LINK = "checkpoint"  # default value: a link in the decoder's version
 FAMILY = "llava"
 ENSEMBLE = FAMILY  # the default name: what clients call, preprocess -> vision tower (-> projector) -> decoder
 
-_PIXELS = TensorSpec("pixel_values", "float32", (3, "image_size", "image_size"))
-_FEATURES = TensorSpec("image_features", "float32", ("image_tokens", "vision_hidden"))
-_EMBEDS = TensorSpec("image_embeds", "float32", ("image_tokens", "text_hidden"))
+PIXELS = TensorSpec("pixel_values", "float32", (3, "image_size", "image_size"))
+FEATURES = TensorSpec("image_features", "float32", ("image_tokens", "vision_hidden"))
+EMBEDS = TensorSpec("image_embeds", "float32", ("image_tokens", "text_hidden"))
 _ENCODER_TOLERANCE = Tolerance(max_abs_diff=1e-4, min_cosine=0.9999)
 # Reduced-precision TensorRT engines vs ONNX Runtime. The features are unnormalised hidden states (a real
 # tower's outlier channels reach the hundreds), so the absolute bar is loose and the cosine is the real check.
@@ -64,7 +64,7 @@ GENERATION_INPUTS = (
     TensorSpec("stop", "bytes", (-1,), optional=True),
     TensorSpec("response_format", "bytes", (1,), optional=True),  # OpenAI's, as JSON
 )
-_MESSAGES = TensorSpec("messages", "bytes", (1,))  # JSON: [{"role": ..., "content": str | [items]}, ...]
+MESSAGES = TensorSpec("messages", "bytes", (1,))  # JSON: [{"role": ..., "content": str | [items]}, ...]
 
 # Streamed responses carry only ``text_output`` (the new text); the final one carries the rest.
 GENERATION_OUTPUTS = (
@@ -112,22 +112,27 @@ DECODER_PARAMETERS = {
 # The response cache keys on the whole request (all its images), so a repeated image set is not re-encoded.
 # Triton 2.51 caches a python model's error response as an empty success, so a cached encoder answers
 # non-finite values with non-finite features instead of an error (the decoder rejects those by name).
-def _encoder(
-    name: str, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], cpu_batch: int | None = None
+def vlm_encoder(
+    name: str,
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+    cpu_batch: int | None = None,
+    max_batch: int = ENCODER_MAX_BATCH,
 ) -> OnnxComponentSpec:
+    """A VLM's exported vision tower or projector (LLaVA-NeXT's too)."""
     return OnnxComponentSpec(
         name=name,
         inputs=inputs,
         outputs=outputs,
-        max_batch_size=ENCODER_MAX_BATCH,
+        max_batch_size=max_batch,
         response_cache=True,
-        queue=QueuePolicy(max_queue_size=ENCODER_MAX_BATCH, timeout_us=10_000_000),
+        queue=QueuePolicy(max_queue_size=max_batch, timeout_us=10_000_000),
         tolerance=_ENCODER_TOLERANCE,
         fp16_tolerance=_ENCODER_FP16,
         bf16_tolerance=_ENCODER_BF16,
         int8_tolerance=_ENCODER_INT8,
         resources=Resources(instance_count=1, intra_op_threads=2, cpu_batch=cpu_batch),
-        parity_batch_sizes=(1, 3, ENCODER_MAX_BATCH),
+        parity_batch_sizes=(1, 3, max_batch),
     )
 
 
@@ -155,7 +160,7 @@ class LlavaComponents:
                 EnsembleStep(vision, {"pixel_values": "pixel_values"}, {"image_features": "image_features"}),
                 EnsembleStep(projector, {"image_features": "image_features"}, {"image_embeds": "image_embeds"}),
             ]
-        passthrough = {t.name: t.name for t in (_MESSAGES, *GENERATION_INPUTS)}
+        passthrough = {t.name: t.name for t in (MESSAGES, *GENERATION_INPUTS)}
         decoder_step = EnsembleStep(
             self.decoder.name,
             {**passthrough, "image_embeds": "image_embeds"},
@@ -163,7 +168,7 @@ class LlavaComponents:
         )
         return EnsembleSpec(
             name=self.name,
-            inputs=(TensorSpec("image", "bytes", (-1,)), _MESSAGES, *GENERATION_INPUTS),
+            inputs=(TensorSpec("image", "bytes", (-1,)), MESSAGES, *GENERATION_INPUTS),
             outputs=GENERATION_OUTPUTS,
             steps=(*encoder_steps, decoder_step),
             # Text-only turns and cancellations go to the decoder itself (client.generation).
@@ -207,9 +212,9 @@ def llava_components(name: str) -> LlavaComponents:
     return LlavaComponents(
         name=name,
         preprocess=preprocess,
-        vision=_encoder(f"{name}_vision", (_PIXELS,), (_FEATURES,), cpu_batch=VISION_CPU_BATCH),
-        projector=_encoder(f"{name}_projector", (_FEATURES,), (_EMBEDS,)),
-        vision_fused=_encoder(f"{name}_vision", (_PIXELS,), (_EMBEDS,), cpu_batch=VISION_CPU_BATCH),
+        vision=vlm_encoder(f"{name}_vision", (PIXELS,), (FEATURES,), cpu_batch=VISION_CPU_BATCH),
+        projector=vlm_encoder(f"{name}_projector", (FEATURES,), (EMBEDS,)),
+        vision_fused=vlm_encoder(f"{name}_vision", (PIXELS,), (EMBEDS,), cpu_batch=VISION_CPU_BATCH),
         decoder=decoder,
     )
 
