@@ -20,8 +20,7 @@ ROLES = ("system", "user", "assistant")
 
 @dataclass(frozen=True)
 class PromptRules:
-    image_token: str  # the placeholder string, e.g. "<image>"
-    image_tokens_per_image: int
+    image_token: str  # the placeholder string, e.g. "<image>" (vLLM expands each into that image's tokens)
     max_images: int
     max_messages_bytes: int
 

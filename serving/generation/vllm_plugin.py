@@ -1,6 +1,13 @@
 """A vLLM general plugin (entry point ``vllm.general_plugins`` in pyproject.toml): vLLM loads it in each of its
 processes (the decoder's stub, the engine core, the workers), which this project cannot otherwise reach.
 
+LLaVA-NeXT's image embeddings vary in length with the image's size, but vLLM 0.32's schema for them
+(``LlavaNextImageEmbeddingInputs``) wants every image of an encoder batch to have the same length: two images of
+different sizes in one request, or in two requests scheduled together, failed the worker ("data contains
+inconsistent shapes: torch.Size([52, 64]) (index 0) vs torch.Size([56, 64]) (index 1)") and killed the engine. The
+model itself takes a list of any lengths (it hands the embeddings on as they are), so the plugin marks the length
+as varying, as vLLM's schemas do for other per-item sizes.
+
 On CPU hosts the decoder asks it to make vLLM's shared-memory queues between the engine core and its worker nap
 instead of spinning. A reader there busy-waits on ``sched_yield`` for a second after each read, so while a sequence
 decodes, the engine core and the worker are both always runnable: on a 2-core host the server's clients then waited
@@ -21,7 +28,8 @@ NAP_S = 0.0001  # a tenth of a millisecond: 2-3 % of a decode step of the tiny t
 
 
 def register() -> None:
-    """The entry point. Does nothing unless the decoder set ``NO_BUSY_WAIT_ENV`` (``vllm serve`` stays as it is)."""
+    """The entry point. Naps only where the decoder set ``NO_BUSY_WAIT_ENV`` (``vllm serve`` spins as it does)."""
+    allow_varying_image_embeds()
     if os.environ.get(NO_BUSY_WAIT_ENV) != "1":
         return
     from vllm.distributed.device_communicators import shm_broadcast
@@ -40,3 +48,17 @@ def register() -> None:
 
     spin.wait = wait
     spin._vlm_naps = True
+
+
+def allow_varying_image_embeds() -> None:
+    """LLaVA-NeXT's image embeddings ``[images, tokens, hidden]`` may differ in ``tokens`` from image to image."""
+    from typing import Annotated
+
+    import torch
+    from vllm.model_executor.models import llava_next
+    from vllm.utils.tensor_schema import TensorShape
+
+    schema = llava_next.LlavaNextImageEmbeddingInputs
+    schema.__annotations__["data"] = Annotated[
+        torch.Tensor | list[torch.Tensor], TensorShape("bn", "ifs", "hs", dynamic_dims={"ifs"})
+    ]

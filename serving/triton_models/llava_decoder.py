@@ -317,7 +317,6 @@ class LlavaDecoder(PythonModel):
         )
         self.rules = PromptRules(
             image_token=self.tokenizer.convert_ids_to_tokens(self.checkpoint.image_token_id),
-            image_tokens_per_image=self.checkpoint.image_tokens_per_image,
             max_images=self.settings.max_images,
             max_messages_bytes=self.int_parameter("max_messages_bytes"),
         )
@@ -445,13 +444,15 @@ class LlavaDecoder(PythonModel):
                 "messages", f"the rendered prompt holds {placeholders} image tokens for {images} images"
             )
         prompt: dict[str, Any] = {"prompt_token_ids": ids}
-        image_tokens = images * self.checkpoint.image_tokens_per_image
+        image_tokens = 0
         if pictures:
             prompt["multi_modal_data"] = {"image": pictures}  # vLLM's processor tiles and encodes them
             image_tokens = self.pixel_images.tokens(pictures) if self.pixel_images else 0
         elif images:
-            prompt["multi_modal_data"] = {"image": self.image_embeds(raw_embeds)}
-        prompt_tokens = len(ids) + image_tokens - images  # vLLM expands each placeholder into the image's tokens
+            embeds = self.image_embeds(raw_embeds, inputs.get("image_tokens"))
+            prompt["multi_modal_data"] = {"image": embeds}
+            image_tokens = sum(len(image) for image in embeds)
+        prompt_tokens = len(ids) + image_tokens - images  # vLLM expands each placeholder into its image's tokens
         return Job(
             prompt=prompt,
             params=params,
@@ -461,15 +462,26 @@ class LlavaDecoder(PythonModel):
             engine_id=f"{next(self.engine_ids)}",
         )
 
-    def image_embeds(self, embeds: Any) -> Any:
-        """Checked, then copied: the copy outlives the request's input buffers, which vLLM reads later."""
+    def image_embeds(self, embeds: Any, lengths: np.ndarray | None) -> list[Any]:
+        """Each image's embeddings [tokens, hidden], checked, then copied: the copies outlive the request's input
+        buffers, which vLLM reads later. Without ``image_tokens`` every image has the checkpoint's fixed count
+        (LLaVA-1.5); with it, image i is the first ``image_tokens[i]`` rows of its padded embeddings (LLaVA-NeXT's
+        count depends on the image's size)."""
         import torch
 
-        tokens, hidden = self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden
-        require_shape("image_embeds", tuple(embeds.shape), [-1, tokens, hidden])
+        shape, hidden = tuple(embeds.shape), self.checkpoint.text_hidden
+        if lengths is None:
+            require_shape("image_embeds", shape, [-1, self.checkpoint.image_tokens_per_image, hidden])
+            counts = [shape[1]] * shape[0]
+        else:
+            require_shape("image_embeds", shape, [-1, -1, hidden])
+            require_shape("image_tokens", tuple(lengths.shape), [shape[0]])
+            counts = [int(n) for n in lengths]
+            if any(not 1 <= n <= shape[1] for n in counts):
+                raise InvalidInputError("image_tokens", f"each image's length must be 1 to {shape[1]}, got {counts}")
         if not bool(torch.isfinite(embeds).all()):
             raise InvalidInputError("image_embeds", "values must be finite (no NaN or infinity)")
-        return embeds.clone()
+        return [embeds[i, :n].clone() for i, n in enumerate(counts)]
 
     def max_tokens(self, prompt_tokens: int, params: SamplingParams, image_tokens: int) -> int:
         context = self.settings.max_model_len
