@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import torch
 from transformers import LlamaTokenizer, LlavaNextConfig, LlavaNextProcessor, PreTrainedTokenizerBase
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
-from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from checkpoints.llava_preset import CHAT_TEMPLATE, LlavaPreset
+from checkpoints.llava_preset import LlavaPreset
 from checkpoints.tower_shape import TowerShape
 
 # llava-v1.6's grids at 336-pixel tiles: 1x2, 2x1, 2x2, 1x3, 3x1 (with the base image, up to 5 tiles an image).
@@ -33,21 +32,9 @@ class LlavaNextPreset(LlavaPreset):
         return LlavaNextConfig(**self.config_fields(tokenizer), image_grid_pinpoints=pinpoints)
 
     def processor(self, tokenizer: LlamaTokenizer) -> LlavaNextProcessor:  # type: ignore[override]
-        image_processor = LlavaNextImageProcessorPil(
-            size={"shortest_edge": self.image_size},
-            crop_size={"height": self.image_size, "width": self.image_size},
-            image_grid_pinpoints=[list(p) for p in self.image_grid_pinpoints],
-            image_mean=OPENAI_CLIP_MEAN,
-            image_std=OPENAI_CLIP_STD,
-        )
-        return LlavaNextProcessor(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            patch_size=self.patch_size,
-            vision_feature_select_strategy=self.vision_feature_select_strategy,
-            num_additional_image_tokens=1,  # the CLS token, which the "default" strategy then drops
-            chat_template=CHAT_TEMPLATE,
-        )
+        pinpoints = [list(p) for p in self.image_grid_pinpoints]
+        image_processor = LlavaNextImageProcessorPil(**self.image_processor_fields(), image_grid_pinpoints=pinpoints)
+        return LlavaNextProcessor(image_processor, **self.processor_fields(tokenizer))
 
 
 # Tests: 32-pixel tiles of 4x4 patches (16 tokens each) and three grids, so small images of different aspect ratios

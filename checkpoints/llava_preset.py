@@ -172,20 +172,26 @@ class LlavaPreset:
         return AutoModelForImageTextToText.from_config(config, dtype=self.dtype).eval()
 
     def processor(self, tokenizer: LlamaTokenizer) -> LlavaProcessor:
-        image_processor = CLIPImageProcessorPil(
-            size={"shortest_edge": self.image_size},
-            crop_size={"height": self.image_size, "width": self.image_size},
-            image_mean=OPENAI_CLIP_MEAN,
-            image_std=OPENAI_CLIP_STD,
-        )
-        return LlavaProcessor(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            patch_size=self.patch_size,
-            vision_feature_select_strategy=self.vision_feature_select_strategy,
-            num_additional_image_tokens=1,  # the CLS token, which the "default" strategy then drops
-            chat_template=CHAT_TEMPLATE,
-        )
+        image_processor = CLIPImageProcessorPil(**self.image_processor_fields())
+        return LlavaProcessor(image_processor, **self.processor_fields(tokenizer))
+
+    def image_processor_fields(self) -> dict[str, Any]:
+        """CLIP's resize, crop and normalisation at this preset's image size (LLaVA-NeXT's tiles use them too)."""
+        return {
+            "size": {"shortest_edge": self.image_size},
+            "crop_size": {"height": self.image_size, "width": self.image_size},
+            "image_mean": OPENAI_CLIP_MEAN,
+            "image_std": OPENAI_CLIP_STD,
+        }
+
+    def processor_fields(self, tokenizer: LlamaTokenizer) -> dict[str, Any]:
+        return {
+            "tokenizer": tokenizer,
+            "patch_size": self.patch_size,
+            "vision_feature_select_strategy": self.vision_feature_select_strategy,
+            "num_additional_image_tokens": 1,  # the CLS token, which the "default" strategy then drops
+            "chat_template": CHAT_TEMPLATE,
+        }
 
     def save(self, model: LlavaForConditionalGeneration, tokenizer: LlamaTokenizer, out: Path) -> Path:
         """Saves ``model`` with greedy generation defaults and this preset's processor, in the llava-hf layout

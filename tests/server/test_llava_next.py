@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from PIL import Image
 from transformers.image_processing_utils import select_best_resolution
 
 from client import Completion, InvalidInputError, VLMClient
 from client.models import ModelNames
+from serving.launcher import TritonServer
 from tests.images import encode, scene
 from tests.reference import LlavaReference
+from tests.server.test_llava_bad_input import messages_array, stream_error
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -91,3 +94,13 @@ def test_bad_images_get_the_same_errors_as_llavas(
     assert (next_.field, str(next_).replace("llava_next", "llava")) == (llava.field, str(llava))
     with VLMClient(url, protocol=protocol, models=NEXT) as client:  # and the decoder still serves
         assert client.generate(user("ok?", 1), [encode(scene(50, 50))], max_tokens=2).completion_tokens >= 1
+
+
+def test_image_lengths_outside_the_padded_embeddings_are_rejected_by_name(server: TritonServer) -> None:
+    arrays = {
+        "messages": messages_array(user("what is it?", 1)),
+        "image_embeds": np.zeros((1, 5, 64), np.float32),
+        "image_tokens": np.array([9], np.int32),
+    }
+    message = stream_error(server, "llava_next_decoder", arrays)
+    assert "image_tokens" in message and "1 to 5" in message

@@ -60,9 +60,9 @@ def test_the_probe_finds_every_family_and_its_probe_in_the_repository_and_names_
     code, output = probe(unsupervised, "live")  # no --family: every family the repository's configs name
     assert code == 0, output
     assert "clip (clip_rank): answered in" in output and "siglip (siglip_rank): not ready" in output
-    assert "llava (llava): not ready" in output
+    assert "llava (llava): not ready" in output and "llava_next (llava_next): not ready" in output
     code, output = probe(unsupervised, "ready", "gemma")
-    assert code == 2 and "holds no family 'gemma'; it holds: clip, llava, siglip, siglip2" in output
+    assert code == 2 and "holds no family 'gemma'; it holds: clip, llava, llava_next, siglip, siglip2" in output
 
 
 def test_a_dead_stub_fails_both_probes_while_triton_still_says_ready(unsupervised: ServeProcess) -> None:
