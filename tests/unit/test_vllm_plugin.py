@@ -56,3 +56,34 @@ def test_asked_for_a_reader_naps_briefly_instead_of_spinning_and_is_patched_once
 def test_not_asked_for_vllm_keeps_its_spin() -> None:
     assert run_reader(None) == "the reader spun"
     assert run_reader("0") == "the reader spun"
+
+
+EMBEDS = textwrap.dedent(
+    """
+    import torch
+    from vllm.model_executor.models.llava_next import LlavaNextImageEmbeddingInputs
+    from serving.generation.vllm_plugin import allow_varying_image_embeds
+
+    images = [torch.zeros(52, 64), torch.zeros(56, 64)]  # two image sizes' packed embeddings in one batch
+    try:
+        LlavaNextImageEmbeddingInputs(type="image_embeds", data=images)
+        print("accepted before")
+    except ValueError as error:
+        print("refused before:", "inconsistent shapes" in str(error))
+    allow_varying_image_embeds()
+    LlavaNextImageEmbeddingInputs(type="image_embeds", data=images)
+    try:
+        LlavaNextImageEmbeddingInputs(type="image_embeds", data=[torch.zeros(52, 64), torch.zeros(56, 32)])
+    except ValueError:
+        print("accepted after; another hidden size still refused")
+    """
+)
+
+
+def test_llava_next_image_embeddings_of_different_lengths_share_a_batch_once_registered() -> None:
+    done = subprocess.run([sys.executable, "-c", EMBEDS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-2:] == [
+        "refused before: True",
+        "accepted after; another hidden size still refused",
+    ]
