@@ -18,8 +18,9 @@ from export.tensorrt_profiles import ShapeRange, engine_profile, opt_batch_size,
 from export.triton_config import onnx_component_config
 from serving.manifest import ONNX_FILE, ComponentManifest
 
+FUSED = ("llava_vision", "llava_next_vision")  # a VLM's vision tower ending with its projector
 COMPONENTS = {
-    f"{spec.name}{'_fused' if spec.outputs[0].name == 'image_embeds' and spec.name == 'llava_vision' else ''}": spec
+    f"{spec.name}{'_fused' if spec.outputs[0].name == 'image_embeds' and spec.name in FUSED else ''}": spec
     for family in FAMILIES
     for spec in family.encoder_variants()
 }
@@ -40,6 +41,9 @@ def test_every_exported_component_is_covered() -> None:
     assert sorted(COMPONENTS) == [
         "clip_text",
         "clip_vision",
+        "llava_next_projector",
+        "llava_next_vision",
+        "llava_next_vision_fused",
         "llava_projector",
         "llava_vision",
         "llava_vision_fused",
