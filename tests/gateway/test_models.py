@@ -23,7 +23,7 @@ TEXTS = ["a red circle", "two blue squares above a star"]
 
 def test_v1_models_lists_each_exported_model_by_name_with_its_kind(sdk: openai.OpenAI, http: httpx.Client) -> None:
     listed = sdk.models.list()
-    assert [model.id for model in listed] == ["clip", NAMED_CLIP, "llava", "siglip", "siglip2"]
+    assert [model.id for model in listed] == ["clip", NAMED_CLIP, "llava", "llava_next", "siglip", "siglip2"]
     assert all(model.object == "model" and model.owned_by == "triton-vlm" for model in listed)
     body = http.get("/v1/models").json()
     assert body["object"] == "list"
@@ -32,6 +32,7 @@ def test_v1_models_lists_each_exported_model_by_name_with_its_kind(sdk: openai.O
         "clip": ("embedding", "clip"),
         NAMED_CLIP: ("embedding", "clip"),
         "llava": ("chat", "llava"),
+        "llava_next": ("chat", "llava_next"),
         "siglip": ("embedding", "siglip"),
         "siglip2": ("embedding", "siglip2"),
     }

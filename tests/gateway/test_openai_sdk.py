@@ -151,7 +151,7 @@ def test_raw_base64_embeddings_are_little_endian_float32(http, server: TritonSer
 
 
 def test_the_models_route_lists_every_served_model_by_name(sdk: openai.OpenAI) -> None:
-    assert {model.id for model in sdk.models.list()} == {"llava", "clip", "siglip", "siglip2", NAMED_CLIP}
+    assert {model.id for model in sdk.models.list()} == {"llava", "llava_next", "clip", "siglip", "siglip2", NAMED_CLIP}
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ def test_the_server_lists_every_exported_checkpoint_by_name_with_its_kind(url: s
         "clip": ("clip", "embedding"),
         NAMED_CLIP: ("clip", "embedding"),
         "llava": ("llava", "chat"),
+        "llava_next": ("llava_next", "chat"),
         "siglip": ("siglip", "embedding"),
         "siglip2": ("siglip2", "embedding"),
     }
@@ -33,6 +34,7 @@ def test_the_server_lists_every_exported_checkpoint_by_name_with_its_kind(url: s
         "rank": f"{NAMED_CLIP}_rank",
     }
     assert served["llava"].text_model == "llava_decoder"
+    assert served["llava_next"].text_model == "llava_next_decoder"
 
 
 def test_each_clip_answers_under_its_name_with_its_own_embeddings(
@@ -66,6 +68,7 @@ def test_vlm_client_lists_the_models_and_calls_one_by_name(
         "clip": "embedding",
         NAMED_CLIP: "embedding",
         "llava": "chat",
+        "llava_next": "chat",
         "siglip": "embedding",
         "siglip2": "embedding",
     }
