@@ -17,7 +17,7 @@ from serving.launcher import TritonServer
 from tests.conftest import NAMED_CLIP
 from tests.gateway.conftest import API_KEY, TIMEOUT_S, data_url
 from tests.images import encode, scene
-from tests.reference import min_row_cosine
+from tests.reference import LlavaReference, min_row_cosine
 
 QUESTION = "what is in the image?"
 
@@ -200,3 +200,17 @@ def test_the_sdk_raises_its_own_classes_for_401_and_404(gateway: GatewayProcess,
     assert raised.value.body["code"] == "model_not_found" and raised.value.body["param"] == "model"
     with pytest.raises(openai.NotFoundError):
         sdk.embeddings.create(model="gpt-4o", input="hi")
+
+
+def test_a_chat_naming_llava_next_is_answered_by_llava_next(
+    sdk: openai.OpenAI, server: TritonServer, llava_next_reference: LlavaReference
+) -> None:
+    """Routed by name to the anyres VLM: its greedy tokens and its image's own token count, not LLaVA's 16."""
+    picture = scene(100, 40, seed=43)  # a 1x2 grid: 52 image tokens
+    reply = sdk.chat.completions.create(model="llava_next", messages=image_message(encode(picture)), max_tokens=12)
+    with VLMClient(server.grpc_url, chat_model="llava_next") as direct:
+        expected = direct.generate(client_message(), [encode(picture)], max_tokens=12)
+    assert expected.token_ids == llava_next_reference.greedy(client_message(), [picture], 12)
+    assert reply.model == "llava_next" and reply.choices[0].message.content == expected.text
+    assert reply.usage.prompt_tokens == expected.prompt_tokens
+    assert expected.prompt_tokens == llava_next_reference.inputs(client_message(), [picture])["input_ids"].shape[1]
