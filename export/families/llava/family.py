@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from export.families.base import ExportOptions, FeedMaker
-from export.families.llava.spec import llava_components
+from export.families.llava.spec import LlavaComponents, llava_components
 from export.parity import ParityReport
 from export.specs import ModelSpec, OnnxComponentSpec
 from serving.generation.checkpoint import image_tokens_per_image
@@ -28,24 +28,28 @@ class LlavaFamily:
         "vLLM is handed their image embeddings"
     )
 
+    def components(self, name: str) -> LlavaComponents:
+        """The checkpoint ``name``'s models (LLaVA-NeXT's family names its own)."""
+        return llava_components(name)
+
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
-        return llava_components(options.named(self.name)).models(options.fuse_projector)
+        return self.components(options.named(self.name)).models(options.fuse_projector)
 
     def encoder_variants(self, name: str | None = None) -> tuple[OnnxComponentSpec, ...]:
-        components = llava_components(name or self.name)
+        components = self.components(name or self.name)
         return (components.vision, components.projector, components.vision_fused)
 
     def parity_feeds(self, name: str | None = None) -> Mapping[str, FeedMaker]:
         from export.parity_feeds import feature_feeds, pixel_feeds
 
-        components = llava_components(name or self.name)
+        components = self.components(name or self.name)
         vision = components.vision.name
         return {vision: pixel_feeds, components.projector.name: feature_feeds(vision)}
 
     def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
         from export.families.llava.exporter import measured_components
 
-        return measured_components(checkpoint, device)
+        return measured_components(checkpoint, device, self.components(self.name))
 
     def image_tokens(self, config: Any, width: int, height: int) -> int:
         """LLaVA-1.5 resizes every image to the tower's square: the count does not depend on the size."""

@@ -5,18 +5,14 @@ embeddings, whose count depends on the image's size."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from export.families.base import ExportOptions, FeedMaker
-from export.families.llava_next.spec import FAMILY, llava_next_components
+from export.families.base import ExportOptions
+from export.families.llava.family import LlavaFamily
+from export.families.llava_next.spec import FAMILY, LlavaNextComponents, llava_next_components
 from export.parity import ParityReport
-from export.specs import ModelSpec, OnnxComponentSpec
 from serving.anyres import AnyresGrid
-
-if TYPE_CHECKING:
-    from export.families.measured import MeasuredComponent
 
 
 def anyres_grid(config: Any) -> AnyresGrid:
@@ -25,7 +21,7 @@ def anyres_grid(config: Any) -> AnyresGrid:
     return AnyresGrid.of(config.image_grid_pinpoints, vision.image_size, vision.image_size // vision.patch_size)
 
 
-class LlavaNextFamily:
+class LlavaNextFamily(LlavaFamily):
     name: str = FAMILY
     architectures: tuple[str, ...] = ("LlavaNextForConditionalGeneration",)
     model_types: tuple[str, ...] = ("llava_next",)
@@ -36,24 +32,8 @@ class LlavaNextFamily:
         "Runtime or TensorRT, batched across requests) and packed per image; vLLM is handed the packed embeddings"
     )
 
-    def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
-        return llava_next_components(options.named(self.name)).models(options.fuse_projector)
-
-    def encoder_variants(self, name: str | None = None) -> tuple[OnnxComponentSpec, ...]:
-        components = llava_next_components(name or self.name)
-        return (components.vision, components.projector, components.vision_fused)
-
-    def parity_feeds(self, name: str | None = None) -> Mapping[str, FeedMaker]:
-        from export.parity_feeds import feature_feeds, pixel_feeds
-
-        components = llava_next_components(name or self.name)
-        vision = components.vision.name
-        return {vision: pixel_feeds, components.projector.name: feature_feeds(vision)}
-
-    def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
-        from export.families.llava.exporter import measured_components
-
-        return measured_components(checkpoint, device, llava_next_components(self.name))
+    def components(self, name: str) -> LlavaNextComponents:
+        return llava_next_components(name)
 
     def image_tokens(self, config: Any, width: int, height: int) -> int:
         """The base image's patches, then the tiles' unpadded feature rows, each with its newline."""
