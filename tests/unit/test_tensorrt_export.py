@@ -35,7 +35,7 @@ NO_TENSORRT = importlib.util.find_spec("tensorrt") is None
 
 # The default names first, then the repository's named checkpoint (tests/conftest.py: NAMED_CLIP).
 ENCODERS = [
-    *("clip_vision", "clip_text", "llava_vision", "llava_projector"),
+    *("clip_vision", "clip_text", "llava_vision", "llava_projector", "llava_next_vision", "llava_next_projector"),
     *("siglip_vision", "siglip_text", "siglip2_vision", "siglip2_text"),
     *(f"{NAMED_CLIP}_vision", f"{NAMED_CLIP}_text"),
 ]
