@@ -128,9 +128,10 @@ def repository_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_clip(tiny_clip: Path, repository_copy: Path) -> list[ParityReport]:
-    from export.families.clip.exporter import export_clip
+    from export.families.base import ExportOptions
+    from export.families.clip.family import CLIP_FAMILY
 
-    return export_clip(tiny_clip, repository_copy)
+    return CLIP_FAMILY.export(tiny_clip, repository_copy, ExportOptions())
 
 
 @pytest.fixture(scope="session")
@@ -149,16 +150,18 @@ def exported_llava_next(tiny_llava_next: Path, repository_copy: Path) -> list[Pa
 
 @pytest.fixture(scope="session")
 def exported_siglip(tiny_siglip: Path, repository_copy: Path) -> list[ParityReport]:
-    from export.families.siglip.exporter import export_siglip
+    from export.families.base import ExportOptions
+    from export.families.siglip.family import SIGLIP_FAMILY
 
-    return export_siglip(tiny_siglip, repository_copy)
+    return SIGLIP_FAMILY.export(tiny_siglip, repository_copy, ExportOptions())
 
 
 @pytest.fixture(scope="session")
 def exported_siglip2(tiny_siglip2: Path, repository_copy: Path) -> list[ParityReport]:
-    from export.families.siglip2.exporter import export_siglip2
+    from export.families.base import ExportOptions
+    from export.families.siglip2.family import SIGLIP2_FAMILY
 
-    return export_siglip2(tiny_siglip2, repository_copy)
+    return SIGLIP2_FAMILY.export(tiny_siglip2, repository_copy, ExportOptions())
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ from checkpoints.shapes_eval import image_size
 from checkpoints.shapes_vqa_eval import ANSWER_TOKENS, held_out_scenes
 from checkpoints.shapes_world import Sample
 from client import VLMClient
-from export.families.clip.exporter import export_clip
+from export.families.base import ExportOptions
+from export.families.clip.family import CLIP_FAMILY
 from export.families.llava.exporter import export_llava
 from gateway.process import GatewayProcess
 from serving.launcher import TritonServer, loopback_options
@@ -41,7 +42,8 @@ def shapes_llava() -> Path:
 def shapes_server(shapes_llava: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     repository = tmp_path_factory.mktemp("shapes-gateway") / "model_repository"
     shutil.copytree(REPO_ROOT / "model_repository", repository)
-    assert all(report.passed for report in export_clip(shapes_llava.parent / "shapes-clip", repository))
+    clip_reports = CLIP_FAMILY.export(shapes_llava.parent / "shapes-clip", repository, ExportOptions())
+    assert all(report.passed for report in clip_reports)
     assert all(report.passed for report in export_llava(shapes_llava, repository))
     with TritonServer(loopback_options(repository, repository.parent / "server.log", exit_timeout_s=2)) as server:
         yield server

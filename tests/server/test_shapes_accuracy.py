@@ -16,7 +16,8 @@ from checkpoints.cli import main as vlm_checkpoint
 from checkpoints.clip_training import short_schedule, train_clip
 from checkpoints.shapes_eval import evaluate_clip, evaluate_served_clip
 from checkpoints.shapes_vqa_eval import evaluate_llava, evaluate_served_llava
-from export.families.clip.exporter import export_clip
+from export.families.base import ExportOptions
+from export.families.clip.family import CLIP_FAMILY
 from export.families.llava.exporter import export_llava
 from serving.launcher import TritonServer, loopback_options
 from tests.conftest import REPO_ROOT
@@ -44,7 +45,7 @@ def shapes_server(
 ) -> Iterator[TritonServer]:
     repository = tmp_path_factory.mktemp("shapes-repo") / "model_repository"
     shutil.copytree(REPO_ROOT / "model_repository", repository)
-    assert all(report.passed for report in export_clip(shapes_checkpoint, repository))
+    assert all(report.passed for report in CLIP_FAMILY.export(shapes_checkpoint, repository, ExportOptions()))
     assert all(report.passed for report in export_llava(shapes_llava, repository))
     models = ("clip_rank", "llava")
     options = loopback_options(repository, repository.parent / "server.log", exit_timeout_s=2, models=models)

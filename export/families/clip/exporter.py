@@ -9,16 +9,11 @@ from pathlib import Path
 import torch
 from transformers import AutoProcessor, CLIPModel
 
-from export.families.clip.spec import FAMILY, clip_models
 from export.families.dual_encoder_export import (
     DualEncoderSizes,
     LoadedDualEncoder,
-    export_dual_encoder,
     square_pixel_feeds,
 )
-from export.onnx_export import DEFAULT_OPSET
-from export.parity import ParityReport
-from export.precision import DEFAULT_PRECISION
 
 
 class VisionEncoder(torch.nn.Module):
@@ -64,14 +59,3 @@ def load_clip(checkpoint: Path) -> LoadedDualEncoder:
     scale = float(model.logit_scale.detach().exp())
     pixels = square_pixel_feeds(model.config.vision_config.image_size)
     return LoadedDualEncoder(VisionEncoder(model), TextEncoder(model), processor, sizes, scale, 0.0, pixels)
-
-
-def export_clip(
-    checkpoint: Path,
-    repository: Path,
-    opset: int = DEFAULT_OPSET,
-    name: str = FAMILY,
-    precision: str = DEFAULT_PRECISION,
-) -> list[ParityReport]:
-    """Export every CLIP model into ``repository``, named ``name``, and return the parity reports."""
-    return export_dual_encoder(clip_models(name), load_clip(checkpoint), repository, opset, precision)

@@ -15,13 +15,8 @@ from export.families.base import Feeds
 from export.families.dual_encoder_export import (
     DualEncoderSizes,
     LoadedDualEncoder,
-    export_dual_encoder,
     square_pixel_feeds,
 )
-from export.families.siglip.spec import FAMILY, siglip_models
-from export.onnx_export import DEFAULT_OPSET
-from export.parity import ParityReport
-from export.precision import DEFAULT_PRECISION
 
 
 class VisionEncoder(torch.nn.Module):
@@ -83,15 +78,3 @@ def loaded_siglip(
     )
     scale, bias = float(model.logit_scale.detach().exp()), float(model.logit_bias.detach())
     return LoadedDualEncoder(vision, TextEncoder(model), processor, sizes, scale, bias, vision_feeds)
-
-
-def export_siglip(
-    checkpoint: Path,
-    repository: Path,
-    opset: int = DEFAULT_OPSET,
-    name: str = FAMILY,
-    precision: str = DEFAULT_PRECISION,
-) -> list[ParityReport]:
-    """Export every SigLIP model into ``repository``, named ``name``, and return the parity reports; ``ValueError``
-    for a checkpoint the served models cannot reproduce."""
-    return export_dual_encoder(siglip_models(name), load_siglip(checkpoint), repository, opset, precision)

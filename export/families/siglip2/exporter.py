@@ -12,14 +12,10 @@ import torch
 from transformers import AutoProcessor, Siglip2Model
 from transformers.masking_utils import create_bidirectional_mask
 
-from export.families.dual_encoder_export import LoadedDualEncoder, export_dual_encoder
+from export.families.dual_encoder_export import LoadedDualEncoder
 from export.families.siglip.exporter import loaded_siglip
 from export.families.siglip2.feeds import naflex_inputs
 from export.families.siglip2.naflex import resized_positions
-from export.families.siglip2.spec import FAMILY, siglip2_models
-from export.onnx_export import DEFAULT_OPSET
-from export.parity import ParityReport
-from export.precision import DEFAULT_PRECISION
 
 
 class VisionEncoder(torch.nn.Module):
@@ -58,15 +54,3 @@ def load_siglip2(checkpoint: Path) -> LoadedDualEncoder:
     image = {"max_num_patches": max_num_patches, "patch_dim": patch_dim}
     feeds = partial(naflex_inputs, max_num_patches, patch_dim)
     return loaded_siglip(model, processor, VisionEncoder(model), image, feeds)
-
-
-def export_siglip2(
-    checkpoint: Path,
-    repository: Path,
-    opset: int = DEFAULT_OPSET,
-    name: str = FAMILY,
-    precision: str = DEFAULT_PRECISION,
-) -> list[ParityReport]:
-    """Export every SigLIP2 model into ``repository``, named ``name``, and return the parity reports; ``ValueError``
-    for a checkpoint the served models cannot reproduce."""
-    return export_dual_encoder(siglip2_models(name), load_siglip2(checkpoint), repository, opset, precision)
