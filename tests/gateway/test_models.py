@@ -12,11 +12,12 @@ import openai
 import pytest
 
 from client import VLMClient
+from client.ranking import DEFAULT_TEMPLATE
 from serving.launcher import TritonServer
 from tests.conftest import NAMED_CLIP
 from tests.gateway.conftest import data_url
 from tests.images import encode, scene
-from tests.reference import ClipReference, min_row_cosine
+from tests.reference import ClipReference, SiglipReference, min_row_cosine
 
 TEXTS = ["a red circle", "two blue squares above a star"]
 
@@ -54,6 +55,27 @@ def test_each_name_answers_with_its_own_embeddings_texts_and_images(
         assert reply.usage.prompt_tokens == tokens
         decoded = sdk.embeddings.create(model=name, input=TEXTS[0])  # base64, decoded by the SDK
         assert len(decoded.data[0].embedding) == dimension
+
+
+@pytest.mark.parametrize("name", ["siglip", "siglip2"])
+def test_siglip_and_siglip2_answer_under_their_names_with_hugging_faces_embeddings_and_sigmoid_scores(
+    name: str, sdk: openai.OpenAI, http: httpx.Client, request: pytest.FixtureRequest
+) -> None:
+    reference: SiglipReference = request.getfixturevalue(f"{name}_reference")
+    images = [scene(seed=84), scene(120, 50, seed=85)]  # two aspect ratios: SigLIP2 gives each its own grid
+    items = [{"type": "image_url", "image_url": {"url": data_url(encode(image))}} for image in images]
+    reply = sdk.embeddings.create(model=name, input=[*TEXTS, *items], encoding_format="float")  # type: ignore[list-item]
+    assert reply.model == name
+    vectors = np.array([d.embedding for d in reply.data], dtype=np.float32)
+    assert min_row_cosine(vectors[:2], reference.text_embeds(TEXTS)) >= 0.9999
+    assert min_row_cosine(vectors[2:], reference.image_embeds(images)) >= 0.9999
+    labels = ["dog", "square", "circle"]
+    form = {"labels": ",".join(labels), "model": name}
+    answer = http.post("/v1/classify", data=form, files={"file": ("scene.png", encode(images[0]), "image/png")})
+    assert answer.status_code == 200, answer.text
+    _, probs = reference.scores(images[:1], [DEFAULT_TEMPLATE.format(label) for label in labels])
+    served = {p["label"]: p["probability"] for p in answer.json()["predictions"]}
+    assert [served[label] for label in labels] == pytest.approx(probs[0].tolist(), abs=1e-4)  # sigmoid per label
 
 
 def test_zero_shot_classification_goes_to_the_named_model(http: httpx.Client, server: TritonServer) -> None:
