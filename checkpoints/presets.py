@@ -22,6 +22,7 @@ from checkpoints.idefics3_preset import IDEFICS3_PRESETS, Idefics3Preset
 from checkpoints.llava_next_preset import LLAVA_NEXT_PRESETS
 from checkpoints.llava_preset import LLAVA_PRESETS, LlavaPreset
 from checkpoints.llava_training import SHAPES_LLAVA_PRESET, ShapesLlavaPreset
+from checkpoints.qwen2_vl_preset import QWEN2_VL_PRESETS, Qwen2VLPreset
 from checkpoints.siglip2_preset import SIGLIP2_PRESETS
 from checkpoints.siglip_preset import SIGLIP_PRESETS, SiglipPreset
 from checkpoints.tokenizer_training import train_clip_tokenizer
@@ -55,7 +56,9 @@ class ClipPreset(DualEncoderPreset):
         return out
 
 
-PRESETS: dict[str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | ShapesLlavaPreset | Idefics3Preset] = {
+PRESETS: dict[
+    str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | ShapesLlavaPreset | Idefics3Preset | Qwen2VLPreset
+] = {
     preset.name: preset
     for preset in (
         ClipPreset(
@@ -93,6 +96,7 @@ PRESETS: dict[str, ClipPreset | LlavaPreset | SiglipPreset | ShapesClipPreset | 
         *SIGLIP_PRESETS,
         *SIGLIP2_PRESETS,
         *IDEFICS3_PRESETS,
+        *QWEN2_VL_PRESETS,
         SHAPES_CLIP_PRESET,
         SHAPES_LLAVA_PRESET,
     )

@@ -83,7 +83,7 @@ def test_real_size_presets_have_the_published_shapes(
     assert preset.vocab_size == CLIPConfig().text_config.vocab_size == 49408
 
 
-def test_the_registry_holds_the_clip_llava_llava_next_siglip_siglip2_idefics3_and_trained_presets_by_name() -> None:
+def test_the_registry_holds_every_family_s_presets_and_the_trained_ones_by_name() -> None:
     assert list(PRESETS) == [
         "tiny-clip",
         "clip-vit-base-patch32",
@@ -98,6 +98,7 @@ def test_the_registry_holds_the_clip_llava_llava_next_siglip_siglip2_idefics3_an
         "tiny-siglip2",
         "siglip2-so400m-patch16-naflex",
         "tiny-idefics3",
+        "tiny-qwen2-vl",
         "shapes-clip",
         "shapes-llava",
     ]
@@ -128,3 +129,29 @@ def test_tiny_idefics3_loads_as_an_idefics3_checkpoint_whose_image_tokens_are_si
     assert model.config.text_config.head_dim == 32  # vLLM CPU's smallest attention kernel
     for token in (*IMAGE_TOKENS, "\n"):
         assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
+
+
+def test_tiny_qwen2_vl_loads_as_a_qwen2_vl_checkpoint_in_the_original_layout(tiny_qwen2_vl: Path) -> None:
+    """The weights under Qwen/Qwen2-VL-*'s names (``visual.``, ``model.``, ``lm_head``), which vLLM loads."""
+    from safetensors import safe_open
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from checkpoints.qwen2_vl_preset import SPECIAL_TOKENS
+
+    model = Qwen2VLForConditionalGeneration.from_pretrained(tiny_qwen2_vl)
+    tokenizer = AutoProcessor.from_pretrained(tiny_qwen2_vl).tokenizer
+    assert model.config.text_config.vocab_size == len(tokenizer)  # every output row is a token
+    assert model.config.text_config.hidden_size // model.config.text_config.num_attention_heads == 32  # vLLM CPU
+    for token in (*SPECIAL_TOKENS, "\n"):
+        assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
+    with safe_open(str(tiny_qwen2_vl / "model.safetensors"), framework="np") as weights:
+        prefixes = {key.split(".")[0] for key in weights.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    assert prefixes == {"visual", "model", "lm_head"}
+
+
+def test_tiny_qwen2_vl_images_cost_their_resized_grid_in_tokens(tiny_qwen2_vl: Path) -> None:
+    """smart_resize to multiples of 28 within [56 x 56, 64 merged tokens], then one token per 28 x 28 pixels."""
+    processor = AutoProcessor.from_pretrained(tiny_qwen2_vl)
+    sizes = [(80, 96), (40, 150), (300, 300), (20, 20)]  # (height, width)
+    counts = processor._get_num_multimodal_tokens(image_sizes=[list(size) for size in sizes]).num_image_tokens
+    assert list(counts) == [3 * 3, 1 * 5, 7 * 7, 2 * 2]  # 300 x 300 rounds down to 196 x 196
