@@ -151,3 +151,24 @@ class Idefics3Reference(LlavaReference):
 
         self.model = Idefics3ForConditionalGeneration.from_pretrained(checkpoint).eval()
         self.processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")
+
+
+class Qwen2VLReference(LlavaReference):
+    """``Qwen2VLForConditionalGeneration.generate`` fed as its processor feeds it: ``mm_token_type_ids`` included,
+    without which transformers 5 silently falls back to one-axis positions instead of M-RoPE."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from transformers import Qwen2VLForConditionalGeneration
+
+        self.model = Qwen2VLForConditionalGeneration.from_pretrained(checkpoint).eval()
+        # Its video processor has no "pil" backend; the images' greedy tokens are the same with either (checked).
+        self.processor = AutoProcessor.from_pretrained(checkpoint)
+
+    def image_embeds_and_grids(self, images: list[Image.Image]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each image's merged embeddings [tokens, hidden] and the images' (t, h, w) patch grids."""
+        inputs = self.processor.image_processor(images=images, return_tensors="pt")
+        with torch.inference_mode():
+            features = self.model.model.get_image_features(
+                pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]
+            )
+        return list(features.pooler_output), inputs["image_grid_thw"]

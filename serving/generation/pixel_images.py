@@ -29,7 +29,9 @@ class PixelImages:
     def __init__(self, checkpoint: Path) -> None:
         from transformers import AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(checkpoint, backend="pil")
+        # Counting only, which no backend changes; and a processor with a video processor (Qwen2-VL's) has no "pil"
+        # backend to load.
+        self.processor = AutoProcessor.from_pretrained(checkpoint)
 
     def images(self, inputs: dict[str, Any]) -> list[Any]:
         """``pixels`` (every image's RGB bytes, one after another) and ``image_sizes`` ([images, (height, width)])

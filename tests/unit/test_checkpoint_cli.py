@@ -18,7 +18,7 @@ def test_evaluate_refuses_a_folder_without_config_json(tmp_path: Path, capsys: p
 def test_evaluate_refuses_a_model_type_without_a_shapes_evaluation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_vl"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mllama"}))
     assert vlm_checkpoint(["evaluate", "--checkpoint", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "'qwen2_vl'" in err and "clip" in err and "llava" in err
+    assert "'mllama'" in err and "clip" in err and "llava" in err

@@ -1,0 +1,131 @@
+"""Qwen2-VL: tiny-qwen2-vl exported with ``vlm-export model`` into a repository of its own and served by this module's
+tritonserver. The ensemble decodes and bounds the images as LLaVA's does and hands their pixels to the decoder, whose
+vLLM resizes each within the checkpoint's pixel budget (a grid of 2 x 2 to 8 x 8 merged tokens by its size and aspect
+ratio) and encodes it, placing the tokens with M-RoPE. Greedy tokens equal Hugging Face ``generate`` token for token
+with 8 requests in flight over gRPC and HTTP; bad images get LLaVA's errors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from client import Completion, InvalidInputError, VLMClient
+from export.cli import main as vlm_export
+from export.families import family_for_checkpoint
+from serving.launcher import TritonServer, loopback_options
+from tests.images import encode, scene
+from tests.reference import Qwen2VLReference
+from tests.server.test_bad_input import UNDECODABLE_IMAGES, assert_clean
+from tests.server.test_llava_full import Case, assistant, user
+
+# The first test also pays for the checkpoint, the export and the server's start (about a minute on 2 free cores).
+pytestmark = pytest.mark.timeout(300)
+
+MODEL = "qwen2_vl"  # the checkpoint's name: its ensemble, and its decoder for text-only turns
+
+# Sizes that make different grids (in merged tokens, height x width): 3 x 3, 2 x 2 (scaled up to the minimum),
+# 1 x 5, 4 x 1, 7 x 7 (scaled down to the maximum).
+CASES: list[Case] = [
+    (user("describe the image.", 1), [scene(96, 80, seed=61)], 20),
+    (user("what colour is the circle?", 1), [scene(20, 20, seed=62)], 16),
+    (user("what is on the left?", 1), [scene(150, 40, seed=63)], 18),
+    (user("what is at the top?", 1), [scene(30, 110, seed=64)], 14),
+    (user("compare the two images.", 2), [scene(300, 300, seed=65), scene(40, 120, seed=66)], 20),
+    (user("how many shapes are there?"), [], 24),
+    ([*user("what is it?", 1), *assistant("a star."), *user("what colour?")], [scene(70, 70, seed=67)], 18),
+    (
+        [*user("what is above the square?", 1), *assistant("a red circle."), *user("and in this one?", 1)],
+        [scene(seed=68), scene(120, 60, seed=69)],
+        22,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def export_output(tiny_qwen2_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The repository ``vlm-export model`` writes for tiny-qwen2-vl, and what it printed."""
+    repository = tmp_path_factory.mktemp("qwen2_vl") / "model_repository"
+    capture = tmp_path_factory.mktemp("qwen2_vl-log") / "export.txt"
+    with capture.open("w") as out, contextlib.redirect_stdout(out):
+        assert vlm_export(["model", "--checkpoint", str(tiny_qwen2_vl), "--repository", str(repository)]) == 0
+    return repository, capture.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(export_output: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    log = tmp_path_factory.mktemp("logs") / "tritonserver-qwen2_vl.log"
+    with TritonServer(loopback_options(export_output[0], log, exit_timeout_s=2)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_qwen2_vl: Path) -> Qwen2VLReference:
+    return Qwen2VLReference(tiny_qwen2_vl)
+
+
+@pytest.fixture(scope="module")
+def expected(reference: Qwen2VLReference) -> list[list[int]]:
+    return [reference.greedy(messages, images, max_tokens) for messages, images, max_tokens in CASES]
+
+
+def test_the_export_names_the_family_and_writes_its_models(export_output: tuple[Path, str]) -> None:
+    repository, printed = export_output
+    assert "family: qwen2_vl" in printed
+    assert sorted(path.name for path in repository.iterdir()) == ["qwen2_vl", "qwen2_vl_decoder", "qwen2_vl_preprocess"]
+    assert 'string_value: "qwen2_vl"' in (repository / "qwen2_vl" / "config.pbtxt").read_text()
+
+
+def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
+    server: TritonServer, url: str, protocol: str, reference: Qwen2VLReference, expected: list[list[int]]
+) -> None:
+    def generate(case: Case) -> Completion:
+        messages, images, max_tokens = case
+        with VLMClient(url, protocol=protocol, chat_model=MODEL) as client:
+            return client.generate(messages, [encode(image) for image in images], max_tokens=max_tokens)
+
+    with ThreadPoolExecutor(max_workers=len(CASES)) as pool:
+        completions = list(pool.map(generate, CASES))
+    for completion, tokens, (messages, images, _) in zip(completions, expected, CASES, strict=True):
+        assert completion.token_ids == tokens, messages
+        assert completion.prompt_tokens == len(reference.inputs(messages, images)["input_ids"][0])
+    assert sum(map(len, expected)) > len(CASES), "the reference answered (nearly) nothing: a weak comparison"
+    grids = {tuple(reference.inputs(m, i)["image_grid_thw"][0].tolist()) for m, i, _ in CASES[:5]}
+    assert len(grids) == 5, "the single-image cases should make different grids"
+
+
+def test_the_family_counts_each_images_tokens_as_the_processor_expands_it(
+    tiny_qwen2_vl: Path, reference: Qwen2VLReference
+) -> None:
+    choice = family_for_checkpoint(tiny_qwen2_vl)
+    assert choice.family.name == "qwen2_vl"
+    text_only = len(reference.inputs(user("what is it?", 0), [])["input_ids"][0])
+    # What the placeholder costs besides its image's tokens: <|vision_start|> and <|vision_end|> around it.
+    markers = 2
+    for image in (scene(96, 80), scene(20, 20), scene(150, 40), scene(30, 110), scene(300, 300), scene(1000, 20)):
+        with_image = len(reference.inputs(user("what is it?", 1), [image])["input_ids"][0])
+        tokens = choice.family.image_tokens(reference.model.config, image.width, image.height)
+        assert with_image - text_only - markers == tokens > 0
+
+
+@UNDECODABLE_IMAGES
+def test_bad_images_get_llavas_errors_and_the_server_keeps_serving(
+    server: TritonServer, payload: bytes, fragments: list[str]
+) -> None:
+    with VLMClient(server.grpc_url, chat_model=MODEL) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            client.generate(user("compare them.", 2), [encode(scene()), payload], max_tokens=2)
+        assert_clean(str(caught.value), *fragments)
+        assert client.generate(user("what is it?", 1), [encode(scene(seed=70))], max_tokens=2).completion_tokens >= 1
+
+
+def test_the_context_budget_counts_each_images_tokens_by_its_size(server: TritonServer) -> None:
+    """tiny-qwen2-vl's context is 1,024 tokens; a 96 x 80 image costs 9 of them, a 300 x 300 one 49."""
+    with VLMClient(server.grpc_url, chat_model=MODEL) as client:
+        for image, image_tokens in ((scene(96, 80, seed=71), 9), (scene(300, 300, seed=72), 49)):
+            with pytest.raises(InvalidInputError) as caught:
+                client.generate(user("what is it?", 1), [encode(image)], max_tokens=1000)
+            assert_clean(str(caught.value), "max_tokens", f"({image_tokens} of them image tokens)", "1024")
