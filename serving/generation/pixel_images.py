@@ -14,7 +14,7 @@ from serving.errors import InvalidInputError
 from serving.generation.processor_tokens import processor_image_tokens
 from serving.validators import require_dtype, require_shape
 
-IMAGE_INPUTS = ("embeds", "pixels")  # the decoder's image_input parameter: what the ensemble hands it
+IMAGE_INPUTS = ("embeds", "pixels", "grids")  # the decoder's image_input parameter: what the ensemble hands it
 WARM_UP_SIDE = 64  # a warm-up image's side, in pixels
 
 

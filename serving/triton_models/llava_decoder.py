@@ -28,6 +28,7 @@ import numpy as np
 
 from serving.errors import InvalidInputError
 from serving.generation.checkpoint import DecoderCheckpoint, load_tokenizer, read_checkpoint
+from serving.generation.grid_embeds import grid_images, warm_up_grid_images
 from serving.generation.params import (
     GenerationLimits,
     SamplingParams,
@@ -304,9 +305,13 @@ class LlavaDecoder(PythonModel):
         checkpoint = self.artifacts / Path(self.parameters["checkpoint"])  # absolute paths stay as they are
         self.tokenizer = load_tokenizer(checkpoint)
         # "pixels": vLLM encodes the images (a family whose vision tower is not exported), and their token counts
-        # depend on their sizes; "embeds": the exported encoders' image embeddings, a fixed count each.
-        self.pixel_images = PixelImages(checkpoint) if image_input(self.parameters) == "pixels" else None
-        self.checkpoint: DecoderCheckpoint = read_checkpoint(checkpoint, fixed_image_tokens=self.pixel_images is None)
+        # depend on their sizes; "embeds": the exported encoders' image embeddings, a fixed count each (or each
+        # image's own with image_tokens); "grids": embeddings with each image's patch grid (serving.generation.
+        # grid_embeds), which vLLM places by the grid.
+        mode = image_input(self.parameters)
+        self.pixel_images = PixelImages(checkpoint) if mode == "pixels" else None
+        self.image_merge = self.int_parameter("image_merge_size") if mode == "grids" else 0
+        self.checkpoint: DecoderCheckpoint = read_checkpoint(checkpoint, fixed_image_tokens=mode == "embeds")
         import torch
 
         on_gpu = torch.cuda.is_available()
@@ -345,10 +350,13 @@ class LlavaDecoder(PythonModel):
         import torch
 
         image = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "warm up"}]}]
-        if self.pixel_images is None:
-            pictures = torch.zeros(1, self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden)
-        else:
+        pictures: Any
+        if self.pixel_images is not None:
             pictures = [self.pixel_images.warm_up_image()]
+        elif self.image_merge:
+            pictures = warm_up_grid_images(self.image_merge, self.checkpoint.text_hidden)
+        else:
+            pictures = torch.zeros(1, self.checkpoint.image_tokens_per_image, self.checkpoint.text_hidden)
         text_prompt = {"prompt_token_ids": prompt_ids(self.tokenizer, [{"role": "user", "content": "warm up"}])}
         image_prompt = {"prompt_token_ids": prompt_ids(self.tokenizer, image), "multi_modal_data": {"image": pictures}}
         greedy = parse_sampling_params({}, self.limits)
@@ -434,7 +442,16 @@ class LlavaDecoder(PythonModel):
         messages = parse_messages(_single_bytes("messages", inputs["messages"]), self.rules)
         raw_embeds = inputs.get("image_embeds")
         pictures = self.pixel_images.images(inputs) if self.pixel_images else []
-        images = len(pictures) if self.pixel_images else 0 if raw_embeds is None else raw_embeds.shape[0]
+        grids = None
+        if self.image_merge:
+            hidden = self.checkpoint.text_hidden
+            grids = grid_images(raw_embeds, inputs.get("image_grid_thw"), self.image_merge, hidden)
+        if self.pixel_images:
+            images = len(pictures)
+        elif self.image_merge:
+            images = grids.images if grids else 0
+        else:
+            images = 0 if raw_embeds is None else raw_embeds.shape[0]
         check_images(count_images(messages), images, self.rules.max_images)
         ids = prompt_ids(self.tokenizer, messages)
         placeholders = sum(1 for token in ids if token == self.checkpoint.image_token_id)
@@ -448,6 +465,9 @@ class LlavaDecoder(PythonModel):
         if pictures:
             prompt["multi_modal_data"] = {"image": pictures}  # vLLM's processor tiles and encodes them
             image_tokens = self.pixel_images.tokens(pictures) if self.pixel_images else 0
+        elif grids:
+            prompt["multi_modal_data"] = {"image": grids.data}
+            image_tokens = grids.tokens
         elif images:
             embeds = self.image_embeds(raw_embeds, inputs.get("image_tokens"))
             prompt["multi_modal_data"] = {"image": embeds}

@@ -1,8 +1,9 @@
 """Qwen2-VL: tiny-qwen2-vl exported with ``vlm-export model`` into a repository of its own and served by this module's
-tritonserver. The ensemble decodes and bounds the images as LLaVA's does and hands their pixels to the decoder, whose
-vLLM resizes each within the checkpoint's pixel budget (a grid of 2 x 2 to 8 x 8 merged tokens by its size and aspect
-ratio) and encodes it, placing the tokens with M-RoPE. Greedy tokens equal Hugging Face ``generate`` token for token
-with 8 requests in flight over gRPC and HTTP; bad images get LLaVA's errors."""
+tritonserver. The preprocess step resizes each image within the checkpoint's pixel budget (a grid of 2 x 2 to 8 x 8
+merged tokens by its size and aspect ratio) and cuts it into patches, the exported vision tower (ONNX) encodes a
+request's images in one call, and the decoder hands vLLM the embeddings with each image's grid, which it places with
+M-RoPE. Greedy tokens equal Hugging Face ``generate`` token for token with 8 requests in flight over gRPC and HTTP;
+bad images get LLaVA's errors."""
 
 from __future__ import annotations
 
@@ -72,10 +73,15 @@ def expected(reference: Qwen2VLReference) -> list[list[int]]:
     return [reference.greedy(messages, images, max_tokens) for messages, images, max_tokens in CASES]
 
 
-def test_the_export_names_the_family_and_writes_its_models(export_output: tuple[Path, str]) -> None:
+def test_the_export_writes_the_vision_tower_to_onnx_after_its_parity_check(export_output: tuple[Path, str]) -> None:
+    """The parity report's "batch sizes" are the patch counts of its calls: one to three images of several grids
+    each, and a two-frame clip."""
     repository, printed = export_output
     assert "family: qwen2_vl" in printed
-    assert sorted(path.name for path in repository.iterdir()) == ["qwen2_vl", "qwen2_vl_decoder", "qwen2_vl_preprocess"]
+    assert "PASS qwen2_vl_vision: onnxruntime vs pytorch, batch sizes [4, 48, 68, 216]" in printed
+    models = ["qwen2_vl", "qwen2_vl_decoder", "qwen2_vl_preprocess", "qwen2_vl_vision"]
+    assert sorted(path.name for path in repository.iterdir()) == models
+    assert (repository / "qwen2_vl_vision" / "1" / "model.onnx").is_file()
     assert 'string_value: "qwen2_vl"' in (repository / "qwen2_vl" / "config.pbtxt").read_text()
 
 

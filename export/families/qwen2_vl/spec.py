@@ -1,7 +1,14 @@
-"""The Qwen2-VL family's served models while vLLM encodes its images: Idefics3's shape (the preprocess step decodes and
-bounds the images, LLaVA's decoder in its ``pixels`` image input mode hands them to vLLM, whose Qwen2-VL processor
-resizes them within the checkpoint's pixel budget, expands each ``<|image_pad|>`` and runs the vision tower), named
-after the checkpoint (``qwen2_vl``, ``qwen2_vl_preprocess``, ``qwen2_vl_decoder`` by default) and tagged as Qwen2-VL's.
+"""The Qwen2-VL family's served models, named after the checkpoint (``qwen2_vl`` by default; ``vlm-export model
+--name`` picks another):
+
+- ``<name>_preprocess``: encoded images -> every image's merged patches, one image after another
+  ``[patches, 3 * 2 * 14 * 14]``, and each image's grid ``[images, (t, h, w)]`` (``serving.smart_resize``).
+- ``<name>_vision``: the exported vision tower with its 2x2 patch merger (ONNX Runtime) -> the images' embeddings
+  ``[tokens, hidden]``, one image after another; a request's patches go in one call, its grids say where each image
+  and frame begins.
+- ``<name>_decoder``: LLaVA's decoder, handed the embeddings and grids (``image_input: grids``), which vLLM takes as
+  Qwen2-VL's ``{"image_embeds", "image_grid_thw"}`` and places with M-RoPE.
+- the ensemble ``<name>`` chains them.
 
 Pure data (no torch).
 """
@@ -11,18 +18,64 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import cache
 
-from export.families.idefics3.spec import idefics3_models
+from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits
+from export.families.llava.spec import GENERATION_INPUTS, GENERATION_OUTPUTS, MAX_IMAGES, llava_components
 from export.families.tags import served_tags
-from export.specs import EnsembleSpec, ModelSpec
+from export.specs import EnsembleSpec, EnsembleStep, ModelSpec, PythonModelSpec, TensorSpec
 
 FAMILY = "qwen2_vl"
+MERGE_SIZE = 2  # the patch merger's side: a token is 2 x 2 patches (the decoder's image_merge_size)
+
+_IMAGE = TensorSpec("image", "bytes", (-1,))
+_MESSAGES = TensorSpec("messages", "bytes", (1,))
+_PATCHES = TensorSpec("pixel_values", "float32", (-1, -1))  # [patches, channels * temporal * patch^2]
+_GRIDS = TensorSpec("image_grid_thw", "int64", (-1, 3))  # [images, (frames, rows, columns)] in patches
+_EMBEDS = TensorSpec("image_embeds", "float32", (-1, -1))  # [tokens, hidden], one image after another
+_GRIDS_MAP = {"image_grid_thw": "image_grid_thw"}
+_IMAGE_TENSORS = {"image_embeds": "image_embeds", **_GRIDS_MAP}
 
 
 @cache  # one set of specs per name
 def qwen2_vl_models(name: str = FAMILY) -> tuple[ModelSpec, ...]:
-    """``<name>_preprocess``, ``<name>_decoder`` and the ensemble ``<name>``."""
-    preprocess, decoder, ensemble = idefics3_models(name)
-    if not isinstance(ensemble, EnsembleSpec):
-        raise TypeError("the pixels-mode models end with their ensemble")
-    tags = served_tags(FAMILY, name, "chat", probe="chat", text_model=decoder.name)
-    return (preprocess, decoder, replace(ensemble, parameters=tags))
+    """``<name>_preprocess``, ``<name>_vision``, ``<name>_decoder`` and the ensemble ``<name>``."""
+    preprocess = PythonModelSpec(
+        name=f"{name}_preprocess",
+        inputs=(_IMAGE,),
+        outputs=(_PATCHES, _GRIDS),
+        entry_point="serving.triton_models.patch_preprocess:PatchPreprocess",
+        resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in export/families/limits.py
+        queue=STEP_QUEUE,
+        parameters=image_limits(MAX_IMAGES),
+    )
+    vision = PythonModelSpec(
+        name=f"{name}_vision",
+        inputs=(_PATCHES, _GRIDS),
+        outputs=(_EMBEDS,),
+        entry_point="serving.triton_models.patch_encoder:PatchEncoder",
+        queue=STEP_QUEUE,
+        parameters={"merge_size": str(MERGE_SIZE)},
+    )
+    llava_decoder = llava_components(name).decoder
+    decoder = replace(
+        llava_decoder,
+        inputs=(
+            *(tensor for tensor in llava_decoder.inputs if tensor.name != "image_embeds"),
+            replace(_EMBEDS, optional=True),
+            replace(_GRIDS, optional=True),
+        ),
+        parameters={**llava_decoder.parameters, "image_input": "grids", "image_merge_size": str(MERGE_SIZE)},
+    )
+    passthrough = {t.name: t.name for t in (_MESSAGES, *GENERATION_INPUTS)}
+    ensemble = EnsembleSpec(
+        name=name,
+        inputs=(_IMAGE, _MESSAGES, *GENERATION_INPUTS),
+        outputs=GENERATION_OUTPUTS,
+        steps=(
+            EnsembleStep(preprocess.name, {"image": "image"}, {"pixel_values": "pixel_values", **_GRIDS_MAP}),
+            EnsembleStep(vision.name, {"pixel_values": "pixel_values", **_GRIDS_MAP}, {"image_embeds": "image_embeds"}),
+            EnsembleStep(decoder.name, {**passthrough, **_IMAGE_TENSORS}, {t.name: t.name for t in GENERATION_OUTPUTS}),
+        ),
+        # Text-only turns and cancellations go to the decoder itself (client.generation).
+        parameters=served_tags(FAMILY, name, "chat", probe="chat", text_model=decoder.name),
+    )
+    return (preprocess, vision, decoder, ensemble)

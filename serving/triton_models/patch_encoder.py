@@ -1,0 +1,45 @@
+"""A vision tower on merged patches (Qwen2-VL's, exported with ``grid_thw`` as an input) in the python backend: one
+request's patches [patches, width] and grids [images, (t, h, w)] -> its images' embeddings [tokens, hidden], one
+ONNX Runtime call per request (the patch axis is the request's own, so requests are not batched together).
+
+This process imports numpy and onnxruntime, not torch or transformers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from serving.errors import InvalidInputError
+from serving.manifest import ONNX_FILE
+from serving.onnx_runner import OnnxRunner
+from serving.triton_models.base import PythonModel
+from serving.triton_models.onnx_encoder import ENCODER_NICENESS
+from serving.validators import require_shape
+
+
+class PatchEncoder(PythonModel):
+    def setup(self) -> None:
+        os.setpriority(os.PRIO_PROCESS, 0, ENCODER_NICENESS)  # as the other exported encoders
+        self.merge = self.int_parameter("merge_size")
+        self.runner = OnnxRunner(
+            self.artifacts / ONNX_FILE,
+            intra_op_threads=self.int_parameter("intra_op_thread_count", default=1),
+            inter_op_threads=self.int_parameter("inter_op_thread_count", default=1),
+        ).open()
+
+    def handle(self, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        patches, grids = inputs["pixel_values"], inputs["image_grid_thw"]
+        require_shape("image_grid_thw", grids.shape, [-1, 3])
+        if not len(grids) or (grids < 1).any() or (grids[:, 1:] % self.merge).any():
+            raise InvalidInputError(
+                "image_grid_thw", f"each grid must be positive, its rows and columns multiples of {self.merge}"
+            )
+        require_shape("pixel_values", patches.shape, [int(grids.prod(-1).sum()), -1])  # one row per grid cell
+        if not np.isfinite(patches).all():
+            raise InvalidInputError("pixel_values", "values must be finite (no NaN or infinity)")
+        embeds = self.runner.run({"pixel_values": patches, "image_grid_thw": grids.astype(np.int64)})
+        return {"image_embeds": embeds["image_embeds"]}
