@@ -9,11 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from transformers import (
     GenerationConfig,
     LlamaTokenizer,
+    PreTrainedConfig,
+    PreTrainedModel,
+    ProcessorMixin,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLProcessor,
@@ -82,19 +89,26 @@ class Qwen2VLPreset:
         tokenizer.chat_template = CHAT_TEMPLATE
         return tokenizer
 
-    def config(self, tokenizer: LlamaTokenizer) -> Qwen2VLConfig:
+    def vision_config(self) -> dict[str, object]:
+        return {
+            "depth": self.vision.layers,
+            "embed_dim": self.vision.hidden,
+            "num_heads": self.vision.heads,
+            "mlp_ratio": self.vision.intermediate // self.vision.hidden,
+            "hidden_size": self.text.hidden,  # the merger's output: the language model's width
+            "patch_size": PATCH_SIZE,
+            "spatial_merge_size": MERGE_SIZE,
+            "temporal_patch_size": TEMPORAL_PATCH_SIZE,
+        }
+
+    config_class: ClassVar[type[PreTrainedConfig]] = Qwen2VLConfig
+    model_class: ClassVar[type[PreTrainedModel]] = Qwen2VLForConditionalGeneration
+    processor_class: ClassVar[type[ProcessorMixin]] = Qwen2VLProcessor
+
+    def config(self, tokenizer: LlamaTokenizer) -> PreTrainedConfig:
         ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-        return Qwen2VLConfig(
-            vision_config={
-                "depth": self.vision.layers,
-                "embed_dim": self.vision.hidden,
-                "num_heads": self.vision.heads,
-                "mlp_ratio": self.vision.intermediate // self.vision.hidden,
-                "hidden_size": self.text.hidden,  # the merger's output: the language model's width
-                "patch_size": PATCH_SIZE,
-                "spatial_merge_size": MERGE_SIZE,
-                "temporal_patch_size": TEMPORAL_PATCH_SIZE,
-            },
+        return self.config_class(
+            vision_config=self.vision_config(),
             text_config={
                 **self.text.text_config(len(tokenizer), self.context_length),
                 "num_key_value_heads": self.text.kv_heads or self.text.heads,
@@ -114,9 +128,9 @@ class Qwen2VLPreset:
             tie_word_embeddings=False,
         )
 
-    def processor(self, tokenizer: LlamaTokenizer) -> Qwen2VLProcessor:
+    def processor(self, tokenizer: LlamaTokenizer) -> ProcessorMixin:
         pixels = {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
-        return Qwen2VLProcessor(
+        return self.processor_class(
             image_processor=Qwen2VLImageProcessorPil(**pixels),
             tokenizer=tokenizer,
             video_processor=Qwen2VLVideoProcessor(**pixels),
@@ -126,7 +140,7 @@ class Qwen2VLPreset:
     def build(self, out: Path) -> Path:
         tokenizer = self.tokenizer()
         torch.manual_seed(self.seed)
-        model = Qwen2VLForConditionalGeneration(self.config(tokenizer)).eval()
+        model = self.model_class(self.config(tokenizer)).eval()
         model.generation_config = GenerationConfig(  # greedy: no sampling, no penalties
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
@@ -136,6 +150,33 @@ class Qwen2VLPreset:
         model.save_pretrained(out)
         self.processor(tokenizer).save_pretrained(out)
         return out
+
+
+@dataclass(frozen=True)
+class Qwen2_5VLPreset(Qwen2VLPreset):
+    """Qwen2.5-VL (``Qwen/Qwen2.5-VL-*-Instruct``'s layout): the vision tower has RMSNorm, gated MLPs and window
+    attention (windows of ``window_size`` pixels) in every block but ``full_attention_blocks``."""
+
+    window_size: int = 112
+    full_attention_blocks: tuple[int, ...] = ()
+
+    config_class: ClassVar[type[PreTrainedConfig]] = Qwen2_5_VLConfig
+    model_class: ClassVar[type[PreTrainedModel]] = Qwen2_5_VLForConditionalGeneration
+    processor_class: ClassVar[type[ProcessorMixin]] = Qwen2_5_VLProcessor
+
+    def vision_config(self) -> dict[str, object]:
+        return {
+            "depth": self.vision.layers,
+            "hidden_size": self.vision.hidden,
+            "intermediate_size": self.vision.intermediate,
+            "num_heads": self.vision.heads,
+            "out_hidden_size": self.text.hidden,
+            "window_size": self.window_size,
+            "fullatt_block_indexes": list(self.full_attention_blocks),
+            "patch_size": PATCH_SIZE,
+            "spatial_merge_size": MERGE_SIZE,
+            "temporal_patch_size": TEMPORAL_PATCH_SIZE,
+        }
 
 
 # Images from 2 x 2 to 8 x 8 merged tokens (56 x 56 to 224 x 224 pixels' worth): 4 to 64 tokens an image by its size.
@@ -150,4 +191,17 @@ TINY_QWEN2_VL = Qwen2VLPreset(
     context_length=1024,
     tokenizer_vocab_size=1000,
 )
-QWEN2_VL_PRESETS = (TINY_QWEN2_VL,)
+# Qwen2.5-VL's: windows of 112 pixels (4 x 4 tokens), so images past 112 pixels a side span several; blocks 1 and 3
+# of 4 attend to the whole image.
+TINY_QWEN2_5_VL = Qwen2_5VLPreset(
+    name="tiny-qwen2.5-vl",
+    vision=TowerShape(hidden=32, layers=4, heads=2, intermediate=64),
+    text=TowerShape(hidden=64, layers=2, heads=2, intermediate=128, kv_heads=1),
+    mrope_section=(4, 6, 6),
+    min_pixels=56 * 56,
+    max_pixels=28 * 28 * 64,
+    context_length=1024,
+    tokenizer_vocab_size=1000,
+    full_attention_blocks=(1, 3),
+)
+QWEN2_VL_PRESETS = (TINY_QWEN2_VL, TINY_QWEN2_5_VL)

@@ -119,6 +119,13 @@ def tiny_qwen2_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_5_vl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from checkpoints.presets import build_preset
+
+    return build_preset("tiny-qwen2.5-vl", tmp_path_factory.mktemp("checkpoints") / "tiny-qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
 def tiny_llava_next(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from checkpoints.presets import build_preset
 

@@ -154,13 +154,14 @@ class Idefics3Reference(LlavaReference):
 
 
 class Qwen2VLReference(LlavaReference):
-    """``Qwen2VLForConditionalGeneration.generate`` fed as its processor feeds it: ``mm_token_type_ids`` included,
-    without which transformers 5 silently falls back to one-axis positions instead of M-RoPE."""
+    """``generate`` of the checkpoint's class (Qwen2-VL's or Qwen2.5-VL's) fed as its processor feeds it:
+    ``mm_token_type_ids`` included, without which transformers 5 silently falls back to one-axis positions instead
+    of M-RoPE."""
 
     def __init__(self, checkpoint: Path) -> None:
-        from transformers import Qwen2VLForConditionalGeneration
+        from transformers import AutoModelForImageTextToText
 
-        self.model = Qwen2VLForConditionalGeneration.from_pretrained(checkpoint).eval()
+        self.model = AutoModelForImageTextToText.from_pretrained(checkpoint).eval()
         # Its video processor has no "pil" backend; the images' greedy tokens are the same with either (checked).
         self.processor = AutoProcessor.from_pretrained(checkpoint)
 

@@ -16,6 +16,7 @@ from export.families.clip.family import CLIP_FAMILY
 from export.families.idefics3.family import Idefics3Family
 from export.families.llava.family import LlavaFamily
 from export.families.llava_next.family import LlavaNextFamily
+from export.families.qwen2_5_vl.family import Qwen2_5VLFamily
 from export.families.qwen2_vl.family import Qwen2VLFamily
 from export.families.siglip.family import SIGLIP_FAMILY
 from export.families.siglip2.family import SIGLIP2_FAMILY
@@ -28,6 +29,7 @@ FAMILIES: tuple[Family, ...] = (
     SIGLIP2_FAMILY,
     Idefics3Family(),
     Qwen2VLFamily(),
+    Qwen2_5VLFamily(),
 )
 CONFIG_FILE = "config.json"
 

@@ -99,6 +99,7 @@ def test_the_registry_holds_every_family_s_presets_and_the_trained_ones_by_name(
         "siglip2-so400m-patch16-naflex",
         "tiny-idefics3",
         "tiny-qwen2-vl",
+        "tiny-qwen2.5-vl",
         "shapes-clip",
         "shapes-llava",
     ]
@@ -155,3 +156,16 @@ def test_tiny_qwen2_vl_images_cost_their_resized_grid_in_tokens(tiny_qwen2_vl: P
     sizes = [(80, 96), (40, 150), (300, 300), (20, 20)]  # (height, width)
     counts = processor._get_num_multimodal_tokens(image_sizes=[list(size) for size in sizes]).num_image_tokens
     assert list(counts) == [3 * 3, 1 * 5, 7 * 7, 2 * 2]  # 300 x 300 rounds down to 196 x 196
+
+
+def test_tiny_qwen2_5_vl_has_window_attention_and_qwens_layout(tiny_qwen2_5_vl: Path) -> None:
+    from safetensors import safe_open
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_qwen2_5_vl)
+    vision = model.config.vision_config
+    assert (vision.window_size, list(vision.fullatt_block_indexes), vision.depth) == (112, [1, 3], 4)
+    assert vision.out_hidden_size == model.config.text_config.hidden_size
+    with safe_open(str(tiny_qwen2_5_vl / "model.safetensors"), framework="np") as weights:
+        prefixes = {key.split(".")[0] for key in weights.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+    assert prefixes == {"visual", "model", "lm_head"}

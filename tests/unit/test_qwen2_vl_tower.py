@@ -44,3 +44,23 @@ def test_the_tower_equals_transformers_for_images_of_several_grids_in_one_call(
         actual = VisionTower(visual)(pixels, grid)
     assert actual.shape == (int(grid.prod(-1).sum()) // 4, config.text_config.hidden_size)
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("grids", [[[1, 16, 10]], [[1, 2, 10], [1, 14, 14]], [[2, 12, 6], [1, 4, 4]]], ids=str)
+def test_window_attention_by_mask_equals_qwen2_5_vls_reordered_windows(
+    tiny_qwen2_5_vl: Path, grids: list[list[int]]
+) -> None:
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+
+    from export.families.qwen2_vl.exporter import vision_tower
+
+    config = AutoConfig.from_pretrained(tiny_qwen2_5_vl)
+    visual = load_vision_tower(tiny_qwen2_5_vl, config, Qwen2_5_VisionTransformerPretrainedModel)
+    tower = vision_tower(visual, config)
+    assert (tower.window_units, tower.full_blocks) == (4, {1, 3})  # 112-pixel windows, 2 of 4 blocks full
+    grid = torch.tensor(grids)
+    pixels = torch.randn(int(grid.prod(-1).sum()), 3 * 2 * 14 * 14, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = visual(pixels, grid_thw=grid).pooler_output
+        actual = tower(pixels, grid)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)

@@ -24,7 +24,7 @@ from transformers import AutoConfig, AutoImageProcessor
 from export.components import install
 from export.families.base import Feeds
 from export.families.llava.spec import CHECKPOINT_LINK
-from export.families.qwen2_vl.spec import MERGE_SIZE, qwen2_vl_models
+from export.families.qwen2_vl.spec import FAMILY, MERGE_SIZE, patch_models
 from export.families.qwen2_vl.tower import VisionTower
 from export.parity import ParityReport, check_parity
 from export.specs import Tolerance
@@ -36,8 +36,9 @@ from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
 VISION_KEYS = {r"^visual\.": "", r"^model\.visual\.": ""}  # Qwen/Qwen2-VL-*'s names, and transformers 5's
 TOLERANCE = Tolerance(1e-4, 0.9999)  # ONNX Runtime vs PyTorch, float32 (the exported encoders' bar)
 # Patch grids (t, h, w) the parity is checked on, one call each: a single small image, a wide and a large one
-# together, three of which one is tall, and a two-frame clip (attention stays within each frame).
-PARITY_GRIDS = (((1, 2, 2),), ((1, 2, 10), (1, 14, 14)), ((1, 4, 4), (1, 8, 2), (1, 6, 6)), ((2, 4, 6),))
+# together, three of which one is tall, and a two-frame clip (attention stays within each frame); grids past 8 x 8
+# patches span several of Qwen2.5-VL's 112-pixel windows.
+PARITY_GRIDS = (((1, 2, 2),), ((1, 2, 10), (1, 14, 14)), ((1, 4, 4), (1, 8, 2), (1, 6, 6)), ((2, 12, 6),))
 MAX_PATCHES = 2**16  # the export's bound on the patch axis (a 1080p image is about 10,600 patches)
 
 
@@ -50,16 +51,26 @@ def check_servable(config: Any) -> None:
         )
 
 
-def load_vision_tower(checkpoint: Path, config: Any) -> Any:
+def load_vision_tower(checkpoint: Path, config: Any, vision_class: Any = None) -> Any:
+    """The checkpoint's vision tower alone (``vision_class``, default Qwen2-VL's)."""
     from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the language model's weights are skipped on purpose: no load report
-    model, loading = Qwen2VisionTransformerPretrainedModel.from_pretrained(
+    model, loading = (vision_class or Qwen2VisionTransformerPretrainedModel).from_pretrained(
         checkpoint, config=config.vision_config, key_mapping=VISION_KEYS, dtype=torch.float32, output_loading_info=True
     )
     require_all_weights(loading, "vision tower")
     return model.eval()
+
+
+def vision_tower(visual: Any, config: Any) -> VisionTower:
+    """The exportable tower; with window attention where the config has windows (Qwen2.5-VL's ``window_size``, in
+    pixels, and its ``fullatt_block_indexes``)."""
+    vision = config.vision_config
+    window_pixels = getattr(vision, "window_size", 0) or 0
+    units = window_pixels // (vision.spatial_merge_size * vision.patch_size)
+    return VisionTower(visual, units, getattr(vision, "fullatt_block_indexes", None) or ())
 
 
 def parity_feeds(config: Any) -> Feeds:
@@ -106,16 +117,19 @@ def export_tower(tower: VisionTower, feed: dict[str, npt.NDArray[Any]], target: 
     onnx.checker.check_model(str(target))
 
 
-def export_qwen2_vl(checkpoint: Path, repository: Path, name: str, opset: int) -> list[ParityReport]:
+def export_qwen2_vl(
+    checkpoint: Path, repository: Path, name: str, opset: int, family: str = FAMILY, vision_class: Any = None
+) -> list[ParityReport]:
+    """Into ``repository`` under ``name``, tagged as ``family``'s, the tower loaded as ``vision_class``."""
     from export.repository import VERSION, write_repository
 
     checkpoint = checkpoint.resolve()
     config = AutoConfig.from_pretrained(checkpoint)
     check_servable(config)
-    models = qwen2_vl_models(name)
+    models = patch_models(family, name)
     preprocess, vision, decoder, _ = models
-    visual = load_vision_tower(checkpoint, config)
-    tower = VisionTower(visual)
+    visual = load_vision_tower(checkpoint, config, vision_class)
+    tower = vision_tower(visual, config)
     feeds = parity_feeds(config)
 
     def reference(feed: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:

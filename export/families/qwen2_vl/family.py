@@ -56,8 +56,11 @@ class Qwen2VLFamily:
     def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
         from export.families.qwen2_vl.exporter import export_qwen2_vl
 
+        self.check_options(options)
+        return export_qwen2_vl(checkpoint, repository, options.named(self.name), options.opset)
+
+    def check_options(self, options: ExportOptions) -> None:
         if options.fuse_projector:
             raise ValueError("--fuse-projector: a Qwen2-VL checkpoint's patch merger is always inside its vision tower")
         if options.precision != ExportOptions.precision:
             raise ValueError(f"--precision {options.precision}: Qwen2-VL's vision tower is exported at float32 only")
-        return export_qwen2_vl(checkpoint, repository, options.named(self.name), options.opset)

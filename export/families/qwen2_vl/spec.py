@@ -35,9 +35,14 @@ _GRIDS_MAP = {"image_grid_thw": "image_grid_thw"}
 _IMAGE_TENSORS = {"image_embeds": "image_embeds", **_GRIDS_MAP}
 
 
-@cache  # one set of specs per name
 def qwen2_vl_models(name: str = FAMILY) -> tuple[ModelSpec, ...]:
-    """``<name>_preprocess``, ``<name>_vision``, ``<name>_decoder`` and the ensemble ``<name>``."""
+    return patch_models(FAMILY, name)
+
+
+@cache  # one set of specs per family and name
+def patch_models(family: str, name: str) -> tuple[ModelSpec, ...]:
+    """``<name>_preprocess``, ``<name>_vision``, ``<name>_decoder`` and the ensemble ``<name>`` of a Qwen2-VL-style
+    checkpoint of ``family`` (Qwen2.5-VL's are the same models, tagged as its own)."""
     preprocess = PythonModelSpec(
         name=f"{name}_preprocess",
         inputs=(_IMAGE,),
@@ -76,6 +81,6 @@ def qwen2_vl_models(name: str = FAMILY) -> tuple[ModelSpec, ...]:
             EnsembleStep(decoder.name, {**passthrough, **_IMAGE_TENSORS}, {t.name: t.name for t in GENERATION_OUTPUTS}),
         ),
         # Text-only turns and cancellations go to the decoder itself (client.generation).
-        parameters=served_tags(FAMILY, name, "chat", probe="chat", text_model=decoder.name),
+        parameters=served_tags(family, name, "chat", probe="chat", text_model=decoder.name),
     )
     return (preprocess, vision, decoder, ensemble)

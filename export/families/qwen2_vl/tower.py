@@ -6,10 +6,16 @@ transformers' tower derives its rotary positions and its per-frame attention spa
 (each patch finds its image by the running patch counts), and attention runs over all patches at once with a mask
 that keeps each frame to itself: the same result, for any number of images of any grids in one call. The weights are
 the checkpoint's own modules, used as they are.
+
+Qwen2.5-VL's tower (RMSNorm, gated MLPs: its own modules) attends within windows of ``window_units`` merged tokens a
+side in every block but its full-attention ones. transformers reorders the patches window by window and back; a mask
+that keeps each window to itself gives the same result without reordering (attention does not depend on the order of
+its keys, and a window holds whole merge blocks, so the merger sees the same groups).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -43,10 +49,14 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 class VisionTower(torch.nn.Module):
     """``(pixel_values [patches, C*T*P*P], image_grid_thw [images, 3]) -> image_embeds [patches / merge^2, hidden]``."""
 
-    def __init__(self, visual: Any) -> None:
+    def __init__(self, visual: Any, window_units: int = 0, full_blocks: Collection[int] = ()) -> None:
+        """``window_units``: a window's side in merged tokens (0: every block attends to the whole frame);
+        ``full_blocks``: the blocks that attend to the whole frame all the same."""
         super().__init__()
         self.visual = visual
         self.merge = int(visual.spatial_merge_size)
+        self.window_units = window_units
+        self.full_blocks = frozenset(full_blocks)
 
     def rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin ``[patches, head_dim]``: the row's frequencies, then the column's, twice (transformers')."""
@@ -70,10 +80,15 @@ class VisionTower(torch.nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
         positions, span = patch_layout(image_grid_thw, pixel_values.shape[0], self.merge)
-        mask = span[:, None] == span[None, :]
+        frame = span[:, None] == span[None, :]
+        window = frame
+        if self.window_units:
+            cells = positions // (self.merge * self.window_units)  # each patch's window (row, column) in its frame
+            window = frame & (cells[:, None, :] == cells[None, :, :]).all(-1)
         cos, sin = self.rotary(positions)
         hidden = self.visual.patch_embed(pixel_values)
-        for block in self.visual.blocks:
+        for index, block in enumerate(self.visual.blocks):
+            mask = frame if index in self.full_blocks else window
             hidden = hidden + self.attention(block.attn, block.norm1(hidden), cos, sin, mask)
             hidden = hidden + block.mlp(block.norm2(hidden))
         merged: torch.Tensor = self.visual.merger(hidden)

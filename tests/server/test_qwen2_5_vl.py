@@ -1,0 +1,72 @@
+"""Qwen2.5-VL: tiny-qwen2.5-vl exported with ``vlm-export model`` (its vision tower with window attention to ONNX,
+checked against transformers') and served by this module's tritonserver through Qwen2-VL's models. Greedy tokens
+equal Hugging Face ``generate`` token for token for Qwen2-VL's cases (images of five grids, one of them spanning
+several windows, two images together, text only, multi-turn) with 8 requests in flight over gRPC and HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from client import Completion, VLMClient
+from export.cli import main as vlm_export
+from serving.launcher import TritonServer, loopback_options
+from tests.images import encode
+from tests.reference import Qwen2VLReference
+from tests.server.test_llava_full import Case
+from tests.server.test_qwen2_vl import CASES
+
+pytestmark = pytest.mark.timeout(300)
+
+MODEL = "qwen2_5_vl"
+
+
+@pytest.fixture(scope="module")
+def export_output(tiny_qwen2_5_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    repository = tmp_path_factory.mktemp("qwen2_5_vl") / "model_repository"
+    capture = tmp_path_factory.mktemp("qwen2_5_vl-log") / "export.txt"
+    with capture.open("w") as out, contextlib.redirect_stdout(out):
+        assert vlm_export(["model", "--checkpoint", str(tiny_qwen2_5_vl), "--repository", str(repository)]) == 0
+    return repository, capture.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(export_output: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    log = tmp_path_factory.mktemp("logs") / "tritonserver-qwen2_5_vl.log"
+    with TritonServer(loopback_options(export_output[0], log, exit_timeout_s=2)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_qwen2_5_vl: Path) -> Qwen2VLReference:
+    return Qwen2VLReference(tiny_qwen2_5_vl)
+
+
+def test_the_export_checks_the_windowed_tower_against_transformers(export_output: tuple[Path, str]) -> None:
+    repository, printed = export_output
+    assert "family: qwen2_5_vl" in printed
+    assert "PASS qwen2_5_vl_vision: onnxruntime vs pytorch" in printed
+    assert (repository / "qwen2_5_vl_vision" / "1" / "model.onnx").is_file()
+    assert 'string_value: "qwen2_5_vl"' in (repository / "qwen2_5_vl" / "config.pbtxt").read_text()
+
+
+def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
+    server: TritonServer, url: str, protocol: str, reference: Qwen2VLReference
+) -> None:
+    expected = [reference.greedy(messages, images, max_tokens) for messages, images, max_tokens in CASES]
+
+    def generate(case: Case) -> Completion:
+        messages, images, max_tokens = case
+        with VLMClient(url, protocol=protocol, chat_model=MODEL) as client:
+            return client.generate(messages, [encode(image) for image in images], max_tokens=max_tokens)
+
+    with ThreadPoolExecutor(max_workers=len(CASES)) as pool:
+        completions = list(pool.map(generate, CASES))
+    for completion, tokens, (messages, images, _) in zip(completions, expected, CASES, strict=True):
+        assert completion.token_ids == tokens, messages
+        assert completion.prompt_tokens == len(reference.inputs(messages, images)["input_ids"][0])
+    assert sum(map(len, expected)) > len(CASES), "the reference answered (nearly) nothing: a weak comparison"
