@@ -68,6 +68,7 @@ class Qwen2VLPreset:
     context_length: int
     tokenizer_vocab_size: int
     seed: int = 0
+    vocab_size: int | None = None  # the language model's rows; None: the tokenizer's tokens (real sizes: Qwen's)
 
     def __post_init__(self) -> None:
         if self.text.head_size not in VLLM_CPU_HEAD_SIZES:
@@ -76,7 +77,7 @@ class Qwen2VLPreset:
             )
         if 2 * sum(self.mrope_section) != self.text.head_size:
             raise ValueError(f"{self.name}: mrope_section must add up to half the head size {self.text.head_size}")
-        if self.vision.intermediate % self.vision.hidden:
+        if self.vision_mlp_ratio and self.vision.intermediate % self.vision.hidden:
             raise ValueError(f"{self.name}: the vision MLP must be a whole multiple of embed_dim (mlp_ratio)")
 
     def tokenizer(self) -> LlamaTokenizer:
@@ -101,6 +102,7 @@ class Qwen2VLPreset:
             "temporal_patch_size": TEMPORAL_PATCH_SIZE,
         }
 
+    vision_mlp_ratio: ClassVar[bool] = True  # Qwen2-VL sizes its vision MLP as a multiple of its width
     config_class: ClassVar[type[PreTrainedConfig]] = Qwen2VLConfig
     model_class: ClassVar[type[PreTrainedModel]] = Qwen2VLForConditionalGeneration
     processor_class: ClassVar[type[ProcessorMixin]] = Qwen2VLProcessor
@@ -110,7 +112,7 @@ class Qwen2VLPreset:
         return self.config_class(
             vision_config=self.vision_config(),
             text_config={
-                **self.text.text_config(len(tokenizer), self.context_length),
+                **self.text.text_config(self.vocab_size or len(tokenizer), self.context_length),
                 "num_key_value_heads": self.text.kv_heads or self.text.heads,
                 "rope_parameters": {
                     "rope_type": "default",
@@ -160,6 +162,7 @@ class Qwen2_5VLPreset(Qwen2VLPreset):
     window_size: int = 112
     full_attention_blocks: tuple[int, ...] = ()
 
+    vision_mlp_ratio: ClassVar[bool] = False
     config_class: ClassVar[type[PreTrainedConfig]] = Qwen2_5_VLConfig
     model_class: ClassVar[type[PreTrainedModel]] = Qwen2_5_VLForConditionalGeneration
     processor_class: ClassVar[type[ProcessorMixin]] = Qwen2_5_VLProcessor
@@ -204,4 +207,29 @@ TINY_QWEN2_5_VL = Qwen2_5VLPreset(
     tokenizer_vocab_size=1000,
     full_attention_blocks=(1, 3),
 )
-QWEN2_VL_PRESETS = (TINY_QWEN2_VL, TINY_QWEN2_5_VL)
+# Real-size shapes with random weights, for benchmarks and capacity planning: Qwen/Qwen2-VL-2B-Instruct and
+# Qwen/Qwen2.5-VL-7B-Instruct (their towers, language models, vocabularies and pixel budgets; untied embeddings).
+QWEN2_VL_2B = Qwen2VLPreset(
+    name="qwen2-vl-2b",
+    vision=TowerShape(hidden=1280, layers=32, heads=16, intermediate=5120),
+    text=TowerShape(hidden=1536, layers=28, heads=12, intermediate=8960, kv_heads=2),
+    mrope_section=(16, 24, 24),
+    min_pixels=56 * 56,
+    max_pixels=28 * 28 * 16384,
+    context_length=32768,
+    tokenizer_vocab_size=1000,
+    vocab_size=151936,
+)
+QWEN2_5_VL_7B = Qwen2_5VLPreset(
+    name="qwen2.5-vl-7b",
+    vision=TowerShape(hidden=1280, layers=32, heads=16, intermediate=3420),
+    text=TowerShape(hidden=3584, layers=28, heads=28, intermediate=18944, kv_heads=4),
+    mrope_section=(16, 24, 24),
+    min_pixels=56 * 56,
+    max_pixels=28 * 28 * 16384,
+    context_length=128000,
+    tokenizer_vocab_size=1000,
+    vocab_size=152064,
+    full_attention_blocks=(7, 15, 23, 31),
+)
+QWEN2_VL_PRESETS = (TINY_QWEN2_VL, TINY_QWEN2_5_VL, QWEN2_VL_2B, QWEN2_5_VL_7B)

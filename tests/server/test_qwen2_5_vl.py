@@ -1,7 +1,7 @@
 """Qwen2.5-VL: tiny-qwen2.5-vl exported with ``vlm-export model`` (its vision tower with window attention to ONNX,
 checked against transformers') and served by this module's tritonserver through Qwen2-VL's models. Greedy tokens
-equal Hugging Face ``generate`` token for token for Qwen2-VL's cases (images of five grids, one of them spanning
-several windows, two images together, text only, multi-turn) with 8 requests in flight over gRPC and HTTP."""
+equal Hugging Face ``generate`` token for token for Qwen2-VL's cases (images of six grids, some spanning several
+windows, two images together, text only, multi-turn) with 9 requests in flight over gRPC and HTTP."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_the_export_checks_the_windowed_tower_against_transformers(export_output
     assert 'string_value: "qwen2_5_vl"' in (repository / "qwen2_5_vl" / "config.pbtxt").read_text()
 
 
-def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
+def test_greedy_tokens_equal_hf_generate_for_9_concurrent_requests(
     server: TritonServer, url: str, protocol: str, reference: Qwen2VLReference
 ) -> None:
     expected = [reference.greedy(messages, images, max_tokens) for messages, images, max_tokens in CASES]

@@ -2,7 +2,7 @@
 tritonserver. The preprocess step resizes each image within the checkpoint's pixel budget (a grid of 2 x 2 to 8 x 8
 merged tokens by its size and aspect ratio) and cuts it into patches, the exported vision tower (ONNX) encodes a
 request's images in one call, and the decoder hands vLLM the embeddings with each image's grid, which it places with
-M-RoPE. Greedy tokens equal Hugging Face ``generate`` token for token with 8 requests in flight over gRPC and HTTP;
+M-RoPE. Greedy tokens equal Hugging Face ``generate`` token for token with 9 requests in flight over gRPC and HTTP;
 bad images get LLaVA's errors."""
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ pytestmark = pytest.mark.timeout(300)
 MODEL = "qwen2_vl"  # the checkpoint's name: its ensemble, and its decoder for text-only turns
 
 # Sizes that make different grids (in merged tokens, height x width): 3 x 3, 2 x 2 (scaled up to the minimum),
-# 1 x 5, 4 x 1, 7 x 7 (scaled down to the maximum).
+# 1 x 5, 4 x 1, 7 x 7 (scaled down to the maximum), and 1 x 36 for a 50:1 strip (LLaVA's preprocessing would crop it
+# to 20:1 first).
 CASES: list[Case] = [
+    (user("what is in the strip?", 1), [scene(1000, 20, seed=60)], 12),
     (user("describe the image.", 1), [scene(96, 80, seed=61)], 20),
     (user("what colour is the circle?", 1), [scene(20, 20, seed=62)], 16),
     (user("what is on the left?", 1), [scene(150, 40, seed=63)], 18),
@@ -78,14 +80,14 @@ def test_the_export_writes_the_vision_tower_to_onnx_after_its_parity_check(expor
     each, and a two-frame clip."""
     repository, printed = export_output
     assert "family: qwen2_vl" in printed
-    assert "PASS qwen2_vl_vision: onnxruntime vs pytorch, batch sizes [4, 48, 68, 216]" in printed
+    assert "PASS qwen2_vl_vision: onnxruntime vs pytorch, batch sizes [4, 68, 144, 216]" in printed
     models = ["qwen2_vl", "qwen2_vl_decoder", "qwen2_vl_preprocess", "qwen2_vl_vision"]
     assert sorted(path.name for path in repository.iterdir()) == models
     assert (repository / "qwen2_vl_vision" / "1" / "model.onnx").is_file()
     assert 'string_value: "qwen2_vl"' in (repository / "qwen2_vl" / "config.pbtxt").read_text()
 
 
-def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
+def test_greedy_tokens_equal_hf_generate_for_9_concurrent_requests(
     server: TritonServer, url: str, protocol: str, reference: Qwen2VLReference, expected: list[list[int]]
 ) -> None:
     def generate(case: Case) -> Completion:
@@ -99,8 +101,8 @@ def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
         assert completion.token_ids == tokens, messages
         assert completion.prompt_tokens == len(reference.inputs(messages, images)["input_ids"][0])
     assert sum(map(len, expected)) > len(CASES), "the reference answered (nearly) nothing: a weak comparison"
-    grids = {tuple(reference.inputs(m, i)["image_grid_thw"][0].tolist()) for m, i, _ in CASES[:5]}
-    assert len(grids) == 5, "the single-image cases should make different grids"
+    grids = {tuple(reference.inputs(m, i)["image_grid_thw"][0].tolist()) for m, i, _ in CASES[:6]}
+    assert len(grids) == 6, "the single-image cases should make different grids"
 
 
 def test_the_family_counts_each_images_tokens_as_the_processor_expands_it(

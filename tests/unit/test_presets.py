@@ -100,6 +100,8 @@ def test_the_registry_holds_every_family_s_presets_and_the_trained_ones_by_name(
         "tiny-idefics3",
         "tiny-qwen2-vl",
         "tiny-qwen2.5-vl",
+        "qwen2-vl-2b",
+        "qwen2.5-vl-7b",
         "shapes-clip",
         "shapes-llava",
     ]
@@ -169,3 +171,30 @@ def test_tiny_qwen2_5_vl_has_window_attention_and_qwens_layout(tiny_qwen2_5_vl: 
     with safe_open(str(tiny_qwen2_5_vl / "model.safetensors"), framework="np") as weights:
         prefixes = {key.split(".")[0] for key in weights.keys()}  # noqa: SIM118 (safe_open is not a mapping)
     assert prefixes == {"visual", "model", "lm_head"}
+
+
+@pytest.mark.parametrize(
+    ("name", "vision", "text", "vocab"),
+    [
+        (
+            "qwen2-vl-2b",
+            {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "hidden_size": 1536},
+            (1536, 28, 12, 2),
+            151936,
+        ),
+        (
+            "qwen2.5-vl-7b",
+            {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "fullatt_block_indexes": [7, 15, 23, 31]},
+            (3584, 28, 28, 4),
+            152064,
+        ),
+    ],
+)
+def test_the_real_size_qwen_presets_have_the_published_shapes(
+    name: str, vision: dict[str, object], text: tuple[int, int, int, int], vocab: int
+) -> None:
+    preset = PRESETS[name]
+    config = preset.vision_config()
+    assert {key: config[key] for key in vision} == vision
+    assert (preset.text.hidden, preset.text.layers, preset.text.heads, preset.text.kv_heads) == text
+    assert preset.vocab_size == vocab and preset.max_pixels == 28 * 28 * 16384

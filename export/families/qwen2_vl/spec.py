@@ -22,6 +22,7 @@ from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits
 from export.families.llava.spec import GENERATION_INPUTS, GENERATION_OUTPUTS, MAX_IMAGES, llava_components
 from export.families.tags import served_tags
 from export.specs import EnsembleSpec, EnsembleStep, ModelSpec, PythonModelSpec, TensorSpec
+from serving.smart_resize import MAX_ASPECT_RATIO
 
 FAMILY = "qwen2_vl"
 MERGE_SIZE = 2  # the patch merger's side: a token is 2 x 2 patches (the decoder's image_merge_size)
@@ -50,7 +51,9 @@ def patch_models(family: str, name: str) -> tuple[ModelSpec, ...]:
         entry_point="serving.triton_models.patch_preprocess:PatchPreprocess",
         resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in export/families/limits.py
         queue=STEP_QUEUE,
-        parameters=image_limits(MAX_IMAGES),
+        # The image processor takes images up to 200:1 as they are (LLaVA's square towers crop past 20:1 first); more
+        # elongated ones are centre-cropped to 200:1, which it would refuse.
+        parameters={**image_limits(MAX_IMAGES), "max_aspect_ratio": str(MAX_ASPECT_RATIO)},
     )
     vision = PythonModelSpec(
         name=f"{name}_vision",
