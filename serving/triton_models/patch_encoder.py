@@ -1,6 +1,8 @@
 """A vision tower on merged patches (Qwen2-VL's, exported with ``grid_thw`` as an input) in the python backend: one
 request's patches [patches, width] and grids [images, (t, h, w)] -> its images' embeddings [tokens, hidden], one
-ONNX Runtime call per request (the patch axis is the request's own, so requests are not batched together).
+image after another. The graph takes any number of images, but its attention mask spans every patch of a call
+(quadratic in them), so each image runs in a call of its own; requests are not batched together either (the patch
+axis is an image's own).
 
 This process imports numpy and onnxruntime, not torch or transformers.
 """
@@ -41,5 +43,9 @@ class PatchEncoder(PythonModel):
         require_shape("pixel_values", patches.shape, [int(grids.prod(-1).sum()), -1])  # one row per grid cell
         if not np.isfinite(patches).all():
             raise InvalidInputError("pixel_values", "values must be finite (no NaN or infinity)")
-        embeds = self.runner.run({"pixel_values": patches, "image_grid_thw": grids.astype(np.int64)})
-        return {"image_embeds": embeds["image_embeds"]}
+        ends = np.cumsum(grids.prod(-1))
+        embeds = [
+            self.runner.run({"pixel_values": patches[end - int(grid.prod()) : end], "image_grid_thw": grid[None]})
+            for end, grid in zip(ends, grids.astype(np.int64), strict=True)
+        ]
+        return {"image_embeds": np.concatenate([e["image_embeds"] for e in embeds])}

@@ -33,7 +33,7 @@ class Qwen2VLFamily:
     decoder_inputs: tuple[str, ...] = ("image_embeds", "image_grid_thw")
     image_encoding: str = (
         "resized within the checkpoint's pixel budget and cut into patches by its preprocess step, encoded by the "
-        "exported vision tower and patch merger (ONNX Runtime, a request's images in one call); vLLM is handed the "
+        "exported vision tower and patch merger (ONNX Runtime, an image a call); vLLM is handed the "
         "embeddings and each image's grid"
     )
 

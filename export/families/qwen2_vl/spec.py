@@ -4,8 +4,7 @@
 - ``<name>_preprocess``: encoded images -> every image's merged patches, one image after another
   ``[patches, 3 * 2 * 14 * 14]``, and each image's grid ``[images, (t, h, w)]`` (``serving.smart_resize``).
 - ``<name>_vision``: the exported vision tower with its 2x2 patch merger (ONNX Runtime) -> the images' embeddings
-  ``[tokens, hidden]``, one image after another; a request's patches go in one call, its grids say where each image
-  and frame begins.
+  ``[tokens, hidden]``, one image after another; the grids say where each image and frame begins.
 - ``<name>_decoder``: LLaVA's decoder, handed the embeddings and grids (``image_input: grids``), which vLLM takes as
   Qwen2-VL's ``{"image_embeds", "image_grid_thw"}`` and places with M-RoPE.
 - the ensemble ``<name>`` chains them.
