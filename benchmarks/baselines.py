@@ -1,16 +1,19 @@
-"""In-process baselines on the same checkpoint and inputs as the served run.
+"""In-process baselines on the same checkpoint and inputs as the served run, chosen by the task's kind (embedding or
+chat), never by family: transformers' Auto classes load any family.
 
 - ``huggingface``: what a user would otherwise build: the Hugging Face model in this process, one request at a
-  time, PyTorch eager (the body of a plain FastAPI endpoint).
+  time, PyTorch eager (the body of a plain FastAPI endpoint). Dual encoders: ``AutoModel`` + ``AutoProcessor``,
+  texts padded and scores made as the exported model records it (its tokenizer's ``padding``, its scoring step's
+  ``scoring``: benchmarks/exported.py); VLMs: ``AutoModelForImageTextToText`` with the processor's chat template.
 - ``limit``: what the hardware allows: encoders run the served pipeline in-process (decode, the checkpoint's
-  image processor, the exported ONNX model in ONNX Runtime) at their best batch size; the decoder is Hugging
+  image processor in the exported model's pixel layout, the exported ONNX models in ONNX Runtime, the served
+  scoring) at their best batch size, read from the exported model's folders by its layout; the decoder is Hugging
   Face ``generate`` on a whole batch at once.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.exported import DualEncoderLayout
 from benchmarks.workloads import Payload, Sample, llava_messages
+from client.catalog import Task
 
 MAX_PIXELS, MAX_ASPECT_RATIO = 36_000_000, 20  # the served preprocessors' limits
 
@@ -46,6 +51,7 @@ class BaselineSettings:
     requests: int
     limit_batch_sizes: tuple[int, ...]
     warmup: int = 1
+    layout: DualEncoderLayout | None = None  # a dual encoder's, as exported (its padding and scoring)
 
 
 def _run(
@@ -75,69 +81,101 @@ def _batches(items: Sequence[Any], size: int, count: int) -> list[list[Any]]:
     return [[items[(b * size + i) % len(items)] for i in range(size)] for b in range(count)]
 
 
-class _HfClip:
-    def __init__(self, checkpoint: Path) -> None:
-        from transformers import CLIPModel, CLIPProcessor
+def _pooled(features: Any) -> Any:
+    """transformers 5's ``get_*_features`` return a model output whose ``pooler_output`` is the embedding."""
+    return getattr(features, "pooler_output", features)
 
-        self.model = CLIPModel.from_pretrained(checkpoint).eval()
-        self.processor = CLIPProcessor.from_pretrained(checkpoint)
+
+def _scores(scoring: str) -> Callable[[Any], Any]:
+    """The served scoring (serving/similarity.py) in torch: a softmax over the texts or a sigmoid per pair."""
+    import torch
+
+    table: dict[str, Callable[[Any], Any]] = {
+        "softmax": lambda logits: logits.softmax(dim=-1),
+        "sigmoid": torch.sigmoid,
+    }
+    return table[scoring]
+
+
+class _HfDualEncoder:
+    """Any dual encoder through ``AutoModel`` and ``AutoProcessor``: ``get_image_features`` /
+    ``get_text_features``, texts padded as the exported tokenizer pads them, scores as its scoring step makes them
+    (the model's ``logits_per_image`` hold its logit scale and bias)."""
+
+    def __init__(self, checkpoint: Path, layout: DualEncoderLayout) -> None:
+        from transformers import AutoModel, AutoProcessor
+
+        self.model = AutoModel.from_pretrained(checkpoint).eval()
+        self.processor = AutoProcessor.from_pretrained(checkpoint)
+        self.padding = layout.padding
+        self.score = _scores(layout.scoring)
+
+    @property
+    def description(self) -> str:
+        return f"Hugging Face {type(self.model).__name__} in-process, one request at a time (PyTorch eager)"
+
+    def _texts(self, texts: list[str]) -> Any:
+        return self.processor(text=texts, padding=self.padding, truncation=True, return_tensors="pt")
 
     def image_embeds(self, blobs: list[bytes]) -> Sample:
         import torch
 
         start = time.perf_counter()
-        pixels = self.processor(images=[_rgb(b) for b in blobs], return_tensors="pt")["pixel_values"]
+        pixels = self.processor(images=[_rgb(b) for b in blobs], return_tensors="pt")
         with torch.inference_mode():
-            torch.nn.functional.normalize(self.model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+            torch.nn.functional.normalize(_pooled(self.model.get_image_features(**pixels)), dim=-1)
         return Sample(start, time.perf_counter(), images=len(blobs))
 
     def text_embeds(self, texts: list[str]) -> Sample:
         import torch
 
         start = time.perf_counter()
-        tokens = self.processor(text=texts, padding=True, truncation=True, return_tensors="pt")
+        tokens = self._texts(texts)
         with torch.inference_mode():
-            torch.nn.functional.normalize(self.model.get_text_features(**tokens).pooler_output, dim=-1)
+            torch.nn.functional.normalize(_pooled(self.model.get_text_features(**tokens)), dim=-1)
         return Sample(start, time.perf_counter())
 
     def rank(self, blobs: list[bytes], texts: list[str]) -> Sample:
         import torch
 
         start = time.perf_counter()
-        inputs = self.processor(
-            images=[_rgb(b) for b in blobs], text=texts, padding=True, truncation=True, return_tensors="pt"
-        )
+        images = self.processor(images=[_rgb(b) for b in blobs], return_tensors="pt")
         with torch.inference_mode():
-            self.model(**inputs).logits_per_image.softmax(dim=-1)
+            self.score(self.model(**images, **self._texts(texts)).logits_per_image)
         return Sample(start, time.perf_counter(), images=len(blobs))
 
 
-class _OnnxClip:
-    """The served CLIP pipeline in-process: the same decoder, image processor, tokenizer and ONNX files."""
+class _OnnxDualEncoder:
+    """The served dual-encoder pipeline in-process, from the exported model's folders (its layout): the same
+    decoder, image processor (either pixel layout), tokenizer, ONNX files and scoring."""
 
-    def __init__(self, repository: Path) -> None:
-        from serving.image_processor import ImageProcessor
+    def __init__(self, repository: Path, layout: DualEncoderLayout) -> None:
         from serving.onnx_runner import OnnxRunner
+        from serving.similarity import read_logit_bias, read_logit_scale
         from serving.text_tokenizer import TextTokenizer
-        from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR, draft_side
+        from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR, PIXEL_LAYOUTS, draft_side
         from serving.triton_models.text_tokenize import TOKENIZER_DIR
 
         threads = os.cpu_count() or 1
-        self.image_processor = ImageProcessor.from_folder(repository / "clip_preprocess/1" / IMAGE_PROCESSOR_DIR)
+        version = "1"
+        self.image_processor = PIXEL_LAYOUTS[layout.pixel_layout](
+            repository / layout.preprocess / version / IMAGE_PROCESSOR_DIR
+        )
         self.draft_side = draft_side(self.image_processor)
-        self.tokenizer = TextTokenizer(repository / "clip_tokenize/1" / TOKENIZER_DIR)
-        self.vision = OnnxRunner(repository / "clip_vision/1/model.onnx", intra_op_threads=threads).open()
-        self.text = OnnxRunner(repository / "clip_text/1/model.onnx", intra_op_threads=threads).open()
-        similarity = json.loads((repository / "clip_similarity/1/similarity.json").read_text())
-        self.logit_scale = float(similarity["logit_scale"])
+        self.tokenizer = TextTokenizer(repository / layout.tokenize / version / TOKENIZER_DIR, padding=layout.padding)
+        self.vision = OnnxRunner(repository / layout.vision / version / "model.onnx", intra_op_threads=threads).open()
+        self.text = OnnxRunner(repository / layout.text / version / "model.onnx", intra_op_threads=threads).open()
+        similarity = repository / layout.similarity / version
+        self.logit_scale, self.logit_bias = read_logit_scale(similarity), read_logit_bias(similarity)
+        self.scoring = layout.scoring
 
     def _image_embeds(self, blobs: list[bytes]) -> np.ndarray:
         from serving.images import decode_image
 
         rgb = [decode_image(b, "image", MAX_PIXELS, MAX_ASPECT_RATIO, self.draft_side) for b in blobs]
-        return self.vision.run({"pixel_values": np.stack([self.image_processor(image) for image in rgb])})[
-            "image_embeds"
-        ]
+        per_image = [self.image_processor.tensors(image) for image in rgb]
+        feeds = {name: np.stack([tensors[name] for tensors in per_image]) for name in per_image[0]}
+        return self.vision.run(feeds)["image_embeds"]
 
     def _text_embeds(self, texts: list[str]) -> np.ndarray:
         return self.text.run(self.tokenizer.encode(texts))["text_embeds"]
@@ -154,21 +192,28 @@ class _OnnxClip:
 
     def rank_each(self, batch: list[tuple[list[bytes], list[str]]]) -> Sample:
         """Every request's images and texts in one encoder call each, then each request's own scores."""
+        from serving.similarity import image_text_scores
+
         start = time.perf_counter()
         images = self._image_embeds([b for blobs, _ in batch for b in blobs])
         texts = self._text_embeds([t for _, request_texts in batch for t in request_texts])
         row = column = 0
         for blobs, request_texts in batch:
-            logits = self.logit_scale * images[row : row + len(blobs)] @ texts[column : column + len(request_texts)].T
-            np.exp(logits - logits.max(axis=1, keepdims=True))
+            image_text_scores(
+                images[row : row + len(blobs)],
+                texts[column : column + len(request_texts)],
+                self.logit_scale,
+                self.logit_bias,
+                self.scoring,
+            )
             row, column = row + len(blobs), column + len(request_texts)
         return Sample(start, time.perf_counter(), images=len(images))
 
 
-_LIMIT_STEPS = {
-    "clip-image": "decode + preprocess",
-    "clip-text": "tokenize",
-    "clip-rank": "decode + preprocess + tokenize",
+_LIMIT_STEPS: dict[Task, str] = {
+    "image_embed": "decode + preprocess",
+    "text_embed": "tokenize",
+    "rank": "decode + preprocess + tokenize + scoring",
 }
 
 
@@ -190,22 +235,26 @@ def _requests(payload: Payload, count: int) -> list[tuple[list[bytes], list[str]
     ]
 
 
-def _clip_baselines(kind: str, payload: Payload, settings: BaselineSettings) -> RoundRunner:
+def _dual_encoder_baselines(task: Task, payload: Payload, settings: BaselineSettings) -> RoundRunner:
+    if settings.layout is None:
+        raise ValueError("a dual encoder's baselines need its exported layout (its padding and scoring)")
+    layout = settings.layout
     count = settings.warmup + settings.requests
     requests = _requests(payload, count)
-    hf = _HfClip(settings.checkpoint)
-    onnx = _OnnxClip(settings.repository) if settings.repository is not None else None
-    one = {
-        "clip-image": lambda r: hf.image_embeds(r[0]),
-        "clip-text": lambda r: hf.text_embeds(r[1]),
-        "clip-rank": lambda r: hf.rank(r[0], r[1]),
-    }[kind]
+    hf = _HfDualEncoder(settings.checkpoint, layout)
+    onnx = _OnnxDualEncoder(settings.repository, layout) if settings.repository is not None else None
+    ones: dict[Task, Callable[[tuple[list[bytes], list[str]]], Sample]] = {
+        "image_embed": lambda r: hf.image_embeds(r[0]),
+        "text_embed": lambda r: hf.text_embeds(r[1]),
+        "rank": lambda r: hf.rank(r[0], r[1]),
+    }
+    one = ones[task]
 
     def run_round(warmup: int) -> list[BaselineRun]:
         runs = [
             _run(
                 "huggingface",
-                "Hugging Face CLIPModel in-process, one request at a time (PyTorch eager)",
+                hf.description,
                 [lambda r=r: [one(r)] for r in requests[settings.warmup - warmup :]],
                 warmup,
                 1,
@@ -216,15 +265,16 @@ def _clip_baselines(kind: str, payload: Payload, settings: BaselineSettings) -> 
         limits = []
         for size in settings.limit_batch_sizes:
             batches = _batches(requests, size, max(2, -(-count // size)))
-            call = {
-                "clip-image": lambda batch: onnx.image_embeds([b for r in batch for b in r[0]]),
-                "clip-text": lambda batch: onnx.text_embeds([t for r in batch for t in r[1]]),
-                "clip-rank": lambda batch: onnx.rank_each(batch),
-            }[kind]
+            calls: dict[Task, Callable[[list[tuple[list[bytes], list[str]]]], Sample]] = {
+                "image_embed": lambda batch: onnx.image_embeds([b for r in batch for b in r[0]]),
+                "text_embed": lambda batch: onnx.text_embeds([t for r in batch for t in r[1]]),
+                "rank": lambda batch: onnx.rank_each(batch),
+            }
+            call = calls[task]
             limits.append(
                 _run(
                     "limit",
-                    f"{_LIMIT_STEPS[kind]} + ONNX Runtime in-process at batch {size} ({os.cpu_count()} threads)",
+                    f"{_LIMIT_STEPS[task]} + ONNX Runtime in-process at batch {size} ({os.cpu_count()} threads)",
                     [lambda batch=batch, call=call: _per_request(call(batch), batch) for batch in batches],
                     1,
                     size,
@@ -259,12 +309,14 @@ def _new_tokens(row: Sequence[int], eos: set[int]) -> int:
     return len(row)
 
 
-def _llava_baselines(payload: Payload, settings: BaselineSettings) -> RoundRunner:
+def _vlm_baselines(payload: Payload, settings: BaselineSettings) -> RoundRunner:
+    """Any VLM transformers loads as image-text-to-text (LLaVA, LLaVA-NeXT, Idefics3, ...), prompted through its
+    processor's chat template."""
     import torch
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.generation.streamers import BaseStreamer
 
-    model = LlavaForConditionalGeneration.from_pretrained(settings.checkpoint).eval()
+    model = AutoModelForImageTextToText.from_pretrained(settings.checkpoint).eval()
     processor = AutoProcessor.from_pretrained(settings.checkpoint)
     eos_ids = model.generation_config.eos_token_id
     eos = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
@@ -309,7 +361,7 @@ def _llava_baselines(payload: Payload, settings: BaselineSettings) -> RoundRunne
     def run_round(warmup: int) -> list[BaselineRun]:
         sequential = _run(
             "huggingface",
-            "Hugging Face LlavaForConditionalGeneration.generate in-process, one request at a time (greedy)",
+            f"Hugging Face {type(model).__name__}.generate in-process, one request at a time (greedy)",
             [lambda r=r: generate([r]) for r in requests[settings.warmup - warmup :]],
             warmup,
             1,
@@ -336,11 +388,13 @@ def _llava_baselines(payload: Payload, settings: BaselineSettings) -> RoundRunne
     return run_round
 
 
-BASELINES: dict[str, Callable[[Payload, BaselineSettings], RoundRunner]] = {
-    "clip-image": partial(_clip_baselines, "clip-image"),
-    "clip-text": partial(_clip_baselines, "clip-text"),
-    "clip-rank": partial(_clip_baselines, "clip-rank"),
-    "llava": _llava_baselines,
+# By task: what is measured decides the baselines (a dual encoder's or a VLM's); the Auto classes and the exported
+# layout take care of the family.
+BASELINES: dict[Task, Callable[[Payload, BaselineSettings], RoundRunner]] = {
+    "image_embed": partial(_dual_encoder_baselines, "image_embed"),
+    "text_embed": partial(_dual_encoder_baselines, "text_embed"),
+    "rank": partial(_dual_encoder_baselines, "rank"),
+    "chat": _vlm_baselines,
 }
 
 
@@ -348,9 +402,9 @@ class Baselines:
     """The baselines of one benchmark, their models loaded once; ``run()`` measures one round of each, so a run can
     alternate served and baseline windows (A/B/A/B) and a noisy neighbour slows both sides alike."""
 
-    def __init__(self, kind: str, payload: Payload, settings: BaselineSettings) -> None:
+    def __init__(self, task: Task, payload: Payload, settings: BaselineSettings) -> None:
         self.settings = settings
-        self._run_round = BASELINES[kind](payload, settings)
+        self._run_round = BASELINES[task](payload, settings)
         self.rounds = 0
 
     def run(self) -> list[BaselineRun]:
@@ -360,5 +414,5 @@ class Baselines:
         return self._run_round(warmup)
 
 
-def run_baselines(kind: str, payload: Payload, settings: BaselineSettings) -> list[BaselineRun]:
-    return Baselines(kind, payload, settings).run()
+def run_baselines(task: Task, payload: Payload, settings: BaselineSettings) -> list[BaselineRun]:
+    return Baselines(task, payload, settings).run()

@@ -1,10 +1,15 @@
 """``vlm-bench``: latency and throughput of a served path, side by side with in-process baselines.
 
     vlm-bench clip-image --serve --repository REPOSITORY --checkpoint CHECKPOINT --concurrency 1,8
+    vlm-bench image-embed --model siglip --serve --repository REPOSITORY --checkpoint SIGLIP_CHECKPOINT
+    vlm-bench chat --model llava_next --serve --repository REPOSITORY --checkpoint LLAVA_NEXT_CHECKPOINT
     vlm-bench llava --url localhost:8001 --checkpoint CKPT --concurrency 1,8 --output-tokens 64
     vlm-bench llava --serve --repository REPOSITORY --checkpoint CKPT --concurrency 1,8 --vllm-peer
     vlm-bench clip-text --url localhost:8000 --protocol http --request-rate 5,10 --no-baselines
     vlm-bench plan benchmarks/results/clip-image/report.json --target-rps 200 --slo-ms 150
+
+A benchmark is named by its task (image-embed, text-embed, rank, chat) or by its first name (clip-image,
+clip-text, clip-rank, llava); --model names the served model it measures (default clip, or llava for chat).
 
 Writes report.json, metrics.csv, perf_analyzer.csv (encoders), summary.md and PNG plots under
 benchmarks/results/<name>/ and prints the summary with the issue's targets as met or missed.
@@ -26,6 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import BaselineRun, Baselines, BaselineSettings
+from benchmarks.exported import (
+    DualEncoderLayout,
+    Readings,
+    repository_readings,
+    served_model,
+    server_readings,
+    task_models,
+)
 from benchmarks.gateway import GATEWAY_WORKLOADS, GatewayCost, serve_gateway
 from benchmarks.inputs import IMAGE_FORMATS, captions, folder_images, parse_size, prompts, synthetic_images
 from benchmarks.load import LoadPoint, PointResult, WindowSettings, measure_point
@@ -49,8 +62,9 @@ from benchmarks.vllm_peer import (
     peer_pairs,
     vllm_version,
 )
-from benchmarks.workloads import WORKLOADS, Payload, Workload
+from benchmarks.workloads import TASK_BENCHMARKS, WORKLOADS, Payload, Workload, benchmark_name
 from client import RetryPolicy
+from client.catalog import KIND_OF_TASK, ServedModel, Task, check_model_name
 from serving.launcher import ServerError, ServerOptions
 from serving.served import served_precisions
 
@@ -68,11 +82,45 @@ def _numbers(text: str, flag: str, kind: type) -> list[Any]:
     return values
 
 
+def _benchmark(name: str) -> str:
+    try:
+        return benchmark_name(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """The served model the run measures: ``--model``, else the benchmark's default."""
+    return str(args.model or WORKLOADS[args.benchmark].default_model)
+
+
+def results_name(args: argparse.Namespace) -> str:
+    """``--name``, else the benchmark (its first name) for its default model, else ``<task>-<model>``."""
+    workload = WORKLOADS[args.benchmark]
+    if args.name:
+        return str(args.name)
+    if model_name(args) == workload.default_model:
+        return str(args.benchmark)
+    return f"{workload.task.replace('_', '-')}-{model_name(args)}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlm-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("benchmark", choices=list(WORKLOADS), help="the served path to measure")
+    names = [*TASK_BENCHMARKS, *WORKLOADS]
+    parser.add_argument(
+        "benchmark",
+        type=_benchmark,
+        metavar="{" + ",".join(names) + "}",
+        help="the served task to measure (its task name, or its first name: clip-image is image-embed, clip-text "
+        "text-embed, clip-rank rank, llava chat)",
+    )
+    parser.add_argument(
+        "--model",
+        help="the served model to measure, by the name it is exported under (vlm-export model --name); default: "
+        "clip for the embedding tasks, llava for chat",
+    )
     server = parser.add_argument_group("server")
     server.add_argument("--url", help="a running server (gRPC port for grpc, HTTP port for http)")
     server.add_argument("--serve", action="store_true", help="start tritonserver on --repository for the run")
@@ -200,15 +248,15 @@ def input_config(args: argparse.Namespace, points: list[LoadPoint]) -> dict[str,
 
 
 @contextlib.contextmanager
-def served(args: argparse.Namespace, workload: type[Workload], out: Path) -> Iterator[tuple[str, int | None]]:
-    """The URL to load and the server's pid when this run started it."""
+def served(args: argparse.Namespace, models: tuple[str, ...], out: Path) -> Iterator[tuple[str, int | None]]:
+    """The URL to load and the server's pid when this run started it (loading ``models``)."""
     if not args.serve:
         yield args.url, None
         return
     from serving.launcher import TritonServer, loopback_options
 
-    progress(f"starting tritonserver on {args.repository} ({', '.join(workload.models)})")
-    options = loopback_options(args.repository, out / "tritonserver.log", exit_timeout_s=2, models=workload.models)
+    progress(f"starting tritonserver on {args.repository} ({', '.join(models)})")
+    options = loopback_options(args.repository, out / "tritonserver.log", exit_timeout_s=2, models=models)
     with TritonServer(options) as server:
         assert server.process is not None
         yield (server.grpc_url if args.protocol == "grpc" else server.http_url), server.process.pid
@@ -322,6 +370,7 @@ def measure(
     settings: WindowSettings,
     payload: Payload,
     peer: PeerPairs | None = None,
+    layout: DualEncoderLayout | None = None,
 ) -> list[Round]:
     """A/B/A/B: each round measures every load point on the server (straight, then through the gateway when
     there is one: the same conditions; then, with a vLLM peer, each peer workload through the gateway and on the
@@ -332,9 +381,9 @@ def measure(
         progress(f"{args.benchmark}: loading the in-process baselines")
         limit_batches = tuple(_numbers(args.limit_batch_sizes, "--limit-batch-sizes", int))
         baselines = Baselines(
-            args.benchmark,
+            workload.task,
             payload,
-            BaselineSettings(args.checkpoint, args.repository, args.baseline_requests, limit_batches),
+            BaselineSettings(args.checkpoint, args.repository, args.baseline_requests, limit_batches, layout=layout),
         )
     rounds = []
     alternations = args.alternations if baselines is not None or peer else 1  # nothing to alternate with
@@ -402,16 +451,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     _numbers(args.limit_batch_sizes, "--limit-batch-sizes", int)  # a bad value fails before the server starts
     payload = build_payload(args)
-    out = args.results / (args.name or args.benchmark)
+    name, task = model_name(args), workload_type.task
+    # The repository's configs name the model's Triton models before a server starts; a running server's do when
+    # there is no repository.
+    readings: Readings | None = repository_readings(args.repository) if args.repository else None
+    model = served_model(readings, name, task, f"the repository {args.repository}") if readings is not None else None
+    if args.serve and model is None:
+        raise ValueError("--serve needs --repository: an exported model repository folder")
+    out = args.results / results_name(args)
     out.mkdir(parents=True, exist_ok=True)
     with (
-        served(args, workload_type, out) as (url, pid),
+        served(args, task_models(model, task) if model else (), out) as (url, pid),
         through_gateway(args, url, out) as (gateway_url, gateway_pid),
         vllm_peer(args, out) as (peer_url, peer_pid, peer_info),
     ):
+        if readings is None or model is None:
+            readings = server_readings(url, args.protocol)
+            model = served_model(readings, name, task, f"the server at {url}")
+        embeds = KIND_OF_TASK[task] == "embedding"
+        layout = DualEncoderLayout.read(model, readings) if embeds and not args.no_baselines else None
         retry = None if args.retries is None else RetryPolicy(attempts=args.retries + 1)
-        workload = workload_type(url, args.protocol, payload, retry)
-        gateway = GATEWAY_WORKLOADS[args.benchmark](gateway_url, "http", payload) if gateway_url else None
+        workload = workload_type(url, args.protocol, payload, retry, model=name)
+        gateway = GATEWAY_WORKLOADS[args.benchmark](gateway_url, "http", payload, model=name) if gateway_url else None
         if gateway is not None:
             gateway.share_requests(workload)  # one Triton: the gateway never resends what the direct path sent
         cost = GatewayCost(gateway_url, gateway_pid) if gateway_url else None
@@ -421,7 +482,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             PeakMemory(pid) if pid else contextlib.nullcontext() as memory,
             PeakMemory(peer_pid, interval_s=1.0) if peer_pid else contextlib.nullcontext() as peer_memory,
         ):
-            rounds = measure(args, workload, gateway, cost, points, settings, payload, peer)
+            rounds = measure(args, workload, gateway, cost, points, settings, payload, peer, layout)
         peak_memory = memory.bytes if memory else None
         peak_pss = memory.pss_bytes if memory else None
         if peer_info:
@@ -448,16 +509,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for round_ in rounds
     ]
-    server = {
-        "url": url,
-        "protocol": args.protocol,
-        "model": workload_type.models[0],
-        "started_by_bench": args.serve,
-        "peak_memory_bytes": peak_memory,
-        "peak_pss_bytes": peak_pss,
-        # What each exported encoder runs at (fp32, int8), as the repository's configs record it for the server.
-        "encoder_precisions": served_precisions(args.repository, ServerOptions.target) if args.repository else {},
-    }
+    server = served_report(model, task, url, args)
+    server.update(
+        {
+            "peak_memory_bytes": peak_memory,
+            "peak_pss_bytes": peak_pss,
+        }
+    )
     environment = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     report = build_report(
         args.benchmark,
@@ -477,6 +535,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def served_report(model: ServedModel, task: Task, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The report's ``server``: where it ran and what it measured (the task's ensemble, of the model named)."""
+    members = set(task_models(model, task))
+    precisions = served_precisions(args.repository, ServerOptions.target) if args.repository else {}
+    return {
+        "url": url,
+        "protocol": args.protocol,
+        "model": model.triton_models[task],
+        "served_model": model.name,
+        "family": model.family,
+        "started_by_bench": args.serve,
+        # What each exported encoder of this model runs at (fp32, int8), as the repository's configs record it.
+        "encoder_precisions": {
+            encoder: precision
+            for encoder, precision in precisions.items()
+            if encoder.startswith(f"{model.name}_") or encoder in members
+        },
+    }
+
+
 def write_reports(report: dict[str, Any], out: Path, encoders: bool) -> list[Path]:
     paths = [write_json(report, out), write_csv(report, out), write_markdown(report, out), *write_plots(report, out)]
     if encoders:
@@ -487,6 +565,8 @@ def write_reports(report: dict[str, Any], out: Path, encoders: bool) -> list[Pat
 def check_arguments(args: argparse.Namespace) -> None:
     if args.retries is not None and args.retries < 0:
         raise ValueError(f"--retries: must be 0 or more, got {args.retries}")
+    if args.model is not None:
+        check_model_name(args.model)  # a ValueError saying why not
     if bool(args.url) == args.serve:
         raise ValueError("give either --url (a running server) or --serve (with --repository)")
     if args.serve and not (args.repository and args.repository.is_dir()):
@@ -533,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ServerError, RuntimeError) as error:
         print(f"vlm-bench: {error}", file=sys.stderr)
         return 1
-    out = args.results / (args.name or args.benchmark)
+    out = args.results / results_name(args)
     print((out / "summary.md").read_text())
     print(f"reports in {out}/")
     return 0

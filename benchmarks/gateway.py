@@ -35,7 +35,6 @@ class GatewayWorkload(Workload):
     sending and timing it, on a load thread or on the open loop's event loop, is here."""
 
     streams = False  # a streamed chat completion, timed to its first content delta
-    served_model = ""  # the model's name in the requests, unless ``model`` is given
 
     def __init__(
         self,
@@ -48,8 +47,7 @@ class GatewayWorkload(Workload):
         extra_body: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> None:
-        super().__init__(url.rstrip("/"), protocol, payload, retry)
-        self.model = model or self.served_model
+        super().__init__(url.rstrip("/"), protocol, payload, retry, model=model)
         self.extra_body = dict(extra_body or {})
         self.name = name or self.name
 
@@ -142,8 +140,6 @@ def _image_items(images: list[bytes]) -> list[dict[str, Any]]:
 
 
 class GatewayClipImage(GatewayWorkload, ClipImage):
-    served_model = "clip"
-
     def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
         images = self.images(n)
         body = {"model": self.model, "input": _image_items(images), "encoding_format": "base64", **self.extra_body}
@@ -151,8 +147,6 @@ class GatewayClipImage(GatewayWorkload, ClipImage):
 
 
 class GatewayClipText(GatewayWorkload, ClipText):
-    served_model = "clip"
-
     def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
         body = {"model": self.model, "input": self.texts(n), "encoding_format": "base64", **self.extra_body}
         return "/v1/embeddings", body, 0
@@ -164,7 +158,6 @@ class GatewayLlava(GatewayWorkload, Llava):
     are vLLM's extra fields, which vlm-gateway takes too)."""
 
     streams = True
-    served_model = "llava"
 
     def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
         messages, images = self.request(n)

@@ -230,9 +230,11 @@ def peer_workload(url: str, payload: Payload, workload: str) -> GatewayLlava:
     )
 
 
-def project_workload(gateway_url: str, payload: Payload, workload: str) -> GatewayLlava:
-    """The same requests to this project through vlm-gateway."""
-    return GatewayLlava(gateway_url, "http", workload_payload(payload, workload), name=f"vlm-gateway ({workload})")
+def project_workload(gateway_url: str, payload: Payload, workload: str, model: str | None = None) -> GatewayLlava:
+    """The same requests to this project's model ``model`` (default: the chat benchmark's) through vlm-gateway."""
+    return GatewayLlava(
+        gateway_url, "http", workload_payload(payload, workload), model=model, name=f"vlm-gateway ({workload})"
+    )
 
 
 PeerPairs = dict[str, tuple[GatewayLlava, GatewayLlava]]  # workload -> (this project via vlm-gateway, vllm serve)
@@ -246,7 +248,7 @@ def peer_pairs(direct: Workload, gateway: Workload | None, peer_url: str, payloa
         raise ValueError("the vLLM peer is compared with this project through vlm-gateway: no gateway to measure")
     pairs: PeerPairs = {}
     for kind in WORKLOADS:
-        project = gateway if kind == "image" else project_workload(gateway.url, payload, kind)
+        project = gateway if kind == "image" else project_workload(gateway.url, payload, kind, gateway.model)
         if project is not gateway:
             project.share_requests(direct)
         other = peer_workload(peer_url, payload, kind)

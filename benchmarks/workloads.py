@@ -1,6 +1,9 @@
-"""One served path per benchmark: which models it needs and how one request is sent and timed.
+"""One served task per benchmark and how one request of it is sent and timed, to the model named ``model`` (default:
+the task's historical model, ``clip`` or ``llava``; any served model of the task's kind, found by its tags).
 
-Requests go through ``VLMClient`` (one client per load thread), the way an application calls the server.
+Requests go through ``VLMClient`` (one client per load thread), the way an application calls the server. Each
+benchmark has a task name (``image-embed``, ``text-embed``, ``rank``, ``chat``) and its first name
+(``clip-image``, ``clip-text``, ``clip-rank``, ``llava``), which reports and results folders keep.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 from benchmarks.inputs import unique
 from client import AsyncVLMClient, Completion, RetryPolicy, VLMClient
+from client.catalog import KIND_OF_TASK, Task
+from client.models import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL
 
 
 @dataclass(frozen=True)
@@ -51,16 +56,26 @@ class Payload:
 
 
 class Workload:
-    """Sends request ``n`` of a run; subclasses name the ensemble (``models``) and what one request is."""
+    """Sends request ``n`` of a run to the model ``model``; subclasses name the task and what one request is."""
 
     name = ""
-    models: tuple[str, ...] = ()
+    task: Task = "image_embed"
+    default_model = DEFAULT_EMBEDDING_MODEL
     counts_images = False
     generates = False
 
-    def __init__(self, url: str, protocol: str, payload: Payload, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        protocol: str,
+        payload: Payload,
+        retry: RetryPolicy | None = None,
+        *,
+        model: str | None = None,
+    ) -> None:
         self.url, self.protocol, self.payload = url, protocol, payload
         self.retry = retry  # None: the client's default (transient failures, busy included, are retried)
+        self.model = model or self.default_model
         self._serial = itertools.count()
         self._requests = itertools.count()
         self._local = threading.local()
@@ -79,13 +94,19 @@ class Workload:
     def client(self) -> VLMClient:
         """One client per thread: tritonclient's clients are not shared across threads."""
         if not hasattr(self._local, "client"):
-            self._local.client = VLMClient(self.url, protocol=self.protocol, timeout=600.0, retry=self.retry)
+            self._local.client = VLMClient(
+                self.url, protocol=self.protocol, timeout=600.0, retry=self.retry, **self.model_names()
+            )
         return self._local.client
+
+    def model_names(self) -> dict[str, str]:
+        """The client's keyword naming this workload's model: its task's kind says which."""
+        return {"embedding_model" if KIND_OF_TASK[self.task] == "embedding" else "chat_model": self.model}
 
     def async_client(self) -> Any:
         """The open loop's client, an async context manager (here one AsyncVLMClient, its requests multiplexed
         on one connection), passed to every ``send_async``."""
-        return AsyncVLMClient(self.url, protocol=self.protocol, timeout=600.0, retry=self.retry)
+        return AsyncVLMClient(self.url, protocol=self.protocol, timeout=600.0, retry=self.retry, **self.model_names())
 
     def images(self, n: int) -> list[bytes]:
         pool, count = self.payload.images, self.payload.images_per_request
@@ -116,7 +137,7 @@ async def _timed_async(call: Awaitable[Any], images: int, start: float) -> Sampl
 
 
 class ClipImage(Workload):
-    name, models, counts_images = "clip-image", ("clip_image_embed",), True
+    name, task, counts_images = "clip-image", "image_embed", True
 
     def send(self, n: int) -> Sample:
         images = self.images(n)
@@ -128,7 +149,7 @@ class ClipImage(Workload):
 
 
 class ClipText(Workload):
-    name, models = "clip-text", ("clip_text_embed",)
+    name, task = "clip-text", "text_embed"
 
     def texts(self, n: int) -> list[str]:
         # A serial keeps the response cache from answering a repeated text; it adds a token or two.
@@ -143,7 +164,7 @@ class ClipText(Workload):
 
 
 class ClipRank(Workload):
-    name, models, counts_images = "clip-rank", ("clip_rank",), True
+    name, task, counts_images = "clip-rank", "rank", True
 
     def send(self, n: int) -> Sample:
         images, texts = self.images(n), self.texts(n)
@@ -161,7 +182,8 @@ def llava_messages(question: str, images: int) -> list[dict[str, Any]]:
 
 
 class Llava(Workload):
-    name, models, generates = "llava", ("llava",), True
+    name, task, generates = "llava", "chat", True
+    default_model = DEFAULT_CHAT_MODEL
 
     def request(self, n: int) -> tuple[list[dict[str, Any]], list[bytes]]:
         images = self.images(n)
@@ -200,3 +222,14 @@ class _StreamTimer:
 
 
 WORKLOADS: dict[str, type[Workload]] = {w.name: w for w in (ClipImage, ClipText, ClipRank, Llava)}
+# Each benchmark by its task (what it measures of any model that does it): image-embed, text-embed, rank, chat.
+TASK_BENCHMARKS: dict[str, str] = {w.task.replace("_", "-"): name for name, w in WORKLOADS.items()}
+
+
+def benchmark_name(name: str) -> str:
+    """The benchmark's first name (``clip-image``) for either of its names; ``ValueError`` listing both kinds."""
+    if name in WORKLOADS:
+        return name
+    if name in TASK_BENCHMARKS:
+        return TASK_BENCHMARKS[name]
+    raise ValueError(f"benchmark: choose one of {', '.join([*TASK_BENCHMARKS, *WORKLOADS])}, got {name!r}")

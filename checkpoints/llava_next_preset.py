@@ -65,4 +65,17 @@ LLAVA_V1_6_VICUNA_7B = LlavaNextPreset(
     vocab_size=32064,
     dtype=torch.float16,
 )
-LLAVA_NEXT_PRESETS = (TINY_LLAVA_NEXT, LLAVA_V1_6_VICUNA_7B)
+# The benchmark's LLaVA-NeXT: bench-llava's language model behind a ViT-B/32 tower (49 tokens a 224-pixel tile) and
+# llava-v1.6's grid shapes at 224-pixel tiles, so a landscape image costs 3 tiles (about 150 tokens with the newlines)
+# and a run on 2 CPU cores stays short; real-size layers, random weights.
+BENCH_LLAVA_NEXT = LlavaNextPreset(
+    name="bench-llava-next",
+    image_size=224,
+    patch_size=32,
+    image_grid_pinpoints=((224, 448), (448, 224), (448, 448)),
+    vision=TowerShape(hidden=768, layers=12, heads=12, intermediate=3072),
+    text=TowerShape(hidden=768, layers=8, heads=12, intermediate=2048, kv_heads=12),
+    context_length=1024,
+    tokenizer_vocab_size=1000,
+)
+LLAVA_NEXT_PRESETS = (TINY_LLAVA_NEXT, LLAVA_V1_6_VICUNA_7B, BENCH_LLAVA_NEXT)

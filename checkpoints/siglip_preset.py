@@ -63,4 +63,17 @@ TINY_SIGLIP = SiglipPreset(
     tokenizer_vocab_size=600,
     context_length=16,
 )
-SIGLIP_PRESETS = (TINY_SIGLIP,)
+# google/siglip-base-patch16-224's shapes with random weights, for the benchmark (weights do not change speed): ViT-B/16
+# towers of 768, a 64-token context padded to its length. The tokenizer is trained small here; the vocabulary keeps
+# the real size (the token embedding table's memory).
+SIGLIP_BASE_PATCH16_224 = SiglipPreset(
+    name="siglip-base-patch16-224",
+    image_size=224,
+    patch_size=16,
+    vision=TowerShape(hidden=768, layers=12, heads=12, intermediate=3072),
+    text=TowerShape(hidden=768, layers=12, heads=12, intermediate=3072),
+    vocab_size=32000,
+    tokenizer_vocab_size=2048,
+    context_length=64,
+)
+SIGLIP_PRESETS = (TINY_SIGLIP, SIGLIP_BASE_PATCH16_224)

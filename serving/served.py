@@ -40,6 +40,7 @@ __all__ = [
     "RepositoryError",
     "ServedFamily",
     "members",
+    "model_configs",
     "select",
     "select_models",
     "served_families",
@@ -87,6 +88,11 @@ def _served(repository: Path, configs: dict[str, mc.ModelConfig]) -> dict[str, S
         return collect((model, string_parameters(config.parameters)) for model, config in configs.items())
     except CatalogError as error:
         raise RepositoryError(f"{repository}: {error}") from None
+
+
+def model_configs(repository: Path) -> dict[str, mc.ModelConfig]:
+    """Model -> its config (``config.pbtxt``), for every model folder of the repository."""
+    return _configs(repository)
 
 
 def served_models(repository: Path) -> dict[str, ServedModel]:

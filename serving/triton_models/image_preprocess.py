@@ -28,6 +28,8 @@ from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, require_count
 
 IMAGE_PROCESSOR_DIR = "image_processor"
+# The config parameter naming the layout, and the layout when it is absent.
+PIXEL_LAYOUT_PARAMETER, DEFAULT_PIXEL_LAYOUT = "pixel_layout", "image"
 DRAFT_MARGIN = 2  # a reduced-scale decode keeps at least this many source pixels per resized pixel on each side
 
 
@@ -50,7 +52,7 @@ def draft_side(processor: Processor) -> int | None:
 
 class ImagePreprocess(PythonModel):
     def setup(self) -> None:
-        layout = self.parameters.get("pixel_layout", "image")
+        layout = self.parameters.get(PIXEL_LAYOUT_PARAMETER, DEFAULT_PIXEL_LAYOUT)
         if layout not in PIXEL_LAYOUTS:
             raise ValueError(f"pixel_layout must be one of {tuple(PIXEL_LAYOUTS)}, got {layout!r}")
         self.processor = PIXEL_LAYOUTS[layout](self.artifacts / IMAGE_PROCESSOR_DIR)

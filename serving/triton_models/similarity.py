@@ -10,12 +10,14 @@ from serving.similarity import SCORINGS, image_text_scores, read_logit_bias, rea
 from serving.triton_models.base import PythonModel
 from serving.validators import require_count, require_finite
 
+SCORING_PARAMETER, DEFAULT_SCORING = "scoring", SCORINGS[0]  # the config parameter, and its value when absent
+
 
 class Similarity(PythonModel):
     def setup(self) -> None:
         self.logit_scale = read_logit_scale(self.artifacts)
         self.logit_bias = read_logit_bias(self.artifacts)
-        self.scoring = self.parameters.get("scoring", "softmax")
+        self.scoring = self.parameters.get(SCORING_PARAMETER, DEFAULT_SCORING)
         if self.scoring not in SCORINGS:
             raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         self.max_images = self.int_parameter("max_images")

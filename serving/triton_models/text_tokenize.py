@@ -18,11 +18,12 @@ from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, decode_text, require_count
 
 TOKENIZER_DIR = "tokenizer"
+PADDING_PARAMETER, DEFAULT_PADDING = "padding", "longest"  # the config parameter, and its value when absent
 
 
 class TextTokenize(PythonModel):
     def setup(self) -> None:
-        padding = self.parameters.get("padding", "longest")
+        padding = self.parameters.get(PADDING_PARAMETER, DEFAULT_PADDING)
         self.tokenizer = TextTokenizer(self.artifacts / TOKENIZER_DIR, padding=padding)
         self.max_texts = self.int_parameter("max_texts")
         self.max_text_bytes = self.int_parameter("max_text_bytes")

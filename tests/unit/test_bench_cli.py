@@ -12,8 +12,10 @@ from typing import ClassVar
 import pytest
 
 from benchmarks import cli
+from benchmarks.exported import ConfigReading
 from benchmarks.load import LoadPoint, WindowSettings
 from benchmarks.workloads import Llava, Payload, Sample, Workload
+from export.families.tags import served_tags
 from tests.unit.test_bench_gateway import FakeOpenAI
 
 pytestmark = pytest.mark.timeout(60)
@@ -126,6 +128,9 @@ def test_a_run_with_a_peer_reports_it_beside_the_direct_and_gateway_figures(
     folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cli, "read_statistics", lambda url, protocol: None)
+    # No Triton here: its model configs as a server tagged by the export would answer them (the chat model llava).
+    tags = served_tags("llava", "llava", "chat", probe="chat", text_model="llava_decoder")
+    monkeypatch.setattr(cli, "server_readings", lambda url, protocol: {"llava": ConfigReading(tags)})
     monkeypatch.setitem(cli.WORKLOADS, "llava", _TakesTime)
     monkeypatch.setattr(FakeOpenAI, "bodies", [])
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)  # stands in for vlm-gateway and vLLM
@@ -144,6 +149,7 @@ def test_a_run_with_a_peer_reports_it_beside_the_direct_and_gateway_figures(
         httpd.server_close()
     peer = report["vllm_peer"]
     assert peer["url"] == url and not peer["started_by_bench"]
+    assert (report["server"]["model"], report["server"]["served_model"]) == ("llava", "llava")
     assert peer["prompt_tokens"]["image"] == {"project": 55, "vllm_serve": 55, "equal": True}
     assert [len(r["image"]["peer"]) for r in peer["rounds"]] == [2, 2]
     assert len(peer["headline"]) == 4 and all(row["values"] for row in peer["headline"])
@@ -155,3 +161,45 @@ def test_a_run_with_a_peer_reports_it_beside_the_direct_and_gateway_figures(
     assert "Against vLLM's own OpenAI server" in summary and "| text | concurrency 8 |" in summary
     metrics = (tmp_path / "run" / "metrics.csv").read_text()
     assert "vlm-gateway/vllm-serve:text" in metrics and "vllm-serve:image" in metrics
+
+
+@pytest.mark.parametrize(
+    ("given", "first"),
+    [("image-embed", "clip-image"), ("text-embed", "clip-text"), ("rank", "clip-rank"), ("chat", "llava")],
+)
+def test_each_benchmark_answers_to_its_task_name_and_to_its_first_name(
+    folders: tuple[Path, Path], given: str, first: str
+) -> None:
+    assert cli.build_parser().parse_args(arguments(folders, benchmark=given)).benchmark == first
+    assert cli.build_parser().parse_args(arguments(folders, benchmark=first)).benchmark == first
+
+
+def test_an_unknown_benchmark_is_refused_with_both_kinds_of_names(
+    folders: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(arguments(folders, benchmark="clip"))
+    err = capsys.readouterr().err
+    assert "choose one of image-embed, text-embed, rank, chat, clip-image" in err and "'clip'" in err
+
+
+def test_the_model_defaults_to_the_benchmarks_own_and_names_the_results_folder_otherwise(
+    folders: tuple[Path, Path],
+) -> None:
+    def parsed(*extra: str, benchmark: str) -> tuple[str, str]:
+        args = cli.build_parser().parse_args(arguments(folders, *extra, benchmark=benchmark))
+        return cli.model_name(args), cli.results_name(args)
+
+    assert parsed(benchmark="image-embed") == ("clip", "clip-image")
+    assert parsed(benchmark="llava") == ("llava", "llava")
+    assert parsed("--model", "siglip", benchmark="clip-image") == ("siglip", "image-embed-siglip")
+    assert parsed("--model", "llava_next", benchmark="chat") == ("llava_next", "chat-llava_next")
+    assert parsed("--model", "siglip", "--name", "mine", benchmark="rank") == ("siglip", "mine")
+
+
+@pytest.mark.parametrize("name", ["../up", "a b", "_under", "x" * 65])
+def test_a_model_name_that_no_export_can_give_is_refused_naming_the_rule(
+    folders: tuple[Path, Path], name: str
+) -> None:
+    with pytest.raises(ValueError, match="not a valid model name"):
+        check(arguments(folders, "--model", name, benchmark="chat"))
