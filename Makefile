@@ -50,12 +50,18 @@ BENCH_REPOSITORY := .cache/bench_repository
 BENCH_INT8_REPOSITORY := .cache/bench_repository_int8
 BENCH_CLIP := .cache/checkpoints/clip-vit-base-patch32
 BENCH_LLAVA := .cache/checkpoints/bench-llava
+BENCH_SIGLIP := .cache/checkpoints/siglip-base-patch16-224
+BENCH_LLAVA_NEXT := .cache/checkpoints/bench-llava-next
 # Each run alternates served and in-process baseline windows (--alternations, A/B/A/B) and reports every ratio
 # as the median over the alternations with its spread.
 BENCH_LOAD := --serve --concurrency 1,8 --max-windows 4 --alternations 3
 BENCH_SWEEP := $(BENCH_LOAD) --repository $(BENCH_REPOSITORY)
 BENCH_CLIP_FP32 := $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
 BENCH_CLIP_INT8 := $(BENCH_LOAD) --repository $(BENCH_INT8_REPOSITORY) --checkpoint $(BENCH_CLIP) --baseline-requests 16
+# The models added by name (SigLIP, LLaVA-NeXT) run shorter: two alternations of at most 3 windows, few baseline
+# requests, so they add a few minutes to make bench.
+BENCH_SHORT := --serve --concurrency 1,8 --max-windows 3 --alternations 2 --repository $(BENCH_REPOSITORY)
+BENCH_SIGLIP_FP32 := $(BENCH_SHORT) --model siglip --checkpoint $(BENCH_SIGLIP) --baseline-requests 8
 
 $(BENCH_REPOSITORY)/clip_vision/1/model.onnx: $(BENCH_CLIP)/config.json $(EXPORT_SOURCES)
 	$(BIN)/vlm-export repository --repository $(BENCH_REPOSITORY)
@@ -68,11 +74,18 @@ $(BENCH_INT8_REPOSITORY)/clip_vision/1/model.onnx: $(BENCH_CLIP)/config.json $(E
 $(BENCH_REPOSITORY)/llava_vision/1/model.onnx: $(BENCH_LLAVA)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
 	$(BIN)/vlm-export llava --checkpoint $(BENCH_LLAVA) --repository $(BENCH_REPOSITORY)
 
+$(BENCH_REPOSITORY)/siglip_vision/1/model.onnx: $(BENCH_SIGLIP)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
+	$(BIN)/vlm-export model --checkpoint $(BENCH_SIGLIP) --repository $(BENCH_REPOSITORY)
+
+$(BENCH_REPOSITORY)/llava_next_vision/1/model.onnx: $(BENCH_LLAVA_NEXT)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
+	$(BIN)/vlm-export model --checkpoint $(BENCH_LLAVA_NEXT) --repository $(BENCH_REPOSITORY)
+
 # llava: 1024 distinct images and questions, more than a run sends to Triton (direct, and image and text requests
 # through vlm-gateway), so the LLaVA encoders' response cache never answers; --vllm-peer measures `vllm serve` on
 # the same checkpoint, alternating with this project through vlm-gateway.
 bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/clip_vision/1/model.onnx \
-		$(BENCH_REPOSITORY)/llava_vision/1/model.onnx
+		$(BENCH_REPOSITORY)/llava_vision/1/model.onnx $(BENCH_REPOSITORY)/siglip_vision/1/model.onnx \
+		$(BENCH_REPOSITORY)/llava_next_vision/1/model.onnx
 	$(BIN)/vlm-bench clip-image $(BENCH_CLIP_FP32)
 	$(BIN)/vlm-bench clip-image $(BENCH_CLIP_INT8) --name clip-image-int8
 	$(BIN)/vlm-bench clip-text $(BENCH_CLIP_FP32)
@@ -81,6 +94,10 @@ bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/cli
 	$(BIN)/vlm-bench clip-rank $(BENCH_CLIP_INT8) --name clip-rank-int8
 	$(BIN)/vlm-bench llava $(BENCH_SWEEP) --checkpoint $(BENCH_LLAVA) --window-requests 2 --baseline-requests 3 \
 		--output-tokens 64 --input-count 1024 --vllm-peer
+	$(BIN)/vlm-bench image-embed $(BENCH_SIGLIP_FP32)
+	$(BIN)/vlm-bench text-embed $(BENCH_SIGLIP_FP32)
+	$(BIN)/vlm-bench chat $(BENCH_SHORT) --model llava_next --checkpoint $(BENCH_LLAVA_NEXT) --window-requests 1 \
+		--baseline-requests 2 --output-tokens 32 --input-count 256
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -378,7 +378,7 @@ def measure(
     comparison's image side too (one measurement, not two)."""
     baselines = None
     if not args.no_baselines:
-        progress(f"{args.benchmark}: loading the in-process baselines")
+        progress(f"{args.benchmark} ({workload.model}): loading the in-process baselines")
         limit_batches = tuple(_numbers(args.limit_batch_sizes, "--limit-batch-sizes", int))
         baselines = Baselines(
             workload.task,
@@ -389,7 +389,7 @@ def measure(
     alternations = args.alternations if baselines is not None or peer else 1  # nothing to alternate with
     for round_number in range(1, alternations + 1):
         round_ = Round([], [], [], {kind: [] for kind in peer or {}})
-        at = f"{args.benchmark}: alternation {round_number}/{alternations}:"
+        at = f"{args.benchmark} ({workload.model}): alternation {round_number}/{alternations}:"
         for point in points:
             progress(f"{at} served, {point.label}")
             snapshot = functools.partial(read_statistics, workload.url, args.protocol)

@@ -20,12 +20,22 @@ SHORT += ["--warmup-requests", "1", "--baseline-requests", "2", "--limit-batch-s
 SHORT += ["--alternations", "2"]
 
 
+CHAT = ["--image-size", "64", "--prompt-tokens", "8", "--output-tokens", "4"]
+TOKEN_PLOTS = {"time_to_first_token.png", "inter_token_latency.png"}
+
+
 @pytest.mark.parametrize(
-    ("benchmark", "checkpoint", "extra", "files"),
+    ("benchmark", "model", "checkpoint", "extra", "files", "hugging_face"),
     [
-        ("clip-image", "tiny_clip", ["--image-size", "64"], {"perf_analyzer.csv"}),
-        ("llava", "tiny_llava", ["--image-size", "64", "--prompt-tokens", "8", "--output-tokens", "4"],
-         {"time_to_first_token.png", "inter_token_latency.png"}),
+        ("clip-image", "clip", "tiny_clip", ["--image-size", "64"], {"perf_analyzer.csv"}, "CLIPModel"),
+        ("llava", "llava", "tiny_llava", CHAT, TOKEN_PLOTS, "LlavaForConditionalGeneration"),
+        # Any served model by name: SigLIP's texts padded to its context and its sigmoid scores on both baselines,
+        # SigLIP2's NaFlex patches in the limit, LLaVA-NeXT's anyres through its own Auto class.
+        ("image-embed", "siglip", "tiny_siglip", ["--image-size", "64"], {"perf_analyzer.csv"}, "SiglipModel"),
+        ("rank", "siglip", "tiny_siglip", ["--image-size", "64", "--texts-per-request", "3"], set(), "SiglipModel"),
+        ("text-embed", "siglip", "tiny_siglip", [], set(), "SiglipModel"),
+        ("image-embed", "siglip2", "tiny_siglip2", ["--image-size", "80x48"], set(), "Siglip2Model"),
+        ("chat", "llava_next", "tiny_llava_next", CHAT, TOKEN_PLOTS, "LlavaNextForConditionalGeneration"),
     ],
 )  # fmt: skip
 def test_a_two_point_sweep_writes_every_report_file_and_each_parses(
@@ -34,13 +44,15 @@ def test_a_two_point_sweep_writes_every_report_file_and_each_parses(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     benchmark: str,
+    model: str,
     checkpoint: str,
     extra: list[str],
     files: set[str],
+    hugging_face: str,
 ) -> None:
-    args = [benchmark, "--url", server.grpc_url, "--repository", str(model_repository), *SHORT, *extra]
-    args += ["--checkpoint", str(request.getfixturevalue(checkpoint)), "--results", str(tmp_path), "--name", "run"]
-    assert vlm_bench(args) == 0
+    args = [benchmark, "--model", model, "--url", server.grpc_url, "--repository", str(model_repository), *SHORT]
+    args += [*extra, "--checkpoint", str(request.getfixturevalue(checkpoint)), "--results", str(tmp_path)]
+    assert vlm_bench([*args, "--name", "run"]) == 0
     out = tmp_path / "run"
     expected = {"report.json", "metrics.csv", "summary.md", "throughput.png", "latency.png", *files}
     assert expected <= {p.name for p in out.iterdir()}
@@ -49,6 +61,10 @@ def test_a_two_point_sweep_writes_every_report_file_and_each_parses(
     assert [(p["mode"], p["value"]) for p in report["points"]] == [("concurrency", 1), ("concurrency", 2)]
     assert all(p["errors"] == 0 and p["metrics"]["request_throughput"]["avg"] > 0 for p in report["points"])
     assert {b["name"] for b in report["baselines"]} == {"huggingface", "limit"}
+    assert report["server"]["served_model"] == model and report["server"]["model"].startswith(model)
+    described = {b["name"]: b["description"] for b in report["baselines"]}
+    assert described["huggingface"].startswith(f"Hugging Face {hugging_face}"), described
+    assert all(ratio["vs_huggingface"] > 0 and ratio["vs_limit"] > 0 for ratio in report["ratios"]), report["ratios"]
     assert len(report["rounds"]) == 2  # served windows, baseline windows, served windows, baseline windows
     for round_ in report["rounds"]:
         assert [p["value"] for p in round_["points"]] == [1, 2]
@@ -71,6 +87,22 @@ def test_a_two_point_sweep_writes_every_report_file_and_each_parses(
 def test_bad_arguments_get_a_message_naming_the_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert vlm_bench(["clip-image", "--url", "127.0.0.1:1", "--no-baselines", "--concurrency", "0"]) == 2
     assert "--concurrency: expected numbers > 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("benchmark", "model", "message"),
+    [
+        ("chat", "siglip", "'siglip' is an embedding model (siglip), and this benchmark (chat) needs a chat model"),
+        ("rank", "llava_next", "'llava_next' is a chat model (llava_next), and this benchmark (rank) needs an"),
+        ("image-embed", "nope", "serves no model named 'nope'; it serves: clip (an embedding model)"),
+    ],
+)
+def test_a_model_the_server_does_not_serve_for_the_task_is_refused_naming_what_it_serves(
+    server: TritonServer, capsys: pytest.CaptureFixture[str], tmp_path: Path, benchmark: str, model: str, message: str
+) -> None:
+    args = [benchmark, "--model", model, "--url", server.grpc_url, "--no-baselines", "--results", str(tmp_path)]
+    assert vlm_bench(args) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_through_the_gateway_the_same_points_are_measured_and_compared(server: TritonServer, tmp_path: Path) -> None:

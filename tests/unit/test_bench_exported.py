@@ -42,9 +42,9 @@ def test_an_unknown_name_or_a_model_of_the_wrong_kind_is_refused_naming_the_flag
     readings = repository_readings(repository)
     with pytest.raises(ValueError, match=r"--model: here serves no model named 'siglip'; it serves: .*sig \(an "):
         served_model(readings, "siglip", "rank", "here")
-    with pytest.raises(ValueError, match="'llava_next' is a chat model .*needs an embedding model"):
+    with pytest.raises(ValueError, match=r"'llava_next' is a chat model .*needs an embedding model"):
         served_model(readings, "llava_next", "text_embed", "here")
-    with pytest.raises(ValueError, match="'clip' is an embedding model .*needs a chat model"):
+    with pytest.raises(ValueError, match=r"'clip' is an embedding model .*needs a chat model"):
         served_model(readings, "clip", "chat", "here")
 
 
