@@ -198,8 +198,6 @@ def test_the_model_defaults_to_the_benchmarks_own_and_names_the_results_folder_o
 
 
 @pytest.mark.parametrize("name", ["../up", "a b", "_under", "x" * 65])
-def test_a_model_name_that_no_export_can_give_is_refused_naming_the_rule(
-    folders: tuple[Path, Path], name: str
-) -> None:
+def test_a_model_name_that_no_export_can_give_is_refused_naming_the_rule(folders: tuple[Path, Path], name: str) -> None:
     with pytest.raises(ValueError, match="not a valid model name"):
         check(arguments(folders, "--model", name, benchmark="chat"))
