@@ -11,6 +11,9 @@ the family's: ``clip``, ``llava``, ``siglip``) and tags each ensemble a client c
 - ``vlm_text_model`` (on a chat ensemble): the model that text-only turns and cancellations go to (the decoder);
 - ``vlm_probe`` (on one ensemble per name): the request that shows its python models alive (serving/probe.py).
 
+Each exported encoder's config also records the precision its ONNX model was exported at (``vlm_precision``); a
+model's precisions are those of the encoders its ensembles run.
+
 This module reads those tags (from config files, or from a server's model configs, which every client may read) and
 turns a name into the Triton models a client calls. It imports nothing heavy: the client, the gateway and serving
 share it, and the export writes what it reads.
@@ -31,6 +34,7 @@ KIND_PARAMETER = "vlm_kind"
 TASK_PARAMETER = "vlm_task"
 TEXT_MODEL_PARAMETER = "vlm_text_model"
 PROBE_PARAMETER = "vlm_probe"
+PRECISION_PARAMETER = "vlm_precision"  # on each exported encoder: the precision its ONNX model was exported at
 
 Kind = Literal["embedding", "chat"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -81,6 +85,15 @@ class ServedModel:
     tasks: tuple[tuple[Task, str], ...]  # (task, the ensemble that does it), in task order
     text_model: str | None = None  # chat: where text-only turns and cancellations go
     probe: tuple[str, ProbeTask] | None = None  # (the ensemble, the probe's task)
+    # (exported encoder, its precision) for the encoders its ensembles run, in name order; () where none is exported
+    # (vLLM encodes the images) or the configs were not read with their steps
+    precisions: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def precision(self) -> str | None:
+        """Its encoders' one precision (``fp32``, ``int8``, ...), ``mixed`` when they differ, None without any."""
+        held = {precision for _, precision in self.precisions}
+        return None if not held else held.pop() if len(held) == 1 else "mixed"
 
     @property
     def triton_models(self) -> dict[Task, str]:
@@ -205,10 +218,35 @@ def stat_names(statistics: Mapping[str, object]) -> list[str]:
     return list(dict.fromkeys(name for name in names if name))
 
 
+def _json_parameters(config: Mapping[str, object]) -> dict[str, str]:
+    parameters = config.get("parameters", {})
+    return string_parameters(parameters if isinstance(parameters, Mapping) else {})
+
+
+def _json_steps(config: Mapping[str, object]) -> list[str]:
+    """An ensemble config's steps' models (JSON, as Triton answers: ``ensemble_scheduling.step[].model_name``)."""
+    scheduling = config.get("ensemble_scheduling", {})
+    steps = scheduling.get("step", []) if isinstance(scheduling, Mapping) else []
+    return (
+        [str(step.get("model_name", "")) for step in steps if isinstance(step, Mapping)]
+        if isinstance(steps, list)
+        else []
+    )
+
+
 def from_configs(configs: Mapping[str, Mapping[str, object]]) -> dict[str, ServedModel]:
-    """Name -> served model from a server's model configs as JSON (model -> config), as ``collect`` reads files."""
-    pairs = []
-    for model, config in configs.items():
-        parameters = config.get("parameters", {})
-        pairs.append((model, string_parameters(parameters if isinstance(parameters, Mapping) else {})))
-    return collect(pairs)
+    """Name -> served model from a server's model configs as JSON (model -> config), as ``collect`` reads files, with
+    the precisions its ensembles' encoders record."""
+    parameters = {model: _json_parameters(config) for model, config in configs.items()}
+    models = collect(parameters.items())
+    for name, served in models.items():
+        steps = {
+            step for ensemble in served.entry_models if ensemble in configs for step in _json_steps(configs[ensemble])
+        }
+        precisions = tuple(
+            (step, parameters[step][PRECISION_PARAMETER])
+            for step in sorted(steps)
+            if PRECISION_PARAMETER in parameters.get(step, {})
+        )
+        models[name] = replace(served, precisions=precisions)
+    return models

@@ -19,6 +19,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from client.catalog import (
     FAMILY_PARAMETER,
+    PRECISION_PARAMETER,
     PROBE_PARAMETER,
     PROBE_TASKS,
     CatalogError,
@@ -48,7 +49,6 @@ __all__ = [
     "served_precisions",
 ]
 
-PRECISION_PARAMETER = "vlm_precision"  # on each exported encoder: the precision its ONNX model was exported at
 CONFIG_FILE = "config.pbtxt"
 T = TypeVar("T")
 _NO_TAGS = "none (configs written before models were tagged: run vlm-export repository)"

@@ -36,7 +36,15 @@ CHAT_RESPONSES = {
 async def list_models(state: State) -> ModelList:
     catalog = await state.catalog.get()
     cards = [
-        ModelCard(id=name, created=STARTED, owned_by="triton-vlm", kind=model.kind, family=model.family)
+        ModelCard(
+            id=name,
+            created=STARTED,
+            owned_by="triton-vlm",
+            kind=model.kind,
+            family=model.family,
+            precision=model.precision,
+            encoder_precisions=dict(model.precisions),
+        )
         for name, model in catalog.models.items()
     ]
     return ModelList(data=cards)

@@ -75,6 +75,14 @@ class ModelCard(BaseModel):
         "embedding: /v1/embeddings, /v1/classify"
     )
     family: str = Field(description="The family it was exported as (clip, llava, siglip, ...)")
+    precision: str | None = Field(
+        default=None,
+        description="What its exported encoders run at (fp32, int8, ...; `mixed` when they differ), as the "
+        "repository records it; null where no encoder is exported (vLLM encodes the images)",
+    )
+    encoder_precisions: dict[str, str] = Field(
+        default_factory=dict, description="Each exported encoder it runs (a Triton model) -> its precision"
+    )
 
 
 class ModelList(BaseModel):

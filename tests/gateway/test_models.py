@@ -37,6 +37,11 @@ def test_v1_models_lists_each_exported_model_by_name_with_its_kind(sdk: openai.O
         "siglip": ("embedding", "siglip"),
         "siglip2": ("embedding", "siglip2"),
     }
+    # Issue 27: each card says what its exported encoders run at, as the repository records it (the session's are fp32).
+    precisions = {card["id"]: (card["precision"], card["encoder_precisions"]) for card in body["data"]}
+    assert precisions["siglip"] == ("fp32", {"siglip_text": "fp32", "siglip_vision": "fp32"})
+    assert precisions["llava_next"] == ("fp32", {"llava_next_projector": "fp32", "llava_next_vision": "fp32"})
+    assert all(precision == "fp32" and encoders for precision, encoders in precisions.values()), precisions
 
 
 def test_each_name_answers_with_its_own_embeddings_texts_and_images(
