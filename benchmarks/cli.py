@@ -526,6 +526,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         environment,
         round_reports,
     )
+    if name != workload_type.default_model:
+        report["targets"] = []  # the targets are the issues' for the first models (CLIP, LLaVA), not for others
     if gateway_reports:
         add_gateway(report, {"url": gateway_url, "started_by_bench": not args.gateway_url}, gateway_reports)
     if peer:

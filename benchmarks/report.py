@@ -501,8 +501,11 @@ def markdown(report: dict[str, Any]) -> str:
             ("output_sequence_length", "avg", "tokens/request"),
         ]
     images = kind != "clip-text"
+    server = report["server"]
+    # Reports written before models had names carry neither.
+    of = f" of {server['served_model']} ({server['family']})" if server.get("served_model") else ""
     lines = [
-        f"## vlm-bench {kind}",
+        f"## vlm-bench {kind}{of}",
         "",
         f"{config['protocol']} at {report['server']['url']}; checkpoint `{config.get('checkpoint')}`; "
         + (f"images {config['image_size']} {config['image_format']}; " if config.get("image_size") and images else "")

@@ -62,6 +62,7 @@ def test_a_two_point_sweep_writes_every_report_file_and_each_parses(
     assert all(p["errors"] == 0 and p["metrics"]["request_throughput"]["avg"] > 0 for p in report["points"])
     assert {b["name"] for b in report["baselines"]} == {"huggingface", "limit"}
     assert report["server"]["served_model"] == model and report["server"]["model"].startswith(model)
+    assert bool(report["targets"]) == (model in ("clip", "llava"))  # the issues' targets are the first models'
     described = {b["name"]: b["description"] for b in report["baselines"]}
     assert described["huggingface"].startswith(f"Hugging Face {hugging_face}"), described
     assert all(ratio["vs_huggingface"] > 0 and ratio["vs_limit"] > 0 for ratio in report["ratios"]), report["ratios"]
