@@ -58,10 +58,12 @@ BENCH_LOAD := --serve --concurrency 1,8 --max-windows 4 --alternations 3
 BENCH_SWEEP := $(BENCH_LOAD) --repository $(BENCH_REPOSITORY)
 BENCH_CLIP_FP32 := $(BENCH_SWEEP) --checkpoint $(BENCH_CLIP) --baseline-requests 16
 BENCH_CLIP_INT8 := $(BENCH_LOAD) --repository $(BENCH_INT8_REPOSITORY) --checkpoint $(BENCH_CLIP) --baseline-requests 16
-# The models added by name (SigLIP, LLaVA-NeXT) run shorter: two alternations of at most 3 windows, few baseline
-# requests, so they add a few minutes to make bench.
-BENCH_SHORT := --serve --concurrency 1,8 --max-windows 3 --alternations 2 --repository $(BENCH_REPOSITORY)
-BENCH_SIGLIP_FP32 := $(BENCH_SHORT) --model siglip --checkpoint $(BENCH_SIGLIP) --baseline-requests 8
+# The models added by name (SigLIP, LLaVA-NeXT) run shorter: two alternations of at most 3 windows of one request per
+# client, a few baseline requests and a small limit batch, so they add a few minutes to make bench.
+BENCH_SHORT := --serve --concurrency 1,8 --max-windows 3 --alternations 2 --window-requests 1 \
+	--repository $(BENCH_REPOSITORY)
+BENCH_SIGLIP_FP32 := $(BENCH_SHORT) --model siglip --checkpoint $(BENCH_SIGLIP) --baseline-requests 4 \
+	--limit-batch-sizes 4
 
 $(BENCH_REPOSITORY)/clip_vision/1/model.onnx: $(BENCH_CLIP)/config.json $(EXPORT_SOURCES)
 	$(BIN)/vlm-export repository --repository $(BENCH_REPOSITORY)
@@ -96,8 +98,8 @@ bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/cli
 		--output-tokens 64 --input-count 1024 --vllm-peer
 	$(BIN)/vlm-bench image-embed $(BENCH_SIGLIP_FP32)
 	$(BIN)/vlm-bench text-embed $(BENCH_SIGLIP_FP32)
-	$(BIN)/vlm-bench chat $(BENCH_SHORT) --model llava_next --checkpoint $(BENCH_LLAVA_NEXT) --window-requests 1 \
-		--baseline-requests 2 --output-tokens 32 --input-count 256
+	$(BIN)/vlm-bench chat $(BENCH_SHORT) --model llava_next --checkpoint $(BENCH_LLAVA_NEXT) --baseline-requests 2 \
+		--limit-batch-sizes 2 --output-tokens 16 --input-count 256
 
 test: $(STAMP)
 	$(BIN)/ruff check .
