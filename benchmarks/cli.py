@@ -547,6 +547,7 @@ def served_report(model: ServedModel, task: Task, url: str, args: argparse.Names
         "model": model.triton_models[task],
         "served_model": model.name,
         "family": model.family,
+        "task": task,
         "started_by_bench": args.serve,
         # What each exported encoder of this model runs at (fp32, int8), as the repository's configs record it.
         "encoder_precisions": {

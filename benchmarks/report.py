@@ -502,10 +502,12 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     images = kind != "clip-text"
     server = report["server"]
-    # Reports written before models had names carry neither.
-    of = f" of {server['served_model']} ({server['family']})" if server.get("served_model") else ""
+    # Reports written before models had names carry neither their task nor the model.
+    title = kind
+    if server.get("served_model"):
+        title = f"{server['task'].replace('_', '-')} of {server['served_model']} ({server['family']})"
     lines = [
-        f"## vlm-bench {kind}{of}",
+        f"## vlm-bench {title}",
         "",
         f"{config['protocol']} at {report['server']['url']}; checkpoint `{config.get('checkpoint')}`; "
         + (f"images {config['image_size']} {config['image_format']}; " if config.get("image_size") and images else "")
