@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from client.field_errors import FieldRef
 from serving.errors import InvalidInputError
+from serving.media_kind import looks_like_video
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, MemoryError)
@@ -53,6 +54,8 @@ def open_image(data: bytes, field: str | FieldRef, max_pixels: int) -> Image.Ima
     data = image_payload(data, field)
     if not data:
         raise InvalidInputError(field, "empty; expected encoded image bytes")
+    if looks_like_video(data):
+        raise InvalidInputError(field, "is a video, not an image; send it as a video")
     not_an_image = InvalidInputError(
         field, f"not a decodable image (supported formats: {', '.join(SUPPORTED_FORMATS)})"
     )
