@@ -26,6 +26,10 @@ from client.errors import (
 )
 from client.images import ImageLike, to_image_bytes
 from client.parameters import PARAMETERS_BY_NAME
+from client.video_parameters import VIDEO_PARAMETERS
+from client.videos import VideoLike, to_video_bytes
+
+VIDEO_PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in VIDEO_PARAMETERS}
 
 IMAGE_MODEL, TEXT_MODEL = "llava", "llava_decoder"
 
@@ -53,6 +57,7 @@ class Completion:
     tokens: list[str] = field(default_factory=list, repr=False)
     # Per token, the ``top_logprobs`` likeliest tokens (empty lists when the request asked for none).
     alternatives: list[list[Alternative]] = field(default_factory=list, repr=False)
+    video_frames: list[int] = field(default_factory=list)  # frames the model saw of each video, in order
 
     def summary(self) -> dict[str, Any]:
         """The JSON-friendly fields (without the per-token lists)."""
@@ -73,11 +78,15 @@ class GenerationRequest:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unguessable: a cancel names it
     image_model: str = IMAGE_MODEL
     text_model: str = TEXT_MODEL  # also the model that cancels a running request by its id
+    videos: Sequence[VideoLike] = ()  # placed by {"type": "video"} items, as images by {"type": "image"}
+    video_sampling: dict[str, int | float] = field(default_factory=dict)  # video_fps, max_frames
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.numbers) - set(PARAMETERS_BY_NAME) | ({"stream"} & set(self.numbers)))
         if unknown:
             raise TypeError(f"unknown generation parameter {unknown[0]!r}")
+        if unknown := sorted(set(self.video_sampling) - set(VIDEO_PARAMETERS_BY_NAME)):
+            raise TypeError(f"unknown video parameter {unknown[0]!r}")
 
     @classmethod
     def of(
@@ -91,12 +100,18 @@ class GenerationRequest:
         """A request from the client's keyword arguments: numbers by name, ``stop``, ``response_format``."""
         stop, response_format = params.pop("stop", ()) or (), params.pop("response_format", None)
         ids = {"request_id": params.pop("request_id")} if "request_id" in params else {}
+        videos = params.pop("videos", ()) or ()
+        sampling = {name: params.pop(name) for name in VIDEO_PARAMETERS_BY_NAME if name in params}
+        sampling = {name: value for name, value in sampling.items() if value is not None}
         numbers = {name: value for name, value in params.items() if value is not None}
-        return cls(messages, images, numbers, stop, response_format, stream, **ids, **models)
+        return cls(
+            messages, images, numbers, stop, response_format, stream, **ids, **models, videos=videos,
+            video_sampling=sampling,
+        )  # fmt: skip
 
     @property
     def model(self) -> str:
-        return self.image_model if self.images else self.text_model
+        return self.image_model if self.images or self.videos else self.text_model
 
     def arrays(self) -> dict[str, tuple[str, np.ndarray]]:
         """Input name -> (Triton datatype, array), for the gRPC clients."""
@@ -110,8 +125,11 @@ class GenerationRequest:
             arrays["stop"] = ("BYTES", np.array([s.encode() for s in self.stop], dtype=object))
         if self.response_format is not None:
             arrays["response_format"] = ("BYTES", np.array([json.dumps(self.response_format).encode()], dtype=object))
-        for name, value in self.numbers.items():
-            parameter = PARAMETERS_BY_NAME[name]
+        if self.videos:
+            arrays["video"] = ("BYTES", np.array([to_video_bytes(v) for v in self.videos], dtype=object))
+        numbers = {**self.numbers, **(self.video_sampling if self.videos else {})}
+        for name, value in numbers.items():
+            parameter = PARAMETERS_BY_NAME.get(name) or VIDEO_PARAMETERS_BY_NAME[name]
             arrays[name] = (parameter.triton_type, np.array([value], dtype=parameter.numpy_dtype))
         return arrays
 
@@ -121,6 +139,9 @@ class GenerationRequest:
         body.update(self.numbers)
         if self.images:
             body["image"] = [_data_url(to_image_bytes(image)) for image in self.images]
+        if self.videos:
+            body["video"] = [_data_url(to_video_bytes(video)) for video in self.videos]
+            body.update(self.video_sampling)
         if self.stop:
             body["stop"] = list(self.stop)
         if self.response_format is not None:
@@ -167,6 +188,7 @@ class ResponseReader:
                     confidence=float(outputs["confidence"]),
                     tokens=[str(t) for t in _as_list(outputs.get("tokens", []))],
                     alternatives=_alternatives(outputs),
+                    video_frames=[int(n) for n in _as_list(outputs.get("video_frames", []))],
                 )
             )
         return items
@@ -216,7 +238,7 @@ def grpc_outputs(result: Any) -> dict[str, Any]:
     """A gRPC ``InferResult`` as output name -> value (lists for the per-token outputs)."""
     names = [output.name for output in result.get_response().outputs]
     outputs = {name: scalar(result.as_numpy(name)) for name in names}
-    for name in ("token_ids", "logprobs", "alternative_ids", "alternative_logprobs"):
+    for name in ("token_ids", "logprobs", "alternative_ids", "alternative_logprobs", "video_frames"):
         if name in names:
             outputs[name] = result.as_numpy(name).tolist()
     for name in ("tokens", "alternative_tokens"):

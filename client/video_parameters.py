@@ -37,10 +37,10 @@ VIDEO_PARAMETERS = (VIDEO_FPS, MAX_FRAMES)
 
 # Checked from the container's header and packets before any frame is decoded.
 MAX_VIDEO_BYTES = 64 * 1024 * 1024  # per video (a data URL's decoded bytes, or a fetched body)
-MAX_VIDEO_SECONDS = 600.0  # a clip's duration
+MAX_VIDEO_SECONDS = 600  # a clip's duration
 MAX_VIDEO_FRAMES = 36_000  # frames in a clip (declared, or counted while demuxing): 10 minutes at 60 fps
 MAX_FRAME_PIXELS = 3840 * 2160  # per frame: 4K UHD; 8K frames are refused
-MAX_DECODE_SECONDS = 20.0  # wall-clock budget of one video's decode
+MAX_DECODE_SECONDS = 20  # wall-clock budget of one video's decode
 MAX_VIDEOS = 2  # per request
 # Codecs decoded (names as FFmpeg gives them); others (raw, lossless archival, image codecs) are refused by name.
 SUPPORTED_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mpeg2video", "mpeg1video")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from fractions import Fraction
 
 import av
 import numpy as np
+from PIL import Image
 
 
 def frame_colour(index: int) -> tuple[int, int, int]:
@@ -25,14 +27,15 @@ def coloured_frames(count: int, width: int = 64, height: int = 48) -> list[np.nd
 
 
 def encode_video(
-    frames: list[np.ndarray],
+    frames: Sequence[np.ndarray | Image.Image],
     fps: Fraction | int = 1,
     codec: str = "mpeg4",
     container: str = "mp4",
     gop: int = 12,
     pix_fmt: str = "yuv420p",
 ) -> bytes:
-    """``frames`` (RGB arrays) as a video at ``fps``; every ``gop``-th frame a keyframe."""
+    """``frames`` (RGB arrays or images) as a video at ``fps``; every ``gop``-th frame a keyframe."""
+    frames = [np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame) for frame in frames]
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format=container) as output:
         stream = output.add_stream(codec, rate=Fraction(fps))

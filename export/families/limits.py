@@ -3,6 +3,14 @@ queue and instances of the python steps that take a client's request first."""
 
 from __future__ import annotations
 
+from client.video_parameters import (
+    MAX_DECODE_SECONDS,
+    MAX_FRAME_PIXELS,
+    MAX_VIDEO_BYTES,
+    MAX_VIDEO_FRAMES,
+    MAX_VIDEO_SECONDS,
+    MAX_VIDEOS,
+)
 from export.specs import QueuePolicy, Resources
 
 MAX_IMAGE_PIXELS = 36_000_000  # per image, checked from the header before any pixel is decoded
@@ -33,4 +41,18 @@ def image_limits(max_images: int) -> dict[str, str]:
         "max_image_pixels": str(MAX_IMAGE_PIXELS),
         "max_request_pixels": str(MAX_REQUEST_PIXELS),
         "max_aspect_ratio": str(MAX_ASPECT_RATIO),
+    }
+
+
+def video_limits(max_frames: int) -> dict[str, str]:
+    """A video preprocess step's parameters: ``max_frames`` is the family's cap on a request's ``max_frames`` (and
+    its default)."""
+    return {
+        "max_videos": str(MAX_VIDEOS),
+        "max_frames": str(max_frames),
+        "max_video_bytes": str(MAX_VIDEO_BYTES),
+        "max_video_seconds": str(MAX_VIDEO_SECONDS),
+        "max_video_frames": str(MAX_VIDEO_FRAMES),
+        "max_frame_pixels": str(MAX_FRAME_PIXELS),
+        "max_decode_seconds": str(MAX_DECODE_SECONDS),
     }

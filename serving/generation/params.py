@@ -75,7 +75,7 @@ def parse_sampling_params(inputs: dict[str, np.ndarray], limits: GenerationLimit
     for parameter in GENERATION_PARAMETERS:
         if parameter.name == "max_tokens":  # bounded by the model's context, which only the server knows
             parameter = replace(parameter, maximum=limits.max_tokens_limit)
-        value = _number(inputs, parameter)
+        value = number_input(inputs, parameter)
         if value is None:
             value = parameter.default
         if value is not None:
@@ -88,7 +88,7 @@ def parse_sampling_params(inputs: dict[str, np.ndarray], limits: GenerationLimit
 _KINDS = {"BOOL": ("b", "a bool"), "FP32": ("fiu", "a number")}  # numpy kinds a tensor may have, and their name
 
 
-def _number(inputs: dict[str, np.ndarray], parameter: NumberParameter) -> int | float | bool | None:
+def number_input(inputs: dict[str, np.ndarray], parameter: NumberParameter) -> int | float | bool | None:
     """The single value of an optional one-element tensor, as a Python number; None when absent."""
     if parameter.name not in inputs:
         return None

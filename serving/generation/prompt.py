@@ -56,10 +56,10 @@ def _message(field: FieldRef, message: object, rules: PromptRules) -> dict[str, 
 
 
 def _item(field: FieldRef, item: object, rules: PromptRules) -> dict[str, str]:
-    if item == {"type": "image"}:
-        return {"type": "image"}
+    if item in ({"type": "image"}, {"type": "video"}):
+        return dict(item)  # type: ignore[arg-type]
     if not isinstance(item, dict) or item.get("type") != "text" or set(item) != {"type", "text"}:
-        raise InvalidInputError(field, 'expected {"type": "text", "text": ...} or {"type": "image"}')
+        raise InvalidInputError(field, 'expected {"type": "text", "text": ...}, {"type": "image"} or {"type": "video"}')
     text = item["text"]
     if not isinstance(text, str):
         raise InvalidInputError(field.key("text"), "expected a string")
@@ -73,6 +73,44 @@ def _item(field: FieldRef, item: object, rules: PromptRules) -> dict[str, str]:
 
 def count_images(messages: list[dict[str, Any]]) -> int:
     return sum(item["type"] == "image" for message in messages for item in message["content"])
+
+
+def count_videos(messages: list[dict[str, Any]]) -> int:
+    return sum(item["type"] == "video" for message in messages for item in message["content"])
+
+
+def check_videos(placeholders: int, videos: int) -> None:
+    if placeholders != videos:
+        raise InvalidInputError(
+            "messages", f'{placeholders} video placeholders ({{"type": "video"}}) but {videos} videos were sent'
+        )
+
+
+def expand_videos(
+    messages: list[dict[str, Any]], frames: list[int], images: int
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Each video placeholder becomes its frames' image placeholders (a LLaVA-family model sees a video as its
+    frames, in order). Also the order in which the request's pictures, ``images`` images then each video's
+    ``frames``, appear in the expanded conversation (indices into that list)."""
+    starts = [images + sum(frames[:i]) for i in range(len(frames))]
+    next_image, next_video, order = 0, 0, []
+    expanded = []
+    for message in messages:
+        content = []
+        for item in message["content"]:
+            if item["type"] == "image":
+                order.append(next_image)
+                next_image += 1
+                content.append(item)
+            elif item["type"] == "video":
+                start, count = starts[next_video], frames[next_video]
+                order += range(start, start + count)
+                next_video += 1
+                content += [{"type": "image"}] * count
+            else:
+                content.append(item)
+        expanded.append({**message, "content": content})
+    return expanded, order
 
 
 def check_images(placeholders: int, images: int, max_images: int) -> None:

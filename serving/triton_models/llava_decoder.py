@@ -37,7 +37,16 @@ from serving.generation.params import (
     vllm_sampling_params,
 )
 from serving.generation.pixel_images import PixelImages, image_input
-from serving.generation.prompt import PromptRules, check_images, count_images, parse_messages, prompt_ids
+from serving.generation.prompt import (
+    PromptRules,
+    check_images,
+    check_videos,
+    count_images,
+    count_videos,
+    expand_videos,
+    parse_messages,
+    prompt_ids,
+)
 from serving.generation.vllm_engine import EngineLoop, EngineSettings, start_vllm
 from serving.triton_models.base import PythonModel
 from serving.validators import as_bytes_list, require_shape
@@ -64,6 +73,7 @@ class GenerationResult:
     # comes with a later token); they concatenate to the whole completion's text.
     tokens: list[str]
     alternatives: list[list[Alternative]]  # per token, the top_logprobs likeliest (empty lists when not asked)
+    video_frames: list[int] = field(default_factory=list)  # frames the model saw of each video
 
     @property
     def confidence(self) -> float:
@@ -107,6 +117,7 @@ class TritonSink:
             self.pb.Tensor("tokens", np.array([t.encode() for t in result.tokens], dtype=object)),
             self.pb.Tensor("confidence", np.array([result.confidence], dtype=np.float32)),
             *self._alternatives(result.alternatives),
+            self.pb.Tensor("video_frames", np.array(result.video_frames, dtype=np.int32)),
         ]
         self.sender.send(
             self.pb.InferenceResponse(output_tensors=outputs), flags=self.pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -265,6 +276,7 @@ class Job:
     sink: TritonSink
     request_id: str  # the client's id, by which a later cancel request names it
     engine_id: str  # unique within the engine
+    video_frames: list[int] = field(default_factory=list)
     cancelled: bool = False
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -452,6 +464,10 @@ class LlavaDecoder(PythonModel):
             images = grids.images if grids else 0
         else:
             images = 0 if raw_embeds is None else raw_embeds.shape[0]
+        frames = self.sampled_frames(inputs, images)
+        check_videos(count_videos(messages), len(frames))
+        check_images(count_images(messages), images - sum(frames), self.rules.max_images)
+        messages, order = expand_videos(messages, frames, images - sum(frames))
         check_images(count_images(messages), images, self.rules.max_images)
         ids = prompt_ids(self.tokenizer, messages)
         placeholders = sum(1 for token in ids if token == self.checkpoint.image_token_id)
@@ -470,7 +486,7 @@ class LlavaDecoder(PythonModel):
             image_tokens = grids.tokens
         elif images:
             embeds = self.image_embeds(raw_embeds, inputs.get("image_tokens"))
-            prompt["multi_modal_data"] = {"image": embeds}
+            prompt["multi_modal_data"] = {"image": [embeds[i] for i in order]}
             image_tokens = sum(len(image) for image in embeds)
         prompt_tokens = len(ids) + image_tokens - images  # vLLM expands each placeholder into its image's tokens
         return Job(
@@ -480,7 +496,17 @@ class LlavaDecoder(PythonModel):
             sink=sink,
             request_id=request_id,
             engine_id=f"{next(self.engine_ids)}",
+            video_frames=frames,
         )
+
+    def sampled_frames(self, inputs: dict[str, Any], images: int) -> list[int]:
+        """How many of the request's images are each video's frames (the last ones); none without videos."""
+        if "sampled_frames" not in inputs:
+            return []
+        counts = [int(n) for n in np.asarray(inputs["sampled_frames"]).reshape(-1)]
+        if any(n < 1 for n in counts) or sum(counts) > images:
+            raise InvalidInputError("sampled_frames", f"must be positive and sum to at most {images}, got {counts}")
+        return counts
 
     def image_embeds(self, embeds: Any, lengths: np.ndarray | None) -> list[Any]:
         """Each image's embeddings [tokens, hidden], checked, then copied: the copies outlive the request's input
@@ -552,6 +578,7 @@ class LlavaDecoder(PythonModel):
                     logprobs=job.logprobs,
                     tokens=job.token_texts,
                     alternatives=job.alternatives,
+                    video_frames=job.video_frames,
                 )
             )
             self.metrics.record_finish(finish_reason, len(job.token_ids))

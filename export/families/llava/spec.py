@@ -8,11 +8,12 @@ graph ends with the projector, so the ensemble has one encoder step fewer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from client.parameters import GENERATION_PARAMETERS, MAX_STOP_STRINGS
-from export.families.limits import ENTRY_STEP, STEP_QUEUE, VISION_CPU_BATCH, image_limits
+from client.video_parameters import VIDEO_PARAMETERS
+from export.families.limits import ENTRY_STEP, STEP_QUEUE, VISION_CPU_BATCH, image_limits, video_limits
 from export.families.tags import served_tags
 from export.specs import (
     EnsembleSpec,
@@ -65,6 +66,16 @@ GENERATION_INPUTS = (
     TensorSpec("response_format", "bytes", (1,), optional=True),  # OpenAI's, as JSON
 )
 MESSAGES = TensorSpec("messages", "bytes", (1,))  # JSON: [{"role": ..., "content": str | [items]}, ...]
+IMAGES = TensorSpec("image", "bytes", (-1,))
+# Encoded videos and their sampling (client.video_parameters); a request with videos may have no image.
+VIDEO_INPUTS = (
+    TensorSpec("video", "bytes", (-1,), optional=True),
+    *(TensorSpec(parameter.name, parameter.numpy_dtype, (1,), optional=True) for parameter in VIDEO_PARAMETERS),
+)
+# Frames each video gave, in the request's order: from the preprocess step to the decoder (sampled_frames), and in
+# the decoder's final response (video_frames).
+SAMPLED_FRAMES = TensorSpec("sampled_frames", "int32", (-1,))
+VIDEO_FRAMES = TensorSpec("video_frames", "int32", (-1,))
 
 # Streamed responses carry only ``text_output`` (the new text); the final one carries the rest.
 GENERATION_OUTPUTS = (
@@ -81,6 +92,7 @@ GENERATION_OUTPUTS = (
     TensorSpec("alternative_ids", "int32", (-1, -1)),
     TensorSpec("alternative_logprobs", "float32", (-1, -1)),
     TensorSpec("alternative_tokens", "bytes", (-1, -1)),
+    VIDEO_FRAMES,  # how many frames of each video the model saw (empty without videos)
 )
 
 # The decoder's parameters (serving/generation/vllm_engine.py reads them).
@@ -150,7 +162,9 @@ class LlavaComponents:
 
     def ensemble(self, fuse_projector: bool) -> EnsembleSpec:
         preprocess, vision, projector = self.preprocess.name, self.vision.name, self.projector.name
-        encoder_steps = [EnsembleStep(preprocess, {"image": "image"}, {"pixel_values": "pixel_values"})]
+        preprocess_inputs = {t.name: t.name for t in self.preprocess.inputs}
+        preprocess_outputs = {t.name: t.name for t in self.preprocess.outputs}
+        encoder_steps = [EnsembleStep(preprocess, preprocess_inputs, preprocess_outputs)]
         if fuse_projector:
             encoder_steps.append(
                 EnsembleStep(vision, {"pixel_values": "pixel_values"}, {"image_embeds": "image_embeds"})
@@ -161,6 +175,8 @@ class LlavaComponents:
                 EnsembleStep(projector, {"image_features": "image_features"}, {"image_embeds": "image_embeds"}),
             ]
         passthrough = {t.name: t.name for t in (MESSAGES, *GENERATION_INPUTS)}
+        if SAMPLED_FRAMES in self.preprocess.outputs:
+            passthrough[SAMPLED_FRAMES.name] = SAMPLED_FRAMES.name
         decoder_step = EnsembleStep(
             self.decoder.name,
             {**passthrough, "image_embeds": "image_embeds"},
@@ -168,7 +184,7 @@ class LlavaComponents:
         )
         return EnsembleSpec(
             name=self.name,
-            inputs=(TensorSpec("image", "bytes", (-1,)), MESSAGES, *GENERATION_INPUTS),
+            inputs=(*self.preprocess.inputs, MESSAGES, *GENERATION_INPUTS),
             outputs=GENERATION_OUTPUTS,
             steps=(*encoder_steps, decoder_step),
             # Text-only turns and cancellations go to the decoder itself (client.generation).
@@ -181,17 +197,30 @@ class LlavaComponents:
         return (self.preprocess, self.vision, self.projector, self.decoder, self.ensemble(fuse_projector=False))
 
 
-@cache  # one set of specs per name: the default name's specs are the same objects wherever they are asked for
-def llava_components(name: str) -> LlavaComponents:
-    """The models of the LLaVA checkpoint ``name`` (``vlm-export model --name``; default ``llava``)."""
-    preprocess = PythonModelSpec(
+def image_preprocess(name: str) -> PythonModelSpec:
+    """A LLaVA-style preprocess step for images only (LLaVA-NeXT's starts from it)."""
+    return PythonModelSpec(
         name=f"{name}_preprocess",
-        inputs=(TensorSpec("image", "bytes", (-1,)),),
+        inputs=(IMAGES,),
         outputs=(TensorSpec("pixel_values", "float32", (-1, 3, "image_size", "image_size")),),
         entry_point="serving.triton_models.image_preprocess:ImagePreprocess",
         resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in export/families/limits.py
         queue=STEP_QUEUE,
         parameters=image_limits(MAX_IMAGES),
+    )
+
+
+@cache  # one set of specs per name: the default name's specs are the same objects wherever they are asked for
+def llava_components(name: str) -> LlavaComponents:
+    """The models of the LLaVA checkpoint ``name`` (``vlm-export model --name``; default ``llava``)."""
+    images_only = image_preprocess(name)
+    # Videos' sampled frames go through the tower as images; at most MAX_IMAGES frames and images in all.
+    preprocess = replace(
+        images_only,
+        inputs=(replace(IMAGES, optional=True), *VIDEO_INPUTS),
+        outputs=(*images_only.outputs, SAMPLED_FRAMES),
+        entry_point="serving.triton_models.video_preprocess:VideoFramesPreprocess",
+        parameters={**images_only.parameters, **video_limits(MAX_IMAGES)},
     )
     # Triton 2.51 does not pass a cancelled ensemble request's cancellation on to the decoder it is running in,
     # so clients stop a stream by id: a request with only ``cancel`` (the id of the request to stop) answers
@@ -201,6 +230,7 @@ def llava_components(name: str) -> LlavaComponents:
         inputs=(
             TensorSpec("messages", "bytes", (1,), optional=True),
             TensorSpec("image_embeds", "float32", (-1, "image_tokens", "text_hidden"), optional=True),
+            replace(SAMPLED_FRAMES, optional=True),  # the last sum(sampled_frames) images are videos' frames
             *GENERATION_INPUTS,
             TensorSpec("cancel", "bytes", (1,), optional=True),
         ),

@@ -22,6 +22,7 @@ from export.families.llava.spec import (
     MESSAGES,
     PIXELS,
     LlavaComponents,
+    image_preprocess,
     llava_components,
     vlm_encoder,
 )
@@ -91,8 +92,8 @@ def llava_next_components(name: str) -> LlavaNextComponents:
     return LlavaNextComponents(
         name=name,
         preprocess=replace(
-            llava.preprocess,
-            outputs=(*llava.preprocess.outputs, _IMAGE_SIZES),
+            image_preprocess(name),
+            outputs=(*image_preprocess(name).outputs, _IMAGE_SIZES),
             entry_point="serving.triton_models.anyres_preprocess:AnyresPreprocess",
             parameters={**image_limits(MAX_IMAGES), "max_tiles": str(MAX_TILES)},
         ),
