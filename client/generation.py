@@ -26,10 +26,8 @@ from client.errors import (
 )
 from client.images import ImageLike, to_image_bytes
 from client.parameters import PARAMETERS_BY_NAME
-from client.video_parameters import VIDEO_PARAMETERS
+from client.video_parameters import VIDEO_PARAMETERS_BY_NAME
 from client.videos import VideoLike, to_video_bytes
-
-VIDEO_PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in VIDEO_PARAMETERS}
 
 IMAGE_MODEL, TEXT_MODEL = "llava", "llava_decoder"
 

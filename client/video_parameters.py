@@ -34,6 +34,7 @@ MAX_FRAMES = NumberParameter(
     maximum=MAX_SAMPLED_FRAMES,
 )
 VIDEO_PARAMETERS = (VIDEO_FPS, MAX_FRAMES)
+VIDEO_PARAMETERS_BY_NAME = {parameter.name: parameter for parameter in VIDEO_PARAMETERS}
 
 # Checked from the container's header and packets before any frame is decoded.
 MAX_VIDEO_BYTES = 64 * 1024 * 1024  # per video (a data URL's decoded bytes, or a fetched body)

@@ -98,7 +98,15 @@ async def complete(vlm: AsyncVLMClient, job: ChatJob) -> ChatCompletion:
         )
         for k, c in enumerate(completions)
     ]
-    return ChatCompletion(id=job.id, created=job.created, model=job.model, choices=choices, usage=usage(completions))
+    video_frames = completions[0].video_frames or None  # every choice sees the same frames
+    return ChatCompletion(
+        id=job.id,
+        created=job.created,
+        model=job.model,
+        choices=choices,
+        usage=usage(completions),
+        video_frames=video_frames,
+    )
 
 
 async def _merged(vlm: AsyncVLMClient, job: ChatJob) -> AsyncIterator[tuple[int, str | Completion]]:

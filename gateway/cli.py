@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-body-mib", type=float, default=DEFAULTS.max_body_bytes / MIB)
     limits.add_argument("--max-image-mib", type=float, default=DEFAULTS.max_image_bytes / MIB)
+    limits.add_argument("--max-video-mib", type=float, default=DEFAULTS.max_video_bytes / MIB)
     limits.add_argument("--max-json-depth", type=int, default=DEFAULTS.max_json_depth)
     limits.add_argument("--max-images", type=int, default=DEFAULTS.max_images, help="per request")
     limits.add_argument("--max-embedding-inputs", type=int, default=DEFAULTS.max_embedding_inputs)
@@ -92,6 +93,7 @@ def settings_from(args: argparse.Namespace) -> GatewaySettings:
         max_json_depth=args.max_json_depth,
         max_images=args.max_images,
         max_image_bytes=int(args.max_image_mib * MIB),
+        max_video_bytes=int(args.max_video_mib * MIB),
         max_embedding_inputs=args.max_embedding_inputs,
         max_choices=args.max_choices,
         max_concurrency=args.max_concurrency,

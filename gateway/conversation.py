@@ -3,12 +3,13 @@ the images' URLs beside them, in order, each with the parameter that names it in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from client.parameters import PARAMETERS_BY_NAME
+from client.video_parameters import MAX_VIDEOS, VIDEO_PARAMETERS_BY_NAME
 from gateway.errors import FieldNames, invalid
-from gateway.schemas.chat import ChatCompletionRequest, TextPart
+from gateway.schemas.chat import ChatCompletionRequest, TextPart, VideoFramesPart, VideoUrlItem
 from gateway.schemas.common import ImageUrlItem
 
 
@@ -16,10 +17,13 @@ from gateway.schemas.common import ImageUrlItem
 class Conversation:
     messages: list[dict[str, Any]]
     image_urls: list[tuple[str, str]]  # (url, parameter)
+    video_urls: list[tuple[str, str]] = field(default_factory=list)  # (url, parameter), {"type": "video"} items
 
 
 def conversation(request: ChatCompletionRequest, max_images: int) -> Conversation:
-    messages, image_urls = [], []
+    """A video_url part becomes a ``{"type": "video"}`` placeholder (Triton decodes and samples the clip); a video
+    given as frames becomes its frames' image placeholders, passed whole."""
+    messages, image_urls, video_urls = [], [], []
     for i, message in enumerate(request.messages):
         role = "system" if message.role == "developer" else message.role  # the chat templates know "system"
         if isinstance(message.content, str):
@@ -32,10 +36,19 @@ def conversation(request: ChatCompletionRequest, max_images: int) -> Conversatio
             elif isinstance(part, ImageUrlItem):
                 items.append({"type": "image"})
                 image_urls.append((part.image_url.url, f"messages[{i}].content[{j}].image_url.url"))
+            elif isinstance(part, VideoUrlItem):
+                items.append({"type": "video"})
+                video_urls.append((part.video_url.url, f"messages[{i}].content[{j}].video_url.url"))
+            elif isinstance(part, VideoFramesPart):
+                items += [{"type": "image"}] * len(part.video)
+                image_urls += [(url, f"messages[{i}].content[{j}].video[{k}]") for k, url in enumerate(part.video)]
         messages.append({"role": role, "content": items})
     if len(image_urls) > max_images:
-        raise invalid("messages", f"at most {max_images} images per request, got {len(image_urls)}", "too_many_images")
-    return Conversation(messages, image_urls)
+        message = f"at most {max_images} images (video frames included) per request, got {len(image_urls)}"
+        raise invalid("messages", message, "too_many_images")
+    if len(video_urls) > MAX_VIDEOS:
+        raise invalid("messages", f"at most {MAX_VIDEOS} videos per request, got {len(video_urls)}", "too_many_videos")
+    return Conversation(messages, image_urls, video_urls)
 
 
 def generation_parameters(request: ChatCompletionRequest, max_choices: int) -> dict[str, Any]:
@@ -46,7 +59,8 @@ def generation_parameters(request: ChatCompletionRequest, max_choices: int) -> d
         raise invalid("max_completion_tokens", "differs from max_tokens; give one of them")
     if request.stream_options is not None and not request.stream:
         raise invalid("stream_options", "only allowed with stream: true")
-    parameters = {name: getattr(request, name, None) for name in PARAMETERS_BY_NAME if name != "stream"}
+    names = [*PARAMETERS_BY_NAME, *VIDEO_PARAMETERS_BY_NAME]
+    parameters = {name: getattr(request, name, None) for name in names if name != "stream"}
     parameters["max_tokens"] = request.max_completion_tokens or request.max_tokens
     parameters = {name: value for name, value in parameters.items() if value is not None}
     if request.stop_strings:
@@ -70,8 +84,12 @@ def triton_fields(request: ChatCompletionRequest, conversation: Conversation) ->
     def name(field: str, index: int | None) -> str | None:
         if field == "image" and index is not None and index < len(conversation.image_urls):
             return conversation.image_urls[index][1]
-        if field == "image":
+        if field == "video" and index is not None and index < len(conversation.video_urls):
+            return conversation.video_urls[index][1]
+        if field in ("image", "video", "sampled_frames"):
             return "messages"
+        if field in VIDEO_PARAMETERS_BY_NAME:
+            return field
         if field == "max_tokens":
             return length_param
         if field in PARAMETERS_BY_NAME or field in ("messages", "stop", "response_format"):

@@ -79,47 +79,48 @@ class ImageFetcher:
     async def close(self) -> None:
         await self.session.close()
 
-    def check_url(self, url: URL, param: str) -> None:
+    def check_url(self, url: URL, param: str, kind: str = "image") -> None:
         if not url.host:
-            raise invalid(param, "the image URL has no host")
+            raise invalid(param, f"the {kind} URL has no host")
         if not self.policy.host_allowed(url.host):
             raise invalid(
-                param, f"images are not fetched from {url.host} (not an allowed image host)", "host_not_allowed"
+                param, f"{kind}s are not fetched from {url.host} (not an allowed image host)", "host_not_allowed"
             )
         try:
             literal = ipaddress.ip_address(url.host)
         except ValueError:
             return  # a name: the resolver checks every address it resolves to
         if not self.policy.allow_private and not is_public(str(literal)):
-            raise invalid(param, "the image URL points to a non-public address", "address_not_allowed")
+            raise invalid(param, f"the {kind} URL points to a non-public address", "address_not_allowed")
 
-    async def fetch(self, text: str, param: str) -> bytes:
+    async def fetch(self, text: str, param: str, kind: str = "image", max_bytes: int | None = None) -> bytes:
+        """An image's (or with ``kind="video"`` a video's, capped at ``max_bytes``) bytes, under the same policy."""
         url = URL(text)
-        self.check_url(url, param)
-        headers = {"Accept": "image/*", "Accept-Encoding": "identity"}
+        self.check_url(url, param, kind)
+        headers = {"Accept": f"{kind}/*", "Accept-Encoding": "identity"}
+        limit = self.policy.max_bytes if max_bytes is None else max_bytes
         try:
             async with asyncio.timeout(self.policy.timeout_s):
                 async with self.session.get(url, allow_redirects=False, headers=headers) as response:
-                    return await self._body(response, param)
+                    return await self._body(response, param, kind, limit)
         except AddressRefused:
             raise invalid(
-                param, "the image URL's host resolves to a non-public address", "address_not_allowed"
+                param, f"the {kind} URL's host resolves to a non-public address", "address_not_allowed"
             ) from None
         except TimeoutError:
-            message = f"the image URL did not answer within {self.policy.timeout_s:g} s"
+            message = f"the {kind} URL did not answer within {self.policy.timeout_s:g} s"
             raise invalid(param, message, "fetch_timeout") from None
         except (aiohttp.ClientError, OSError, ValueError) as error:
-            message = f"the image could not be fetched ({type(error).__name__})"
+            message = f"the {kind} could not be fetched ({type(error).__name__})"
             raise invalid(param, message, "fetch_failed") from None
 
-    async def _body(self, response: aiohttp.ClientResponse, param: str) -> bytes:
-        limit = self.policy.max_bytes
-        too_large = invalid(param, f"the image is larger than the limit of {limit} bytes", "image_too_large")
+    async def _body(self, response: aiohttp.ClientResponse, param: str, kind: str, limit: int) -> bytes:
+        too_large = invalid(param, f"the {kind} is larger than the limit of {limit} bytes", f"{kind}_too_large")
         if 300 <= response.status < 400:
-            message = f"the image URL answered a redirect ({response.status}); redirects are not followed"
+            message = f"the {kind} URL answered a redirect ({response.status}); redirects are not followed"
             raise invalid(param, message, "redirect_not_followed")
         if response.status != 200:
-            raise invalid(param, f"the image URL answered HTTP {response.status}", "fetch_failed")
+            raise invalid(param, f"the {kind} URL answered HTTP {response.status}", "fetch_failed")
         if response.content_length is not None and response.content_length > limit:
             raise too_large
         body = bytearray()

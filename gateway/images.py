@@ -13,6 +13,7 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
+from client.media_kind import looks_like_video
 from gateway.errors import invalid
 from gateway.fetch import ImageFetcher
 
@@ -24,6 +25,8 @@ def check_image(data: bytes, param: str, max_bytes: int) -> bytes:
         raise invalid(param, "the image is empty", "invalid_image")
     if len(data) > max_bytes:
         raise invalid(param, f"the image is {len(data)} bytes, over the limit of {max_bytes}", "image_too_large")
+    if looks_like_video(data):
+        raise invalid(param, "is a video, not an image; send it as a video_url part", "invalid_image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # Triton checks the pixel count
@@ -36,19 +39,28 @@ def check_image(data: bytes, param: str, max_bytes: int) -> bytes:
     return data
 
 
-def decode_data_url(url: str, param: str, max_bytes: int) -> bytes:
+_EXAMPLE_TYPES = {"image": "image/png", "video": "video/mp4"}
+
+
+def decode_data_url(url: str, param: str, max_bytes: int, kind: str = "image") -> bytes:
+    """A base64 data URL's bytes; ``kind`` (image or video) is the media type's top level it must have."""
     header, comma, payload = url.partition(",")
     if not comma or not header.endswith(";base64"):
-        raise invalid(param, "a data URL must be base64: data:image/png;base64,...", "invalid_image_url")
+        example = _EXAMPLE_TYPES[kind]
+        raise invalid(param, f"a data URL must be base64: data:{example};base64,...", f"invalid_{kind}_url")
     media_type = header[len("data:") : -len(";base64")].split(";", 1)[0].lower()
-    if media_type and not (media_type.startswith("image/") or media_type == "application/octet-stream"):
-        raise invalid(param, f"the data URL's media type is {media_type}, not an image", "invalid_image_url")
+    if media_type and not (media_type.startswith(f"{kind}/") or media_type == "application/octet-stream"):
+        raise invalid(param, f"the data URL's media type is {media_type}, not {_article(kind)}", f"invalid_{kind}_url")
     if len(payload) > (max_bytes + 2) // 3 * 4 + 4:  # before decoding anything
-        raise invalid(param, f"the image is over the limit of {max_bytes} bytes", "image_too_large")
+        raise invalid(param, f"the {kind} is over the limit of {max_bytes} bytes", f"{kind}_too_large")
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise invalid(param, "the data URL's base64 payload is malformed", "invalid_image_url") from None
+        raise invalid(param, "the data URL's base64 payload is malformed", f"invalid_{kind}_url") from None
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
 class ImageLoader:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.catalog import check_model_name
+from client.video_parameters import MAX_VIDEO_BYTES
 
 API_KEYS_VARIABLE = "VLM_GATEWAY_API_KEYS"
 MIB = 1024 * 1024
@@ -25,6 +26,7 @@ class GatewaySettings:
     max_json_depth: int = 32  # an OpenAI request nests 6 deep
     max_images: int = 4  # per request, on every route (llava-1.5's decoder takes 4)
     max_image_bytes: int = 16 * MIB  # one encoded image, from a data URL, an upload or a fetch
+    max_video_bytes: int = MAX_VIDEO_BYTES  # one encoded video, from a data URL or a fetch (Triton's own limit)
     max_embedding_inputs: int = 64  # texts and images in one embeddings request
     max_choices: int = 4  # ``n``
     max_concurrency: int = 64  # requests in flight on the inference routes, in all
@@ -43,6 +45,7 @@ class GatewaySettings:
             "max_json_depth": self.max_json_depth,
             "max_images": self.max_images,
             "max_image_bytes": self.max_image_bytes,
+            "max_video_bytes": self.max_video_bytes,
             "max_embedding_inputs": self.max_embedding_inputs,
             "max_choices": self.max_choices,
             "max_concurrency": self.max_concurrency,

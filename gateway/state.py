@@ -16,6 +16,7 @@ from gateway.images import ImageLoader
 from gateway.metrics import GatewayMetrics
 from gateway.settings import GatewaySettings
 from gateway.triton import ReadinessProbe, connect
+from gateway.videos import VideoLoader
 
 
 @dataclass
@@ -26,6 +27,7 @@ class GatewayState:
     catalog: ModelCatalog
     fetcher: ImageFetcher
     images: ImageLoader
+    videos: VideoLoader
     embeddings: EmbeddingService
     readiness: ReadinessProbe
 
@@ -48,6 +50,7 @@ class GatewayState:
             catalog=catalog,
             fetcher=fetcher,
             images=images,
+            videos=VideoLoader(fetcher, settings.max_video_bytes),
             embeddings=EmbeddingService(images, settings),
             readiness=ReadinessProbe(vlm, catalog, settings.ready_cache_s),
         )

@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from client.field_errors import FieldRef
+from client.media_kind import looks_like_video
 from serving.errors import InvalidInputError
-from serving.media_kind import looks_like_video
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, MemoryError)

@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from client.field_errors import FieldRef
+from client.media_kind import looks_like_image
 from client.video_parameters import (
     MAX_DECODE_SECONDS,
     MAX_FRAME_PIXELS,
@@ -37,7 +38,6 @@ from client.video_parameters import (
 )
 from serving.errors import InvalidInputError
 from serving.images import image_payload
-from serving.media_kind import looks_like_image
 
 Frame = np.ndarray[Any, np.dtype[np.uint8]]  # [height, width, 3] RGB
 

@@ -57,6 +57,9 @@ async def chat_completions(body: ChatCompletionRequest, state: State) -> Respons
     asked = conversation(body, settings.max_images)
     parameters = generation_parameters(body, settings.max_choices)
     images = await asyncio.gather(*(state.images.load(url, param) for url, param in asked.image_urls))
+    videos = await asyncio.gather(*(state.videos.load(url, param) for url, param in asked.video_urls))
+    if videos:
+        parameters["videos"] = list(videos)  # without videos, video_fps and max_frames are not sent
     job = chat.ChatJob.new(
         model=served.name,
         messages=asked.messages,

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from client.parameters import MAX_STOP_BYTES, PARAMETERS_BY_NAME
+from client.video_parameters import VIDEO_PARAMETERS_BY_NAME
 from gateway.schemas.common import ImageUrlItem, Strict
 
 MAX_STOP_STRINGS = 4  # OpenAI's limit
@@ -17,7 +18,26 @@ class TextPart(Strict):
     text: str
 
 
-UserPart = Annotated[TextPart | ImageUrlItem, Field(discriminator="type")]
+class VideoUrl(Strict):
+    url: str = Field(description="A base64 `data:` URL (video/*), or an http(s) URL on a host the operator allows")
+
+
+class VideoUrlItem(Strict):
+    """A clip the server decodes and samples (``video_fps``, ``max_frames``); a LLaVA-family model sees its frames
+    as images."""
+
+    type: Literal["video_url"]
+    video_url: VideoUrl
+
+
+class VideoFramesPart(Strict):
+    """A clip given as its frames (image URLs, in order): passed whole, each frame an image."""
+
+    type: Literal["video"]
+    video: Annotated[list[str], Field(min_length=1)]
+
+
+UserPart = Annotated[TextPart | ImageUrlItem | VideoUrlItem | VideoFramesPart, Field(discriminator="type")]
 
 
 class SystemMessage(Strict):
@@ -67,7 +87,7 @@ ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Fie
 
 def parameter(name: str) -> Any:
     """A pydantic field for the generation parameter ``name``, with its range and meaning from client.parameters."""
-    spec = PARAMETERS_BY_NAME[name]
+    spec = PARAMETERS_BY_NAME.get(name) or VIDEO_PARAMETERS_BY_NAME[name]
     bounds: dict[str, float] = {}
     if spec.minimum is not None:
         bounds["gt" if spec.exclusive_minimum else "ge"] = spec.minimum
@@ -101,6 +121,9 @@ class ChatCompletionRequest(Strict):
     repetition_penalty: float | None = parameter("repetition_penalty")
     min_tokens: int | None = parameter("min_tokens")
     ignore_eos: bool | None = parameter("ignore_eos")
+    # Sampling of the request's video_url clips (client.video_parameters; README, "Video").
+    video_fps: float | None = parameter("video_fps")
+    max_frames: int | None = parameter("max_frames")
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
@@ -173,6 +196,9 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     system_fingerprint: str | None = None
+    video_frames: list[int] | None = Field(
+        None, description="Frames the model saw of each video_url clip, in order (absent without videos)"
+    )
 
 
 class Delta(BaseModel):

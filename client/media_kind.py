@@ -1,5 +1,6 @@
 """Which kind of media some bytes are, from their first bytes alone (no decoder): so an image sent where a video
-belongs, or the reverse, is refused with a reason that says so instead of "not decodable"."""
+belongs, or the reverse, is refused with a reason that says so instead of "not decodable". Pure: the server and the
+gateway import it alike."""
 
 from __future__ import annotations
 
