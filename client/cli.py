@@ -19,6 +19,7 @@ from client.generation import Completion
 from client.parameters import GENERATION_PARAMETERS
 from client.ranking import DEFAULT_TEMPLATE
 from client.retry import RetryPolicy
+from client.video_parameters import VIDEO_PARAMETERS
 from client.vlm_client import VLMClient
 
 
@@ -52,7 +53,7 @@ class Printer:
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     # The CLI's --stream says how to print; each request's own stream flag is set by the client call.
-    names = [parameter.name for parameter in GENERATION_PARAMETERS if parameter.name != "stream"]
+    names = [parameter.name for parameter in (*GENERATION_PARAMETERS, *VIDEO_PARAMETERS) if parameter.name != "stream"]
     params = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "stop", None):
         params["stop"] = args.stop
@@ -186,17 +187,19 @@ def _batch_ask(client: VLMClient, args: argparse.Namespace) -> None:
 
 
 def _chat(client: VLMClient, args: argparse.Namespace) -> None:
-    """Each turn is sent with the conversation so far; the images go with the first turn."""
+    """Each turn is sent with the conversation so far; the images and videos go with the first turn."""
     turns = args.turns or (line.strip() for line in sys.stdin if line.strip())
     messages: list[dict[str, Any]] = []
     images = [Path(p) for p in args.image]
+    videos = {"videos": [Path(p) for p in args.video]} if args.video else {}
     for turn in turns:
-        content = prompts.user_turn(turn, len(images))[0] if not messages else {"role": "user", "content": turn}
+        first = prompts.user_turn(turn, len(images), len(args.video))[0]
+        content = first if not messages else {"role": "user", "content": turn}
         messages.append(content)
         if not args.printer.as_json:
             print(f"user: {turn}\nassistant: ", end="", flush=True)
         completion = args.printer.generation(
-            client.chat(messages, images, stream=args.stream, **_params(args)), turn=len(messages) // 2 + 1
+            client.chat(messages, images, stream=args.stream, **videos, **_params(args)), turn=len(messages) // 2 + 1
         )
         messages.append({"role": "assistant", "content": completion.text})
 
@@ -291,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("chat", _chat, "a multi-turn conversation (turns as arguments, else one per stdin line)", True)
     sub.add_argument("turns", nargs="*", help="user turns, in order")
     sub.add_argument("--image", action="append", default=[], help="image for the first turn (repeatable)")
+    sub.add_argument("--video", action="append", default=[], help="video for the first turn (repeatable)")
+    for parameter in VIDEO_PARAMETERS:
+        sub.add_argument(
+            "--" + parameter.name.replace("_", "-"),
+            type=parameter.python_type,
+            help=f"{parameter.description}, in {parameter.range_text()}",
+        )
     sub = command("analyze-document", _analyze_document, "summarise or query a document image", generates=True)
     sub.add_argument("image")
     sub.add_argument("--kind", choices=tuple(prompts.DOCUMENT_KINDS), default="summary")

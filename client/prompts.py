@@ -42,9 +42,10 @@ def json_format(schema: dict[str, Any] | None = None) -> dict[str, Any]:
 CAPTION_TEMPERATURES = (0.6, 1.2)
 
 
-def user_turn(text: str, images: int = 1) -> list[dict[str, Any]]:
-    """One user message: ``images`` image placeholders, then the text."""
-    return [{"role": "user", "content": [*([{"type": "image"}] * images), {"type": "text", "text": text}]}]
+def user_turn(text: str, images: int = 1, videos: int = 0) -> list[dict[str, Any]]:
+    """One user message: ``images`` image placeholders, ``videos`` video placeholders, then the text."""
+    pictures = [*([{"type": "image"}] * images), *([{"type": "video"}] * videos)]
+    return [{"role": "user", "content": [*pictures, {"type": "text", "text": text}]}]
 
 
 def caption(style: str) -> list[dict[str, Any]]:

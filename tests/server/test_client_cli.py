@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from client import VLMClient
 from serving.launcher import TritonServer, free_port
 from tests.images import encode, scene
+from tests.videos import encode_video
 
 
 def _vlm_client(*args: str) -> subprocess.CompletedProcess[str]:
@@ -115,3 +117,23 @@ def test_a_timeout_and_a_bad_questions_file_exit_1_with_one_line(server: TritonS
     assert timeout.returncode == 1 and timeout.stderr == "vlm-client: no response within 0.001 s\n"
     assert bad_file.returncode == 1
     assert bad_file.stderr == "vlm-client: questions.jsonl: row 1 needs an image and a question\n"
+
+
+def test_chat_takes_videos_with_their_sampling_and_reports_the_frames_used(
+    url: str, protocol: str, tmp_path: Path
+) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(encode_video([scene(64, 48, seed=130 + i) for i in range(8)], fps=2))  # 4 s at 2 fps
+    common = ("--url", url, "--protocol", protocol, "--json")
+    chat = _vlm_client(
+        *common, "chat", "--video", str(clip), "--video-fps", "0.5", "what happens?", "--max-tokens", "6"
+    )
+    assert chat.returncode == 0, chat.stderr
+    (turn,) = [json.loads(line) for line in chat.stdout.splitlines()]
+    assert turn["video_frames"] == [2]  # instants 0 and 2 s
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "what happens?"}]}]
+    with VLMClient(url, protocol=protocol) as client:
+        expected = client.generate(messages, videos=[clip], video_fps=0.5, max_tokens=6)
+    assert turn["text"] == expected.text and turn["prompt_tokens"] == expected.prompt_tokens
+    over = _vlm_client(*common, "chat", "--video", str(clip), "--max-frames", "9", "hi", "--max-tokens", "2")
+    assert over.returncode == 1 and "max_frames: must lie in [1, 4] for this model, got 9" in over.stderr
