@@ -33,6 +33,7 @@ def encode_video(
     container: str = "mp4",
     gop: int = 12,
     pix_fmt: str = "yuv420p",
+    b_frames: int = 0,
 ) -> bytes:
     """``frames`` (RGB arrays or images) as a video at ``fps``; every ``gop``-th frame a keyframe."""
     frames = [np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame) for frame in frames]
@@ -42,7 +43,7 @@ def encode_video(
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = pix_fmt
         stream.codec_context.gop_size = gop
-        stream.codec_context.max_b_frames = 0
+        stream.codec_context.max_b_frames = b_frames
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 output.mux(packet)

@@ -74,6 +74,13 @@ def test_common_codecs_and_containers_decode_to_the_frames_they_hold(codec: str,
     assert used_frames(clip, 1.0, 32, 12) == [0, 2, 4, 6, 8, 10]
 
 
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_b_frames_and_seeks_between_groups_of_pictures_give_the_frame_on_screen_at_each_instant(codec: str) -> None:
+    clip = encode_video(coloured_frames(40), fps=4, codec=codec, gop=8, b_frames=2)  # 10 s, decoded out of order
+    assert used_frames(clip, 1.0, 32, 40) == [4 * k for k in range(10)]
+    assert used_frames(clip, 1.0, 3, 40) == [0, 13, 26]  # instants 0, 3.33 and 6.67 s
+
+
 def test_a_data_url_is_accepted_as_images_are() -> None:
     clip = encode_video(coloured_frames(3), fps=1)
     url = b"data:video/mp4;base64," + base64.b64encode(clip)
