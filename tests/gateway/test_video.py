@@ -4,6 +4,7 @@ part and the limit, with both processes serving afterwards."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 
@@ -14,8 +15,9 @@ import pytest
 
 from client import VLMClient
 from client.video_parameters import MAX_FRAME_PIXELS, MAX_VIDEO_FRAMES, MAX_VIDEO_SECONDS
+from gateway.process import GatewayProcess
 from serving.launcher import TritonServer
-from tests.gateway.conftest import data_url
+from tests.gateway.conftest import API_KEY, data_url
 from tests.gateway.processes import ImageServer
 from tests.images import encode, scene
 from tests.videos import coloured_frames, encode_video, repeated_keyframe_video
@@ -109,8 +111,24 @@ def bad_videos() -> dict[str, tuple[bytes, str]]:
 
 
 def test_each_bad_video_is_a_400_naming_its_part_and_limit_and_both_processes_serve_on(
-    http: httpx.Client, server: TritonServer
+    gateway: GatewayProcess, http: httpx.Client, server: TritonServer
 ) -> None:
+    """While a good clip's answer streams through the same gateway, untouched."""
+    streamed: dict[str, str] = {}
+
+    def stream() -> None:
+        sdk = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0, timeout=300)
+        with sdk:
+            chunks = sdk.chat.completions.create(
+                model="llava",
+                messages=chat_body([video_part(data_url(short_clip(), "video/mp4"))])["messages"],
+                max_tokens=120,
+                stream=True,
+            )
+            streamed["text"] = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    background = threading.Thread(target=stream)
+    background.start()
     for case, (clip, reason) in bad_videos().items():
         reply = http.post("/v1/chat/completions", json=chat_body([video_part(data_url(clip, "video/mp4"))]))
         assert reply.status_code == 400, (case, reply.text)
@@ -135,5 +153,7 @@ def test_each_bad_video_is_a_400_naming_its_part_and_limit_and_both_processes_se
     assert http.get("/health").status_code == 200 and http.get("/ready").status_code == 200
     good = http.post("/v1/chat/completions", json=chat_body([video_part(data_url(short_clip(), "video/mp4"))]))
     assert good.status_code == 200 and good.json()["video_frames"] == [4]
+    background.join(timeout=300)
     with VLMClient(server.grpc_url) as direct:
         assert direct.embed_texts(["triton is up"]).shape[0] == 1
+        assert streamed["text"] == direct.generate(video_turn(), videos=[short_clip()], max_tokens=120).text
