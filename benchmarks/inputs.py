@@ -26,6 +26,17 @@ _JPEG_START, _PNG_SIGNATURE = b"\xff\xd8", b"\x89PNG\r\n\x1a\n"
 _PNG_IHDR_END = len(_PNG_SIGNATURE) + 25  # the IHDR chunk always comes first and is 25 bytes long
 
 
+MAX_IMAGE_SIZES = 16  # distinct synthetic sizes a run cycles through
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``"320x240,1920x1080"``: the sizes synthetic images cycle through (image ``i`` has size ``i % len``)."""
+    sizes = [parse_size(part.strip()) for part in text.split(",") if part.strip()]
+    if not 1 <= len(sizes) <= MAX_IMAGE_SIZES:
+        raise ValueError(f"--image-size: expected 1..{MAX_IMAGE_SIZES} comma-separated sizes, got {text!r}")
+    return sizes
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"640x480"`` or ``"224"`` (square) -> (width, height)."""
     parts = text.lower().split("x")
@@ -38,14 +49,19 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def synthetic_images(count: int, size: tuple[int, int], image_format: str, seed: int) -> list[bytes]:
-    """Smooth random colour fields with noise: they compress like photographs, not like flat colour."""
+def synthetic_images(
+    count: int, size: tuple[int, int] | list[tuple[int, int]], image_format: str, seed: int
+) -> list[bytes]:
+    """Smooth random colour fields with noise: they compress like photographs, not like flat colour. With a list of
+    sizes, image ``i`` has the ``i % len``-th: mixed sizes in turn, as requests draw images in turn."""
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"--image-format: expected one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
     rng = np.random.default_rng(seed)
-    width, height = size
+    sizes = size if isinstance(size, list) else [size]
     images = []
-    for _ in range(count):
+    for index in range(count):
+        size = sizes[index % len(sizes)]
+        width, height = size
         coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size, Image.BICUBIC)
         noise = rng.normal(0, 12, (height, width, 3))
         pixels = np.clip(np.asarray(coarse, dtype=np.float64) + noise, 0, 255).astype(np.uint8)

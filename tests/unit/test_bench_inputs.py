@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.inputs import captions, parse_size, prompts, synthetic_images, unique
+from benchmarks.inputs import MAX_IMAGE_SIZES, captions, parse_size, parse_sizes, prompts, synthetic_images, unique
 
 
 @pytest.mark.parametrize("image_format", ["jpeg", "png"])
@@ -33,6 +33,20 @@ def test_image_sizes_parse_or_name_the_flag(text: str) -> None:
         return
     with pytest.raises(ValueError, match="--image-size"):
         parse_size(text)
+
+
+def test_mixed_sizes_are_taken_in_turn_by_the_images_and_so_by_the_requests() -> None:
+    sizes = parse_sizes("64x48, 200x100,32")
+    assert sizes == [(64, 48), (200, 100), (32, 32)]
+    images = synthetic_images(7, sizes, "jpeg", seed=2)
+    assert [Image.open(io.BytesIO(image)).size for image in images] == [*sizes, *sizes, sizes[0]]
+    assert synthetic_images(2, [(64, 48)], "png", seed=3) == synthetic_images(2, (64, 48), "png", seed=3)
+
+
+@pytest.mark.parametrize("text", ["", " , ", "64x48,0x1", ",".join(["8"] * (MAX_IMAGE_SIZES + 1))])
+def test_a_bad_size_list_is_refused_naming_the_flag(text: str) -> None:
+    with pytest.raises(ValueError, match="--image-size"):
+        parse_sizes(text)
 
 
 def test_prompts_have_the_asked_number_of_tokens(tiny_llava) -> None:
