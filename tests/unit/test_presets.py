@@ -104,6 +104,7 @@ def test_the_registry_holds_every_family_s_presets_and_the_trained_ones_by_name(
         "tiny-qwen2.5-vl",
         "qwen2-vl-2b",
         "qwen2.5-vl-7b",
+        "bench-qwen2-vl",
         "shapes-clip",
         "shapes-llava",
     ]
