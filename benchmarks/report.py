@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peer_split import time_split, time_split_markdown
 from benchmarks.statistics import FIELDS, summarize
 from benchmarks.targets import check_targets, round_ratios, spread
 
@@ -280,17 +281,18 @@ def add_vllm_peer(
         "workloads": workloads,
         "ratios": rows,
         "headline": headline,
-        "targets": _peer_targets(rows),
+        "targets": _peer_targets(rows, report.get("server", {}).get("served_model", "llava")),
+        "time_split": time_split(workloads),
         "rounds": rounds,
     }
 
 
-def _peer_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _peer_targets(rows: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
     targets = []
     for kind, metric, field, concurrency, bound, at_least in PEER_TARGETS:
         relation = ">=" if at_least else "<="
         target: dict[str, Any] = {
-            "target": f"llava ({kind} requests), concurrency {concurrency}: {metric} {field} vs vllm serve",
+            "target": f"{model} ({kind} requests), concurrency {concurrency}: {metric} {field} vs vllm serve",
             "requirement": f"this project / vllm serve {relation} {bound:g}",
             "measured": None,
             "met": None,
@@ -350,6 +352,8 @@ def vllm_peer_markdown(report: dict[str, Any]) -> list[str]:
     if peer.get("peak_memory_bytes"):
         memory = _memory(peer).replace("tritonserver and its stubs", "its processes")
         lines.append(f"- vllm serve peak memory: {memory}")
+    if peer.get("time_split"):
+        lines += time_split_markdown(peer["time_split"])
     return lines
 
 

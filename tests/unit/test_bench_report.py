@@ -268,3 +268,5 @@ def test_the_vllm_peer_ratios_are_this_project_over_vllm_serve_per_alternation(
         "(0.50-2.00 over 3 alternations) (needs this project / vllm serve >= 1.2)" in text
     )
     assert "vllm serve peak memory: 2,048 MiB" in text
+    assert [row["workload"] for row in report["vllm_peer"]["time_split"]] == ["image", "image", "text", "text"]
+    assert "Where the time goes" in text and "| image | concurrency 1 | 100 | 400 | 100 | 400 | - |" in text
