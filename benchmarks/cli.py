@@ -40,7 +40,15 @@ from benchmarks.exported import (
     task_models,
 )
 from benchmarks.gateway import GATEWAY_WORKLOADS, GatewayCost, serve_gateway
-from benchmarks.inputs import IMAGE_FORMATS, captions, folder_images, parse_sizes, prompts, synthetic_images
+from benchmarks.inputs import (
+    IMAGE_FORMATS,
+    captions,
+    folder_images,
+    parse_sizes,
+    prompts,
+    synthetic_images,
+    synthetic_videos,
+)
 from benchmarks.load import LoadPoint, PointResult, WindowSettings, measure_point
 from benchmarks.metrics import compute_metrics
 from benchmarks.plots import write_plots
@@ -65,6 +73,7 @@ from benchmarks.vllm_peer import (
 from benchmarks.workloads import TASK_BENCHMARKS, WORKLOADS, Payload, Workload, benchmark_name
 from client import RetryPolicy
 from client.catalog import KIND_OF_TASK, ServedModel, Task, check_model_name
+from client.video_parameters import MAX_VIDEOS
 from serving.launcher import ServerError, ServerOptions
 from serving.served import served_precisions
 
@@ -182,7 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inputs.add_argument("--image-format", choices=IMAGE_FORMATS, default="jpeg", help="synthetic images' encoding")
     inputs.add_argument("--input-count", type=int, default=64, help="distinct inputs the requests cycle through")
-    inputs.add_argument("--images-per-request", type=int, default=1)
+    inputs.add_argument("--images-per-request", type=int, default=1, help="0 with --video-frames: videos only")
+    inputs.add_argument(
+        "--video-frames",
+        type=int,
+        default=0,
+        help="chat: each request also carries --videos-per-request synthetic clips (MPEG-4 made with PyAV) of this "
+        "many frames at 1 fps, of the first --image-size; the server samples them by its fps and max_frames",
+    )
+    inputs.add_argument("--videos-per-request", type=int, default=1, help="with --video-frames")
     inputs.add_argument("--texts-per-request", type=int, help="clip-text (default 1) and clip-rank (default 8)")
     inputs.add_argument("--prompt-tokens", type=int, default=32, help="llava: question length in tokens")
     inputs.add_argument(
@@ -215,7 +232,8 @@ def load_points(args: argparse.Namespace) -> list[LoadPoint]:
 def build_payload(args: argparse.Namespace) -> Payload:
     counts = {
         "--input-count": (args.input_count, 1, 100_000),
-        "--images-per-request": (args.images_per_request, 1, 32),
+        "--images-per-request": (args.images_per_request, 0 if args.video_frames else 1, 32),
+        "--videos-per-request": (args.videos_per_request, 1, MAX_VIDEOS),
         "--prompt-tokens": (args.prompt_tokens, 1, 100_000),
         "--output-tokens": (args.output_tokens, 1, 100_000),
         "--baseline-requests": (args.baseline_requests, 1, 100_000),
@@ -230,7 +248,7 @@ def build_payload(args: argparse.Namespace) -> Payload:
         raise ValueError(f"--texts-per-request: must be 1..64, got {texts_per_request}")
     workload = WORKLOADS[args.benchmark]
     images: list[bytes] = []
-    if workload.counts_images or workload.generates:
+    if (workload.counts_images or workload.generates) and args.images_per_request:
         if args.images:
             images = folder_images(args.images)
         else:
@@ -244,7 +262,19 @@ def build_payload(args: argparse.Namespace) -> Payload:
         texts = prompts(args.input_count, args.prompt_tokens, args.seed, tokenizer)
     else:
         texts = captions(args.input_count * texts_per_request, args.seed)
-    return Payload(tuple(images), tuple(texts), args.images_per_request, texts_per_request, args.output_tokens)
+    videos: list[bytes] = []
+    if args.video_frames:
+        size = parse_sizes(args.image_size)[0]
+        videos = synthetic_videos(args.input_count, args.video_frames, size, args.seed)
+    return Payload(
+        tuple(images),
+        tuple(texts),
+        args.images_per_request,
+        texts_per_request,
+        args.output_tokens,
+        tuple(videos),
+        args.videos_per_request if videos else 0,
+    )
 
 
 def input_config(args: argparse.Namespace, points: list[LoadPoint]) -> dict[str, Any]:
@@ -593,8 +623,19 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--through-gateway: the gateway calls Triton over gRPC; measure the direct path with grpc too")
     if not args.no_baselines and not (args.checkpoint and (args.checkpoint / "config.json").is_file()):
         raise ValueError("--checkpoint: the baselines need the Hugging Face checkpoint folder (or pass --no-baselines)")
+    if args.video_frames:
+        check_video_arguments(args)
     if uses_peer(args):
         check_peer_arguments(args)
+
+
+def check_video_arguments(args: argparse.Namespace) -> None:
+    if not WORKLOADS[args.benchmark].generates:
+        raise ValueError(f"--video-frames: only chat requests carry videos, not {args.benchmark}")
+    if not args.no_baselines:
+        raise ValueError("--video-frames: the in-process baselines send images only; pass --no-baselines")
+    if args.images:
+        raise ValueError("--video-frames: clips are made from synthetic frames; leave out --images")
 
 
 def check_peer_arguments(args: argparse.Namespace) -> None:

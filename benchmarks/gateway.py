@@ -152,16 +152,25 @@ class GatewayClipText(GatewayWorkload, ClipText):
         return "/v1/embeddings", body, 0
 
 
+def _video_items(videos: list[bytes]) -> list[dict[str, Any]]:
+    return [
+        {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + base64.b64encode(v).decode()}}
+        for v in videos
+    ]
+
+
 class GatewayLlava(GatewayWorkload, Llava):
-    """Request ``n`` as a streamed chat completion: its images as data URLs in ``image_url`` parts, then the
-    question; greedy and exactly ``max_tokens`` tokens (``Payload.sampling``: ``ignore_eos`` and ``min_tokens``
-    are vLLM's extra fields, which vlm-gateway takes too)."""
+    """Request ``n`` as a streamed chat completion: its videos and images as data URLs in ``video_url`` and
+    ``image_url`` parts, then the question; greedy and exactly ``max_tokens`` tokens (``Payload.sampling``:
+    ``ignore_eos`` and ``min_tokens`` are vLLM's extra fields, which vlm-gateway takes too)."""
 
     streams = True
 
     def gateway_request(self, n: int) -> tuple[str, dict[str, Any], int]:
         messages, images = self.request(n)
-        content = [*_image_items(images), *messages[0]["content"][len(images) :]]
+        videos = self.videos(n)
+        media = [*_video_items(videos), *_image_items(images)]
+        content = [*media, *messages[0]["content"][len(media) :]]
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": content}],

@@ -73,6 +73,36 @@ def synthetic_images(
     return images
 
 
+MAX_VIDEO_FRAMES = 256  # frames of one synthetic clip (the server samples by fps and max_frames in any case)
+VIDEO_FPS = 1  # synthetic clips' frame rate: one frame a second, as the server samples by default
+
+
+def synthetic_videos(count: int, frames: int, size: tuple[int, int], seed: int) -> list[bytes]:
+    """``count`` MPEG-4 clips of ``frames`` frames at ``VIDEO_FPS``, each frame a synthetic image (PyAV encodes)."""
+    import av  # the bench extra's; only video workloads need it
+
+    if not 1 <= frames <= MAX_VIDEO_FRAMES:
+        raise ValueError(f"--video-frames: must be 1..{MAX_VIDEO_FRAMES}, got {frames}")
+    width, height = size
+    if width % 2 or height % 2:
+        raise ValueError(f"--image-size: video frames need an even width and height (yuv420p), got {width}x{height}")
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        with av.open(buffer, mode="w", format="mp4") as output:
+            stream = output.add_stream("mpeg4", rate=VIDEO_FPS)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for image in synthetic_images(frames, size, "png", int(rng.integers(2**31))):
+                frame = av.VideoFrame.from_image(Image.open(io.BytesIO(image)).convert("RGB"))
+                for packet in stream.encode(frame):
+                    output.mux(packet)
+            for packet in stream.encode():
+                output.mux(packet)
+        clips.append(buffer.getvalue())
+    return clips
+
+
 def folder_images(folder: Path) -> list[bytes]:
     """Every image file directly in ``folder``, in name order."""
     if not folder.is_dir():

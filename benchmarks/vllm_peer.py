@@ -214,10 +214,10 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def workload_payload(payload: Payload, workload: str) -> Payload:
-    """The run's inputs for one of ``WORKLOADS``: ``text`` sends the same questions without images."""
+    """The run's inputs for one of ``WORKLOADS``: ``text`` sends the same questions without images or videos."""
     if workload not in WORKLOADS:
         raise ValueError(f"vllm peer workload must be one of {', '.join(WORKLOADS)}, got {workload!r}")
-    return payload if workload == "image" else dataclasses.replace(payload, images_per_request=0)
+    return payload if workload == "image" else dataclasses.replace(payload, images_per_request=0, videos_per_request=0)
 
 
 def peer_workload(url: str, payload: Payload, workload: str, model: str = SERVED_MODEL_NAME) -> GatewayLlava:

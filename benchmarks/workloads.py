@@ -48,6 +48,8 @@ class Payload:
     images_per_request: int = 1
     texts_per_request: int = 1
     max_tokens: int = 64
+    videos: tuple[bytes, ...] = ()  # clips (container bytes); each chat request carries ``videos_per_request``
+    videos_per_request: int = 0
 
     def sampling(self) -> dict[str, Any]:
         """Every LLaVA request's options, on every path: greedy, and exactly ``max_tokens`` tokens (``ignore_eos`` and
@@ -116,6 +118,10 @@ class Workload:
         pool, count = self.payload.texts, self.payload.texts_per_request
         return [pool[(n * count + i) % len(pool)] for i in range(count)]
 
+    def videos(self, n: int) -> list[bytes]:
+        pool, count = self.payload.videos, self.payload.videos_per_request
+        return [pool[(n * count + i) % len(pool)] for i in range(count if pool else 0)]
+
     def send(self, n: int) -> Sample:
         """Send request ``n`` and time it (the closed loop's load threads)."""
         raise NotImplementedError
@@ -175,10 +181,10 @@ class ClipRank(Workload):
         return await _timed_async(vlm.rank_texts(images, self.texts(n)), len(images), start)
 
 
-def llava_messages(question: str, images: int) -> list[dict[str, Any]]:
-    return [
-        {"role": "user", "content": [*({"type": "image"} for _ in range(images)), {"type": "text", "text": question}]}
-    ]
+def llava_messages(question: str, images: int, videos: int = 0) -> list[dict[str, Any]]:
+    """One user turn: its videos, then its images, then the question."""
+    media = [*({"type": "video"} for _ in range(videos)), *({"type": "image"} for _ in range(images))]
+    return [{"role": "user", "content": [*media, {"type": "text", "text": question}]}]
 
 
 class Llava(Workload):
@@ -186,13 +192,18 @@ class Llava(Workload):
     default_model = DEFAULT_CHAT_MODEL
 
     def request(self, n: int) -> tuple[list[dict[str, Any]], list[bytes]]:
-        images = self.images(n)
-        return llava_messages(self.texts(n)[0], len(images)), images
+        images, videos = self.images(n), self.videos(n)
+        return llava_messages(self.texts(n)[0], len(images), len(videos)), images
+
+    def media(self, n: int) -> dict[str, Any]:
+        """Request ``n``'s videos as the client's keyword (none: nothing, so a server without video is not asked)."""
+        videos = self.videos(n)
+        return {"videos": videos} if videos else {}
 
     def send(self, n: int) -> Sample:
         messages, images = self.request(n)
         timer = _StreamTimer(time.perf_counter(), len(images))
-        for item in self.client().generate_stream(messages, images, **self.payload.sampling()):
+        for item in self.client().generate_stream(messages, images, **self.media(n), **self.payload.sampling()):
             if (sample := timer.arrived(item)) is not None:
                 return sample
         raise RuntimeError("the stream ended without a final response")
@@ -200,7 +211,7 @@ class Llava(Workload):
     async def send_async(self, vlm: AsyncVLMClient, n: int, start: float) -> Sample:
         messages, images = self.request(n)
         timer = _StreamTimer(start, len(images))
-        async for item in vlm.generate_stream(messages, images, **self.payload.sampling()):
+        async for item in vlm.generate_stream(messages, images, **self.media(n), **self.payload.sampling()):
             if (sample := timer.arrived(item)) is not None:
                 return sample
         raise RuntimeError("the stream ended without a final response")
