@@ -52,6 +52,7 @@ BENCH_CLIP := .cache/checkpoints/clip-vit-base-patch32
 BENCH_LLAVA := .cache/checkpoints/bench-llava
 BENCH_SIGLIP := .cache/checkpoints/siglip-base-patch16-224
 BENCH_LLAVA_NEXT := .cache/checkpoints/bench-llava-next
+BENCH_QWEN2_VL := .cache/checkpoints/bench-qwen2-vl
 # Each run alternates served and in-process baseline windows (--alternations, A/B/A/B) and reports every ratio
 # as the median over the alternations with its spread.
 BENCH_LOAD := --serve --concurrency 1,8 --max-windows 4 --alternations 3
@@ -82,12 +83,21 @@ $(BENCH_REPOSITORY)/siglip_vision/1/model.onnx: $(BENCH_SIGLIP)/config.json $(EX
 $(BENCH_REPOSITORY)/llava_next_vision/1/model.onnx: $(BENCH_LLAVA_NEXT)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
 	$(BIN)/vlm-export model --checkpoint $(BENCH_LLAVA_NEXT) --repository $(BENCH_REPOSITORY)
 
+$(BENCH_REPOSITORY)/qwen2_vl_vision/1/model.onnx: $(BENCH_QWEN2_VL)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
+	$(BIN)/vlm-export model --checkpoint $(BENCH_QWEN2_VL) --repository $(BENCH_REPOSITORY)
+
+# Qwen2-VL chat on images of mixed sizes, up to 1080p (decoded and resized in full, then within bench-qwen2-vl's
+# 256-token budget), against `vllm serve` on the same checkpoint, as short as the other named models' runs.
+BENCH_QWEN2_VL_SIZES := 320x240,640x480,1280x720,1920x1080
+BENCH_QWEN2_VL_CHAT := $(BENCH_SHORT) --model qwen2_vl --checkpoint $(BENCH_QWEN2_VL) --no-baselines --vllm-peer \
+	--image-sizes $(BENCH_QWEN2_VL_SIZES) --output-tokens 16 --input-count 384
+
 # llava: 1024 distinct images and questions, more than a run sends to Triton (direct, and image and text requests
 # through vlm-gateway), so the LLaVA encoders' response cache never answers; --vllm-peer measures `vllm serve` on
 # the same checkpoint, alternating with this project through vlm-gateway.
 bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/clip_vision/1/model.onnx \
 		$(BENCH_REPOSITORY)/llava_vision/1/model.onnx $(BENCH_REPOSITORY)/siglip_vision/1/model.onnx \
-		$(BENCH_REPOSITORY)/llava_next_vision/1/model.onnx
+		$(BENCH_REPOSITORY)/llava_next_vision/1/model.onnx $(BENCH_REPOSITORY)/qwen2_vl_vision/1/model.onnx
 	$(BIN)/vlm-bench clip-image $(BENCH_CLIP_FP32)
 	$(BIN)/vlm-bench clip-image $(BENCH_CLIP_INT8) --name clip-image-int8
 	$(BIN)/vlm-bench clip-text $(BENCH_CLIP_FP32)
@@ -100,6 +110,7 @@ bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/cli
 	$(BIN)/vlm-bench text-embed $(BENCH_SIGLIP_FP32)
 	$(BIN)/vlm-bench chat $(BENCH_SHORT) --model llava_next --checkpoint $(BENCH_LLAVA_NEXT) --baseline-requests 2 \
 		--limit-batch-sizes 2 --output-tokens 16 --input-count 256
+	$(BIN)/vlm-bench chat $(BENCH_QWEN2_VL_CHAT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,7 +3,8 @@
 Both sides: a request's mean latency split into its time to the first token and the rest (decode), from the load
 generator's own timings (means, so the two parts add up to the latency). This project also: the server's per-step
 split from Triton's statistics over the same windows (each Triton model's queue and compute per request: the
-preprocess, the vision tower and the decoder, which holds a request from its prompt to its last token). vLLM's
+ensemble, whose compute spans its steps, and each step: the preprocess, the vision tower, the decoder; the decoder
+is decoupled, so Triton counts its compute until its engine has the request, not the whole generation). vLLM's
 server exposes no per-step split to the load generator; its TTFT holds its preprocessing, vision tower and prefill.
 """
 
@@ -61,7 +62,8 @@ def time_split_markdown(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         "",
         "Where the time goes (mean ms per request; TTFT + decode = latency; this project's steps from Triton's "
-        "statistics, queue + compute per request each served, the decoder's spanning the whole generation):",
+        "statistics, queue + compute per request each served: the ensemble's compute spans its steps; the decoder "
+        "is decoupled, so its compute stops when its engine has the request):",
         "",
         "| workload | load | this project TTFT | decode | vllm serve TTFT | decode | this project's steps |",
         "|---|---|---|---|---|---|---|",
