@@ -504,7 +504,8 @@ def markdown(report: dict[str, Any]) -> str:
             ("inter_token_latency", "p50", "ITL p50 ms"),
             ("output_sequence_length", "avg", "tokens/request"),
         ]
-    images = kind != "clip-text"
+    images = kind != "clip-text" and config.get("images_per_request", 1) != 0
+    videos = config.get("video_frames") or 0
     server = report["server"]
     # Reports written before models had names carry neither their task nor the model.
     title = kind
@@ -515,6 +516,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{config['protocol']} at {report['server']['url']}; checkpoint `{config.get('checkpoint')}`; "
         + (f"images {config['image_size']} {config['image_format']}; " if config.get("image_size") and images else "")
+        + (f"{config['videos_per_request']} video(s) of {videos} frames at 1 fps; " if videos else "")
         + (
             f"prompt {config['prompt_tokens']} tokens, max {config['output_tokens']} output tokens; "
             if kind == "llava"

@@ -270,3 +270,12 @@ def test_the_vllm_peer_ratios_are_this_project_over_vllm_serve_per_alternation(
     assert "vllm serve peak memory: 2,048 MiB" in text
     assert [row["workload"] for row in report["vllm_peer"]["time_split"]] == ["image", "image", "text", "text"]
     assert "Where the time goes" in text and "| image | concurrency 1 | 100 | 400 | 100 | 400 | - |" in text
+
+
+def test_a_video_run_names_its_clips_and_no_images(report: dict[str, Any]) -> None:
+    report["input_config"].update(images_per_request=0, video_frames=4, videos_per_request=1)
+    header = markdown(report).splitlines()[2]
+    assert "1 video(s) of 4 frames at 1 fps; " in header and "images 640x480" not in header
+    report["input_config"].update(images_per_request=1, video_frames=0)
+    header = markdown(report).splitlines()[2]
+    assert "images 640x480 jpeg; " in header and "video" not in header
