@@ -8,12 +8,15 @@ bad images get LLaVA's errors."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 
+from benchmarks.cli import main as vlm_bench
 from client import Completion, InvalidInputError, VLMClient
 from export.cli import main as vlm_export
 from export.families import family_for_checkpoint
@@ -137,3 +140,41 @@ def test_the_context_budget_counts_each_images_tokens_by_its_size(server: Triton
             with pytest.raises(InvalidInputError) as caught:
                 client.generate(user("what is it?", 1), [encode(image)], max_tokens=1000)
             assert_clean(str(caught.value), "max_tokens", f"({image_tokens} of them image tokens)", "1024")
+
+
+@pytest.mark.long  # two vLLM engines (this server's decoder and vllm serve): minutes on 2 cores
+@pytest.mark.timeout(900)
+def test_the_vllm_peer_serves_qwen2_vl_by_name_on_images_of_mixed_sizes(
+    server: TritonServer, export_output: tuple[Path, str], tiny_qwen2_vl: Path, tmp_path: Path
+) -> None:
+    args = ["chat", "--model", "qwen2_vl", "--url", server.grpc_url, "--repository", str(export_output[0])]
+    args += ["--no-baselines", "--vllm-peer", "--checkpoint", str(tiny_qwen2_vl), "--image-sizes", "64x48,300x200"]
+    args += ["--concurrency", "1,2", "--window-seconds", "0.2", "--window-requests", "1", "--max-windows", "3"]
+    args += ["--warmup-requests", "1", "--alternations", "1", "--input-count", "64", "--prompt-tokens", "8"]
+    args += ["--output-tokens", "4", "--results", str(tmp_path), "--name", "peer"]
+    assert vlm_bench(args) == 0
+    peer = json.loads((tmp_path / "peer" / "report.json").read_text())["vllm_peer"]
+    assert peer["settings"]["served_model_name"] == "qwen2_vl"
+    assert all(counts["equal"] for counts in peer["prompt_tokens"].values()), peer["prompt_tokens"]
+    for kind in ("image", "text"):
+        for side in ("project", "peer"):
+            points = peer["workloads"][kind][side]
+            assert all(p["errors"] == 0 for p in points), [p["first_error"] for p in points]
+            assert all(p["metrics"]["output_sequence_length"]["avg"] == 4 for p in points)
+
+    # The image requests alternate sizes: 64x48 is 2 x 2 merged tokens, 300x200 (252 x 168 within 64 tokens) 9 x 6;
+    # the questions' own lengths vary by as much as the text-only requests' do.
+    def spread(kind: str) -> float:
+        lengths = peer["workloads"][kind]["peer"][0]["metrics"]["input_sequence_length"]
+        return float(lengths["max"] - lengths["min"])
+
+    assert abs(spread("image") - (9 * 6 - 2 * 2)) <= spread("text")
+    split = {(row["workload"], row["value"]): row for row in peer["time_split"]}
+    assert "qwen2_vl_vision" in split[("image", 1)]["project_steps"]
+    assert split[("image", 1)]["peer"]["ttft_ms"] > 0 and split[("image", 1)]["peer"]["decode_ms"] > 0
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if {"benchmarks.vllm_serve", str(tiny_qwen2_vl)} <= set(p.info["cmdline"] or [])
+    ]
+    assert not left, "vllm serve outlived the run"
