@@ -12,7 +12,7 @@ CLIP_CHECKPOINT := .cache/checkpoints/shapes-clip
 LLAVA_CHECKPOINT := .cache/checkpoints/shapes-llava
 REPOSITORY := model_repository
 EXPORTED := $(REPOSITORY)/clip_vision/1/model.onnx $(REPOSITORY)/llava_vision/1/model.onnx
-EXPORT_SOURCES := $(wildcard export/*.py) serving/manifest.py
+EXPORT_SOURCES := $(wildcard export/*.py export/families/*.py export/families/*/*.py) serving/manifest.py
 
 .PHONY: demo test test-long serve export lint clean bench
 .DELETE_ON_ERROR:
