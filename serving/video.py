@@ -75,6 +75,14 @@ class SampledVideo:
     clip_frames: int  # frames in the clip
     duration: float  # seconds
 
+    @property
+    def sampled_fps(self) -> float | None:
+        """The kept frames' rate, from their timestamps (the real spacing, whichever sampling rule bound); None for
+        a single frame."""
+        if len(self.timestamps) < 2 or self.timestamps[-1] <= self.timestamps[0]:
+            return None
+        return (len(self.timestamps) - 1) / (self.timestamps[-1] - self.timestamps[0])
+
 
 @dataclass(frozen=True)
 class _Probe:

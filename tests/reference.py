@@ -173,3 +173,27 @@ class Qwen2VLReference(LlavaReference):
                 pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]
             )
         return list(features.pooler_output), inputs["image_grid_thw"]
+
+    def video_inputs(
+        self, messages: list[dict], images: list[Image.Image], videos: list[list[np.ndarray]], fps: float
+    ) -> dict[str, torch.Tensor]:
+        """As the processor feeds the model: the already-sampled frames as videos at ``fps`` (their real spacing),
+        no frames sampled again, no per-frame pixel cap (the served preprocess applies none)."""
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        return self.processor(
+            images=images or None,
+            videos=[np.stack(frames) for frames in videos],
+            text=prompt,
+            fps=fps,
+            do_sample_frames=False,
+            cap_pixels_per_frame=False,
+            return_tensors="pt",
+        )
+
+    def video_greedy(
+        self, messages: list[dict], images: list[Image.Image], videos: list[list[np.ndarray]], fps: float, tokens: int
+    ) -> list[int]:
+        inputs = self.video_inputs(messages, images, videos, fps)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=tokens, do_sample=False)
+        return output[0, inputs["input_ids"].shape[1] :].tolist()

@@ -22,6 +22,7 @@ class DecoderCheckpoint:
     text_hidden: int
     context_length: int
     vocab_size: int  # the language model's output rows (often more than the tokenizer's tokens)
+    video_token_id: int | None = None  # a native-video checkpoint's video placeholder (Qwen2-VL's <|video_pad|>)
 
 
 def read_checkpoint(folder: Path, fixed_image_tokens: bool = True) -> DecoderCheckpoint:
@@ -34,6 +35,7 @@ def read_checkpoint(folder: Path, fixed_image_tokens: bool = True) -> DecoderChe
         text_hidden=config.text_config.hidden_size,
         context_length=config.text_config.max_position_embeddings,
         vocab_size=config.text_config.vocab_size,
+        video_token_id=getattr(config, "video_token_id", None),
     )
 
 

@@ -49,3 +49,27 @@ def warm_up_grid_images(merge: int, hidden: int) -> dict[str, Any]:
     import torch
 
     return {"image_embeds": torch.zeros(1, hidden), "image_grid_thw": torch.tensor([[1, merge, merge]])}
+
+
+def with_videos(images: GridImages, videos: int, seconds: npt.NDArray[Any] | None) -> dict[str, Any]:
+    """vLLM's multimodal data when the last ``videos`` grids are videos (``video_input: grids``): the images'
+    ``{"image_embeds", "image_grid_thw"}`` and the videos' ``{"video_embeds", "video_grid_thw",
+    "second_per_grid_ts"}`` (seconds per frame group; a model without time positions ignores it)."""
+    import torch
+
+    grids, embeds = images.data["image_grid_thw"], images.data["image_embeds"]
+    first_video = len(grids) - videos
+    merge_square = int(grids.prod(-1).sum()) // images.tokens
+    split = int(grids[:first_video].prod(-1).sum()) // merge_square
+    data: dict[str, Any] = {}
+    if first_video:
+        data["image"] = {"image_embeds": embeds[:split], "image_grid_thw": grids[:first_video]}
+    if videos:
+        if seconds is None or seconds.shape != (videos,) or not np.isfinite(seconds).all() or (seconds <= 0).any():
+            raise InvalidInputError("video_second_per_grid", f"expected {videos} positive seconds, one per video")
+        data["video"] = {
+            "video_embeds": embeds[split:],
+            "video_grid_thw": grids[first_video:],
+            "second_per_grid_ts": torch.from_numpy(seconds.astype(np.float32)),
+        }
+    return data

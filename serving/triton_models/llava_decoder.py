@@ -28,7 +28,7 @@ import numpy as np
 
 from serving.errors import InvalidInputError
 from serving.generation.checkpoint import DecoderCheckpoint, load_tokenizer, read_checkpoint
-from serving.generation.grid_embeds import grid_images, warm_up_grid_images
+from serving.generation.grid_embeds import grid_images, warm_up_grid_images, with_videos
 from serving.generation.params import (
     GenerationLimits,
     SamplingParams,
@@ -323,6 +323,11 @@ class LlavaDecoder(PythonModel):
         mode = image_input(self.parameters)
         self.pixel_images = PixelImages(checkpoint) if mode == "pixels" else None
         self.image_merge = self.int_parameter("image_merge_size") if mode == "grids" else 0
+        # "frames": a video's frames are images to the model; "grids": the preprocess step's last grids are videos,
+        # handed to vLLM as video embeddings (needs image_input grids).
+        self.native_video = self.parameters.get("video_input", "frames") == "grids"
+        if self.native_video and mode != "grids":
+            raise ValueError("video_input grids needs image_input grids")
         self.checkpoint: DecoderCheckpoint = read_checkpoint(checkpoint, fixed_image_tokens=mode == "embeds")
         import torch
 
@@ -466,29 +471,44 @@ class LlavaDecoder(PythonModel):
             images = 0 if raw_embeds is None else raw_embeds.shape[0]
         frames = self.sampled_frames(inputs, images)
         check_videos(count_videos(messages), len(frames))
-        check_images(count_images(messages), images - sum(frames), self.rules.max_images)
-        messages, order = expand_videos(messages, frames, images - sum(frames))
-        check_images(count_images(messages), images, self.rules.max_images)
+        videos = len(frames) if self.native_video else 0  # each video one grid, not its frames as images
+        if self.native_video:
+            images -= videos
+            check_images(count_images(messages), images, self.rules.max_images)
+            order: list[int] = []
+        else:
+            check_images(count_images(messages), images - sum(frames), self.rules.max_images)
+            messages, order = expand_videos(messages, frames, images - sum(frames))
+            check_images(count_images(messages), images, self.rules.max_images)
         ids = prompt_ids(self.tokenizer, messages)
-        placeholders = sum(1 for token in ids if token == self.checkpoint.image_token_id)
-        if placeholders != images:
-            # e.g. a chat template that renders image placeholders differently from the processor's rule
-            raise InvalidInputError(
-                "messages", f"the rendered prompt holds {placeholders} image tokens for {images} images"
-            )
+        for kind, token, count in (
+            ("image", self.checkpoint.image_token_id, images),
+            ("video", self.checkpoint.video_token_id, videos),
+        ):
+            placeholders = sum(1 for t in ids if t == token) if token is not None else 0
+            if placeholders != count:
+                # e.g. a chat template that renders placeholders differently from the processor's rule
+                raise InvalidInputError(
+                    "messages", f"the rendered prompt holds {placeholders} {kind} tokens for {count} {kind}s"
+                )
         prompt: dict[str, Any] = {"prompt_token_ids": ids}
         image_tokens = 0
         if pictures:
             prompt["multi_modal_data"] = {"image": pictures}  # vLLM's processor tiles and encodes them
             image_tokens = self.pixel_images.tokens(pictures) if self.pixel_images else 0
         elif grids:
-            prompt["multi_modal_data"] = {"image": grids.data}
+            if self.native_video:
+                seconds = inputs.get("video_second_per_grid")
+                prompt["multi_modal_data"] = with_videos(grids, videos, seconds)
+            else:
+                prompt["multi_modal_data"] = {"image": grids.data}
             image_tokens = grids.tokens
         elif images:
             embeds = self.image_embeds(raw_embeds, inputs.get("image_tokens"))
             prompt["multi_modal_data"] = {"image": [embeds[i] for i in order]}
             image_tokens = sum(len(image) for image in embeds)
-        prompt_tokens = len(ids) + image_tokens - images  # vLLM expands each placeholder into its image's tokens
+        # vLLM expands each placeholder into its image's (or video's) tokens
+        prompt_tokens = len(ids) + image_tokens - images - videos
         return Job(
             prompt=prompt,
             params=params,
@@ -504,6 +524,10 @@ class LlavaDecoder(PythonModel):
         if "sampled_frames" not in inputs:
             return []
         counts = [int(n) for n in np.asarray(inputs["sampled_frames"]).reshape(-1)]
+        if self.native_video:  # one grid a video
+            if any(n < 1 for n in counts) or len(counts) > images:
+                raise InvalidInputError("sampled_frames", f"must be positive, at most {images} videos, got {counts}")
+            return counts
         if any(n < 1 for n in counts) or sum(counts) > images:
             raise InvalidInputError("sampled_frames", f"must be positive and sum to at most {images}, got {counts}")
         return counts

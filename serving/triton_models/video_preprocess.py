@@ -18,7 +18,7 @@ from serving.errors import InvalidInputError
 from serving.generation.params import number_input
 from serving.triton_models.image_preprocess import ImagePreprocess
 from serving.validators import as_bytes_list
-from serving.video import Sampling, VideoLimits, decode_video
+from serving.video import SampledVideo, Sampling, VideoLimits, decode_video
 
 
 class VideoFramesPreprocess(ImagePreprocess):
@@ -34,17 +34,25 @@ class VideoFramesPreprocess(ImagePreprocess):
             max_decode_seconds=self.int_parameter("max_decode_seconds"),
         )
 
-    def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def video_blobs(self, inputs: dict[str, np.ndarray]) -> list[bytes]:
+        """The request's encoded videos, checked for count; a request needs an image or a video."""
         videos = as_bytes_list(inputs["video"]) if "video" in inputs else []
         if not videos and "image" not in inputs:
             raise InvalidInputError("image", "at least one image or video is required, got none")
         if len(videos) > self.max_videos:
             raise InvalidInputError("video", f"at most {self.max_videos} videos per request, got {len(videos)}")
+        return videos
+
+    def decode(self, blob: bytes, index: int, sampling: Sampling) -> SampledVideo:
+        return decode_video(blob, FieldRef("video", index), sampling, self.video_limits)
+
+    def handle(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        videos = self.video_blobs(inputs)
         images = list(self.images(inputs)) if "image" in inputs else []
         sampling = self.sampling(inputs)
         frame_counts = []
         for i, blob in enumerate(videos):
-            video = decode_video(blob, FieldRef("video", i), sampling, self.video_limits)
+            video = self.decode(blob, i, sampling)
             frame_counts.append(len(video.frames))
             images += [Image.fromarray(frame) for frame in video.frames]
             if len(images) > self.max_images:

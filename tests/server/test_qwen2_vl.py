@@ -21,10 +21,12 @@ from client import Completion, InvalidInputError, VLMClient
 from export.cli import main as vlm_export
 from export.families import family_for_checkpoint
 from serving.launcher import TritonServer, loopback_options
+from serving.video import Sampling, decode_video
 from tests.images import encode, scene
 from tests.reference import Qwen2VLReference
 from tests.server.test_bad_input import UNDECODABLE_IMAGES, assert_clean
 from tests.server.test_llava_full import Case, assistant, user
+from tests.videos import encode_video
 
 # The first test also pays for the checkpoint, the export and the server's start (about a minute on 2 free cores).
 pytestmark = pytest.mark.timeout(300)
@@ -178,3 +180,48 @@ def test_the_vllm_peer_serves_qwen2_vl_by_name_on_images_of_mixed_sizes(
         if {"benchmarks.vllm_serve", str(tiny_qwen2_vl)} <= set(p.info["cmdline"] or [])
     ]
     assert not left, "vllm serve outlived the run"
+
+
+def video_cases() -> list[tuple[list[dict], list, list[bytes], int]]:
+    """A 4-frame clip at 1 fps alone, and a 3-frame clip (padded to 4 by its last frame) after an image."""
+    alone = encode_video([scene(64, 48, seed=90 + i) for i in range(4)], fps=1)
+    beside = encode_video([scene(80, 60, seed=94 + i) for i in range(3)], fps=1)
+    return [
+        (video_turn("what happens in the video?"), [], [alone], 16),
+        (video_turn("compare the image and the video.", ("image", "video")), [scene(96, 80, seed=98)], [beside], 16),
+    ]
+
+
+def video_turn(text: str, before: tuple[str, ...] = ("video",)) -> list[dict]:
+    return [{"role": "user", "content": [*({"type": kind} for kind in before), {"type": "text", "text": text}]}]
+
+
+def test_videos_go_natively_and_equal_hf_generate_on_the_sampled_frames_8_in_flight(
+    server: TritonServer, url: str, protocol: str, reference: Qwen2VLReference
+) -> None:
+    """The frames the server samples (1 fps of a 1 fps clip: all of them) as HF's video input at that rate: the same
+    video grid and tokens; each case 4 times, 8 requests in flight."""
+    cases = video_cases()
+
+    def generate(case: tuple[list[dict], list, list[bytes], int]) -> Completion:
+        messages, images, videos, max_tokens = case
+        with VLMClient(url, protocol=protocol, chat_model=MODEL) as client:
+            return client.generate(
+                messages, [encode(image) for image in images], videos=videos, video_fps=1.0, max_tokens=max_tokens
+            )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        completions = list(pool.map(generate, cases * 4))
+    expected = []
+    for messages, images, videos, max_tokens in cases:
+        frames = [decode_video(clip, "video", Sampling(1.0, 32)).frames for clip in videos]
+        prompt_tokens = reference.video_inputs(messages, images, frames, 1.0)["input_ids"].shape[1]
+        tokens = reference.video_greedy(messages, images, frames, 1.0, max_tokens)
+        expected.append(([len(f) for f in frames], prompt_tokens, tokens))
+    for index, completion in enumerate(completions):
+        video_frames, prompt_tokens, tokens = expected[index % len(cases)]
+        assert completion.video_frames == video_frames
+        assert completion.prompt_tokens == prompt_tokens
+        assert completion.token_ids == tokens, cases[index % len(cases)][0]
+    assert len(expected[0][2]) > 1, "the reference answered (nearly) nothing: a weak comparison"
+    assert completions[0].video_frames == [4] and completions[1].video_frames == [3]

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import torch
-from transformers import AutoConfig, AutoImageProcessor
+from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
 
 from export.components import install
 from export.families.base import Feeds
@@ -32,6 +32,7 @@ from serving.generation.checkpoint import require_all_weights
 from serving.manifest import ONNX_FILE
 from serving.onnx_runner import OnnxRunner
 from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
+from serving.triton_models.patch_preprocess import VIDEO_PROCESSOR_DIR
 
 VISION_KEYS = {r"^visual\.": "", r"^model\.visual\.": ""}  # Qwen/Qwen2-VL-*'s names, and transformers 5's
 TOLERANCE = Tolerance(1e-4, 0.9999)  # ONNX Runtime vs PyTorch, float32 (the exported encoders' bar)
@@ -147,6 +148,7 @@ def export_qwen2_vl(
             return [report]
         processor = AutoImageProcessor.from_pretrained(checkpoint, backend="pil")
         processor.save_pretrained(staging / preprocess.name / IMAGE_PROCESSOR_DIR)
+        AutoVideoProcessor.from_pretrained(checkpoint).save_pretrained(staging / preprocess.name / VIDEO_PROCESSOR_DIR)
         (staging / decoder.name).mkdir()
         os.symlink(checkpoint, staging / decoder.name / CHECKPOINT_LINK, target_is_directory=True)
         write_repository(repository, models)

@@ -17,8 +17,16 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import cache
 
-from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits
-from export.families.llava.spec import GENERATION_INPUTS, GENERATION_OUTPUTS, MAX_IMAGES, llava_components
+from client.video_parameters import MAX_SAMPLED_FRAMES
+from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits, video_limits
+from export.families.llava.spec import (
+    GENERATION_INPUTS,
+    GENERATION_OUTPUTS,
+    MAX_IMAGES,
+    SAMPLED_FRAMES,
+    VIDEO_INPUTS,
+    llava_components,
+)
 from export.families.tags import served_tags
 from export.specs import EnsembleSpec, EnsembleStep, ModelSpec, PythonModelSpec, TensorSpec
 from serving.smart_resize import MAX_ASPECT_RATIO
@@ -29,7 +37,10 @@ MERGE_SIZE = 2  # the patch merger's side: a token is 2 x 2 patches (the decoder
 _IMAGE = TensorSpec("image", "bytes", (-1,))
 _MESSAGES = TensorSpec("messages", "bytes", (1,))
 _PATCHES = TensorSpec("pixel_values", "float32", (-1, -1))  # [patches, channels * temporal * patch^2]
-_GRIDS = TensorSpec("image_grid_thw", "int64", (-1, 3))  # [images, (frames, rows, columns)] in patches
+_GRIDS = TensorSpec("image_grid_thw", "int64", (-1, 3))  # [images + videos, (frames, rows, columns)] in patches
+# Seconds per frame group of each video (temporal patch / the kept frames' rate): Qwen2.5-VL's time positions.
+_SECONDS = TensorSpec("video_second_per_grid", "float32", (-1,))
+_VIDEO_TENSORS = {SAMPLED_FRAMES.name: SAMPLED_FRAMES.name, _SECONDS.name: _SECONDS.name}
 _EMBEDS = TensorSpec("image_embeds", "float32", (-1, -1))  # [tokens, hidden], one image after another
 _GRIDS_MAP = {"image_grid_thw": "image_grid_thw"}
 _IMAGE_TENSORS = {"image_embeds": "image_embeds", **_GRIDS_MAP}
@@ -45,14 +56,19 @@ def patch_models(family: str, name: str) -> tuple[ModelSpec, ...]:
     checkpoint of ``family`` (Qwen2.5-VL's are the same models, tagged as its own)."""
     preprocess = PythonModelSpec(
         name=f"{name}_preprocess",
-        inputs=(_IMAGE,),
-        outputs=(_PATCHES, _GRIDS),
+        inputs=(replace(_IMAGE, optional=True), *VIDEO_INPUTS),
+        outputs=(_PATCHES, _GRIDS, SAMPLED_FRAMES, _SECONDS),
         entry_point="serving.triton_models.patch_preprocess:PatchPreprocess",
         resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in export/families/limits.py
         queue=STEP_QUEUE,
         # The image processor takes images up to 200:1 as they are (LLaVA's square towers crop past 20:1 first); more
         # elongated ones are centre-cropped to 200:1, which it would refuse.
-        parameters={**image_limits(MAX_IMAGES), "max_aspect_ratio": str(MAX_ASPECT_RATIO)},
+        # Videos go natively (video embeddings and grids), not as images: their frames count against max_frames only.
+        parameters={
+            **image_limits(MAX_IMAGES),
+            "max_aspect_ratio": str(MAX_ASPECT_RATIO),
+            **video_limits(MAX_SAMPLED_FRAMES),
+        },
     )
     vision = PythonModelSpec(
         name=f"{name}_vision",
@@ -69,18 +85,33 @@ def patch_models(family: str, name: str) -> tuple[ModelSpec, ...]:
             *(tensor for tensor in llava_decoder.inputs if tensor.name != "image_embeds"),
             replace(_EMBEDS, optional=True),
             replace(_GRIDS, optional=True),
+            replace(_SECONDS, optional=True),
         ),
-        parameters={**llava_decoder.parameters, "image_input": "grids", "image_merge_size": str(MERGE_SIZE)},
+        # video_input "grids": the last len(sampled_frames) grids are videos, handed to vLLM as video embeddings.
+        parameters={
+            **llava_decoder.parameters,
+            "image_input": "grids",
+            "video_input": "grids",
+            "image_merge_size": str(MERGE_SIZE),
+        },
     )
     passthrough = {t.name: t.name for t in (_MESSAGES, *GENERATION_INPUTS)}
     ensemble = EnsembleSpec(
         name=name,
-        inputs=(_IMAGE, _MESSAGES, *GENERATION_INPUTS),
+        inputs=(*preprocess.inputs, _MESSAGES, *GENERATION_INPUTS),
         outputs=GENERATION_OUTPUTS,
         steps=(
-            EnsembleStep(preprocess.name, {"image": "image"}, {"pixel_values": "pixel_values", **_GRIDS_MAP}),
+            EnsembleStep(
+                preprocess.name,
+                {t.name: t.name for t in preprocess.inputs},
+                {"pixel_values": "pixel_values", **_GRIDS_MAP, **_VIDEO_TENSORS},
+            ),
             EnsembleStep(vision.name, {"pixel_values": "pixel_values", **_GRIDS_MAP}, {"image_embeds": "image_embeds"}),
-            EnsembleStep(decoder.name, {**passthrough, **_IMAGE_TENSORS}, {t.name: t.name for t in GENERATION_OUTPUTS}),
+            EnsembleStep(
+                decoder.name,
+                {**passthrough, **_IMAGE_TENSORS, **_VIDEO_TENSORS},
+                {t.name: t.name for t in GENERATION_OUTPUTS},
+            ),
         ),
         # Text-only turns and cancellations go to the decoder itself (client.generation).
         parameters=served_tags(family, name, "chat", probe="chat", text_model=decoder.name),
