@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import openai
 import psutil
 import pytest
 
@@ -20,8 +21,10 @@ from benchmarks.cli import main as vlm_bench
 from client import Completion, InvalidInputError, VLMClient
 from export.cli import main as vlm_export
 from export.families import family_for_checkpoint
+from gateway.process import GatewayProcess
 from serving.launcher import TritonServer, loopback_options
 from serving.video import Sampling, decode_video
+from tests.gateway.conftest import API_KEY, data_url
 from tests.images import encode, scene
 from tests.reference import Qwen2VLReference
 from tests.server.test_bad_input import UNDECODABLE_IMAGES, assert_clean
@@ -225,3 +228,48 @@ def test_videos_go_natively_and_equal_hf_generate_on_the_sampled_frames_8_in_fli
         assert completion.token_ids == tokens, cases[index % len(cases)][0]
     assert len(expected[0][2]) > 1, "the reference answered (nearly) nothing: a weak comparison"
     assert completions[0].video_frames == [4] and completions[1].video_frames == [3]
+
+
+@pytest.fixture(scope="module")
+def gateway(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """A gateway in front of this module's server (the cheapest way to put the family behind the OpenAI route)."""
+    log = tmp_path_factory.mktemp("gateway") / "gateway-qwen2_vl.log"
+    with GatewayProcess(server.grpc_url, log, "--ready-cache", "0", api_keys=API_KEY) as running:
+        yield running
+
+
+def test_image_and_video_chats_through_the_gateways_openai_route_answer_hf_generates_tokens(
+    server: TritonServer, gateway: GatewayProcess, reference: Qwen2VLReference
+) -> None:
+    """The real openai SDK naming qwen2_vl: an image chat and a video chat (a data URL at 1 fps) answer with the text
+    and tokens of the server's own answer, whose token ids are HF generate's."""
+    image, clip = scene(96, 80, seed=99), encode_video([scene(64, 48, seed=90 + i) for i in range(4)], fps=1)
+    frames = decode_video(clip, "video", Sampling(1.0, 32)).frames
+    chats = [
+        ("image_url", {"url": data_url(encode(image))}, {"images": [encode(image)]}, {}),
+        ("video_url", {"url": data_url(clip, "video/mp4")}, {"videos": [clip], "video_fps": 1.0}, {"video_fps": 1.0}),
+    ]
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0, timeout=120) as sdk:
+        for kind, url, direct_media, extra in chats:
+            content = [{"type": kind, kind: url}, {"type": "text", "text": "what is shown?"}]
+            reply = sdk.chat.completions.create(
+                model=MODEL,
+                messages=[{"role": "user", "content": content}],  # type: ignore[misc,list-item]
+                max_tokens=12,
+                logprobs=True,
+                extra_body=extra,
+            )
+            item = {"type": "image" if kind == "image_url" else "video"}
+            messages = [{"role": "user", "content": [item, {"type": "text", "text": "what is shown?"}]}]
+            with VLMClient(server.grpc_url, chat_model=MODEL) as direct:
+                expected = direct.generate(messages, max_tokens=12, **direct_media)
+            if kind == "image_url":
+                hf = reference.greedy(messages, [image], 12)
+            else:
+                hf = reference.video_greedy(messages, [], [frames], 1.0, 12)
+                assert reply.model_extra is not None and reply.model_extra["video_frames"] == [4]
+            assert expected.token_ids == hf, kind
+            assert reply.choices[0].message.content == expected.text, kind
+            assert reply.choices[0].logprobs is not None
+            assert [t.token for t in reply.choices[0].logprobs.content or []] == expected.tokens, kind
+            assert reply.usage is not None and reply.usage.prompt_tokens == expected.prompt_tokens, kind
