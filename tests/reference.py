@@ -179,12 +179,19 @@ class Qwen2VLReference(LlavaReference):
     ) -> dict[str, torch.Tensor]:
         """As the processor feeds the model: the already-sampled frames as videos at ``fps`` (their real spacing),
         no frames sampled again, no per-frame pixel cap (the served preprocess applies none)."""
+        from transformers.video_utils import VideoMetadata
+
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        # Without metadata the processor assumes 24 fps (Qwen2.5-VL's second_per_grid_ts would be 2 / 24).
+        metadata = [
+            VideoMetadata(total_num_frames=len(f), fps=fps, frames_indices=list(range(len(f))), duration=len(f) / fps)
+            for f in videos
+        ]
         return self.processor(
             images=images or None,
             videos=[np.stack(frames) for frames in videos],
+            video_metadata=metadata,
             text=prompt,
-            fps=fps,
             do_sample_frames=False,
             cap_pixels_per_frame=False,
             return_tensors="pt",

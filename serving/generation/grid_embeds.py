@@ -53,8 +53,9 @@ def warm_up_grid_images(merge: int, hidden: int) -> dict[str, Any]:
 
 def with_videos(images: GridImages, videos: int, seconds: npt.NDArray[Any] | None) -> dict[str, Any]:
     """vLLM's multimodal data when the last ``videos`` grids are videos (``video_input: grids``): the images'
-    ``{"image_embeds", "image_grid_thw"}`` and the videos' ``{"video_embeds", "video_grid_thw",
-    "second_per_grid_ts"}`` (seconds per frame group; a model without time positions ignores it)."""
+    ``{"image_embeds", "image_grid_thw"}`` and the videos' ``{"video_embeds", "video_grid_thw"}``, with
+    ``"second_per_grid_ts"`` (seconds per frame group) where ``seconds`` is given: only for a model that places
+    frames by time (vLLM's Qwen2-VL would scale its positions by it too, which transformers' does not)."""
     import torch
 
     grids, embeds = images.data["image_grid_thw"], images.data["image_embeds"]
@@ -65,11 +66,9 @@ def with_videos(images: GridImages, videos: int, seconds: npt.NDArray[Any] | Non
     if first_video:
         data["image"] = {"image_embeds": embeds[:split], "image_grid_thw": grids[:first_video]}
     if videos:
-        if seconds is None or seconds.shape != (videos,) or not np.isfinite(seconds).all() or (seconds <= 0).any():
-            raise InvalidInputError("video_second_per_grid", f"expected {videos} positive seconds, one per video")
-        data["video"] = {
-            "video_embeds": embeds[split:],
-            "video_grid_thw": grids[first_video:],
-            "second_per_grid_ts": torch.from_numpy(seconds.astype(np.float32)),
-        }
+        data["video"] = {"video_embeds": embeds[split:], "video_grid_thw": grids[first_video:]}
+        if seconds is not None:
+            if seconds.shape != (videos,) or not np.isfinite(seconds).all() or (seconds <= 0).any():
+                raise InvalidInputError("video_second_per_grid", f"expected {videos} positive seconds, one per video")
+            data["video"]["second_per_grid_ts"] = torch.from_numpy(seconds.astype(np.float32))
     return data

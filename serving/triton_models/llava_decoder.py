@@ -328,6 +328,7 @@ class LlavaDecoder(PythonModel):
         self.native_video = self.parameters.get("video_input", "frames") == "grids"
         if self.native_video and mode != "grids":
             raise ValueError("video_input grids needs image_input grids")
+        self.video_seconds = self.parameters.get("video_seconds", "false") == "true"  # time positions (M-RoPE)
         self.checkpoint: DecoderCheckpoint = read_checkpoint(checkpoint, fixed_image_tokens=mode == "embeds")
         import torch
 
@@ -498,7 +499,9 @@ class LlavaDecoder(PythonModel):
             image_tokens = self.pixel_images.tokens(pictures) if self.pixel_images else 0
         elif grids:
             if self.native_video:
-                seconds = inputs.get("video_second_per_grid")
+                seconds = inputs.get("video_second_per_grid") if self.video_seconds else None
+                if self.video_seconds and videos and seconds is None:
+                    raise InvalidInputError("video_second_per_grid", "required with videos for this model")
                 prompt["multi_modal_data"] = with_videos(grids, videos, seconds)
             else:
                 prompt["multi_modal_data"] = {"image": grids.data}

@@ -15,10 +15,12 @@ import pytest
 from client import Completion, VLMClient
 from export.cli import main as vlm_export
 from serving.launcher import TritonServer, loopback_options
-from tests.images import encode
+from serving.video import Sampling, decode_video
+from tests.images import encode, scene
 from tests.reference import Qwen2VLReference
 from tests.server.test_llava_full import Case
-from tests.server.test_qwen2_vl import CASES
+from tests.server.test_qwen2_vl import CASES, video_turn
+from tests.videos import encode_video
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -70,3 +72,24 @@ def test_greedy_tokens_equal_hf_generate_for_9_concurrent_requests(
         assert completion.token_ids == tokens, messages
         assert completion.prompt_tokens == len(reference.inputs(messages, images)["input_ids"][0])
     assert sum(map(len, expected)) > len(CASES), "the reference answered (nearly) nothing: a weak comparison"
+
+
+def test_a_short_clip_answers_hf_generates_tokens_with_its_real_time_spacing(
+    server: TritonServer, url: str, protocol: str, reference: Qwen2VLReference
+) -> None:
+    """4 frames of a 1 fps clip at 1 fps: 2 frame groups 2 s apart (second_per_grid_ts 2.0, not vLLM's default 1.0).
+    Kept short of transformers' divergence from vLLM (README): (2 - 1) x tokens_per_second 4 x 2.0 = 8 is under the
+    grid's larger merged side, 10 (280 x 168 frames)."""
+    clip = encode_video([scene(280, 168, seed=100 + i) for i in range(4)], fps=1)
+    messages = video_turn("what happens in the video?")
+    frames = decode_video(clip, "video", Sampling(1.0, 32)).frames
+    inputs = reference.video_inputs(messages, [], [frames], 1.0)
+    assert inputs["video_grid_thw"].tolist() == [[2, 12, 20]]
+    assert inputs["second_per_grid_ts"].tolist() == [2.0]
+    expected = reference.video_greedy(messages, [], [frames], 1.0, 16)
+    with VLMClient(url, protocol=protocol, chat_model=MODEL) as client:
+        completions = [client.generate(messages, videos=[clip], video_fps=1.0, max_tokens=16) for _ in range(2)]
+    for completion in completions:
+        assert completion.video_frames == [4]
+        assert completion.prompt_tokens == inputs["input_ids"].shape[1]
+        assert completion.token_ids == expected

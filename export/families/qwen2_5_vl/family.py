@@ -21,7 +21,7 @@ class Qwen2_5VLFamily(Qwen2VLFamily):
     model_types: tuple[str, ...] = ("qwen2_5_vl",)
 
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
-        return patch_models(FAMILY, options.named(self.name))
+        return patch_models(FAMILY, options.named(self.name), video_seconds=True)
 
     def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
         from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel

@@ -51,9 +51,10 @@ def qwen2_vl_models(name: str = FAMILY) -> tuple[ModelSpec, ...]:
 
 
 @cache  # one set of specs per family and name
-def patch_models(family: str, name: str) -> tuple[ModelSpec, ...]:
+def patch_models(family: str, name: str, video_seconds: bool = False) -> tuple[ModelSpec, ...]:
     """``<name>_preprocess``, ``<name>_vision``, ``<name>_decoder`` and the ensemble ``<name>`` of a Qwen2-VL-style
-    checkpoint of ``family`` (Qwen2.5-VL's are the same models, tagged as its own)."""
+    checkpoint of ``family`` (Qwen2.5-VL's are the same models, tagged as its own). ``video_seconds``: the model
+    places video frames by time (Qwen2.5-VL), so the decoder hands vLLM each video's seconds per frame group."""
     preprocess = PythonModelSpec(
         name=f"{name}_preprocess",
         inputs=(replace(_IMAGE, optional=True), *VIDEO_INPUTS),
@@ -92,6 +93,7 @@ def patch_models(family: str, name: str) -> tuple[ModelSpec, ...]:
             **llava_decoder.parameters,
             "image_input": "grids",
             "video_input": "grids",
+            "video_seconds": "true" if video_seconds else "false",
             "image_merge_size": str(MERGE_SIZE),
         },
     )
