@@ -8,9 +8,6 @@ inconsistent shapes: torch.Size([52, 64]) (index 0) vs torch.Size([56, 64]) (ind
 model itself takes a list of any lengths (it hands the embeddings on as they are), so the plugin marks the length
 as varying, as vLLM's schemas do for other per-item sizes.
 
-Qwen2.5-VL's video embeddings lose their seconds per frame group in vLLM 0.32's parser (Qwen2-VL's field config);
-the plugin keeps the field when sent (``keep_video_seconds``).
-
 On CPU hosts the decoder asks it to make vLLM's shared-memory queues between the engine core and its worker nap
 instead of spinning. A reader there busy-waits on ``sched_yield`` for a second after each read, so while a sequence
 decodes, the engine core and the worker are both always runnable: on a 2-core host the server's clients then waited
@@ -33,7 +30,6 @@ NAP_S = 0.0001  # a tenth of a millisecond: 2-3 % of a decode step of the tiny t
 def register() -> None:
     """The entry point. Naps only where the decoder set ``NO_BUSY_WAIT_ENV`` (``vllm serve`` spins as it does)."""
     allow_varying_image_embeds()
-    keep_video_seconds()
     if os.environ.get(NO_BUSY_WAIT_ENV) != "1":
         return
     from vllm.distributed.device_communicators import shm_broadcast
@@ -66,30 +62,3 @@ def allow_varying_image_embeds() -> None:
     schema.__annotations__["data"] = Annotated[
         torch.Tensor | list[torch.Tensor], TensorShape("bn", "ifs", "hs", dynamic_dims={"ifs"})
     ]
-
-
-def keep_video_seconds() -> None:
-    """vLLM 0.32 parses Qwen2-VL-style embedding inputs with Qwen2-VL's field config, which has no
-    ``second_per_grid_ts``: a Qwen2.5-VL video's seconds per frame group were dropped (1.0 used for its time
-    positions), which changed the answer. The field is kept where a request sends it."""
-    from vllm.model_executor.models import qwen2_vl
-    from vllm.multimodal.inputs import MultiModalFieldConfig
-
-    original = qwen2_vl._create_qwen2vl_field_factory
-    if getattr(original, "_vlm_keeps_seconds", False):  # vLLM may load plugins more than once per process
-        return
-
-    @functools.wraps(original)
-    def factory(spatial_merge_size: int) -> Any:
-        fields = original(spatial_merge_size)
-
-        def with_seconds(hf_inputs: Any) -> Any:
-            config = dict(fields(hf_inputs))
-            if "second_per_grid_ts" in hf_inputs:
-                config["second_per_grid_ts"] = MultiModalFieldConfig.batched("video", keep_on_cpu=True)
-            return config
-
-        return with_seconds
-
-    factory._vlm_keeps_seconds = True  # type: ignore[attr-defined]
-    qwen2_vl._create_qwen2vl_field_factory = factory
