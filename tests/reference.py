@@ -204,3 +204,21 @@ class Qwen2VLReference(LlavaReference):
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=tokens, do_sample=False)
         return output[0, inputs["input_ids"].shape[1] :].tolist()
+
+    def video_logprobs(
+        self, messages: list[dict], videos: list[list[np.ndarray]], fps: float, tokens: list[int]
+    ) -> list[float]:
+        """The log-probability of each of ``tokens`` as the continuation, the frames given at ``fps``."""
+        inputs = self.video_inputs(messages, [], videos, fps)
+        prompt = inputs["input_ids"].shape[1]
+        ids = torch.cat([inputs["input_ids"], torch.tensor([tokens])], dim=1)
+        types = inputs["mm_token_type_ids"]
+        extended = {
+            **inputs,
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "mm_token_type_ids": torch.cat([types, torch.zeros(1, len(tokens), dtype=types.dtype)], dim=1),
+        }
+        with torch.inference_mode():
+            logits = self.model(**extended).logits[0, prompt - 1 : -1].float()
+        return torch.log_softmax(logits, -1).gather(1, torch.tensor(tokens)[:, None])[:, 0].tolist()

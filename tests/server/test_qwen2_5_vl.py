@@ -77,9 +77,9 @@ def test_greedy_tokens_equal_hf_generate_for_9_concurrent_requests(
 def test_a_short_clip_answers_hf_generates_tokens_with_its_real_time_spacing(
     server: TritonServer, url: str, protocol: str, reference: Qwen2VLReference
 ) -> None:
-    """4 frames of a 1 fps clip at 1 fps: 2 frame groups 2 s apart (second_per_grid_ts 2.0, sent to vLLM). The tiny
-    model's greedy tokens do not change with the spacing (its logprobs do, by about 1e-3), and the served logprobs are
-    those of 1 s a group (README: open).
+    """4 frames of a 1 fps clip at 1 fps: 2 frame groups 2 s apart (second_per_grid_ts 2.0, not vLLM's default 1.0).
+    The tiny model's greedy tokens do not change with the spacing, its logprobs do (about 1e-3 at 1 s or 4 s a
+    group): the served ones are those of the real spacing.
     Kept short of transformers' divergence from vLLM (README): (2 - 1) x tokens_per_second 4 x 2.0 = 8 is under the
     grid's larger merged side, 10 (280 x 168 frames)."""
     clip = encode_video([scene(280, 168, seed=100 + i) for i in range(4)], fps=1)
@@ -95,3 +95,7 @@ def test_a_short_clip_answers_hf_generates_tokens_with_its_real_time_spacing(
         assert completion.video_frames == [4]
         assert completion.prompt_tokens == inputs["input_ids"].shape[1]
         assert completion.token_ids == expected
+    real = reference.video_logprobs(messages, [frames], 1.0, expected)
+    other = reference.video_logprobs(messages, [frames], 0.5, expected)
+    assert max(abs(a - b) for a, b in zip(real, other, strict=True)) > 5e-4
+    assert completions[0].logprobs == pytest.approx(real, abs=2e-4)

@@ -31,5 +31,11 @@ class Qwen2_5VLFamily(Qwen2VLFamily):
         self.check_options(options)
         name = options.named(self.name)
         return export_qwen2_vl(
-            checkpoint, repository, name, options.opset, FAMILY, Qwen2_5_VisionTransformerPretrainedModel
+            checkpoint,
+            repository,
+            name,
+            options.opset,
+            FAMILY,
+            Qwen2_5_VisionTransformerPretrainedModel,
+            video_seconds=True,
         )

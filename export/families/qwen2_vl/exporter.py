@@ -119,15 +119,22 @@ def export_tower(tower: VisionTower, feed: dict[str, npt.NDArray[Any]], target: 
 
 
 def export_qwen2_vl(
-    checkpoint: Path, repository: Path, name: str, opset: int, family: str = FAMILY, vision_class: Any = None
+    checkpoint: Path,
+    repository: Path,
+    name: str,
+    opset: int,
+    family: str = FAMILY,
+    vision_class: Any = None,
+    video_seconds: bool = False,
 ) -> list[ParityReport]:
-    """Into ``repository`` under ``name``, tagged as ``family``'s, the tower loaded as ``vision_class``."""
+    """Into ``repository`` under ``name``, tagged as ``family``'s, the tower loaded as ``vision_class``;
+    ``video_seconds`` as ``patch_models``'."""
     from export.repository import VERSION, write_repository
 
     checkpoint = checkpoint.resolve()
     config = AutoConfig.from_pretrained(checkpoint)
     check_servable(config)
-    models = patch_models(family, name)
+    models = patch_models(family, name, video_seconds)
     preprocess, vision, decoder, _ = models
     visual = load_vision_tower(checkpoint, config, vision_class)
     tower = vision_tower(visual, config)
