@@ -63,20 +63,23 @@ def _article(kind: str) -> str:
     return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
 
 
+async def read_url(fetcher: ImageFetcher, url: str, param: str, kind: str, max_bytes: int) -> bytes:
+    """A media URL's bytes (``kind``: image or video): a base64 data URL, or an http(s) URL under the fetch policy."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "data":
+        return decode_data_url(url, param, max_bytes, kind=kind)
+    if scheme in ("http", "https"):
+        return await fetcher.fetch(url, param, kind=kind, max_bytes=max_bytes)
+    raise invalid(param, f"{_article(kind)} URL must be a base64 data: URL or an http(s) URL", f"invalid_{kind}_url")
+
+
 class ImageLoader:
     def __init__(self, fetcher: ImageFetcher, max_bytes: int) -> None:
         self.fetcher = fetcher
         self.max_bytes = max_bytes
 
     async def load(self, url: str, param: str) -> bytes:
-        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-        if scheme == "data":
-            data = decode_data_url(url, param, self.max_bytes)
-        elif scheme in ("http", "https"):
-            data = await self.fetcher.fetch(url, param)
-        else:
-            raise invalid(param, "an image URL must be a base64 data: URL or an http(s) URL", "invalid_image_url")
-        return check_image(data, param, self.max_bytes)
+        return check_image(await read_url(self.fetcher, url, param, "image", self.max_bytes), param, self.max_bytes)
 
     def upload(self, data: bytes, param: str) -> bytes:
         return check_image(data, param, self.max_bytes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from client.media_kind import looks_like_image
 from gateway.errors import invalid
 from gateway.fetch import ImageFetcher
-from gateway.images import decode_data_url
+from gateway.images import read_url
 
 
 def check_video(data: bytes, param: str, max_bytes: int) -> bytes:
@@ -27,11 +27,4 @@ class VideoLoader:
         self.max_bytes = max_bytes
 
     async def load(self, url: str, param: str) -> bytes:
-        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-        if scheme == "data":
-            data = decode_data_url(url, param, self.max_bytes, kind="video")
-        elif scheme in ("http", "https"):
-            data = await self.fetcher.fetch(url, param, kind="video", max_bytes=self.max_bytes)
-        else:
-            raise invalid(param, "a video URL must be a base64 data: URL or an http(s) URL", "invalid_video_url")
-        return check_video(data, param, self.max_bytes)
+        return check_video(await read_url(self.fetcher, url, param, "video", self.max_bytes), param, self.max_bytes)
