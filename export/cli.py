@@ -52,6 +52,7 @@ def _model(args: argparse.Namespace) -> int:
     from export.families import UnsupportedCheckpointError, family_for_checkpoint
     from export.families.base import ExportOptions
     from export.precision import DEFAULT_PRECISION
+    from export.qdq import QDQ_PRECISIONS
     from export.repository import NameConflictError, check_name
     from export.specs import OnnxComponentSpec
     from export.tensorrt_sidecar import PRECISIONS as ENGINE_PRECISIONS
@@ -69,7 +70,8 @@ def _model(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    # With --runtime tensorrt the ONNX model stays float32 and --precision is the engines' (default fp16).
+    # With --runtime tensorrt the ONNX model stays float32 and --precision is the engines' (default fp16); int8 and
+    # fp8 engines are built from a QDQ model the export makes beside it.
     tensorrt = args.runtime == "tensorrt"
     if tensorrt and args.precision not in (None, *ENGINE_PRECISIONS):
         print(
@@ -86,6 +88,7 @@ def _model(args: argparse.Namespace) -> int:
             fuse_projector=args.fuse_projector,
             name=args.name,
             precision=DEFAULT_PRECISION if tensorrt else args.precision or DEFAULT_PRECISION,
+            qdq=args.precision if tensorrt and args.precision in QDQ_PRECISIONS else None,
         )
         check_name(args.repository, family, options)
     except (NameConflictError, ValueError) as error:
@@ -148,6 +151,7 @@ def _add_engine_options(parser: argparse.ArgumentParser, precision: bool = True)
 
 def _add_model_options(parser: argparse.ArgumentParser, family: str | None) -> None:
     from export.precision import CPU_PRECISIONS, DEFAULT_PRECISION, REFUSED_ON_CPU
+    from export.qdq import QDQ_PRECISIONS
     from export.tensorrt_sidecar import DEFAULT_PRECISION as DEFAULT_ENGINE_PRECISION
     from export.tensorrt_sidecar import PRECISIONS
 
@@ -170,7 +174,8 @@ def _add_model_options(parser: argparse.ArgumentParser, family: str | None) -> N
         "--precision",
         choices=sorted({*CPU_PRECISIONS, *REFUSED_ON_CPU, *PRECISIONS}),
         help=f"the encoders' precision: {', '.join(CPU_PRECISIONS)} on ONNX Runtime (default {DEFAULT_PRECISION}); "
-        f"with --runtime tensorrt the engines' ({', '.join(PRECISIONS)}; default {DEFAULT_ENGINE_PRECISION})",
+        f"with --runtime tensorrt the engines' ({', '.join(PRECISIONS)}; default {DEFAULT_ENGINE_PRECISION}), "
+        f"{' and '.join(QDQ_PRECISIONS)} built from a QDQ model the export calibrates and checks on CPU",
     )
     _add_engine_options(parser, precision=False)
     parser.set_defaults(run=_model, family=family)

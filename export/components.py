@@ -13,7 +13,8 @@ import torch
 
 from export.onnx_export import export_component
 from export.parity import ParityReport, check_parity
-from export.precision import DEFAULT_PRECISION, budget, quantize
+from export.precision import DEFAULT_PRECISION, budget, check_qdq_precision, quantize
+from export.qdq import make_qdq
 from export.specs import OnnxComponentSpec, TensorSpec
 from serving.manifest import ComponentManifest, TensorManifest
 from serving.onnx_runner import OnnxRunner
@@ -51,9 +52,14 @@ def export_encoder(
     out_dir: Path,
     opset: int,
     precision: str = DEFAULT_PRECISION,
-) -> ParityReport:
+    qdq: str | None = None,
+) -> list[ParityReport]:
     """Export ``module`` at ``precision`` into ``out_dir`` and check it against PyTorch float32 on ``feeds``, within
-    the spec's budget for that precision."""
+    the spec's budget for that precision. ``qdq`` (int8, fp8): also a QDQ model of the float32 export for TensorRT
+    engines of that precision (export/qdq.py), checked against PyTorch within that precision's budget: its report
+    follows the export's."""
+    if qdq is not None:
+        check_qdq_precision(qdq, precision)
     for tensor in spec.inputs:  # the graph is traced at the feeds' dtypes: they must be the ones it is served
         if feeds[-1][tensor.name].dtype != np.dtype(tensor.dtype):
             raise ValueError(
@@ -63,24 +69,28 @@ def export_encoder(
     onnx_path = export_component(module, example, spec, sizes, out_dir, opset)
     if precision == "int8":
         onnx_path = quantize(out_dir, spec)
-    output = spec.outputs[0].name
+    reference = ("pytorch", _torch_runner(module, spec.outputs[0].name))
     with OnnxRunner(onnx_path, intra_op_threads=torch.get_num_threads()) as runner:
-        report = check_parity(
-            spec.name,
-            ("pytorch", _torch_runner(module, output)),
-            (f"onnxruntime {precision}", runner.run),
-            feeds,
-            budget(spec, precision),
-        )
+        reports = [
+            check_parity(spec.name, reference, (f"onnxruntime {precision}", runner.run), feeds, budget(spec, precision))
+        ]
+    quantized = {}
+    if qdq is not None:
+        qdq_path = make_qdq(out_dir, onnx_path.name, spec, qdq, calibration=feeds[-1:])
+        with OnnxRunner(qdq_path, intra_op_threads=torch.get_num_threads()) as runner:
+            candidate = (f"onnxruntime {qdq} qdq", runner.run)
+            reports.append(check_parity(spec.name, reference, candidate, feeds, budget(spec, qdq)))
+        quantized[qdq] = {"file": qdq_path.name, "parity": reports[-1].to_dict()}
     ComponentManifest(
         name=spec.name,
         max_batch_size=spec.max_batch_size,
         inputs=[_tensor_manifest(spec, t, sizes) for t in spec.inputs],
         outputs=[_tensor_manifest(spec, t, sizes) for t in spec.outputs],
-        parity=report.to_dict(),
+        parity=reports[0].to_dict(),
         precision=precision,
+        qdq=quantized,
     ).write(out_dir)
-    return report
+    return reports
 
 
 def install(staged: Path, target: Path) -> None:

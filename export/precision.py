@@ -3,6 +3,9 @@ it is) or ``int8`` (ONNX Runtime's dynamic quantization of the spec's chosen op 
 activations quantized per batch at run time, so no calibration set is needed). Family-neutral: which ops a
 component quantizes, and its accuracy budget, are in its spec.
 
+``budget`` is every precision's parity bar, on CPU targets and for TensorRT engines alike (int8 and fp8 engines are
+built from a QDQ model: export/qdq.py).
+
 bfloat16 is refused on CPU targets: ONNX Runtime's CPU provider has no bfloat16 MatMul kernel (its bfloat16
 fast-math GEMM is for Arm), so a bfloat16 graph fails to load, and bfloat16 weights cast to float32 at load run at
 float32's speed (measured: ``REFUSED_ON_CPU``).
@@ -27,6 +30,7 @@ REFUSED_ON_CPU = {
         "(--runtime tensorrt)"
     ),
     "fp16": "fp16 is a TensorRT precision (--runtime tensorrt); on CPU targets use int8",
+    "fp8": "fp8 is a TensorRT precision on Ada and Hopper GPUs (--runtime tensorrt); on CPU targets use int8",
 }
 
 
@@ -38,9 +42,35 @@ def check_cpu_precision(precision: str) -> None:
         raise ValueError(f"--precision must be one of {', '.join(CPU_PRECISIONS)} on CPU targets, got {precision!r}")
 
 
+# Each precision's parity budget, a field of the component's spec: one bar per precision whatever runs it (an int8
+# ONNX Runtime export and a TensorRT int8 engine are both held to ``int8_tolerance``).
+_BUDGETS = {
+    "fp32": "tolerance",
+    "int8": "int8_tolerance",
+    "fp8": "fp8_tolerance",
+    "fp16": "fp16_tolerance",
+    "bf16": "bf16_tolerance",
+}
+
+
+def check_qdq_precision(qdq: str, precision: str = DEFAULT_PRECISION) -> None:
+    """``ValueError`` unless ``qdq`` is a QDQ model's precision (TensorRT int8 / fp8) and the ONNX export it is made
+    from is float32."""
+    from export.qdq import QDQ_PRECISIONS
+
+    if qdq not in QDQ_PRECISIONS:
+        raise ValueError(f"a QDQ model's precision must be one of {', '.join(QDQ_PRECISIONS)}, got {qdq!r}")
+    if precision != DEFAULT_PRECISION:
+        raise ValueError(f"--precision: a QDQ model is made from the {DEFAULT_PRECISION} export, not from {precision}")
+
+
 def budget(spec: OnnxComponentSpec, precision: str) -> Tolerance:
-    """The parity bar a component exported at ``precision`` must meet against PyTorch float32."""
-    return spec.int8_tolerance if precision == "int8" else spec.tolerance
+    """The parity bar a component at ``precision`` must meet against float32 (PyTorch at export, the float32 ONNX
+    model for an engine)."""
+    if precision not in _BUDGETS:
+        raise ValueError(f"precision must be one of {', '.join(_BUDGETS)}, got {precision!r}")
+    tolerance: Tolerance = getattr(spec, _BUDGETS[precision])
+    return tolerance
 
 
 def quantize(folder: Path, spec: OnnxComponentSpec) -> Path:

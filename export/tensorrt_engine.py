@@ -29,6 +29,20 @@ from export.tensorrt_sidecar import (
 )
 
 MIN_TENSORRT_MAJOR = 10  # int64 I/O (token ids) and the bfloat16 builder flag
+# The builder flags each precision sets. An int8 or fp8 engine is built from a QDQ model (export/qdq.py), an
+# explicitly quantized network: INT8 / FP8 lets TensorRT run its quantized GEMMs at that precision, and FP16 lets it
+# run what the QDQ model leaves float (normalisation, softmax, the attention's products) in float16, not float32.
+# TensorRT's newer guides build QDQ models strongly typed, without precision flags; the unquantized layers would then
+# run at the ONNX model's float32.
+BUILDER_FLAGS: dict[str, tuple[str, ...]] = {
+    "fp16": ("FP16",),
+    "bf16": ("BF16",),
+    "fp32": (),
+    "int8": ("INT8", "FP16"),
+    "fp8": ("FP8", "FP16"),
+}
+# fp32 means fp32: TF32 matmuls would miss the float32 parity bar.
+CLEARED_FLAGS: dict[str, tuple[str, ...]] = {"fp32": ("TF32",)}
 
 
 class TensorRTUnavailableError(RuntimeError):
@@ -77,13 +91,12 @@ class BuildSettings:
             raise ValueError(f"workspace must be at least 1 MiB, got {self.workspace_bytes} bytes")
 
 
-def _set_precision(tensorrt: ModuleType, config: Any, precision: str) -> None:
-    if precision == "fp16":
-        config.set_flag(tensorrt.BuilderFlag.FP16)
-    elif precision == "bf16":
-        config.set_flag(tensorrt.BuilderFlag.BF16)
-    else:  # fp32 means fp32: TF32 matmuls would miss the float32 parity bar
-        config.clear_flag(tensorrt.BuilderFlag.TF32)
+def set_precision(tensorrt: ModuleType, config: Any, precision: str) -> None:
+    """Set ``precision``'s builder flags on a TensorRT builder config (``BUILDER_FLAGS``, ``CLEARED_FLAGS``)."""
+    for flag in BUILDER_FLAGS[precision]:
+        config.set_flag(getattr(tensorrt.BuilderFlag, flag))
+    for flag in CLEARED_FLAGS.get(precision, ()):
+        config.clear_flag(getattr(tensorrt.BuilderFlag, flag))
 
 
 def _timing_cache(config: Any, path: Path | None) -> Any:
@@ -119,7 +132,7 @@ def build_engine(onnx_path: Path, profile: dict[str, ShapeRange], settings: Buil
         raise EngineBuildError(f"TensorRT could not parse the {onnx_path.parent.parent.name} ONNX graph: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(tensorrt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
-    _set_precision(tensorrt, config, settings.precision)
+    set_precision(tensorrt, config, settings.precision)
     _timing_cache(config, settings.timing_cache)
     optimisation = builder.create_optimization_profile()
     for name, shapes in profile.items():

@@ -15,11 +15,21 @@ from pathlib import Path
 from export.families import FAMILIES
 from export.families.base import FeedMaker
 from export.parity import ParityReport, check_parity
+from export.precision import budget
+from export.qdq import QDQ_PRECISIONS
 from export.repository import VERSION, Checkpoint, repository_checkpoints
-from export.specs import OnnxComponentSpec, Tolerance
+from export.specs import OnnxComponentSpec
 from export.tensorrt_engine import BuildSettings, TensorRTRunner, build_engine, current_host
 from export.tensorrt_profiles import ShapeRange, engine_profile, sizes_from_manifest
-from export.tensorrt_sidecar import ENGINE_FILE, SIDECAR_FILE, EngineHost, EngineSidecar, is_current, onnx_sha256
+from export.tensorrt_sidecar import (
+    ENGINE_FILE,
+    SIDECAR_FILE,
+    EngineHost,
+    EngineSidecar,
+    check_precision_supported,
+    is_current,
+    onnx_sha256,
+)
 from serving.manifest import MANIFEST_FILE, ONNX_FILE, ComponentManifest
 from serving.onnx_runner import OnnxRunner
 
@@ -59,10 +69,6 @@ def component_spec(name: str, manifest: ComponentManifest, repository: Path | No
     raise ValueError(f"{name}: no exported encoder of that name with outputs {outputs}")
 
 
-def tolerance(spec: OnnxComponentSpec, precision: str) -> Tolerance:
-    return {"fp16": spec.fp16_tolerance, "bf16": spec.bf16_tolerance, "fp32": spec.tolerance}[precision]
-
-
 def exported_components(repository: Path) -> list[str]:
     """Encoders with an ONNX export in ``repository``, in spec order (the default names first)."""
     names = dict.fromkeys(spec.name for spec in encoder_specs(repository))
@@ -96,12 +102,30 @@ class EnginePlan:
     manifest: ComponentManifest
     profile: dict[str, ShapeRange]
     sidecar: EngineSidecar
+    source: Path  # the ONNX model TensorRT parses: model.onnx, or the export's QDQ model for int8 and fp8
+
+
+def source_onnx(version_dir: Path, manifest: ComponentManifest, precision: str) -> Path:
+    """The ONNX model an engine at ``precision`` is built from: int8 and fp8 need the QDQ model the export made (its
+    manifest names it), since TensorRT quantizes explicitly."""
+    if precision not in QDQ_PRECISIONS:
+        return version_dir / ONNX_FILE
+    made = manifest.qdq.get(precision)
+    path = version_dir / made["file"] if made else None
+    if path is None or not path.is_file():
+        raise ValueError(
+            f"{manifest.name}: this export has no {precision} QDQ model to build a {precision} engine from; export the "
+            f"checkpoint with `vlm-export model --runtime tensorrt --precision {precision}`"
+        )
+    return path
 
 
 def plan_engine(name: str, repository: Path, settings: BuildSettings, host: EngineHost) -> EnginePlan:
     version_dir = repository / name / VERSION
     manifest = ComponentManifest.read(version_dir)
     spec = component_spec(name, manifest, repository)
+    check_precision_supported(name, settings.precision, host)
+    source = source_onnx(version_dir, manifest, settings.precision)
     profile = engine_profile(spec, sizes_from_manifest(spec, manifest))
     sidecar = EngineSidecar(
         component=name,
@@ -111,9 +135,9 @@ def plan_engine(name: str, repository: Path, settings: BuildSettings, host: Engi
         precision=settings.precision,
         workspace_bytes=settings.workspace_bytes,
         profiles={input_name: shapes.as_dict() for input_name, shapes in profile.items()},
-        source_onnx_sha256=onnx_sha256(version_dir / ONNX_FILE),
+        source_onnx_sha256=onnx_sha256(source),
     )
-    return EnginePlan(spec, manifest, profile, sidecar)
+    return EnginePlan(spec, manifest, profile, sidecar, source)
 
 
 def installed_engine_is_current(version_dir: Path, planned: EngineSidecar) -> bool:
@@ -136,7 +160,7 @@ def build_component_engine(
     # Staged beside its destination, so installing is an atomic rename on the same filesystem.
     with tempfile.TemporaryDirectory(prefix=".engine-", dir=version_dir) as scratch:
         staging = Path(scratch)
-        build_engine(version_dir / ONNX_FILE, plan.profile, settings, staging)
+        build_engine(plan.source, plan.profile, settings, staging)
         plan.sidecar.write(staging)
         with OnnxRunner(version_dir / ONNX_FILE) as reference, TensorRTRunner(staging) as candidate:
             report = check_parity(
@@ -144,7 +168,7 @@ def build_component_engine(
                 ("onnxruntime", reference.run),
                 (f"tensorrt-{settings.precision}", candidate.run),
                 feeds,
-                tolerance(plan.spec, settings.precision),
+                budget(plan.spec, settings.precision),  # against float32, as the export's parity
             )
         if report.passed:
             for item in (ENGINE_FILE, SIDECAR_FILE):  # the sidecar last: it vouches for the engine beside it

@@ -16,8 +16,11 @@ from pathlib import Path
 ENGINE_FILE = "model.plan"  # the name Triton's tensorrt backend loads
 SIDECAR_FILE = "engine.json"
 SIDECAR_FORMAT = 1
-PRECISIONS = ("fp16", "bf16", "fp32")
+# int8 and fp8 engines are built from the export's QDQ model (export/qdq.py), the others from model.onnx.
+PRECISIONS = ("fp16", "bf16", "fp32", "int8", "fp8")
 DEFAULT_PRECISION = "fp16"
+# The oldest GPU generation whose tensor cores run a precision: fp8 from Ada and Hopper (8.9), bfloat16 from Ampere.
+MIN_COMPUTE_CAPABILITY = {"fp8": (8, 9), "bf16": (8, 0)}
 DEFAULT_WORKSPACE_BYTES = 4 << 30  # TensorRT's scratch memory limit while building and running
 
 
@@ -106,6 +109,17 @@ def check_loadable(sidecar: EngineSidecar, host: EngineHost) -> None:
             f"{sidecar.component}: the engine was built for compute capability {sidecar.compute_capability} "
             f"({sidecar.gpu_name}), this GPU is {host.compute_capability} ({host.gpu_name}); "
             "rebuild with `vlm-export engine` on this GPU"
+        )
+
+
+def check_precision_supported(component: str, precision: str, host: EngineHost) -> None:
+    """``EngineMismatchError`` when ``host``'s GPU has no tensor cores for ``precision``."""
+    needed = MIN_COMPUTE_CAPABILITY.get(precision)
+    major, minor = (int(part) for part in host.compute_capability.split("."))
+    if needed is not None and (major, minor) < needed:
+        raise EngineMismatchError(
+            f"{component}: {precision} engines need compute capability {needed[0]}.{needed[1]} or newer; "
+            f"{host.gpu_name} is {host.compute_capability}"
         )
 
 

@@ -39,6 +39,9 @@ class ComponentManifest:
     outputs: list[TensorManifest]
     parity: dict = field(default_factory=dict)
     precision: str = DEFAULT_PRECISION  # what the export made: fp32, or int8 (export/precision.py)
+    # TensorRT precision -> the QDQ model made for its engines beside model.onnx: {"file": ..., "parity": report}
+    # (export/qdq.py); an engine of that precision is built from it.
+    qdq: dict[str, dict] = field(default_factory=dict)
 
     def write(self, folder: Path) -> Path:
         path = folder / MANIFEST_FILE
@@ -60,6 +63,7 @@ class ComponentManifest:
             outputs=[TensorManifest(**t) for t in data["outputs"]],
             parity=data.get("parity", {}),
             precision=data.get("precision", DEFAULT_PRECISION),
+            qdq=data.get("qdq", {}),
         )
 
 

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from client.catalog import check_model_name
 from export.onnx_export import DEFAULT_OPSET
 from export.parity import ParityReport
-from export.precision import DEFAULT_PRECISION, check_cpu_precision
+from export.precision import DEFAULT_PRECISION, check_cpu_precision, check_qdq_precision
 from export.specs import ModelSpec, OnnxComponentSpec
 from serving.manifest import ComponentManifest
 
@@ -41,11 +41,15 @@ class ExportOptions:
     fuse_projector: bool = False  # a VLM's projector inside its vision tower's graph (one step fewer)
     name: str | None = None  # the checkpoint's name, its Triton models' prefix; None: the family's name
     precision: str = DEFAULT_PRECISION  # every exported encoder's, on ONNX Runtime (export/precision.py)
+    # int8 / fp8: also a QDQ model of each exported encoder, for TensorRT engines of that precision (export/qdq.py)
+    qdq: str | None = None
 
     def __post_init__(self) -> None:
         if self.name is not None:
             check_model_name(self.name)  # a ValueError saying why not
         check_cpu_precision(self.precision)
+        if self.qdq is not None:
+            check_qdq_precision(self.qdq, self.precision)
 
     def named(self, default: str) -> str:
         return self.name or default

@@ -85,7 +85,12 @@ def token_feeds(tokenizer: Any, sizes: DualEncoderSizes, batch_sizes: tuple[int,
 
 
 def export_dual_encoder(
-    models: DualEncoderModels, loaded: LoadedDualEncoder, repository: Path, opset: int, precision: str
+    models: DualEncoderModels,
+    loaded: LoadedDualEncoder,
+    repository: Path,
+    opset: int,
+    precision: str,
+    qdq: str | None = None,
 ) -> list[ParityReport]:
     tokenizer = loaded.processor.tokenizer
     sizes = loaded.sizes
@@ -97,7 +102,7 @@ def export_dual_encoder(
             # The served tokenizer runs the `tokenizers` library on tokenizer.json (no transformers in the stub).
             raise ValueError(f"the checkpoint's tokenizer ({type(tokenizer).__name__}) saves no {TOKENIZER_FILE}")
         reports = [
-            export_encoder(
+            *export_encoder(
                 loaded.vision,
                 models.vision,
                 loaded.vision_feeds(models.vision.parity_batch_sizes),
@@ -105,8 +110,9 @@ def export_dual_encoder(
                 staging / models.vision.name,
                 opset,
                 precision,
+                qdq,
             ),
-            export_encoder(
+            *export_encoder(
                 loaded.text,
                 models.text,
                 token_feeds(tokenizer, sizes, models.text.parity_batch_sizes, padding),
@@ -114,6 +120,7 @@ def export_dual_encoder(
                 staging / models.text.name,
                 opset,
                 precision,
+                qdq,
             ),
         ]
         if not all(report.passed for report in reports):

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Loader = Callable[[Path], "LoadedDualEncoder"]
-# (the family's models, its loaded checkpoint, repository, opset, precision) -> parity reports
-Exporter = Callable[[DualEncoderModels, "LoadedDualEncoder", Path, int, str], list[ParityReport]]
+# (the family's models, its loaded checkpoint, repository, opset, precision, QDQ precision) -> parity reports
+Exporter = Callable[[DualEncoderModels, "LoadedDualEncoder", Path, int, str, str | None], list[ParityReport]]
 
 
 @dataclass(frozen=True)
@@ -85,4 +85,5 @@ class DualEncoderFamily:
         if options.fuse_projector:
             raise ValueError(f"--fuse-projector: a {self.title} checkpoint has no projector to fuse")
         loaded = self.loader.get()(checkpoint)
-        return self.exporter.get()(self._named(options.name), loaded, repository, options.opset, options.precision)
+        named = self._named(options.name)
+        return self.exporter.get()(named, loaded, repository, options.opset, options.precision, options.qdq)

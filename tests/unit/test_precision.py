@@ -110,7 +110,10 @@ def test_an_int8_export_past_its_budget_exits_1_naming_the_component_and_the_fig
     assert {p.relative_to(repository): p.read_bytes() for p in repository.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.parametrize(("precision", "reason"), [("bf16", "no bfloat16 MatMul"), ("fp16", "TensorRT precision")])
+@pytest.mark.parametrize(
+    ("precision", "reason"),
+    [("bf16", "no bfloat16 MatMul"), ("fp16", "TensorRT precision"), ("fp8", "TensorRT precision on Ada and Hopper")],
+)
 def test_a_precision_that_does_not_help_on_cpu_is_refused_with_its_reason(
     precision: str, reason: str, tiny_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -119,11 +122,3 @@ def test_a_precision_that_does_not_help_on_cpu_is_refused_with_its_reason(
     assert reason in capsys.readouterr().err and not (tmp_path / "repo").exists()
     with pytest.raises(ValueError, match=f"--precision {precision}"):
         ExportOptions(precision=precision)
-
-
-def test_an_int8_onnx_model_is_no_tensorrt_engine_precision(
-    tiny_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["clip", "--checkpoint", str(tiny_clip), "--repository", str(tmp_path / "r"), "--precision", "int8"]
-    assert vlm_export([*argv, "--runtime", "tensorrt"]) == 2
-    assert "no TensorRT engine precision" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import pytest
 
 from export.cli import main as vlm_export
 from export.families.llava.spec import LLAVA_VISION, LLAVA_VISION_FUSED
+from export.precision import budget
 from export.repository import VERSION
 from export.tensorrt_engine import BuildSettings, TensorRTUnavailableError
 from export.tensorrt_export import (
@@ -22,7 +23,6 @@ from export.tensorrt_export import (
     exported_components,
     parity_feeds,
     plan_engine,
-    tolerance,
 )
 from export.tensorrt_sidecar import ENGINE_FILE, EngineHost
 from serving.manifest import ONNX_FILE, ComponentManifest
@@ -119,9 +119,12 @@ def test_the_fused_and_plain_vision_exports_are_told_apart_by_their_outputs(expo
 
 def test_reduced_precision_engines_are_held_to_the_specs_stated_tolerances(exported: Path) -> None:
     spec = component_spec("clip_vision", ComponentManifest.read(exported / "clip_vision" / VERSION))
-    assert tolerance(spec, "fp32") == spec.tolerance
-    assert tolerance(spec, "fp16").max_abs_diff > spec.tolerance.max_abs_diff
-    assert tolerance(spec, "bf16").min_cosine < tolerance(spec, "fp16").min_cosine
+    assert budget(spec, "fp32") == spec.tolerance
+    assert budget(spec, "fp16").max_abs_diff > spec.tolerance.max_abs_diff
+    assert budget(spec, "bf16").min_cosine < budget(spec, "fp16").min_cosine
+    assert (budget(spec, "int8"), budget(spec, "fp8")) == (spec.int8_tolerance, spec.fp8_tolerance)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        budget(spec, "int4")
 
 
 def test_a_current_engine_is_kept_without_touching_tensorrt(exported: Path, tmp_path: Path) -> None:

@@ -153,6 +153,7 @@ def export_llava(
     opset: int = DEFAULT_OPSET,
     name: str = ENSEMBLE,
     precision: str = DEFAULT_PRECISION,
+    qdq: str | None = None,
     components_of: Callable[[str], LlavaComponents] = llava_components,
     extra: Callable[[Path, Any, Path, LlavaComponents], None] | None = None,
 ) -> list[ParityReport]:
@@ -181,11 +182,15 @@ def export_llava(
             fused = VisionFeatures(
                 vision_tower, config.vision_feature_layer, config.vision_feature_select_strategy, projector
             )
-            reports = [export_encoder(fused, vision_spec, pixels, sizes, staging / vision_spec.name, opset, precision)]
+            reports = export_encoder(
+                fused, vision_spec, pixels, sizes, staging / vision_spec.name, opset, precision, qdq
+            )
         else:
             reports = [
-                export_encoder(features, vision_spec, pixels, sizes, staging / vision_spec.name, opset, precision),
-                export_encoder(
+                *export_encoder(
+                    features, vision_spec, pixels, sizes, staging / vision_spec.name, opset, precision, qdq
+                ),
+                *export_encoder(
                     projector,
                     projector_spec,
                     _feature_feeds(features, pixels),
@@ -193,6 +198,7 @@ def export_llava(
                     staging / projector_spec.name,
                     opset,
                     precision,
+                    qdq,
                 ),
             ]
         if not all(report.passed for report in reports):

@@ -65,4 +65,5 @@ class LlavaFamily:
             opset=options.opset,
             name=options.named(self.name),
             precision=options.precision,
+            qdq=options.qdq,
         )

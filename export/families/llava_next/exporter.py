@@ -66,6 +66,7 @@ def export_llava_next(
     opset: int = DEFAULT_OPSET,
     name: str = ENSEMBLE,
     precision: str = DEFAULT_PRECISION,
+    qdq: str | None = None,
 ) -> list[ParityReport]:
     from transformers import AutoConfig
 
@@ -77,6 +78,7 @@ def export_llava_next(
         opset,
         name,
         precision=precision,
+        qdq=qdq,
         components_of=llava_next_components,
         extra=write_packing,
     )

@@ -49,4 +49,5 @@ class LlavaNextFamily(LlavaFamily):
             opset=options.opset,
             name=options.named(self.name),
             precision=options.precision,
+            qdq=options.qdq,
         )
