@@ -16,6 +16,11 @@ REPOSITORY=${VLM_REPOSITORY:-$CACHE/model_repository}
 read -r -a CHECKPOINTS <<<"${VLM_CHECKPOINTS:-${CLIP_CHECKPOINT:-$CACHE/checkpoints/tiny-clip} ${LLAVA_CHECKPOINT:-$CACHE/checkpoints/tiny-llava}}"
 TARGET=${VLM_TARGET:-gpu}
 PRECISION=${ENGINE_PRECISION:-fp16}
+# int8 and fp8 engines are built from QDQ models that the export makes and checks (`--runtime tensorrt`).
+EXPORT_PRECISION=()
+if [[ $TARGET == gpu && ($PRECISION == int8 || $PRECISION == fp8) ]]; then
+    EXPORT_PRECISION=(--runtime tensorrt --precision "$PRECISION" --timing-cache "$CACHE/tensorrt/timing.cache")
+fi
 
 say() { echo "vlm-entrypoint: $*" >&2; }
 
@@ -35,14 +40,15 @@ folder_of() { echo "${1#*=}"; }
 # exported again under a name it had replaces its models, so a changed list is exported whole, in order).
 ensure_exports() {
     local marker=$REPOSITORY/.exported wanted entry name
-    wanted=$(printf '%s\n' "$@")
+    wanted=$(printf '%s\n' "$@" "${EXPORT_PRECISION[@]}")  # a QDQ precision asked for later is exported again
     if [[ "$(cat "$marker" 2>/dev/null || true)" != "$wanted" ]]; then
         rm -f "$marker"
         for entry in "$@"; do
             name=()
             [[ $entry == *=* ]] && name=(--name "${entry%%=*}")
             say "exporting $(folder_of "$entry")${name:+ as ${entry%%=*}}"
-            vlm-export model --checkpoint "$(folder_of "$entry")" --repository "$REPOSITORY" "${name[@]}"
+            vlm-export model --checkpoint "$(folder_of "$entry")" --repository "$REPOSITORY" "${name[@]}" \
+                "${EXPORT_PRECISION[@]}"
         done
         echo "$wanted" >"$marker"
     fi
@@ -67,9 +73,10 @@ vlm-export repository --repository "$REPOSITORY"
 for entry in "${CHECKPOINTS[@]}"; do
     ensure_checkpoint "$(folder_of "$entry")"
 done
+# Before the exports: an int8 or fp8 export builds its engines too.
+[[ $TARGET == gpu ]] && check_tensorrt_versions
 ensure_exports "${CHECKPOINTS[@]}"
 if [[ $TARGET == gpu ]]; then
-    check_tensorrt_versions
     vlm-export engine --repository "$REPOSITORY" --precision "$PRECISION" --timing-cache "$CACHE/tensorrt/timing.cache"
 fi
 # An init container (deploy/k8s) only fills the repository volume; the server container then starts at once.

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import numpy.typing as npt
 import onnx
 
 from export.specs import OnnxComponentSpec
 
-Feed = dict[str, np.ndarray]
+Feed = dict[str, npt.NDArray[Any]]
 PROTOBUF_LIMIT = 2 << 30  # one ONNX file holds at most 2 GiB; past it, weights go to external data
 
 

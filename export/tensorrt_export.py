@@ -111,7 +111,7 @@ def source_onnx(version_dir: Path, manifest: ComponentManifest, precision: str) 
     if precision not in QDQ_PRECISIONS:
         return version_dir / ONNX_FILE
     made = manifest.qdq.get(precision)
-    path = version_dir / made["file"] if made else None
+    path = version_dir / str(made["file"]) if made else None
     if path is None or not path.is_file():
         raise ValueError(
             f"{manifest.name}: this export has no {precision} QDQ model to build a {precision} engine from; export the "

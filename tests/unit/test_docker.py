@@ -246,3 +246,26 @@ def test_the_entrypoint_exports_a_named_checkpoint_under_its_name_and_serves_the
         f"vlm-checkpoint make --preset {name} --out {tmp_path}/{name}" for name in ("clip", "clip-b")
     ]
     assert "--model team-b --model clip -- " in calls[-1] + " "
+
+
+@pytest.mark.parametrize(
+    ("target", "precision", "qdq"), [("gpu", "int8", True), ("gpu", "fp16", False), ("embedded", "fp8", False)]
+)
+def test_the_entrypoint_exports_the_qdq_models_an_int8_or_fp8_engine_is_built_from(
+    tmp_path: Path, target: str, precision: str, qdq: bool
+) -> None:
+    path = (
+        f"{tmp_path / 'bin'}:/usr/bin:/bin:/usr/sbin:/sbin"  # ldconfig: no TensorRT library here, so no version check
+    )
+    calls = _run_entrypoint(tmp_path, VLM_TARGET=target, ENGINE_PRECISION=precision, PATH=path)
+    exports = [call for call in calls if call.startswith("vlm-export model")]
+    assert len(exports) == 2
+    assert all((f"--runtime tensorrt --precision {precision}" in call) == qdq for call in exports)
+    assert [call for call in calls if call.startswith("vlm-export engine")] == (
+        [
+            f"vlm-export engine --repository {tmp_path}/cache/model_repository --precision {precision} "
+            f"--timing-cache {tmp_path}/cache/tensorrt/timing.cache"
+        ]
+        if target == "gpu"
+        else []
+    )
