@@ -17,6 +17,7 @@ from export.families.base import MODEL_VARIANTS, ExportOptions, Family
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
 from export.triton_config import (
     DEFAULT_TARGET,
+    GPU_TARGETS,
     ONNX_ENCODER_ENTRY_POINT,
     TARGETS,
     ensemble_config,
@@ -149,6 +150,8 @@ def generated_files(
             files[f"{version_dir}/model.py"] = adapter_source(ONNX_ENCODER_ENTRY_POINT)
         elif isinstance(spec, PythonModelSpec):
             files[f"{spec.name}/config.pbtxt"] = to_pbtxt(python_model_config(spec))
+            for target in GPU_TARGETS if spec.onnx_on_gpu else ():
+                files[f"{spec.name}/configs/{target}.pbtxt"] = to_pbtxt(python_model_config(spec, target))
             files[f"{version_dir}/model.py"] = adapter_source(spec.entry_point)
         elif isinstance(spec, EnsembleSpec):
             files[f"{spec.name}/config.pbtxt"] = to_pbtxt(ensemble_config(spec))

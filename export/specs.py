@@ -230,6 +230,9 @@ class PythonModelSpec(ModelSpec):
     resources: Resources = Resources()
     parameters: dict[str, str] = field(default_factory=dict)
     decoupled: bool = False
+    # It runs an ONNX graph itself (ONNX Runtime in its process): on the GPU targets its instances are GPU instances
+    # and its session uses TensorRT (export/triton_config.py); elsewhere it stays on the CPU.
+    onnx_on_gpu: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -8,6 +8,9 @@ from types import TracebackType
 import numpy as np
 import onnxruntime as ort
 
+# A provider's name, or its name and options (ONNX Runtime takes either).
+Provider = str | tuple[str, dict[str, str]]
+
 
 def default_providers() -> list[str]:
     """CUDA when this onnxruntime build and host have it, CPU otherwise: same code on both."""
@@ -23,12 +26,12 @@ class OnnxRunner:
         path: Path,
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
-        providers: list[str] | None = None,
+        providers: list[Provider] | None = None,
     ) -> None:
         self.path = Path(path)
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
-        self.providers = providers or default_providers()
+        self.providers: list[Provider] = providers or list(default_providers())
         self._session: ort.InferenceSession | None = None
         self._output_names: list[str] = []
 

@@ -27,6 +27,7 @@ class PythonModel:
     """Subclasses implement ``setup()`` and ``handle(inputs) -> outputs`` (dicts of numpy arrays)."""
 
     input_names: tuple[str, ...] = ()
+    device_id: int = 0  # the GPU of a KIND_GPU instance (Triton's model_instance_device_id)
 
     def initialize(self, args: dict[str, str]) -> None:
         self.pb = load_backend_utils()
@@ -34,6 +35,7 @@ class PythonModel:
         self.model_name = args["model_name"]
         self.parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.artifacts = Path(args["model_repository"]) / args["model_version"]
+        self.device_id = int(args.get("model_instance_device_id") or 0)
         self.input_names = tuple(entry["name"] for entry in config["input"])
         self.response_cache = bool(config.get("response_cache", {}).get("enable", False))
         self.setup()

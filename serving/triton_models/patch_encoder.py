@@ -4,6 +4,9 @@ image after another. The graph takes any number of images, but its attention mas
 (quadratic in them), so each image runs in a call of its own; requests are not batched together either (the patch
 axis is an image's own).
 
+On the GPU targets its config selects ONNX Runtime's TensorRT execution provider, profiled by the export's patch
+range (``serving.patch_providers``); elsewhere the session is ONNX Runtime's default, on the CPU.
+
 This process imports numpy and onnxruntime, not torch or transformers.
 """
 
@@ -14,10 +17,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime as ort
 
 from serving.errors import InvalidInputError
 from serving.manifest import ONNX_FILE
 from serving.onnx_runner import OnnxRunner
+from serving.patch_profile import PatchProfile
+from serving.patch_providers import EXECUTION_PROVIDER, session_providers
 from serving.triton_models.base import PythonModel
 from serving.triton_models.onnx_encoder import ENCODER_NICENESS
 from serving.validators import require_shape
@@ -27,10 +33,12 @@ class PatchEncoder(PythonModel):
     def setup(self) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, ENCODER_NICENESS)  # as the other exported encoders
         self.merge = self.int_parameter("merge_size")
+        profile = PatchProfile.read(self.artifacts) if EXECUTION_PROVIDER in self.parameters else None
         self.runner = OnnxRunner(
             self.artifacts / ONNX_FILE,
             intra_op_threads=self.int_parameter("intra_op_thread_count", default=1),
             inter_op_threads=self.int_parameter("inter_op_thread_count", default=1),
+            providers=session_providers(self.parameters, profile, ort.get_available_providers(), self.device_id),
         ).open()
 
     def handle(self, inputs: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:

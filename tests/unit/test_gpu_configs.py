@@ -83,3 +83,33 @@ def test_the_decoder_keeps_gpu_inputs_on_the_gpu_and_picks_its_dtype_by_device()
     assert config.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"
     assert config.parameters["dtype"].string_value == "auto"
     assert parse_pbtxt((REPO_ROOT / "model_repository" / "llava_decoder" / "config.pbtxt").read_text()) == config
+
+
+def test_a_python_step_that_runs_onnx_gets_gpu_instances_and_tensorrt_on_the_gpu_targets_only() -> None:
+    from export.families.qwen2_vl.spec import qwen2_vl_models
+    from serving.patch_providers import EXECUTION_PROVIDER
+
+    vision = next(spec for spec in qwen2_vl_models() if spec.name == "qwen2_vl_vision")
+    files = generated_files(qwen2_vl_models())
+    assert {path for path in files if "/configs/" in path} == {
+        f"qwen2_vl_vision/configs/{target}.pbtxt" for target in GPU_TARGETS
+    }
+    cpu = parse_pbtxt(files["qwen2_vl_vision/config.pbtxt"])  # embedded and cpu: ONNX Runtime on the CPU, as before
+    assert [group.kind for group in cpu.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+    assert {key: value.string_value for key, value in cpu.parameters.items()} == {"merge_size": "2"}
+    for target in GPU_TARGETS:
+        config = parse_pbtxt(files[f"qwen2_vl_vision/configs/{target}.pbtxt"])
+        assert config == python_model_config(vision, target) and config.backend == "python"
+        assert [group.kind for group in config.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
+        parameters = {key: value.string_value for key, value in config.parameters.items()}
+        assert parameters == {
+            "merge_size": "2",
+            EXECUTION_PROVIDER: "tensorrt",
+            "trt_fp16_enable": "1",
+            "trt_max_workspace_size": str(DEFAULT_WORKSPACE_BYTES),
+            "trt_engine_cache_enable": "1",
+            "trt_engine_cache_path": ORT_TENSORRT_CACHE,
+            "trt_timing_cache_enable": "1",
+            "trt_timing_cache_path": ORT_TENSORRT_CACHE,
+        }
+        assert list(config.input) == list(cpu.input) and list(config.output) == list(cpu.output)

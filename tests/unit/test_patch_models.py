@@ -66,3 +66,40 @@ def test_the_step_answers_without_torch_or_transformers(repository: Path, model:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_export_records_the_towers_patch_range_from_the_checkpoints_processors(
+    repository: Path, tiny_qwen2_vl: Path
+) -> None:
+    from serving.patch_profile import PatchProfile, patch_profile
+    from serving.smart_resize import PatchSettings
+    from serving.video_patches import read_video_settings
+
+    profile = PatchProfile.read(repository / "qwen2_vl_vision" / "1")
+    settings = PatchSettings.read(tiny_qwen2_vl)
+    assert profile == patch_profile(settings, read_video_settings(tiny_qwen2_vl), max_frames=32)
+    assert (profile.min_patches, profile.patch_values, profile.max_grids) == (4, 1176, 1)
+    assert profile.min_patches <= 36 <= profile.max_patches  # the 96 x 80 image above: 6 x 6 patches
+
+
+def test_the_gpu_config_serves_on_an_onnxruntime_without_tensorrt_or_cuda(repository: Path) -> None:
+    """The configs/gpu.pbtxt parameters with the export's profile: this build has neither provider, so the step
+    warns and answers on the CPU."""
+    entry_point, request = CASES["qwen2_vl_vision"]
+    config = parse_pbtxt((repository / "qwen2_vl_vision" / "configs" / "gpu.pbtxt").read_text())
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    assert parameters["execution_provider"] == "tensorrt"
+    check = (
+        request
+        + "\nassert [p if isinstance(p, str) else p[0] for p in model.runner.providers] == ['CPUExecutionProvider']"
+    )
+    child = [sys.executable, "-c", CHILD.format(heavy=set(HEAVY))]
+    result = subprocess.run(
+        [*child, entry_point, str(repository / "qwen2_vl_vision" / "1"), json.dumps(parameters), check],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "lacks TensorrtExecutionProvider, CUDAExecutionProvider" in result.stderr

@@ -21,6 +21,7 @@ import onnx
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
 
+from client.video_parameters import MAX_SAMPLED_FRAMES
 from export.components import install
 from export.families.base import Feeds
 from export.families.llava.spec import CHECKPOINT_LINK
@@ -31,8 +32,11 @@ from export.specs import Tolerance
 from serving.generation.checkpoint import require_all_weights
 from serving.manifest import ONNX_FILE
 from serving.onnx_runner import OnnxRunner
+from serving.patch_profile import MAX_PATCHES, patch_profile
+from serving.smart_resize import PatchSettings
 from serving.triton_models.image_preprocess import IMAGE_PROCESSOR_DIR
 from serving.triton_models.patch_preprocess import VIDEO_PROCESSOR_DIR
+from serving.video_patches import read_video_settings
 
 VISION_KEYS = {r"^visual\.": "", r"^model\.visual\.": ""}  # Qwen/Qwen2-VL-*'s names, and transformers 5's
 TOLERANCE = Tolerance(1e-4, 0.9999)  # ONNX Runtime vs PyTorch, float32 (the exported encoders' bar)
@@ -40,7 +44,6 @@ TOLERANCE = Tolerance(1e-4, 0.9999)  # ONNX Runtime vs PyTorch, float32 (the exp
 # together, three of which one is tall, and a two-frame clip (attention stays within each frame); grids past 8 x 8
 # patches span several of Qwen2.5-VL's 112-pixel windows.
 PARITY_GRIDS = (((1, 2, 2),), ((1, 2, 10), (1, 14, 14)), ((1, 4, 4), (1, 8, 2), (1, 6, 6)), ((2, 12, 6),))
-MAX_PATCHES = 2**16  # the export's bound on the patch axis (a 1080p image is about 10,600 patches)
 
 
 def check_servable(config: Any) -> None:
@@ -156,6 +159,13 @@ def export_qwen2_vl(
         processor = AutoImageProcessor.from_pretrained(checkpoint, backend="pil")
         processor.save_pretrained(staging / preprocess.name / IMAGE_PROCESSOR_DIR)
         AutoVideoProcessor.from_pretrained(checkpoint).save_pretrained(staging / preprocess.name / VIDEO_PROCESSOR_DIR)
+        # The patch range of one call of the tower, as these processors and the step's frame cap bound it: the GPU
+        # targets' TensorRT profile (serving/patch_profile.py).
+        patch_profile(
+            PatchSettings.read(staging / preprocess.name / IMAGE_PROCESSOR_DIR),
+            read_video_settings(staging / preprocess.name / VIDEO_PROCESSOR_DIR),
+            MAX_SAMPLED_FRAMES,  # the preprocess step's cap on a request's max_frames (spec.py)
+        ).write(staging / vision.name)
         (staging / decoder.name).mkdir()
         os.symlink(checkpoint, staging / decoder.name / CHECKPOINT_LINK, target_is_directory=True)
         write_repository(repository, models)

@@ -78,6 +78,7 @@ def patch_models(family: str, name: str, video_seconds: bool = False) -> tuple[M
         entry_point="serving.triton_models.patch_encoder:PatchEncoder",
         queue=STEP_QUEUE,
         parameters={"merge_size": str(MERGE_SIZE)},
+        onnx_on_gpu=True,  # TensorRT through ONNX Runtime on the GPU targets, profiled by the export's patch range
     )
     llava_decoder = llava_components(name).decoder
     decoder = replace(
