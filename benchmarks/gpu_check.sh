@@ -4,8 +4,9 @@
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]      (default: $OUT, else benchmarks/results/gpu_check)
 #
-# 1. precision: every exported encoder and projector at real size (random weights, built locally), float16 and
-#    bfloat16 against float32 on the GPU, and items/s by batch size (python -m benchmarks.gpu_precision).
+# 1. precision: every exported encoder and projector at real size (random weights, built locally), the Qwen2.5-VL
+#    vision tower included, float16 and bfloat16 against float32 on the GPU, and items/s by batch size
+#    (python -m benchmarks.gpu_precision).
 # 2. gpu_tests: tests/gpu, where tritonclient is importable (the NGC image); skipped with the reason otherwise.
 # 3. served: a short vlm-bench pass against the served tiny ensembles, where the NGC tritonserver and the project's
 #    console scripts are installed (the image docker/Dockerfile builds); skipped with the reason otherwise.
@@ -33,8 +34,8 @@ declare -A LIMIT=([environment]=20 [precision]=170 [gpu_tests]=60 [checkpoints]=
 KILL_GRACE_S=2
 PRECISION_ARGS=(--device cuda --budget-s 140)
 if [[ ${GPU_CHECK_TINY:-0} == 1 ]]; then
-    PRECISION_ARGS=(--device cpu --presets "tiny-clip,tiny-llava,tiny-siglip,tiny-siglip2" --batch-sizes "1,2" --warmup 1
-        --min-seconds 0.01 --budget-s 60)
+    PRECISION_ARGS=(--device cpu --presets "tiny-clip,tiny-llava,tiny-siglip,tiny-siglip2,tiny-qwen2.5-vl"
+        --batch-sizes "1,2" --warmup 1 --min-seconds 0.01 --budget-s 100)
 fi
 
 step() { # name command...: runs a command under the step's limit, its output appended to the log

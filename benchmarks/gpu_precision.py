@@ -216,7 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--presets",
         type=lambda s: s.split(","),
-        default=["clip-vit-base-patch32", "bench-llava"],
+        default=["clip-vit-base-patch32", "bench-llava", "qwen2.5-vl-7b-tower"],
         help="checkpoints/ presets, comma-separated",
     )
     parser.add_argument("--batch-sizes", type=_sizes, default=[1, 8, 32], help="comma-separated")

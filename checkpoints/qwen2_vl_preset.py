@@ -7,7 +7,7 @@ loadable with ``Qwen2VLForConditionalGeneration`` and ``AutoProcessor``, and by 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -232,6 +232,16 @@ QWEN2_5_VL_7B = Qwen2_5VLPreset(
     vocab_size=152064,
     full_attention_blocks=(7, 15, 23, 31),
 )
+# Qwen2.5-VL-7B's vision tower (the published shape, which Qwen2.5-VL's 3B to 72B towers share but for the merger's
+# output width) before a one-layer language model of the 7B's width and the tokenizer's vocabulary: the GPU precision
+# check measures the real-size tower without building an 8B-parameter checkpoint first.
+QWEN2_5_VL_7B_TOWER = replace(
+    QWEN2_5_VL_7B,
+    name="qwen2.5-vl-7b-tower",
+    text=replace(QWEN2_5_VL_7B.text, layers=1, intermediate=QWEN2_5_VL_7B.text.hidden),
+    context_length=2048,
+    vocab_size=None,
+)
 # The benchmark's (make bench, on 2 CPU cores): Qwen2-VL's layout scaled down, since the real tower (1280 wide, 32
 # blocks) takes minutes per large image there. A 4-block tower 256 wide and a 4-layer language model 512 wide; the
 # pixel budget stops at 256 merged tokens (448 x 448 pixels' worth), so a 1080p image is decoded and resized in full
@@ -246,4 +256,4 @@ BENCH_QWEN2_VL = Qwen2VLPreset(
     context_length=2048,
     tokenizer_vocab_size=1000,
 )
-QWEN2_VL_PRESETS = (TINY_QWEN2_VL, TINY_QWEN2_5_VL, QWEN2_VL_2B, QWEN2_5_VL_7B, BENCH_QWEN2_VL)
+QWEN2_VL_PRESETS = (TINY_QWEN2_VL, TINY_QWEN2_5_VL, QWEN2_VL_2B, QWEN2_5_VL_7B, QWEN2_5_VL_7B_TOWER, BENCH_QWEN2_VL)

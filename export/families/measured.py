@@ -11,24 +11,52 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
 from export.families.dual_encoder import PARITY_SENTENCES, SEQUENCE, DualEncoderModels
 from export.families.dual_encoder_export import LoadedDualEncoder
-from export.specs import OnnxComponentSpec
+from export.specs import OnnxComponentSpec, Tolerance
 
 Feed = dict[str, torch.Tensor]
 FeedFn = Callable[[int], Feed]
-Unit = Literal["images", "texts"]
+Unit = Literal["images", "texts", "patches"]
+
+
+class MeasuredSpec(Protocol):
+    """What the check reads of a component's spec: an exported encoder's ``OnnxComponentSpec``, or the budgets of a
+    tower that a python step runs (``TowerBudgets``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def tolerance(self) -> Tolerance: ...
+    @property
+    def fp16_tolerance(self) -> Tolerance: ...
+    @property
+    def bf16_tolerance(self) -> Tolerance: ...
+    @property
+    def parity_batch_sizes(self) -> tuple[int, ...]: ...
+
+
+@dataclass(frozen=True)
+class TowerBudgets:
+    """A tower served by a python step (no ``OnnxComponentSpec``): its model name and budgets, float32's its export's
+    and the reduced precisions' those every exported encoder has."""
+
+    name: str
+    tolerance: Tolerance
+    fp16_tolerance: Tolerance = OnnxComponentSpec.fp16_tolerance
+    bf16_tolerance: Tolerance = OnnxComponentSpec.bf16_tolerance
+    parity_batch_sizes: tuple[int, ...] = OnnxComponentSpec.parity_batch_sizes
 
 
 @dataclass(frozen=True)
 class MeasuredComponent:
-    spec: OnnxComponentSpec
+    spec: MeasuredSpec
     module: torch.nn.Module  # float32, on the device
-    unit: Unit  # what one batch item is
+    unit: Unit  # what one batch item is (patches: the first input's rows, for a tower that takes any number)
     parity_feed: FeedFn  # n inputs on the device, varied as the export's parity checks vary them
     load_feed: FeedFn  # n inputs on the device as throughput is measured on them
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = {
     *("clip_vision", "clip_text", "llava_vision", "llava_projector"),
     *("siglip_vision", "siglip_text", "siglip2_vision", "siglip2_text"),
+    "qwen2_5_vl_vision",
 }
 OUTPUT_FILES = {"summary.json", "precision.json", "precision.md", "gpu_check.log"}
 
@@ -77,7 +78,7 @@ def test_every_exported_component_is_compared_with_float32_and_timed_in_each_pre
     _, out = check
     precision = _json(out / "precision.json")
     assert precision["environment"]["device"] == "cpu" and precision["batch_sizes"] == [1, 2]
-    presets = ("tiny-clip", "tiny-llava", "tiny-siglip", "tiny-siglip2")
+    presets = ("tiny-clip", "tiny-llava", "tiny-siglip", "tiny-siglip2", "tiny-qwen2.5-vl")
     rows = [row for preset in presets for row in precision["presets"][preset]["rows"]]
     assert {(row["component"], row["dtype"]) for row in rows} == {(c, d) for c in COMPONENTS for d in DTYPES}
     for row in rows:

@@ -104,6 +104,7 @@ def test_the_registry_holds_every_family_s_presets_and_the_trained_ones_by_name(
         "tiny-qwen2.5-vl",
         "qwen2-vl-2b",
         "qwen2.5-vl-7b",
+        "qwen2.5-vl-7b-tower",
         "bench-qwen2-vl",
         "shapes-clip",
         "shapes-llava",
@@ -201,3 +202,9 @@ def test_the_real_size_qwen_presets_have_the_published_shapes(
     assert {key: config[key] for key in vision} == vision
     assert (preset.text.hidden, preset.text.layers, preset.text.heads, preset.text.kv_heads) == text
     assert preset.vocab_size == vocab and preset.max_pixels == 28 * 28 * 16384
+
+
+def test_the_tower_preset_keeps_qwen2_5_vl_7bs_tower_before_a_one_layer_language_model() -> None:
+    full, tower = PRESETS["qwen2.5-vl-7b"], PRESETS["qwen2.5-vl-7b-tower"]
+    assert tower.vision_config() == full.vision_config()  # the merger's output too: the 7B's width
+    assert (tower.text.hidden, tower.text.layers, tower.vocab_size) == (full.text.hidden, 1, None)

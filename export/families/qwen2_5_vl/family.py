@@ -5,6 +5,7 @@ few blocks) is exported by Qwen2-VL's exporter, which reads the windows from the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from export.families.base import ExportOptions
 from export.families.qwen2_vl.family import Qwen2VLFamily
@@ -23,9 +24,12 @@ class Qwen2_5VLFamily(Qwen2VLFamily):
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
         return patch_models(FAMILY, options.named(self.name), video_seconds=True)
 
-    def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
+    def vision_class(self) -> Any:
         from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
+        return Qwen2_5_VisionTransformerPretrainedModel
+
+    def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
         from export.families.qwen2_vl.exporter import export_qwen2_vl
 
         self.check_options(options)
@@ -36,6 +40,6 @@ class Qwen2_5VLFamily(Qwen2VLFamily):
             name,
             options.opset,
             FAMILY,
-            Qwen2_5_VisionTransformerPretrainedModel,
+            self.vision_class(),
             video_seconds=True,
         )

@@ -47,7 +47,15 @@ class Qwen2VLFamily:
         return {}
 
     def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
-        return []
+        """The vision tower with its patch merger (a python step's ONNX graph, so no encoder variant)."""
+        from export.families.qwen2_vl.measured import tower_component
+
+        _, vision, _, _ = self.models(ExportOptions())
+        return [tower_component(checkpoint, device, vision.name, self.vision_class())]
+
+    def vision_class(self) -> Any:
+        """The tower's transformers class; None: Qwen2-VL's."""
+        return None
 
     def image_tokens(self, config: Any, width: int, height: int) -> int:
         """``(H' / 28) * (W' / 28)`` after ``smart_resize`` within the checkpoint's (the config's folder's) budget."""

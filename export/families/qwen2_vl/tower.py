@@ -71,8 +71,9 @@ class VisionTower(torch.nn.Module):
         patches = x.shape[0]
         qkv = attn.qkv(x).reshape(patches, 3, attn.num_heads, -1).permute(1, 2, 0, 3)  # [3, heads, patches, dim]
         q, k, v = qkv[0], qkv[1], qkv[2]
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        # Rotated in float32 and cast back, as transformers does: a float16 or bfloat16 tower keeps its positions exact.
+        q = (q.float() * cos + _rotate_half(q.float()) * sin).to(x.dtype)
+        k = (k.float() * cos + _rotate_half(k.float()) * sin).to(x.dtype)
         scores = torch.matmul(q, k.transpose(1, 2)) * attn.scaling
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         out = torch.matmul(torch.softmax(scores, dim=-1), v)  # [heads, patches, dim]
