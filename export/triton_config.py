@@ -6,7 +6,10 @@ Runtime runner (works with the CPU tritonserver of the nvidia-pytriton wheel); `
 ``onnxruntime`` backend of the NGC container; ``gpu`` serves the TensorRT engines that ``vlm-export engine``
 builds (``tensorrt_plan``); ``gpu-onnxruntime`` is the GPU alternative without prebuilt engines: the
 ``onnxruntime`` backend with its TensorRT execution accelerator, which builds and caches engines itself.
-Python models and ensembles are the same everywhere.
+Python models and ensembles are the same everywhere, but for a python step that runs an ONNX graph itself
+(``PythonModelSpec.onnx_on_gpu``: the Qwen2-VL-family tower, whose patch axis is no batch axis, so it is no
+engine-built leaf): on the GPU targets it gets GPU instances and ONNX Runtime's TensorRT execution provider, set up as
+the accelerator above, its optimisation profile from the export (``serving.patch_providers``).
 
 Requests whose inputs differ in a dynamic axis (texts of different lengths) are batched differently per target.
 Triton's dynamic batcher merges only requests of equal shapes unless an input allows ragged batches, and the
