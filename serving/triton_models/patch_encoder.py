@@ -34,6 +34,8 @@ class PatchEncoder(PythonModel):
         os.setpriority(os.PRIO_PROCESS, 0, ENCODER_NICENESS)  # as the other exported encoders
         self.merge = self.int_parameter("merge_size")
         profile = PatchProfile.read(self.artifacts) if EXECUTION_PROVIDER in self.parameters else None
+        # TensorRT runs only shapes within its profile: a larger call is refused by name, not failed inside the engine.
+        self.largest = profile.max_patches if profile else None
         self.runner = OnnxRunner(
             self.artifacts / ONNX_FILE,
             intra_op_threads=self.int_parameter("intra_op_thread_count", default=1),
@@ -47,6 +49,11 @@ class PatchEncoder(PythonModel):
         if not len(grids) or (grids < 1).any() or (grids[:, 1:] % self.merge).any():
             raise InvalidInputError(
                 "image_grid_thw", f"each grid must be positive, its rows and columns multiples of {self.merge}"
+            )
+        if self.largest is not None and int(grids.prod(-1).max()) > self.largest:
+            raise InvalidInputError(
+                "image_grid_thw",
+                f"an image or video may hold at most {self.largest} patches here, got {int(grids.prod(-1).max())}",
             )
         require_shape("pixel_values", patches.shape, [int(grids.prod(-1).sum()), -1])  # one row per grid cell
         if not np.isfinite(patches).all():

@@ -84,15 +84,21 @@ def test_the_export_records_the_towers_patch_range_from_the_checkpoints_processo
 
 def test_the_gpu_config_serves_on_an_onnxruntime_without_tensorrt_or_cuda(repository: Path) -> None:
     """The configs/gpu.pbtxt parameters with the export's profile: this build has neither provider, so the step
-    warns and answers on the CPU."""
+    warns and answers on the CPU, and refuses by name a call past the profile's patches."""
     entry_point, request = CASES["qwen2_vl_vision"]
     config = parse_pbtxt((repository / "qwen2_vl_vision" / "configs" / "gpu.pbtxt").read_text())
     parameters = {key: value.string_value for key, value in config.parameters.items()}
     assert parameters["execution_provider"] == "tensorrt"
-    check = (
-        request
-        + "\nassert [p if isinstance(p, str) else p[0] for p in model.runner.providers] == ['CPUExecutionProvider']"
+    too_large = (  # past the profile's 7,232 patches (16 frame groups of tiny-qwen2-vl's largest frame)
+        "try:\n"
+        "    model.handle({'pixel_values': np.zeros((7396, 1176), np.float32),\n"
+        "                  'image_grid_thw': np.array([[1, 86, 86]])})\n"
+        "    raise AssertionError('accepted')\n"
+        "except InvalidInputError as error:\n"
+        "    assert str(error.field) == 'image_grid_thw' and 'at most 7232 patches' in str(error), error"
     )
+    on_cpu = "assert model.runner.providers == ['CPUExecutionProvider'], model.runner.providers"
+    check = "\n".join((request, on_cpu, too_large))
     child = [sys.executable, "-c", CHILD.format(heavy=set(HEAVY))]
     result = subprocess.run(
         [*child, entry_point, str(repository / "qwen2_vl_vision" / "1"), json.dumps(parameters), check],
