@@ -106,3 +106,18 @@ class Family(Protocol):
     def export(self, checkpoint: Path, repository: Path, options: ExportOptions) -> list[ParityReport]:
         """Into ``repository``, under ``options.name``; it changes only when every parity check passes.
         ``ValueError``: not servable."""
+
+
+class WithoutEngineEncoders:
+    """For a family none of whose encoders is a leaf model built into a TensorRT engine (its vision tower runs in a
+    python step, or inside vLLM): no engine variants and no parity feeds. No measured components either, unless the
+    family overrides ``measured_components`` (a python step's tower checked at GPU precision)."""
+
+    def encoder_variants(self, name: str | None = None) -> tuple[OnnxComponentSpec, ...]:
+        return ()
+
+    def parity_feeds(self, name: str | None = None) -> Mapping[str, FeedMaker]:
+        return {}
+
+    def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
+        return []

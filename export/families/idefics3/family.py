@@ -3,19 +3,15 @@ images inside the decoder; the ensemble still decodes and bounds them as LLaVA's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from export.families.base import ExportOptions, FeedMaker
+from export.families.base import ExportOptions, WithoutEngineEncoders
 from export.families.idefics3.spec import FAMILY, idefics3_models
 from export.parity import ParityReport
-from export.specs import ModelSpec, OnnxComponentSpec
+from export.specs import ModelSpec
 from serving.generation.processor_tokens import processor_image_tokens
-
-if TYPE_CHECKING:
-    from export.families.measured import MeasuredComponent
 
 
 @lru_cache(maxsize=4)
@@ -25,7 +21,7 @@ def _processor(checkpoint: str) -> Any:
     return AutoProcessor.from_pretrained(checkpoint, backend="pil")
 
 
-class Idefics3Family:
+class Idefics3Family(WithoutEngineEncoders):
     name: str = FAMILY
     architectures: tuple[str, ...] = ("Idefics3ForConditionalGeneration",)
     model_types: tuple[str, ...] = ("idefics3",)
@@ -38,15 +34,6 @@ class Idefics3Family:
 
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
         return idefics3_models(options.named(self.name))
-
-    def encoder_variants(self, name: str | None = None) -> tuple[OnnxComponentSpec, ...]:
-        return ()
-
-    def parity_feeds(self, name: str | None = None) -> Mapping[str, FeedMaker]:
-        return {}
-
-    def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
-        return []
 
     def image_tokens(self, config: Any, width: int, height: int) -> int:
         """By the checkpoint's processor (the config's own folder): tiles plus the global view, and their markers."""

@@ -5,15 +5,14 @@ The tower is exported (``tower.py``, ``exporter.py``); vLLM gets the embeddings 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from export.families.base import ExportOptions, FeedMaker
+from export.families.base import ExportOptions, WithoutEngineEncoders
 from export.families.qwen2_vl.spec import FAMILY, qwen2_vl_models
 from export.parity import ParityReport
-from export.specs import ModelSpec, OnnxComponentSpec
+from export.specs import ModelSpec
 from serving.smart_resize import PatchSettings
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ def _patch_settings(checkpoint: str) -> PatchSettings:
     return PatchSettings.read(Path(checkpoint))
 
 
-class Qwen2VLFamily:
+class Qwen2VLFamily(WithoutEngineEncoders):
     name: str = FAMILY
     architectures: tuple[str, ...] = ("Qwen2VLForConditionalGeneration",)
     model_types: tuple[str, ...] = ("qwen2_vl",)
@@ -39,12 +38,6 @@ class Qwen2VLFamily:
 
     def models(self, options: ExportOptions) -> tuple[ModelSpec, ...]:
         return qwen2_vl_models(options.named(self.name))
-
-    def encoder_variants(self, name: str | None = None) -> tuple[OnnxComponentSpec, ...]:
-        return ()
-
-    def parity_feeds(self, name: str | None = None) -> Mapping[str, FeedMaker]:
-        return {}
 
     def measured_components(self, checkpoint: Path, device: Any) -> list[MeasuredComponent]:
         """The vision tower with its patch merger (a python step's ONNX graph, so no encoder variant)."""
