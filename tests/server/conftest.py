@@ -1,10 +1,16 @@
-"""tests/server/: each test runs over both protocols (the session's one tritonserver is in tests/conftest.py)."""
+"""tests/server/: each test runs over both protocols (the session's one tritonserver is in tests/conftest.py); modules
+with a ``FamilyExport`` on their ``pytestmark`` are served by a family server (tests/server/family_servers.py)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from serving.launcher import TritonServer
+from tests.server.family_servers import Exported, FamilyServers, module_export
+
+_FAMILY_SERVERS = pytest.StashKey[FamilyServers]()
 
 
 @pytest.fixture(params=["grpc", "http"])
@@ -15,3 +21,32 @@ def protocol(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def url(server: TritonServer, protocol: str) -> str:
     return server.grpc_url if protocol == "grpc" else server.http_url
+
+
+@pytest.fixture(scope="package")
+def family_servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FamilyServers]:
+    servers = FamilyServers(request.session.items, tmp_path_factory)
+    request.session.stash[_FAMILY_SERVERS] = servers
+    try:
+        yield servers
+    finally:
+        del request.session.stash[_FAMILY_SERVERS]
+        servers.close()
+
+
+@pytest.fixture(scope="module")
+def export_output(request: pytest.FixtureRequest, family_servers: FamilyServers) -> Exported:
+    """The repository and printed output of the FamilyExport on this module's ``pytestmark``."""
+    return family_servers.export(module_export(request.node).key, request.getfixturevalue)
+
+
+@pytest.fixture(scope="module")
+def family_server(request: pytest.FixtureRequest, family_servers: FamilyServers) -> TritonServer:
+    """The family server that serves this module's FamilyExport (with another module's, maybe)."""
+    return family_servers.server(module_export(request.node).key, request.getfixturevalue)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if (servers := item.session.stash.get(_FAMILY_SERVERS, None)) is not None:
+        servers.after(item)

@@ -42,18 +42,24 @@ def metric_samples(server: TritonServer, name: str) -> dict[str, float]:
     return samples
 
 
-def metric_total(server: TritonServer, name: str) -> float:
-    return sum(metric_samples(server, name).values())
+def metric_total(server: TritonServer, name: str, model: str | None = None) -> float:
+    """The sum of ``name``'s samples; only ``model``'s (its ``model`` label) when given."""
+    return sum(value for labels, value in metric_samples(server, name).items() if _of_model(labels, model))
 
 
-def steps_by_batch_size(server: TritonServer) -> dict[int, int]:
-    """The decoder's decode steps, by how many sequences each ran."""
+def steps_by_batch_size(server: TritonServer, model: str | None = None) -> dict[int, int]:
+    """The decoders' decode steps (``model``'s only, when given), by how many sequences each ran."""
     found = re.compile(r'batch_size="(\d+)"')
-    return {
-        int(match.group(1)): int(value)
-        for labels, value in metric_samples(server, "vlm_decoder_steps_total").items()
-        if (match := found.search(labels))
-    }
+    steps: dict[int, int] = {}
+    for labels, value in metric_samples(server, "vlm_decoder_steps_total").items():
+        if (match := found.search(labels)) and _of_model(labels, model):
+            size = int(match.group(1))
+            steps[size] = steps.get(size, 0) + int(value)
+    return steps
+
+
+def _of_model(labels: str, model: str | None) -> bool:
+    return model is None or f'model="{model}"' in labels
 
 
 def finished_requests(server: TritonServer, reason: str) -> int:

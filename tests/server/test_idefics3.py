@@ -1,13 +1,11 @@
 """Images that vLLM encodes: tiny-idefics3 (no exported vision tower) exported with ``vlm-export model`` into a
-repository of its own and served by this module's tritonserver. The ensemble decodes and bounds the images as
-LLaVA's does and hands their pixels to the decoder, whose vLLM tiles them by size (1 x 1 to 3 x 3 tiles plus a
-global view) and encodes them. Greedy tokens equal Hugging Face ``generate`` token for token with 8 requests in
+repository of its own and served by the family server (tests/server/family_servers.py). The ensemble decodes and bounds
+the images as LLaVA's does and hands their pixels to the decoder, whose vLLM tiles them by size (1 x 1 to 3 x 3 tiles
+plus a global view) and encodes them. Greedy tokens equal Hugging Face ``generate`` token for token with 8 requests in
 flight over gRPC and HTTP; bad images get LLaVA's errors."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,16 +14,17 @@ import pytest
 from client import Completion, InvalidInputError, VLMClient
 from export.cli import main as vlm_export
 from export.families import family_for_checkpoint
-from serving.launcher import TritonServer, loopback_options
+from serving.launcher import TritonServer
 from tests.images import encode, scene
 from tests.reference import Idefics3Reference
+from tests.server.family_servers import TEST_TIMEOUT_S, FamilyExport
 from tests.server.test_bad_input import UNDECODABLE_IMAGES, assert_clean
 from tests.server.test_llava_full import Case, assistant, user
 
-# The first test also pays for the checkpoint, the export and the server's start (about a minute on 2 free cores).
-pytestmark = pytest.mark.timeout(300)
-
 MODEL = "idefics3"  # the checkpoint's name: its ensemble, and its decoder for text-only turns
+# Exported into a repository of its own and served by the family server (tests/server/family_servers.py).
+EXPORT = FamilyExport(MODEL, "tiny_idefics3")
+pytestmark = [pytest.mark.timeout(TEST_TIMEOUT_S), EXPORT.mark]
 
 
 # Sizes that pick different tile grids: 3 x 3 (landscape and square, small images are scaled up), 1 x 3, 3 x 1.
@@ -46,20 +45,9 @@ CASES: list[Case] = [
 
 
 @pytest.fixture(scope="module")
-def export_output(tiny_idefics3: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The repository ``vlm-export model`` writes for tiny-idefics3, and what it printed."""
-    repository = tmp_path_factory.mktemp("idefics3") / "model_repository"
-    capture = tmp_path_factory.mktemp("idefics3-log") / "export.txt"
-    with capture.open("w") as out, contextlib.redirect_stdout(out):
-        assert vlm_export(["model", "--checkpoint", str(tiny_idefics3), "--repository", str(repository)]) == 0
-    return repository, capture.read_text()
-
-
-@pytest.fixture(scope="module")
-def server(export_output: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    log = tmp_path_factory.mktemp("logs") / "tritonserver-idefics3.log"
-    with TritonServer(loopback_options(export_output[0], log, exit_timeout_s=2)) as running:
-        yield running
+def server(family_server: TritonServer) -> TritonServer:
+    """The family server (tests/server/family_servers.py), which serves this module's export."""
+    return family_server
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
-"""A second LLaVA architecture served end to end: tiny-llava-full (the last vision layer's features with the CLS
-token kept, a projector without biases, grouped-query attention with four query heads in two key/value groups,
-another image size). It is exported with ``vlm-export llava`` into a repository of its own (model names are fixed
-per repository) and served by a tritonserver of this module's own; greedy tokens equal Hugging Face ``generate``
-token for token with 8 requests in flight, over gRPC and HTTP."""
+"""A second LLaVA architecture served end to end: tiny-llava-full (the last vision layer's features with the CLS token
+kept, a projector without biases, grouped-query attention with four query heads in two key/value groups, another image
+size). It is exported with ``vlm-export llava`` into a repository of its own (model names are fixed per repository) and
+served by the family server beside other families' models; greedy tokens equal Hugging Face ``generate`` token for token
+with 8 requests in flight, over gRPC and HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,17 +14,14 @@ import pytest
 from PIL import Image
 
 from client import Completion, VLMClient
-from export.cli import main as vlm_export
 from export.families.llava.spec import LLAVA_DECODER
 from export.triton_config import parse_pbtxt, to_pbtxt
-from serving.launcher import TritonServer, loopback_options
+from serving.launcher import TritonServer
 from serving.manifest import ONNX_FILE, ComponentManifest
 from tests.images import encode, scene
 from tests.reference import LlavaReference
+from tests.server.family_servers import TEST_TIMEOUT_S, Exported, FamilyExport
 from tests.server.statistics import metric_total, steps_by_batch_size
-
-# The first test also pays for the checkpoint, the export and the server's start (about a minute on 2 free cores).
-pytestmark = pytest.mark.timeout(300)
 
 IMAGE_TOKENS = 17  # 4 x 4 patches of 14 px in a 56 px image, plus CLS
 # 1 KiB of keys and values a token (2 layers x 2 groups x 32 x float32 x K,V): 1 MiB holds 1,024 tokens, two full
@@ -69,21 +65,25 @@ def set_decoder_parameters(repository: Path, **parameters: str) -> None:
     path.write_text(to_pbtxt(config))
 
 
-@pytest.fixture(scope="module")
-def repository(tiny_llava_full: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Only the LLaVA models, exported from tiny-llava-full the way a user would."""
-    repository = tmp_path_factory.mktemp("llava-full") / "model_repository"
-    assert vlm_export(["llava", "--checkpoint", str(tiny_llava_full), "--repository", str(repository)]) == 0
+def small_kv_cache(repository: Path) -> None:
     set_decoder_parameters(repository, cpu_kv_cache_mib=str(KV_CACHE_MIB))
-    return repository
+
+
+# Only the LLaVA models, exported from tiny-llava-full the way a user would (``vlm-export llava``), into a
+# repository of their own; served by the family server (tests/server/family_servers.py).
+EXPORT = FamilyExport("llava_full", "tiny_llava_full", "llava", small_kv_cache)
+pytestmark = [pytest.mark.timeout(TEST_TIMEOUT_S), EXPORT.mark]
 
 
 @pytest.fixture(scope="module")
-def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    """This module's server (``url`` in tests/server/conftest.py reaches it); stopped after the module."""
-    log = tmp_path_factory.mktemp("logs") / "tritonserver-llava-full.log"
-    with TritonServer(loopback_options(repository, log, exit_timeout_s=2)) as running:
-        yield running
+def repository(export_output: Exported) -> Path:
+    return export_output[0]
+
+
+@pytest.fixture(scope="module")
+def server(family_server: TritonServer) -> TritonServer:
+    """The family server (tests/server/family_servers.py), which serves this module's export."""
+    return family_server
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_the_manifests_pin_17_image_tokens_and_the_projector_has_no_biases(repos
 def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
     server: TritonServer, url: str, protocol: str, reference: LlavaReference, expected: list[list[int]]
 ) -> None:
-    steps_before = steps_by_batch_size(server)
+    steps_before = steps_by_batch_size(server, LLAVA_DECODER.name)
 
     def generate(case: Case) -> Completion:
         messages, images, max_tokens = case
@@ -136,7 +136,7 @@ def test_greedy_tokens_equal_hf_generate_for_8_concurrent_requests(
         assert completion.prompt_tokens == len(prompt_ids)
         assert completion.completion_tokens == len(tokens)
     assert sum(map(len, expected)) > len(CASES), "the reference answered (nearly) nothing: a weak comparison"
-    steps_after = steps_by_batch_size(server)
+    steps_after = steps_by_batch_size(server, LLAVA_DECODER.name)
     batched = sum(count - steps_before.get(size, 0) for size, count in steps_after.items() if size > 1)
     assert batched > 0, "no decode step ran more than one sequence"
 
@@ -146,7 +146,7 @@ def test_a_full_kv_cache_preempts_and_every_admitted_stream_still_finishes(
 ) -> None:
     """8 streams that together need about twice the cache: vLLM preempts some (their blocks freed, recomputed when
     resumed); none fails, each streams all its tokens."""
-    preempted_before = metric_total(server, "vlm_decoder_preemptions_total")
+    preempted_before = metric_total(server, "vlm_decoder_preemptions_total", LLAVA_DECODER.name)
 
     def stream(case: Case) -> tuple[str, Completion]:
         messages, images, _ = case
@@ -162,4 +162,6 @@ def test_a_full_kv_cache_preempts_and_every_admitted_stream_still_finishes(
     for streamed, completion in results:
         assert (completion.finish_reason, completion.completion_tokens) == ("length", FULL_CACHE_TOKENS)
         assert streamed == completion.text
-    assert metric_total(server, "vlm_decoder_preemptions_total") > preempted_before, "the cache never ran full"
+    assert metric_total(server, "vlm_decoder_preemptions_total", LLAVA_DECODER.name) > preempted_before, (
+        "the cache never ran full"
+    )

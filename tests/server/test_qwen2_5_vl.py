@@ -1,46 +1,35 @@
 """Qwen2.5-VL: tiny-qwen2.5-vl exported with ``vlm-export model`` (its vision tower with window attention to ONNX,
-checked against transformers') and served by this module's tritonserver through Qwen2-VL's models. Greedy tokens
-equal Hugging Face ``generate`` token for token for Qwen2-VL's cases (images of six grids, some spanning several
-windows, two images together, text only, multi-turn) with 9 requests in flight over gRPC and HTTP."""
+checked against transformers') and served by the family server (tests/server/family_servers.py) through Qwen2-VL's
+models. Greedy tokens equal Hugging Face ``generate`` token for token for Qwen2-VL's cases (images of six grids, some
+spanning several windows, two images together, text only, multi-turn) with 9 requests in flight over gRPC and HTTP."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from client import Completion, VLMClient
-from export.cli import main as vlm_export
-from serving.launcher import TritonServer, loopback_options
+from serving.launcher import TritonServer
 from serving.video import Sampling, decode_video
 from tests.images import encode, scene
 from tests.reference import Qwen2VLReference
+from tests.server.family_servers import TEST_TIMEOUT_S, FamilyExport
 from tests.server.test_llava_full import Case
 from tests.server.test_qwen2_vl import CASES, video_turn
 from tests.videos import encode_video
 
-pytestmark = pytest.mark.timeout(300)
-
 MODEL = "qwen2_5_vl"
+# Exported into a repository of its own and served by the family server (tests/server/family_servers.py).
+EXPORT = FamilyExport(MODEL, "tiny_qwen2_5_vl")
+pytestmark = [pytest.mark.timeout(TEST_TIMEOUT_S), EXPORT.mark]
 
 
 @pytest.fixture(scope="module")
-def export_output(tiny_qwen2_5_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    repository = tmp_path_factory.mktemp("qwen2_5_vl") / "model_repository"
-    capture = tmp_path_factory.mktemp("qwen2_5_vl-log") / "export.txt"
-    with capture.open("w") as out, contextlib.redirect_stdout(out):
-        assert vlm_export(["model", "--checkpoint", str(tiny_qwen2_5_vl), "--repository", str(repository)]) == 0
-    return repository, capture.read_text()
-
-
-@pytest.fixture(scope="module")
-def server(export_output: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    log = tmp_path_factory.mktemp("logs") / "tritonserver-qwen2_5_vl.log"
-    with TritonServer(loopback_options(export_output[0], log, exit_timeout_s=2)) as running:
-        yield running
+def server(family_server: TritonServer) -> TritonServer:
+    """The family server (tests/server/family_servers.py), which serves this module's export."""
+    return family_server
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,12 @@
-"""Qwen2-VL: tiny-qwen2-vl exported with ``vlm-export model`` into a repository of its own and served by this module's
-tritonserver. The preprocess step resizes each image within the checkpoint's pixel budget (a grid of 2 x 2 to 8 x 8
-merged tokens by its size and aspect ratio) and cuts it into patches, the exported vision tower (ONNX) encodes a
-request's images in one call, and the decoder hands vLLM the embeddings with each image's grid, which it places with
-M-RoPE. Greedy tokens equal Hugging Face ``generate`` token for token with 9 requests in flight over gRPC and HTTP;
-bad images get LLaVA's errors."""
+"""Qwen2-VL: tiny-qwen2-vl exported with ``vlm-export model`` into a repository of its own and served by the family
+server (tests/server/family_servers.py). The preprocess step resizes each image within the checkpoint's pixel budget (a
+grid of 2 x 2 to 8 x 8 merged tokens by its size and aspect ratio) and cuts it into patches, the exported vision tower
+(ONNX) encodes a request's images in one call, and the decoder hands vLLM the embeddings with each image's grid, which
+it places with M-RoPE. Greedy tokens equal Hugging Face ``generate`` token for token with 9 requests in flight over gRPC
+and HTTP; bad images get LLaVA's errors."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,22 +18,22 @@ import pytest
 
 from benchmarks.cli import main as vlm_bench
 from client import Completion, InvalidInputError, VLMClient
-from export.cli import main as vlm_export
 from export.families import family_for_checkpoint
 from gateway.process import GatewayProcess
-from serving.launcher import TritonServer, loopback_options
+from serving.launcher import TritonServer
 from serving.video import Sampling, decode_video
 from tests.gateway.conftest import API_KEY, data_url
 from tests.images import encode, scene
 from tests.reference import Qwen2VLReference
+from tests.server.family_servers import TEST_TIMEOUT_S, FamilyExport
 from tests.server.test_bad_input import UNDECODABLE_IMAGES, assert_clean
 from tests.server.test_llava_full import Case, assistant, user
 from tests.videos import encode_video
 
-# The first test also pays for the checkpoint, the export and the server's start (about a minute on 2 free cores).
-pytestmark = pytest.mark.timeout(300)
-
 MODEL = "qwen2_vl"  # the checkpoint's name: its ensemble, and its decoder for text-only turns
+# Exported into a repository of its own and served by the family server (tests/server/family_servers.py).
+EXPORT = FamilyExport(MODEL, "tiny_qwen2_vl")
+pytestmark = [pytest.mark.timeout(TEST_TIMEOUT_S), EXPORT.mark]
 
 # Sizes that make different grids (in merged tokens, height x width): 3 x 3, 2 x 2 (scaled up to the minimum),
 # 1 x 5, 4 x 1, 7 x 7 (scaled down to the maximum), and 1 x 36 for a 50:1 strip (LLaVA's preprocessing would crop it
@@ -57,20 +56,9 @@ CASES: list[Case] = [
 
 
 @pytest.fixture(scope="module")
-def export_output(tiny_qwen2_vl: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The repository ``vlm-export model`` writes for tiny-qwen2-vl, and what it printed."""
-    repository = tmp_path_factory.mktemp("qwen2_vl") / "model_repository"
-    capture = tmp_path_factory.mktemp("qwen2_vl-log") / "export.txt"
-    with capture.open("w") as out, contextlib.redirect_stdout(out):
-        assert vlm_export(["model", "--checkpoint", str(tiny_qwen2_vl), "--repository", str(repository)]) == 0
-    return repository, capture.read_text()
-
-
-@pytest.fixture(scope="module")
-def server(export_output: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    log = tmp_path_factory.mktemp("logs") / "tritonserver-qwen2_vl.log"
-    with TritonServer(loopback_options(export_output[0], log, exit_timeout_s=2)) as running:
-        yield running
+def server(family_server: TritonServer) -> TritonServer:
+    """The family server (tests/server/family_servers.py), which serves this module's export."""
+    return family_server
 
 
 @pytest.fixture(scope="module")
