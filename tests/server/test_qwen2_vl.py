@@ -3,13 +3,17 @@ server (tests/server/family_servers.py). The preprocess step resizes each image 
 grid of 2 x 2 to 8 x 8 merged tokens by its size and aspect ratio) and cuts it into patches, the exported vision tower
 (ONNX) encodes a request's images in one call, and the decoder hands vLLM the embeddings with each image's grid, which
 it places with M-RoPE. Greedy tokens equal Hugging Face ``generate`` token for token with 9 requests in flight over gRPC
-and HTTP; bad images get LLaVA's errors."""
+and HTTP; bad images get LLaVA's errors. Videos go natively: a clip longer than ``max_frames`` is sampled by the
+documented rule (the answer is HF's on exactly the kept frames), and bad clips are refused naming the video and the
+limit."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from functools import cache
 from pathlib import Path
 
 import openai
@@ -18,6 +22,7 @@ import pytest
 
 from benchmarks.cli import main as vlm_bench
 from client import Completion, InvalidInputError, VLMClient
+from client.video_parameters import MAX_VIDEO_FRAMES, MAX_VIDEO_SECONDS
 from export.families import family_for_checkpoint
 from gateway.process import GatewayProcess
 from serving.launcher import TritonServer
@@ -28,7 +33,7 @@ from tests.reference import Qwen2VLReference
 from tests.server.family_servers import TEST_TIMEOUT_S, FamilyExport
 from tests.server.test_bad_input import UNDECODABLE_IMAGES, assert_clean
 from tests.server.test_llava_full import Case, assistant, user
-from tests.videos import encode_video
+from tests.videos import coloured_frames, encode_video, repeated_keyframe_video
 
 MODEL = "qwen2_vl"  # the checkpoint's name: its ensemble, and its decoder for text-only turns
 # Exported into a repository of its own and served by the family server (tests/server/family_servers.py).
@@ -216,6 +221,65 @@ def test_videos_go_natively_and_equal_hf_generate_on_the_sampled_frames_8_in_fli
         assert completion.token_ids == tokens, cases[index % len(cases)][0]
     assert len(expected[0][2]) > 1, "the reference answered (nearly) nothing: a weak comparison"
     assert completions[0].video_frames == [4] and completions[1].video_frames == [3]
+
+
+@cache
+def bad_videos() -> dict[str, tuple[bytes, str]]:
+    """Clips the native video path must refuse before decoding them, and what the refusal names (the hours-long
+    and 100,000-frame clips are one intra frame repeated: made in a moment, refused from their headers)."""
+    corrupt = bytearray(encode_video(coloured_frames(20)))
+    corrupt[600:1400] = bytes(800)
+    return {
+        "corrupt": (bytes(corrupt), "corrupt"),
+        "an image": (encode(scene(seed=80)), "is an image, not a video; send it as an image"),
+        "hours long": (repeated_keyframe_video(3, Fraction(1, 1), 3600), f"the limit is {MAX_VIDEO_SECONDS:g} s"),
+        "100,000 frames": (
+            repeated_keyframe_video(100_000, Fraction(1, 1000), 1),
+            f"video declares 100000 frames, the limit is {MAX_VIDEO_FRAMES}",
+        ),
+    }
+
+
+def test_each_bad_video_is_refused_naming_it_and_its_limit_and_the_next_request_is_answered(
+    server: TritonServer, url: str, protocol: str
+) -> None:
+    """Each bad clip second after a good one: INVALID_ARGUMENT (gRPC) or 400 (HTTP) naming ``video[1]`` and the
+    limit; then the good clip alone is answered."""
+    good = encode_video([scene(64, 48, seed=81 + i) for i in range(2)], fps=1)
+    with VLMClient(url, protocol=protocol, chat_model=MODEL) as client:
+        for case, (clip, reason) in bad_videos().items():
+            with pytest.raises(InvalidInputError) as caught:
+                client.generate(video_turn("compare them.", ("video", "video")), videos=[good, clip], max_tokens=2)
+            assert (caught.value.field, caught.value.index) == ("video", 1), case
+            assert_clean(str(caught.value), reason)
+        completion = client.generate(video_turn("what happens?"), videos=[good], max_tokens=2)
+        assert completion.video_frames == [2] and completion.completion_tokens >= 1
+
+
+def test_a_longer_clip_is_sampled_by_the_rule_and_answers_hf_on_exactly_those_frames(
+    server: TritonServer, url: str, protocol: str, reference: Qwen2VLReference
+) -> None:
+    """20 different frames at 1 fps. At 1 fps with at most 4 kept, the rule keeps 4 evenly spaced instants, frames 0,
+    5, 10 and 15 (0.2 fps): the served tokens are HF's on those frames, taken from a whole decode of the clip, and
+    not its answer on the first four. At 30 fps (more instants than frames, under the 32-frame cap) the clip goes
+    whole: HF's tokens on all 20 frames at 1 fps."""
+    clip = encode_video([scene(64, 48, seed=110 + i) for i in range(20)], fps=1, gop=3)
+    every = decode_video(clip, "video", Sampling(30.0, 32)).frames
+    assert len(every) == 20
+    messages = video_turn("what changes?")
+    kept = [every[i] for i in (0, 5, 10, 15)]
+    expected = reference.video_greedy(messages, [], [kept], 0.2, 12)
+    assert reference.video_greedy(messages, [], [every[:4]], 0.2, 12) != expected, "frames that do not tell apart"
+    whole = reference.video_greedy(messages, [], [every], 1.0, 12)
+    with VLMClient(url, protocol=protocol, chat_model=MODEL) as client:
+        sampled = client.generate(messages, videos=[clip], video_fps=1.0, max_frames=4, max_tokens=12)
+        passed_whole = client.generate(messages, videos=[clip], video_fps=30.0, max_tokens=12)
+    assert sampled.video_frames == [4]
+    assert sampled.prompt_tokens == reference.video_inputs(messages, [], [kept], 0.2)["input_ids"].shape[1]
+    assert sampled.token_ids == expected
+    assert passed_whole.video_frames == [20]
+    assert passed_whole.prompt_tokens == reference.video_inputs(messages, [], [every], 1.0)["input_ids"].shape[1]
+    assert passed_whole.token_ids == whole
 
 
 @pytest.fixture(scope="module")
