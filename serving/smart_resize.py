@@ -20,6 +20,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from serving.image_processor import apply_table, channel_setting, pixel_table, positive_setting, read_settings
+from serving.pixel_budget import PixelBudget
 
 MAX_ASPECT_RATIO = 200  # the image processor refuses a longer side over 200 times the shorter
 CHANNELS = 3
@@ -63,6 +64,11 @@ class PatchSettings:
         return self.patch_size * self.merge_size
 
     @property
+    def budget(self) -> PixelBudget:
+        """The checkpoint's own pixel budget."""
+        return PixelBudget(self.min_pixels, self.max_pixels)
+
+    @property
     def patch_values(self) -> int:
         return CHANNELS * self.temporal_patch_size * self.patch_size**2
 
@@ -92,17 +98,23 @@ class PatchSettings:
 
 
 class PatchImageProcessor:
-    """RGB PIL image -> (float32 patches [patches, channels * temporal * patch^2], int64 grid (1, rows, columns))."""
+    """RGB PIL image -> (float32 patches [patches, channels * temporal * patch^2], int64 grid (1, rows, columns)),
+    resized within the checkpoint's pixel budget or a request's (transformers' ``min_pixels`` / ``max_pixels`` call
+    arguments)."""
 
     def __init__(self, settings: PatchSettings) -> None:
         self.settings = settings
         self.table = pixel_table(settings.rescale_factor, settings.mean, settings.std)
 
-    def __call__(self, image: Image.Image) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    def __call__(
+        self, image: Image.Image, budget: PixelBudget | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``budget``: the request's, else the checkpoint's."""
         if image.mode != "RGB":
             raise ValueError("the image processor takes RGB images")
         s = self.settings
-        height, width = smart_resize(image.height, image.width, s.factor, s.min_pixels, s.max_pixels)
+        area = budget or s.budget
+        height, width = smart_resize(image.height, image.width, s.factor, area.min_pixels, area.max_pixels)
         if (width, height) != image.size:
             image = image.resize((width, height), resample=s.resample)
         pixels = apply_table(self.table, np.asarray(image))  # [3, H, W]

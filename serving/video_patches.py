@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from serving.image_processor import PROCESSOR_FILE
+from serving.pixel_budget import PixelBudget
 from serving.smart_resize import CHANNELS, PatchSettings, smart_resize
 
 VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"  # what transformers' video processors save
@@ -49,10 +50,13 @@ class VideoPatchProcessor:
         self.table = fused_pixel_table(settings)
 
     def __call__(
-        self, frames: Sequence[npt.NDArray[np.uint8]]
+        self, frames: Sequence[npt.NDArray[np.uint8]], budget: PixelBudget | None = None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``budget``: the request's (transformers' processor applies a call's ``min_pixels`` / ``max_pixels`` to
+        video frames as to images), else the video processor's own."""
         s = self.settings
-        height, width = smart_resize(frames[0].shape[0], frames[0].shape[1], s.factor, s.min_pixels, s.max_pixels)
+        area = budget or s.budget
+        height, width = smart_resize(frames[0].shape[0], frames[0].shape[1], s.factor, area.min_pixels, area.max_pixels)
         video = self.resize(np.stack(frames), height, width)  # [T, H, W, 3] uint8
         pixels = np.stack([self.table[c][video[..., c]] for c in range(CHANNELS)], axis=1)  # [T, 3, H, W]
         t = s.temporal_patch_size

@@ -16,6 +16,9 @@ from export.specs import QueuePolicy, Resources
 MAX_IMAGE_PIXELS = 36_000_000  # per image, checked from the header before any pixel is decoded
 MAX_REQUEST_PIXELS = 128_000_000  # all images of one request: bounds decode time (about 10 phone photos)
 MAX_ASPECT_RATIO = 20  # wider images are centre-cropped to this first; the towers see a square anyway
+# A request's max_pixels / min_pixels (client.pixel_parameters) at most: Qwen2-VL's own processor default, 16,384
+# merged 28-pixel tokens an image; a checkpoint whose own max_pixels is larger keeps its own (serving.pixel_budget).
+MAX_PIXELS_CAP = 16_384 * 28 * 28
 
 # Admission control, sized for the 2-core hosts the embedded configs target: a python step admits one request per
 # client of 32 concurrent ones (a step takes milliseconds a request, and 8 refused 25 concurrent text clients on
@@ -42,6 +45,11 @@ def image_limits(max_images: int) -> dict[str, str]:
         "max_request_pixels": str(MAX_REQUEST_PIXELS),
         "max_aspect_ratio": str(MAX_ASPECT_RATIO),
     }
+
+
+def pixel_limits() -> dict[str, str]:
+    """The parameters of a preprocess step that takes a request's pixel budget: the cap on its values."""
+    return {"max_pixels_cap": str(MAX_PIXELS_CAP)}
 
 
 def video_limits(max_frames: int) -> dict[str, str]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from transformers import AutoImageProcessor
 
+from serving.pixel_budget import PixelBudget
 from serving.smart_resize import PatchImageProcessor, PatchSettings, smart_resize
 from tests.images import scene
 
@@ -38,3 +39,22 @@ def test_token_counts_are_the_merged_grid(tiny_qwen2_vl: Path) -> None:
 def test_an_image_too_thin_is_refused_with_the_limit() -> None:
     with pytest.raises(ValueError, match="aspect ratio must be at most 200, got 4020 x 20"):
         smart_resize(20, 4020, 28, 56 * 56, 28 * 28 * 64)
+
+
+# (width, height, min_pixels, max_pixels): fewer tokens than the checkpoint's maximum, more than its minimum, more
+# than its maximum (a request may go past it within the export's cap).
+BUDGETS = [(300, 300, 28 * 28, 28 * 28 * 16), (20, 20, 28 * 28 * 20, 28 * 28 * 64), (600, 400, 3136, 28 * 28 * 150)]
+
+
+@pytest.mark.parametrize(("width", "height", "low", "high"), BUDGETS)
+def test_a_requests_budget_equals_the_processors_min_and_max_pixels_arguments(
+    tiny_qwen2_vl: Path, width: int, height: int, low: int, high: int
+) -> None:
+    reference = AutoImageProcessor.from_pretrained(tiny_qwen2_vl, backend="pil")
+    image = scene(width, height, seed=width + height)
+    expected = reference(images=[image], min_pixels=low, max_pixels=high, return_tensors="np")
+    settings = PatchSettings.read(tiny_qwen2_vl)
+    patches, grid = PatchImageProcessor(settings)(image, PixelBudget(low, high))
+    assert grid.tolist() == expected["image_grid_thw"][0].tolist()
+    assert grid.tolist() != PatchImageProcessor(settings)(image)[1].tolist()  # the budget changed the grid
+    np.testing.assert_array_equal(patches, expected["pixel_values"])

@@ -2,7 +2,8 @@
 --name`` picks another):
 
 - ``<name>_preprocess``: encoded images -> every image's merged patches, one image after another
-  ``[patches, 3 * 2 * 14 * 14]``, and each image's grid ``[images, (t, h, w)]`` (``serving.smart_resize``).
+  ``[patches, 3 * 2 * 14 * 14]``, and each image's grid ``[images, (t, h, w)]`` (``serving.smart_resize``), within
+  the checkpoint's pixel budget or the request's ``min_pixels`` / ``max_pixels`` (``serving.pixel_budget``).
 - ``<name>_vision``: the exported vision tower with its 2x2 patch merger (ONNX Runtime) -> the images' embeddings
   ``[tokens, hidden]``, one image after another; the grids say where each image and frame begins.
 - ``<name>_decoder``: LLaVA's decoder, handed the embeddings and grids (``image_input: grids``), which vLLM takes as
@@ -17,8 +18,9 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import cache
 
+from client.pixel_parameters import PIXEL_PARAMETERS
 from client.video_parameters import MAX_SAMPLED_FRAMES
-from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits, video_limits
+from export.families.limits import ENTRY_STEP, STEP_QUEUE, image_limits, pixel_limits, video_limits
 from export.families.llava.spec import (
     GENERATION_INPUTS,
     GENERATION_OUTPUTS,
@@ -44,6 +46,8 @@ _VIDEO_TENSORS = {SAMPLED_FRAMES.name: SAMPLED_FRAMES.name, _SECONDS.name: _SECO
 _EMBEDS = TensorSpec("image_embeds", "float32", (-1, -1))  # [tokens, hidden], one image after another
 _GRIDS_MAP = {"image_grid_thw": "image_grid_thw"}
 _IMAGE_TENSORS = {"image_embeds": "image_embeds", **_GRIDS_MAP}
+# A request's pixel budget for its images and video frames (client.pixel_parameters); absent: the checkpoint's.
+PIXEL_INPUTS = tuple(TensorSpec(p.name, p.numpy_dtype, (1,), optional=True) for p in PIXEL_PARAMETERS)
 
 
 def qwen2_vl_models(name: str = FAMILY) -> tuple[ModelSpec, ...]:
@@ -57,7 +61,7 @@ def patch_models(family: str, name: str, video_seconds: bool = False) -> tuple[M
     places video frames by time (Qwen2.5-VL), so the decoder hands vLLM each video's seconds per frame group."""
     preprocess = PythonModelSpec(
         name=f"{name}_preprocess",
-        inputs=(replace(_IMAGE, optional=True), *VIDEO_INPUTS),
+        inputs=(replace(_IMAGE, optional=True), *VIDEO_INPUTS, *PIXEL_INPUTS),
         outputs=(_PATCHES, _GRIDS, SAMPLED_FRAMES, _SECONDS),
         entry_point="serving.triton_models.patch_preprocess:PatchPreprocess",
         resources=ENTRY_STEP,  # SINGLE_INSTANCE_STALL in export/families/limits.py
@@ -69,6 +73,7 @@ def patch_models(family: str, name: str, video_seconds: bool = False) -> tuple[M
             **image_limits(MAX_IMAGES),
             "max_aspect_ratio": str(MAX_ASPECT_RATIO),
             **video_limits(MAX_SAMPLED_FRAMES),
+            **pixel_limits(),
         },
     )
     vision = PythonModelSpec(
