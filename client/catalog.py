@@ -88,6 +88,9 @@ class ServedModel:
     # (exported encoder, its precision) for the encoders its ensembles run, in name order; () where none is exported
     # (vLLM encodes the images) or the configs were not read with their steps
     precisions: tuple[tuple[str, str], ...] = ()
+    # The inputs its chat ensemble declares (optional request fields such as min_pixels included), where the configs
+    # were read from a server; () otherwise
+    inputs: tuple[str, ...] = ()
 
     @property
     def precision(self) -> str | None:
@@ -248,5 +251,14 @@ def from_configs(configs: Mapping[str, Mapping[str, object]]) -> dict[str, Serve
             for step in sorted(steps)
             if PRECISION_PARAMETER in parameters.get(step, {})
         )
-        models[name] = replace(served, precisions=precisions)
+        chat = served.triton_models.get("chat")
+        inputs = _json_inputs(configs[chat]) if chat is not None and chat in configs else ()
+        models[name] = replace(served, precisions=precisions, inputs=inputs)
     return models
+
+
+def _json_inputs(config: Mapping[str, object]) -> tuple[str, ...]:
+    """A model config's input names (JSON, as Triton answers: ``input[].name``)."""
+    inputs = config.get("input", [])
+    listed = inputs if isinstance(inputs, list) else []
+    return tuple(str(entry.get("name", "")) for entry in listed if isinstance(entry, Mapping))

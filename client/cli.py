@@ -17,6 +17,7 @@ from client import prompts
 from client.errors import InvalidInputError, VLMError
 from client.generation import Completion
 from client.parameters import GENERATION_PARAMETERS
+from client.pixel_parameters import PIXEL_PARAMETERS
 from client.ranking import DEFAULT_TEMPLATE
 from client.retry import RetryPolicy
 from client.video_parameters import VIDEO_PARAMETERS
@@ -53,7 +54,8 @@ class Printer:
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
     # The CLI's --stream says how to print; each request's own stream flag is set by the client call.
-    names = [parameter.name for parameter in (*GENERATION_PARAMETERS, *VIDEO_PARAMETERS) if parameter.name != "stream"]
+    parameters = (*GENERATION_PARAMETERS, *VIDEO_PARAMETERS, *PIXEL_PARAMETERS)
+    names = [parameter.name for parameter in parameters if parameter.name != "stream"]
     params = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "stop", None):
         params["stop"] = args.stop
@@ -217,6 +219,12 @@ def _generation_options() -> argparse.ArgumentParser:
             options.add_argument(
                 flag, type=parameter.python_type, help=f"{parameter.description}, in {parameter.range_text()}"
             )
+    for parameter in PIXEL_PARAMETERS:  # the resize of the images (and video frames) of a Qwen2-VL-family model
+        options.add_argument(
+            "--" + parameter.name.replace("_", "-"),
+            type=parameter.python_type,
+            help=f"{parameter.description}; only a model whose preprocessing has a pixel budget takes it",
+        )
     options.add_argument("--stop", action="append", help="stop string (repeatable)")
     options.add_argument("--schema", type=Path, help="a JSON schema file: the answer is JSON valid against it")
     options.add_argument("--json-object", action="store_true", help="the answer is a JSON object")

@@ -24,8 +24,10 @@ from client.errors import (
     from_status,
     is_busy_message,
 )
+from client.field_errors import FieldRef
 from client.images import ImageLike, to_image_bytes
 from client.parameters import PARAMETERS_BY_NAME
+from client.pixel_parameters import PIXEL_PARAMETERS_BY_NAME
 from client.video_parameters import VIDEO_PARAMETERS_BY_NAME
 from client.videos import VideoLike, to_video_bytes
 
@@ -78,6 +80,9 @@ class GenerationRequest:
     text_model: str = TEXT_MODEL  # also the model that cancels a running request by its id
     videos: Sequence[VideoLike] = ()  # placed by {"type": "video"} items, as images by {"type": "image"}
     video_sampling: dict[str, int | float] = field(default_factory=dict)  # video_fps, max_frames
+    # min_pixels, max_pixels (client.pixel_parameters): the resize of the images and video frames; only a model whose
+    # preprocessing has a pixel budget (the Qwen2-VL family) takes them. Not sent without images or videos.
+    pixel_budget: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.numbers) - set(PARAMETERS_BY_NAME) | ({"stream"} & set(self.numbers)))
@@ -85,6 +90,11 @@ class GenerationRequest:
             raise TypeError(f"unknown generation parameter {unknown[0]!r}")
         if unknown := sorted(set(self.video_sampling) - set(VIDEO_PARAMETERS_BY_NAME)):
             raise TypeError(f"unknown video parameter {unknown[0]!r}")
+        if unknown := sorted(set(self.pixel_budget) - set(PIXEL_PARAMETERS_BY_NAME)):
+            raise TypeError(f"unknown pixel budget parameter {unknown[0]!r}")
+        for name, value in self.pixel_budget.items():  # never truncated to an integer on the way
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise InvalidInputError(f"expected an integer, got {value!r}", FieldRef(name))
 
     @classmethod
     def of(
@@ -101,10 +111,12 @@ class GenerationRequest:
         videos = params.pop("videos", ()) or ()
         sampling = {name: params.pop(name) for name in VIDEO_PARAMETERS_BY_NAME if name in params}
         sampling = {name: value for name, value in sampling.items() if value is not None}
+        budget = {name: params.pop(name) for name in PIXEL_PARAMETERS_BY_NAME if name in params}
+        budget = {name: value for name, value in budget.items() if value is not None}
         numbers = {name: value for name, value in params.items() if value is not None}
         return cls(
             messages, images, numbers, stop, response_format, stream, **ids, **models, videos=videos,
-            video_sampling=sampling,
+            video_sampling=sampling, pixel_budget=budget,
         )  # fmt: skip
 
     @property
@@ -125,21 +137,31 @@ class GenerationRequest:
             arrays["response_format"] = ("BYTES", np.array([json.dumps(self.response_format).encode()], dtype=object))
         if self.videos:
             arrays["video"] = ("BYTES", np.array([to_video_bytes(v) for v in self.videos], dtype=object))
-        numbers = {**self.numbers, **(self.video_sampling if self.videos else {})}
-        for name, value in numbers.items():
-            parameter = PARAMETERS_BY_NAME.get(name) or VIDEO_PARAMETERS_BY_NAME[name]
+        for name, value in self.number_fields().items():
+            parameter = (
+                PARAMETERS_BY_NAME.get(name) or VIDEO_PARAMETERS_BY_NAME.get(name) or PIXEL_PARAMETERS_BY_NAME[name]
+            )
             arrays[name] = (parameter.triton_type, np.array([value], dtype=parameter.numpy_dtype))
         return arrays
+
+    def number_fields(self) -> dict[str, int | float | bool]:
+        """The one-value fields sent: video sampling with videos, the pixel budget with images or videos (a text-only
+        turn goes to the decoder, which resizes nothing)."""
+        media = bool(self.images or self.videos)
+        return {
+            **self.numbers,
+            **(self.video_sampling if self.videos else {}),
+            **(self.pixel_budget if media else {}),
+        }
 
     def http_body(self) -> bytes:
         """Triton's generate extension: each JSON field fills the input of that name; images as data URLs."""
         body: dict[str, Any] = {"id": self.request_id, "messages": json.dumps(self.messages), "stream": self.stream}
-        body.update(self.numbers)
+        body.update(self.number_fields())
         if self.images:
             body["image"] = [_data_url(to_image_bytes(image)) for image in self.images]
         if self.videos:
             body["video"] = [_data_url(to_video_bytes(video)) for video in self.videos]
-            body.update(self.video_sampling)
         if self.stop:
             body["stop"] = list(self.stop)
         if self.response_format is not None:

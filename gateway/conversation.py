@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from client.catalog import ServedModel
 from client.parameters import PARAMETERS_BY_NAME
+from client.pixel_parameters import PIXEL_PARAMETERS_BY_NAME
 from client.video_parameters import MAX_VIDEOS, VIDEO_PARAMETERS_BY_NAME
 from gateway.errors import FieldNames, invalid
 from gateway.schemas.chat import ChatCompletionRequest, TextPart, VideoFramesPart, VideoUrlItem
@@ -63,11 +65,37 @@ def generation_parameters(request: ChatCompletionRequest, max_choices: int) -> d
     parameters = {name: getattr(request, name, None) for name in names if name != "stream"}
     parameters["max_tokens"] = request.max_completion_tokens or request.max_tokens
     parameters = {name: value for name, value in parameters.items() if value is not None}
+    parameters.update({name: value for name, (value, _) in pixel_budget(request).items()})
     if request.stop_strings:
         parameters["stop"] = request.stop_strings
     if request.response_format is not None and request.response_format.type != "text":
         parameters["response_format"] = request.response_format.model_dump(by_alias=True, exclude_none=True)
     return parameters
+
+
+def pixel_budget(request: ChatCompletionRequest) -> dict[str, tuple[int, str]]:
+    """min_pixels / max_pixels -> (value, the parameter that gave it), from the top level or mm_processor_kwargs; the
+    two may repeat a value but not contradict it."""
+    budget: dict[str, tuple[int, str]] = {}
+    kwargs = request.mm_processor_kwargs
+    for name in PIXEL_PARAMETERS_BY_NAME:
+        top, nested = getattr(request, name), getattr(kwargs, name) if kwargs is not None else None
+        if top is not None and nested is not None and top != nested:
+            raise invalid(f"mm_processor_kwargs.{name}", f"is {nested}, but {name} is {top}; give one of them")
+        if nested is not None:
+            budget[name] = (nested, f"mm_processor_kwargs.{name}")
+        elif top is not None:
+            budget[name] = (top, name)
+    return budget
+
+
+def check_model_inputs(request: ChatCompletionRequest, served: ServedModel) -> None:
+    """A pixel budget for a model whose preprocessing has none (it resizes every image its own way) is refused, not
+    ignored: the model's chat ensemble declares the inputs it takes (client.catalog)."""
+    for name, (_, param) in pixel_budget(request).items():
+        if name not in served.inputs:
+            message = f"the model {served.name!r} takes no pixel budget: its preprocessing sizes every image itself"
+            raise invalid(param, message, "unsupported_parameter")
 
 
 def choice_parameters(parameters: dict[str, Any], choice: int) -> dict[str, Any]:
@@ -80,6 +108,7 @@ def choice_parameters(parameters: dict[str, Any], choice: int) -> dict[str, Any]
 def triton_fields(request: ChatCompletionRequest, conversation: Conversation) -> FieldNames:
     """Triton's field names in a rejection -> this request's parameters."""
     length_param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+    budget = pixel_budget(request)
 
     def name(field: str, index: int | None) -> str | None:
         if field == "image" and index is not None and index < len(conversation.image_urls):
@@ -90,6 +119,8 @@ def triton_fields(request: ChatCompletionRequest, conversation: Conversation) ->
             return "messages"
         if field in VIDEO_PARAMETERS_BY_NAME:
             return field
+        if field in PIXEL_PARAMETERS_BY_NAME:
+            return budget[field][1] if field in budget else field
         if field == "max_tokens":
             return length_param
         if field in PARAMETERS_BY_NAME or field in ("messages", "stop", "response_format"):

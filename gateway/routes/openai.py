@@ -11,7 +11,13 @@ from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from gateway import chat
-from gateway.conversation import choice_parameters, conversation, generation_parameters, triton_fields
+from gateway.conversation import (
+    check_model_inputs,
+    choice_parameters,
+    conversation,
+    generation_parameters,
+    triton_fields,
+)
 from gateway.schemas.chat import ChatCompletion, ChatCompletionRequest
 from gateway.schemas.common import error_responses
 from gateway.schemas.embeddings import EmbeddingRequest, EmbeddingResponse
@@ -55,6 +61,7 @@ async def chat_completions(body: ChatCompletionRequest, state: State) -> Respons
     settings = state.settings
     served, vlm = await state.route(body.model, "chat")
     asked = conversation(body, settings.max_images)
+    check_model_inputs(body, served)
     parameters = generation_parameters(body, settings.max_choices)
     images = await asyncio.gather(*(state.images.load(url, param) for url, param in asked.image_urls))
     videos = await asyncio.gather(*(state.videos.load(url, param) for url, param in asked.video_urls))

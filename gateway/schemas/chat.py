@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from client.parameters import MAX_STOP_BYTES, PARAMETERS_BY_NAME
+from client.pixel_parameters import PIXEL_PARAMETERS_BY_NAME
 from client.video_parameters import VIDEO_PARAMETERS_BY_NAME
 from gateway.schemas.common import ImageUrlItem, Strict
 
@@ -87,13 +88,21 @@ ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaFormat, Fie
 
 def parameter(name: str) -> Any:
     """A pydantic field for the generation parameter ``name``, with its range and meaning from client.parameters."""
-    spec = PARAMETERS_BY_NAME.get(name) or VIDEO_PARAMETERS_BY_NAME[name]
+    spec = PARAMETERS_BY_NAME.get(name) or VIDEO_PARAMETERS_BY_NAME.get(name) or PIXEL_PARAMETERS_BY_NAME[name]
     bounds: dict[str, float] = {}
     if spec.minimum is not None:
         bounds["gt" if spec.exclusive_minimum else "ge"] = spec.minimum
     if spec.maximum is not None:
         bounds["le"] = spec.maximum
     return Field(None, description=spec.description, **bounds)
+
+
+class ProcessorKwargs(Strict):
+    """vLLM's ``mm_processor_kwargs`` (arguments of the checkpoint's processor), as far as this server takes them:
+    the pixel budget of a Qwen2-VL-family model's images and video frames. Other keys are refused, not ignored."""
+
+    min_pixels: int | None = parameter("min_pixels")
+    max_pixels: int | None = parameter("max_pixels")
 
 
 class ChatCompletionRequest(Strict):
@@ -124,6 +133,13 @@ class ChatCompletionRequest(Strict):
     # Sampling of the request's video_url clips (client.video_parameters; README, "Video").
     video_fps: float | None = parameter("video_fps")
     max_frames: int | None = parameter("max_frames")
+    # The resize of images and video frames, for models whose preprocessing has a pixel budget (the Qwen2-VL family):
+    # top-level, or in mm_processor_kwargs as vLLM's OpenAI server takes them (client.pixel_parameters).
+    min_pixels: int | None = parameter("min_pixels")
+    max_pixels: int | None = parameter("max_pixels")
+    mm_processor_kwargs: ProcessorKwargs | None = Field(
+        None, description="vLLM's processor arguments: min_pixels and max_pixels (as the top-level fields)"
+    )
 
     @model_validator(mode="after")
     def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:

@@ -118,3 +118,20 @@ def test_a_one_token_completion_over_http_reads_its_scalar_token_ids_and_logprob
     final = {"finish_reason": "stop", "prompt_tokens": 12, "completion_tokens": 1, "confidence": 0.5}
     (completion,) = ResponseReader().read({**final, "token_ids": 7, "logprobs": -0.69, "tokens": "a"})  # JSON for [7]
     assert completion.token_ids == [7] and completion.logprobs == [-0.69] and completion.tokens == ["a"]
+
+
+def test_a_pixel_budget_goes_with_images_as_int64_and_not_with_a_text_only_turn() -> None:
+    arrays = GenerationRequest.of(QUESTION, [b"png"], True, {}, min_pixels=784, max_pixels=50_000).arrays()
+    assert arrays["min_pixels"][0] == "INT64" and arrays["min_pixels"][1].tolist() == [784]
+    assert arrays["max_pixels"][1].dtype == np.int64 and arrays["max_pixels"][1].tolist() == [50_000]
+    body = json.loads(GenerationRequest.of(QUESTION, [b"png"], True, {}, max_pixels=6272).http_body())
+    assert body["max_pixels"] == 6272 and "min_pixels" not in body
+    text_only = GenerationRequest.of([{"role": "user", "content": "hi"}], [], True, {}, max_pixels=6272)
+    assert "max_pixels" not in text_only.arrays() and "max_pixels" not in json.loads(text_only.http_body())
+
+
+@pytest.mark.parametrize("value", [3136.0, 3136.5, True, "3136"])
+def test_a_pixel_budget_that_is_not_an_integer_is_refused_naming_the_field(value: object) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        GenerationRequest.of(QUESTION, [b"png"], True, {}, min_pixels=value)
+    assert caught.value.field == "min_pixels" and "expected an integer" in str(caught.value)
