@@ -26,7 +26,7 @@ from client.catalog import ServedModel, from_configs, stat_names
 from client.channel import grpc_channel_args
 from client.embeddings import TEXT_EMBEDDING_OUTPUTS, TextEmbeddings
 from client.errors import InvalidInputError, translate
-from client.generation import Completion, GenerationRequest
+from client.generation import Completion, GenerationRequest, check_declared, declared_inputs
 from client.images import ImageLike, to_image_bytes
 from client.models import ModelNames
 from client.ranking import DEFAULT_TEMPLATE, Ranked, classification, ranking
@@ -221,11 +221,22 @@ class AsyncVLMClient:
     # --- LLaVA: generation tasks
 
     def _stream(self, request: GenerationRequest) -> AsyncIterator[str | Completion]:
+        async def checked_http_stream() -> AsyncIterator[str | Completion]:
+            # Triton's HTTP endpoint would ignore an input the model does not declare (client.generation)
+            assert self._http is not None and self._session is not None
+            if request.pixel_budget:
+                try:
+                    config = await self._http.get_model_config(request.model)
+                except InferenceServerException as error:
+                    raise translate(error) from None
+                check_declared(request, declared_inputs(config))
+            async for item in async_streams.http_stream(self._session, self.url, request, self.timeout):
+                yield item
+
         def open_stream() -> AsyncIterator[str | Completion]:
             if self._grpc is not None:
                 return async_streams.grpc_stream(self._grpc, request, self.timeout)
-            assert self._session is not None
-            return async_streams.http_stream(self._session, self.url, request, self.timeout)
+            return checked_http_stream()
 
         stream = async_streams.retrying(self.retry, open_stream)
         self._streams.add(stream)

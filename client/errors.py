@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from client.field_errors import FieldRef, decode
 
 if TYPE_CHECKING:  # a type only: the pure modules that import this one run without tritonclient
     from tritonclient.utils import InferenceServerException
+
+
+# Triton's own refusal of an input the model does not declare (e.g. min_pixels for a model without a pixel budget).
+_UNDECLARED_INPUT = re.compile(
+    r"unexpected inference input '(?P<field>[A-Za-z_][A-Za-z0-9_]*)' for model '(?P<model>[^']+)'"
+)
 
 
 class VLMError(RuntimeError):
@@ -44,9 +51,14 @@ class InvalidInputError(VLMError):
 
     @classmethod
     def from_server(cls, message: str) -> InvalidInputError | None:
-        """The rejection a server message carries with its field (``client.field_errors``), or None."""
+        """The rejection a server message carries with its field (``client.field_errors``), or Triton's own refusal of
+        an input the model does not declare; None for other messages."""
         decoded = decode(message)
-        return None if decoded is None else cls(decoded[1], decoded[0])
+        if decoded is not None:
+            return cls(decoded[1], decoded[0])
+        if (undeclared := _UNDECLARED_INPUT.search(message)) is not None:
+            return cls(f"the model {undeclared['model']!r} takes no such input", FieldRef(undeclared["field"]))
+        return None
 
 
 class ModelNotReadyError(VLMError):
@@ -85,6 +97,12 @@ _CONNECTION_FAILED = ("connection refused", "failed to connect", "connection res
 # ("llava_decoder: busy: ...") refuse with UNAVAILABLE, or with no code at all inside a stream.
 _BUSY_MESSAGES = ("exceeds maximum queue size", "request timeout expired", ": busy: ")
 _NOT_READY = ("unknown model", "is not ready", "no available versions", "not found")
+
+
+# Triton's own refusal of an input the model does not declare (e.g. min_pixels for a model without a pixel budget).
+_UNDECLARED_INPUT = re.compile(
+    r"unexpected inference input '(?P<field>[A-Za-z_][A-Za-z0-9_]*)' for model '(?P<model>[^']+)'"
+)
 
 
 def from_status(status: str, message: str) -> VLMError:

@@ -9,7 +9,7 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -167,6 +167,20 @@ class GenerationRequest:
         if self.response_format is not None:
             body["response_format"] = json.dumps(self.response_format)
         return json.dumps(body).encode()
+
+
+def check_declared(request: GenerationRequest, declared: Collection[str]) -> None:
+    """Refuse a pixel budget for a model that declares no such input (its preprocessing has none). Over gRPC Triton
+    refuses it itself; its HTTP generate endpoint takes a JSON field that names no input as a request parameter and
+    ignores it, so the HTTP clients check the model's config first."""
+    for name in request.number_fields():
+        if name in PIXEL_PARAMETERS_BY_NAME and name not in declared:
+            raise InvalidInputError(f"the model {request.model!r} takes no such input", FieldRef(name))
+
+
+def declared_inputs(config: dict[str, Any]) -> frozenset[str]:
+    """A model config's input names (Triton's JSON)."""
+    return frozenset(str(entry.get("name", "")) for entry in config.get("input", []) if isinstance(entry, dict))
 
 
 def cancel_body(request_id: str) -> bytes:

@@ -21,7 +21,7 @@ from client.catalog import ServedModel, from_configs, stat_names
 from client.channel import grpc_channel_args
 from client.embeddings import TEXT_EMBEDDING_OUTPUTS, TextEmbeddings
 from client.errors import InvalidInputError, from_os_error, translate
-from client.generation import Completion, GenerationRequest
+from client.generation import Completion, GenerationRequest, check_declared, declared_inputs
 from client.images import ImageLike, to_image_bytes
 from client.models import ModelNames
 from client.ranking import DEFAULT_TEMPLATE, Ranked, classification, ranking
@@ -73,6 +73,7 @@ class VLMClient:
                 self.url, connection_timeout=timeout, network_timeout=timeout
             )
         self._streams: weakref.WeakSet[Iterator[str | Completion]] = weakref.WeakSet()
+        self._inputs: dict[str, frozenset[str]] = {}  # model -> its declared inputs (HTTP's pixel budget check)
 
     def __enter__(self) -> VLMClient:
         return self
@@ -209,7 +210,24 @@ class VLMClient:
         models = {"image_model": self.models.llava, "text_model": self.models.decoder}
         return GenerationRequest.of(messages, images, stream, models, **params)
 
+    def _declared_inputs(self, model: str) -> frozenset[str]:
+        """The inputs ``model``'s config declares, read once per model."""
+        if model not in self._inputs:
+
+            def attempt() -> frozenset[str]:
+                try:
+                    return declared_inputs(self._client.get_model_config(model))
+                except InferenceServerException as error:
+                    raise translate(error) from None
+                except OSError as error:
+                    raise from_os_error(self.url, error) from None
+
+            self._inputs[model] = call_with_retry(self.retry, attempt)
+        return self._inputs[model]
+
     def _stream(self, request: GenerationRequest) -> Iterator[str | Completion]:
+        if self.protocol == "http" and request.pixel_budget:  # Triton's HTTP endpoint would ignore an undeclared one
+            check_declared(request, self._declared_inputs(request.model))
         transport = grpc_stream if self.protocol == "grpc" else http_stream
         stream = retrying(self.retry, lambda: transport(self.url, request, self.timeout))
         self._streams.add(stream)

@@ -13,6 +13,7 @@ from client.errors import (
     ServerUnavailableError,
     VLMError,
     from_os_error,
+    from_status,
     translate,
 )
 
@@ -50,3 +51,11 @@ def test_socket_errors_are_unavailable_or_timeouts() -> None:
     assert isinstance(from_os_error("h:1", ConnectionRefusedError(111, "Connection refused")), ServerUnavailableError)
     assert isinstance(from_os_error("h:1", TimeoutError("timed out")), RequestTimeoutError)
     assert "Connection refused" in str(from_os_error("h:1", ConnectionRefusedError(111, "Connection refused")))
+
+
+@pytest.mark.parametrize("status", ["StatusCode.INVALID_ARGUMENT", "400", ""])
+def test_an_input_the_model_does_not_declare_is_invalid_input_naming_it(status: str) -> None:
+    message = "[request id: <id_unknown>] unexpected inference input 'min_pixels' for model 'llava'"
+    error = from_status(status, message)
+    assert isinstance(error, InvalidInputError) and error.field == "min_pixels"
+    assert str(error) == "min_pixels: the model 'llava' takes no such input"

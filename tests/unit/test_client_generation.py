@@ -9,7 +9,13 @@ import pytest
 
 from client.errors import InvalidInputError, ServerBusyError, ServerUnavailableError, VLMError
 from client.field_errors import FieldRef, encode
-from client.generation import GenerationRequest, ResponseReader, classify_stream_error
+from client.generation import (
+    GenerationRequest,
+    ResponseReader,
+    check_declared,
+    classify_stream_error,
+    declared_inputs,
+)
 
 QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]}]
 
@@ -135,3 +141,16 @@ def test_a_pixel_budget_that_is_not_an_integer_is_refused_naming_the_field(value
     with pytest.raises(InvalidInputError) as caught:
         GenerationRequest.of(QUESTION, [b"png"], True, {}, min_pixels=value)
     assert caught.value.field == "min_pixels" and "expected an integer" in str(caught.value)
+
+
+def test_a_streamed_refusal_of_an_input_the_model_does_not_declare_names_it() -> None:
+    error = classify_stream_error("unexpected inference input 'max_pixels' for model 'llava'")
+    assert isinstance(error, InvalidInputError) and error.field == "max_pixels"
+
+
+def test_the_http_check_refuses_a_budget_for_a_model_that_declares_no_such_input() -> None:
+    request = GenerationRequest.of(QUESTION, [b"png"], True, {}, max_pixels=6272, max_tokens=2)
+    check_declared(request, declared_inputs({"input": [{"name": "image"}, {"name": "max_pixels"}]}))
+    with pytest.raises(InvalidInputError) as caught:
+        check_declared(request, declared_inputs({"input": [{"name": "image"}, {"name": "max_tokens"}]}))
+    assert str(caught.value) == "max_pixels: the model 'llava' takes no such input"
