@@ -13,6 +13,7 @@ import json
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from client import Completion, InvalidInputError, VLMClient
+from client import Completion, InvalidInputError, VLMClient, prompts
 from export.families.limits import MAX_PIXELS_CAP
 from gateway.process import GatewayProcess
 from serving.launcher import TritonServer
@@ -31,6 +32,7 @@ from tests.images import encode, scene
 from tests.reference import Qwen2VLReference
 from tests.server import test_qwen2_vl as qwen2_vl
 from tests.server.test_bad_input import assert_clean
+from tests.server.test_client_cli import _vlm_client
 from tests.server.test_llava_full import user
 from tests.videos import encode_video
 
@@ -49,9 +51,9 @@ pytestmark = [
 ]
 
 TOKEN = 28 * 28  # one merged token's pixels: the floor of either value
-# (messages, images, budget, max_tokens): fewer tokens than the checkpoint's budget gives (7 x 7 -> 4 x 4), more than
-# its minimum gives a small image (2 x 2 -> 5 x 5), more than its maximum allows (8 x 8 at most -> 10 x 15), and two
-# images under one budget.
+# (messages, images, budget, max_tokens), grids in merged tokens: fewer than the checkpoint's budget gives (300 x 300:
+# 7 x 7 -> 3 x 3), more than its minimum gives a small image (20 x 20: 2 x 2 -> 5 x 5), more than its maximum allows
+# (600 x 400: 6 x 9 -> 10 x 15), and two images under one budget.
 Budget = dict[str, int]
 CASES: list[tuple[list[dict], list[Image.Image], Budget, int]] = [
     (user("describe the image.", 1), [scene(300, 300, seed=40)], {"max_pixels": 16 * TOKEN}, 16),
@@ -233,3 +235,24 @@ def test_the_openai_route_takes_vllms_mm_processor_kwargs_and_answers_hf_generat
             assert isinstance(error, dict) and error.get("param") == param, error
         reply = sdk.chat.completions.create(model=MODEL, messages=chat, max_tokens=2)  # type: ignore[arg-type]
         assert reply.usage is not None and reply.usage.completion_tokens >= 1
+
+
+def test_the_cli_chat_takes_min_and_max_pixels(server: TritonServer, tmp_path: Path) -> None:
+    """``vlm-client chat --max-pixels``: the answer and prompt size the client gets with the same budget (whose tokens
+    equal HF's above), fewer prompt tokens than without it; a bad value exits 1 with one line naming the field."""
+    image = tmp_path / "scene.png"
+    image.write_bytes(encode(scene(300, 300, seed=48)))
+    common = ("--url", server.grpc_url, "--model", MODEL, "--json")
+    budget = ("--max-pixels", str(16 * TOKEN), "--max-tokens", "8")
+    chat = _vlm_client(*common, "chat", "--image", str(image), *budget, "what is it?")
+    assert chat.returncode == 0, chat.stderr
+    (turn,) = [json.loads(line) for line in chat.stdout.splitlines()]
+    messages = [prompts.user_turn("what is it?", 1, 0)[0]]
+    with VLMClient(server.grpc_url, chat_model=MODEL) as client:
+        budgeted = client.generate(messages, [image], max_pixels=16 * TOKEN, max_tokens=8)
+        default = client.generate(messages, [image], max_tokens=8)
+    assert turn["text"] == budgeted.text and turn["prompt_tokens"] == budgeted.prompt_tokens
+    assert default.prompt_tokens - budgeted.prompt_tokens == 7 * 7 - 3 * 3  # merged tokens of 300 x 300
+    bad = _vlm_client(*common, "chat", "--image", str(image), "--min-pixels", "100", "hi", "--max-tokens", "2")
+    assert bad.returncode == 1 and f"min_pixels: must lie in [{TOKEN}, {MAX_PIXELS_CAP}]" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
