@@ -4,8 +4,8 @@ served greedy tokens and prompt token counts equal Hugging Face's when its proce
 change the grids), over gRPC, HTTP and the gateway's OpenAI route (vLLM's ``mm_processor_kwargs``); bad values are
 refused naming the field and the limit while the server keeps answering.
 
-The server, its export, the HF reference and the gateway are ``test_qwen2_vl``'s fixtures (this module starts its own
-instance of them)."""
+The server is the family server of ``test_qwen2_vl``'s export (shared when both modules run); the HF reference and the
+gateway are ``test_qwen2_vl``'s fixtures."""
 
 from __future__ import annotations
 
@@ -31,22 +31,18 @@ from tests.gateway.conftest import API_KEY, data_url
 from tests.images import encode, scene
 from tests.reference import Qwen2VLReference
 from tests.server import test_qwen2_vl as qwen2_vl
+from tests.server.family_servers import TEST_TIMEOUT_S
 from tests.server.test_bad_input import assert_clean
 from tests.server.test_client_cli import _vlm_client
 from tests.server.test_llava_full import user
 from tests.videos import encode_video
 
-# test_qwen2_vl's fixtures (module-scoped: this module's own instances of them).
-export_output, server, reference, gateway = (
-    qwen2_vl.export_output,
-    qwen2_vl.server,
-    qwen2_vl.reference,
-    qwen2_vl.gateway,
-)
+# Served by the family server with test_qwen2_vl's export (tests/server/family_servers.py): no server of its own.
+server, reference, gateway = qwen2_vl.server, qwen2_vl.reference, qwen2_vl.gateway
 MODEL = qwen2_vl.MODEL
-
 pytestmark = [
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(TEST_TIMEOUT_S),
+    qwen2_vl.EXPORT.mark,
     pytest.mark.filterwarnings("ignore:Passing `min_pixels` and `max_pixels`:FutureWarning"),
 ]
 
