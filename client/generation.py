@@ -92,7 +92,8 @@ class GenerationRequest:
             raise TypeError(f"unknown video parameter {unknown[0]!r}")
         if unknown := sorted(set(self.pixel_budget) - set(PIXEL_PARAMETERS_BY_NAME)):
             raise TypeError(f"unknown pixel budget parameter {unknown[0]!r}")
-        for name, value in self.pixel_budget.items():  # never truncated to an integer on the way
+        integers = {name: v for name, v in self.numbers.items() if PARAMETERS_BY_NAME[name].is_integer}
+        for name, value in (integers | self.pixel_budget).items():  # never truncated to an integer on the way
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
                 raise InvalidInputError(f"expected an integer, got {value!r}", FieldRef(name))
 

@@ -154,3 +154,19 @@ def test_the_http_check_refuses_a_budget_for_a_model_that_declares_no_such_input
     with pytest.raises(InvalidInputError) as caught:
         check_declared(request, declared_inputs({"input": [{"name": "image"}, {"name": "max_tokens"}]}))
     assert str(caught.value) == "max_pixels: the model 'llava' takes no such input"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("max_tokens", 3.5), ("top_k", 2.0), ("seed", True), ("top_logprobs", "5")]
+)
+def test_an_integer_generation_parameter_given_otherwise_is_refused_naming_it_not_truncated(
+    name: str, value: object
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        GenerationRequest.of(QUESTION, [], True, {}, **{name: value})
+    assert caught.value.field == name and "expected an integer" in str(caught.value)
+
+
+def test_float_generation_parameters_take_ints_and_floats() -> None:
+    arrays = GenerationRequest.of(QUESTION, [], True, {}, temperature=1, top_p=0.5, max_tokens=np.int32(4)).arrays()
+    assert arrays["temperature"][1].tolist() == [1.0] and arrays["max_tokens"][1].tolist() == [4]
