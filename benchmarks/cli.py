@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vllm-peer",
         action="store_true",
         help="chat (any chat model): also measure vLLM's own OpenAI server (vllm serve on --checkpoint, started for "
-        "the run, serving it under the model's name) with the same requests, one image per request and text only, "
+        "the run, serving it under the model's name) with the same requests, with their images or videos and text only, "
         "alternating with this project through vlm-gateway (started for the run unless --gateway-url)",
     )
     server.add_argument(
@@ -197,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="chat: each request also carries --videos-per-request synthetic clips (MPEG-4 made with PyAV) of this "
-        "many frames at 1 fps, of the first --image-size; the server samples them by its fps and max_frames",
+        "many frames at 1 fps, of the --image-size sizes in turn (clip i has the i-th); the server samples them by "
+        "its fps and max_frames (vllm serve keeps every frame of a clip of up to 32)",
     )
     inputs.add_argument("--videos-per-request", type=int, default=1, help="with --video-frames")
     inputs.add_argument("--texts-per-request", type=int, help="clip-text (default 1) and clip-rank (default 8)")
@@ -264,8 +265,7 @@ def build_payload(args: argparse.Namespace) -> Payload:
         texts = captions(args.input_count * texts_per_request, args.seed)
     videos: list[bytes] = []
     if args.video_frames:
-        size = parse_sizes(args.image_size)[0]
-        videos = synthetic_videos(args.input_count, args.video_frames, size, args.seed)
+        videos = synthetic_videos(args.input_count, args.video_frames, parse_sizes(args.image_size), args.seed)
     return Payload(
         tuple(images),
         tuple(texts),

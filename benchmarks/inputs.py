@@ -77,23 +77,28 @@ MAX_VIDEO_FRAMES = 256  # frames of one synthetic clip (the server samples by fp
 VIDEO_FPS = 1  # synthetic clips' frame rate: one frame a second, as the server samples by default
 
 
-def synthetic_videos(count: int, frames: int, size: tuple[int, int], seed: int) -> list[bytes]:
-    """``count`` MPEG-4 clips of ``frames`` frames at ``VIDEO_FPS``, each frame a synthetic image (PyAV encodes)."""
+def synthetic_videos(count: int, frames: int, size: tuple[int, int] | list[tuple[int, int]], seed: int) -> list[bytes]:
+    """``count`` MPEG-4 clips of ``frames`` frames at ``VIDEO_FPS``, each frame a synthetic image (PyAV encodes). With
+    a list of sizes, clip ``i``'s frames have the ``i % len``-th, as images take mixed sizes in turn."""
     import av  # the bench extra's; only video workloads need it
 
     if not 1 <= frames <= MAX_VIDEO_FRAMES:
         raise ValueError(f"--video-frames: must be 1..{MAX_VIDEO_FRAMES}, got {frames}")
-    width, height = size
-    if width % 2 or height % 2:
-        raise ValueError(f"--image-size: video frames need an even width and height (yuv420p), got {width}x{height}")
+    sizes = size if isinstance(size, list) else [size]
+    for width, height in sizes:
+        if width % 2 or height % 2:
+            raise ValueError(
+                f"--image-size: video frames need an even width and height (yuv420p): got {width}x{height}"
+            )
     rng = np.random.default_rng(seed)
     clips = []
-    for _ in range(count):
+    for index in range(count):
+        width, height = sizes[index % len(sizes)]
         buffer = io.BytesIO()
         with av.open(buffer, mode="w", format="mp4") as output:
             stream = output.add_stream("mpeg4", rate=VIDEO_FPS)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for image in synthetic_images(frames, size, "png", int(rng.integers(2**31))):
+            for image in synthetic_images(frames, (width, height), "png", int(rng.integers(2**31))):
                 frame = av.VideoFrame.from_image(Image.open(io.BytesIO(image)).convert("RGB"))
                 for packet in stream.encode(frame):
                     output.mux(packet)

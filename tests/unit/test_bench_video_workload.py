@@ -92,7 +92,15 @@ def test_videos_only_needs_video_frames_and_the_payload_holds_the_clips() -> Non
         cli.build_payload(cli.build_parser().parse_args(base))
     with pytest.raises(ValueError, match=r"--videos-per-request: must be 1\.\.2, got 3"):
         cli.build_payload(cli.build_parser().parse_args([*base, "--video-frames", "2", "--videos-per-request", "3"]))
-    args = cli.build_parser().parse_args([*base, "--video-frames", "2", "--image-sizes", "64x48,640x480"])
+    args = cli.build_parser().parse_args([*base, "--video-frames", "2", "--image-sizes", "64x48,96x64"])
     payload = cli.build_payload(args)
     assert (payload.images, payload.images_per_request, payload.videos_per_request) == ((), 0, 1)
-    assert [frames_of(clip)[0][:2] for clip in payload.videos] == [(64, 48)] * 2  # the first size
+    assert [frames_of(clip)[0][:2] for clip in payload.videos] == [(64, 48), (96, 64)]  # the sizes in turn
+
+
+def test_clips_take_the_sizes_in_turn() -> None:
+    clips = synthetic_videos(3, 2, [(64, 48), (32, 32)], seed=1)
+    assert [frames_of(clip)[0][:2] for clip in clips] == [(64, 48), (32, 32), (64, 48)]
+    assert all(len(frames_of(clip)) == 2 for clip in clips)
+    with pytest.raises(ValueError, match="even width and height"):
+        synthetic_videos(1, 2, [(64, 48), (33, 32)], seed=1)

@@ -17,6 +17,7 @@ from benchmarks.vllm_peer import (
     PeerSettings,
     VllmPeer,
     free_port,
+    media_workload,
     peer_pairs,
     peer_workload,
     project_workload,
@@ -155,10 +156,25 @@ def test_the_text_workload_sends_the_same_questions_without_images() -> None:
     payload = Payload((b"\xff\xd8jpeg",), ("what is this?",), 1, 1, 8)
     assert workload_payload(payload, "image") is payload
     assert workload_payload(payload, "text").images_per_request == 0
-    with pytest.raises(ValueError, match="image, text"):
+    with pytest.raises(ValueError, match="one of image, text for this run's inputs, got 'video'"):
         workload_payload(payload, "video")
     _, text_body, images = peer_workload("http://127.0.0.1:1/", payload, "text").gateway_request(0)
     assert images == 0 and text_body["messages"][0]["content"] == [{"type": "text", "text": "what is this?"}]
+
+
+def test_the_media_workload_is_named_by_what_its_requests_carry() -> None:
+    images, clips = (b"\xff\xd8jpeg",), (b"clip",)
+    assert media_workload(Payload(images, ("q",), 1, 1, 8)) == "image"
+    assert media_workload(Payload((), ("q",), 0, 1, 8, clips, 1)) == "video"
+    assert media_workload(Payload(images, ("q",), 1, 1, 8, clips, 1)) == "image+video"
+    videos = Payload((), ("q",), 0, 1, 8, clips, 1)
+    direct = Llava("127.0.0.1:8001", "grpc", videos, model="qwen2_vl")
+    gateway = project_workload("http://127.0.0.1:9000", videos, "video", "qwen2_vl").share_requests(direct)
+    pairs = peer_pairs(direct, gateway, "http://127.0.0.1:8000", videos)
+    assert list(pairs) == ["video", "text"] and pairs["video"][0] is gateway
+    assert pairs["video"][1].videos(0) == [b"clip"] and pairs["text"][1].videos(0) == []
+    with pytest.raises(ValueError, match="one of video, text"):
+        workload_payload(videos, "image")
 
 
 def test_only_the_peer_is_asked_to_add_bos() -> None:
