@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vllm-peer",
         action="store_true",
         help="chat (any chat model): also measure vLLM's own OpenAI server (vllm serve on --checkpoint, started for "
-        "the run, serving it under the model's name) with the same requests, with their images or videos and text only, "
+        "the run, serving it under the model's name) with the same requests (their images or videos; text only), "
         "alternating with this project through vlm-gateway (started for the run unless --gateway-url)",
     )
     server.add_argument(
