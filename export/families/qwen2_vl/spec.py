@@ -30,7 +30,7 @@ from export.families.llava.spec import (
     llava_components,
 )
 from export.families.tags import served_tags
-from export.specs import EnsembleSpec, EnsembleStep, ModelSpec, PythonModelSpec, TensorSpec
+from export.specs import EnsembleSpec, EnsembleStep, ModelSpec, PythonModelSpec, Resources, TensorSpec
 from serving.smart_resize import MAX_ASPECT_RATIO
 
 FAMILY = "qwen2_vl"
@@ -48,6 +48,11 @@ _GRIDS_MAP = {"image_grid_thw": "image_grid_thw"}
 _IMAGE_TENSORS = {"image_embeds": "image_embeds", **_GRIDS_MAP}
 # A request's pixel budget for its images and video frames (client.pixel_parameters); absent: the checkpoint's.
 PIXEL_INPUTS = tuple(TensorSpec(p.name, p.numpy_dtype, (1,), optional=True) for p in PIXEL_PARAMETERS)
+# The tower runs a frame group per call on one thread: with one instance it was the bottleneck at 8 clients (requests
+# queued 2.1-3.1 s before it while the decoder idled); two use a second core when the decoder leaves it free, and a
+# full queue never stalls a lone instance (SINGLE_INSTANCE_STALL in export/families/limits.py). bench-qwen2-vl, mixed
+# images up to 1080p, 8 clients, output tokens/s against vllm serve in one run each: README, Benchmarks.
+VISION_RESOURCES = Resources(instance_count=2)
 
 
 def qwen2_vl_models(name: str = FAMILY) -> tuple[ModelSpec, ...]:
@@ -81,6 +86,7 @@ def patch_models(family: str, name: str, video_seconds: bool = False) -> tuple[M
         inputs=(_PATCHES, _GRIDS),
         outputs=(_EMBEDS,),
         entry_point="serving.triton_models.patch_encoder:PatchEncoder",
+        resources=VISION_RESOURCES,
         queue=STEP_QUEUE,
         parameters={"merge_size": str(MERGE_SIZE)},
         onnx_on_gpu=True,  # TensorRT through ONNX Runtime on the GPU targets, profiled by the export's patch range
