@@ -91,6 +91,11 @@ $(BENCH_REPOSITORY)/qwen2_vl_vision/1/model.onnx: $(BENCH_QWEN2_VL)/config.json 
 BENCH_QWEN2_VL_SIZES := 320x240,640x480,1280x720,1920x1080
 BENCH_QWEN2_VL_CHAT := $(BENCH_SHORT) --model qwen2_vl --checkpoint $(BENCH_QWEN2_VL) --no-baselines --vllm-peer \
 	--image-sizes $(BENCH_QWEN2_VL_SIZES) --output-tokens 16 --input-count 384
+# ... and on 4-frame clips at 1 fps (2 frame groups), 320x240 and 640x480 in turn, natively on both sides (vllm serve
+# keeps every frame of a clip this short): one alternation, about 3 minutes more.
+BENCH_QWEN2_VL_VIDEO := $(BENCH_SHORT) --alternations 1 --warmup-requests 2 --model qwen2_vl --checkpoint $(BENCH_QWEN2_VL) \
+	--no-baselines --vllm-peer --video-frames 4 --images-per-request 0 --image-sizes 320x240,640x480 \
+	--output-tokens 16 --input-count 128 --name chat-qwen2_vl-video
 
 # llava: 1024 distinct images and questions, more than a run sends to Triton (direct, and image and text requests
 # through vlm-gateway), so the LLaVA encoders' response cache never answers; --vllm-peer measures `vllm serve` on
@@ -111,6 +116,7 @@ bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/cli
 	$(BIN)/vlm-bench chat $(BENCH_SHORT) --model llava_next --checkpoint $(BENCH_LLAVA_NEXT) --baseline-requests 2 \
 		--limit-batch-sizes 2 --output-tokens 16 --input-count 256
 	$(BIN)/vlm-bench chat $(BENCH_QWEN2_VL_CHAT)
+	$(BIN)/vlm-bench chat $(BENCH_QWEN2_VL_VIDEO)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
