@@ -92,7 +92,7 @@ BENCH_QWEN2_VL_SIZES := 320x240,640x480,1280x720,1920x1080
 BENCH_QWEN2_VL_CHAT := $(BENCH_SHORT) --model qwen2_vl --checkpoint $(BENCH_QWEN2_VL) --no-baselines --vllm-peer \
 	--image-sizes $(BENCH_QWEN2_VL_SIZES) --output-tokens 16 --input-count 384
 # ... and on 4-frame clips at 1 fps (2 frame groups), 320x240 and 640x480 in turn, natively on both sides (vllm serve
-# keeps every frame of a clip this short): one alternation, about 3 minutes more.
+# keeps every frame of a clip this short): one alternation, 4.5-5.5 minutes here, starting both servers included.
 BENCH_QWEN2_VL_VIDEO := $(BENCH_SHORT) --alternations 1 --warmup-requests 2 --model qwen2_vl --checkpoint $(BENCH_QWEN2_VL) \
 	--no-baselines --vllm-peer --video-frames 4 --images-per-request 0 --image-sizes 320x240,640x480 \
 	--output-tokens 16 --input-count 128 --name chat-qwen2_vl-video

@@ -26,7 +26,7 @@ def test_frame_groups_walk_every_group_of_every_grid_in_the_patches_order() -> N
 
 def encoder(vision: Path) -> PatchEncoder:
     model = PatchEncoder()
-    model.merge, model.runner = 2, OnnxRunner(vision / ONNX_FILE).open()
+    model.merge, model.largest, model.runner = 2, None, OnnxRunner(vision / ONNX_FILE).open()
     return model
 
 
