@@ -46,10 +46,6 @@ STOP_TIMEOUT_S = 20.0  # SIGTERM to SIGKILL
 # and the checkpoint's template does not write it. ``add_special_tokens`` makes vLLM add it too, so both sides
 # run the same prompt (the run checks: see ``prompt_tokens`` in the report).
 PEER_EXTRA_BODY: dict[str, Any] = {"add_special_tokens": True}
-# The media workload is named by what its requests carry (--images-per-request, --video-frames); "text" sends the same
-# questions without media.
-MEDIA_WORKLOADS = ("image", "video", "image+video")
-WORKLOADS = (*MEDIA_WORKLOADS, "text")
 
 
 @dataclass(frozen=True)
@@ -218,14 +214,16 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 def media_workload(payload: Payload) -> str:
-    """The name of the workload that sends ``payload`` as it is: what its requests carry."""
+    """The name of the workload that sends ``payload`` as it is, by what its requests carry (--images-per-request,
+    --video-frames): ``image``, ``video`` or ``image+video``; the other workload, ``text``, sends the same questions
+    without media."""
     images = bool(payload.images and payload.images_per_request)
     videos = bool(payload.videos and payload.videos_per_request)
     return "image+video" if images and videos else "video" if videos else "image"
 
 
 def workload_payload(payload: Payload, workload: str) -> Payload:
-    """The run's inputs for one of ``WORKLOADS``: its media workload sends them as they are, ``text`` the same
+    """The run's inputs for its media workload (``media_workload``), as they are, or for ``text``: the same
     questions without images or videos."""
     if workload not in (media_workload(payload), "text"):
         expected = f"{media_workload(payload)}, text"
