@@ -9,7 +9,6 @@ running environment's ``bin`` first on ``PATH`` (the stub finds its Python throu
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from serving.control import ControlClient, ControlError, generate_control_key, restriction_flags
+from serving.parent_death import set_parent_death_signal
 from serving.stubs import Stub, StubWatch, python_stubs
 
 NGC_HOME = Path("/opt/tritonserver")
@@ -157,8 +157,7 @@ def _client_host(bound: str) -> str:
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: the server gets SIGTERM if the launcher dies (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    set_parent_death_signal(signal.SIGTERM)
 
 
 def _reap(stubs: Iterable[Stub], grace_s: float = 5.0) -> None:

@@ -5,9 +5,12 @@ Triton calls ``execute`` on the stub's thread; every request then runs as a coro
 when the engine starts, so the module imports without vLLM or a GPU.
 
 vLLM starts its engine-core and worker processes with ``spawn``. If the stub or tritonserver is killed they
-would be orphaned (several GB on CPU), so they are spawned through a wrapper that gives each a parent-death
-signal, and from this module's long-lived loop thread (the signal follows the thread that spawned the child).
-The signal is SIGKILL: the engine core handles SIGTERM in Python, which a blocking wait never gets back to.
+would be orphaned (several GB on CPU), so the engine core is spawned through a wrapper that gives it a parent-death
+signal, from this module's long-lived loop thread (the signal follows the thread that spawned the child), and the
+workers, which the engine core spawns with the plain interpreter, arm their own in vLLM's plugin hook
+(``vllm_plugin``). The signal is SIGKILL: the engine core handles SIGTERM in Python, which a blocking wait never
+gets back to. The resource tracker is started before the wrapper is set, so it is not killed with the stub: it
+outlives vLLM's processes and unlinks the shared-memory queues (160 MB each) that they leave behind when killed.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
-from serving.generation.vllm_plugin import NO_BUSY_WAIT_ENV
+from serving.generation.vllm_plugin import DIE_WITH_PARENT_ENV, NO_BUSY_WAIT_ENV
 from serving.validators import positive_int
 
 MIB = 2**20
@@ -218,6 +222,8 @@ def start_vllm(
         # server and its clients need (cancels came after the streams they cancel had ended); see vllm_plugin.
         # An operator who prefers vLLM's spin sets the variable to 0.
         os.environ.setdefault(NO_BUSY_WAIT_ENV, "1")
+    os.environ.setdefault(DIE_WITH_PARENT_ENV, "1")
+    resource_tracker.ensure_running()  # before the wrapper: see the module's docstring
     multiprocessing.set_executable(orphan_proof_executable())
 
     def build() -> Any:

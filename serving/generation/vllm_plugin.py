@@ -14,6 +14,11 @@ decodes, the engine core and the worker are both always runnable: on a 2-core ho
 seconds for a CPU (1.5 s measured, 5.8 s in the test suite) and cancelled their streams only after the streams had
 ended. Napping keeps the reader polling the queue (vLLM's idle-mode wake-up by notification lost wake-ups when used
 for every read: a decode then stalled) but leaves the CPU to others meanwhile.
+
+The decoder also asks it to tie each of vLLM's processes to its parent (``serving.parent_death``): the engine core
+starts its workers itself, beyond the reach of the stub's spawn wrapper, and after a killed stub they were seen
+living on as orphans (about 1.1 GB each on CPU). vLLM starts them from its engine core's main thread, which lives as
+long as the engine core, so the parent-death signal follows the process.
 """
 
 from __future__ import annotations
@@ -23,12 +28,18 @@ import os
 import time
 from typing import Any
 
+from serving.parent_death import die_with_multiprocessing_parent
+
 NO_BUSY_WAIT_ENV = "VLM_VLLM_NO_BUSY_WAIT"  # "1": set by the decoder before it starts vLLM, inherited by its children
+DIE_WITH_PARENT_ENV = "VLM_VLLM_DIE_WITH_PARENT"  # "1": set by the decoder, inherited by vLLM's processes
 NAP_S = 0.0001  # a tenth of a millisecond: 2-3 % of a decode step of the tiny test model
 
 
 def register() -> None:
-    """The entry point. Naps only where the decoder set ``NO_BUSY_WAIT_ENV`` (``vllm serve`` spins as it does)."""
+    """The entry point. Naps only where the decoder set ``NO_BUSY_WAIT_ENV`` (``vllm serve`` spins as it does), and
+    dies with its parent only where it set ``DIE_WITH_PARENT_ENV``."""
+    if os.environ.get(DIE_WITH_PARENT_ENV) == "1":
+        die_with_multiprocessing_parent()
     allow_varying_image_embeds()
     if os.environ.get(NO_BUSY_WAIT_ENV) != "1":
         return
