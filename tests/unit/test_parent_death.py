@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_vllm_engine import process_alive
+
 PARENT = textwrap.dedent(
     """
     import ctypes, multiprocessing, os, sys, time
@@ -48,19 +50,11 @@ PARENT = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not _alive(pid)
+    return not process_alive(pid)
 
 
 def _start(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], int, int, Path]:
@@ -85,7 +79,7 @@ def test_a_spawned_child_arms_sigkill_lives_with_its_parent_and_dies_when_it_is_
             time.sleep(0.05)
         assert marker.read_text() == "9"  # SIGKILL
         time.sleep(0.5)
-        assert _alive(child), "a child whose parent lives was killed"
+        assert process_alive(child), "a child whose parent lives was killed"
     finally:
         parent.kill()
         parent.wait()

@@ -89,7 +89,8 @@ CHILD_OF_A_THREAD = textwrap.dedent(
 )
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Running (a zombie counts as gone): read from /proc, so it works for a pid that is no child of ours."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(") ")[1][0] != "Z"
@@ -117,13 +118,13 @@ def test_a_spawned_child_dies_with_a_parent_that_is_killed(tmp_path: Path) -> No
     deadline = time.monotonic() + 10
     while _executable(child) != python and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _alive(child)
+    assert process_alive(child)
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
+    while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child), "the spawned child outlived its killed parent"
+    assert not process_alive(child), "the spawned child outlived its killed parent"
 
 
 def test_the_wrapper_runs_this_python() -> None:
