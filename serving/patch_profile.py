@@ -9,8 +9,10 @@ profile (``serving.patch_providers``).
   sides, which can land below ``min_pixels``, and a profile that refused what the preprocess step makes would fail
   requests.
 - opt: a typical image (``TYPICAL_IMAGE``, 720p) as the preprocess step resizes it: the size TensorRT tunes for.
-- max: the largest call: ``grids_per_call`` times the larger of one image at the ``max_pixels`` cap and one video of
-  ``max_frames`` frames at the video processor's cap, within the graph's bound (``MAX_PATCHES``).
+- max: the largest call: ``grids_per_call`` times the larger of one image at the ``max_pixels`` cap and one video
+  frame group (``temporal_patch_size`` frames, one grid row of frames) at the video processor's cap, within the
+  graph's bound (``MAX_PATCHES``). The vision step calls the tower once per frame group (``patch_encoder``), so a
+  video's length never sets the profile.
 
 numpy only (no torch, no onnxruntime): the export and the python-backend step both read it.
 """
@@ -82,17 +84,16 @@ class PatchProfile:
         return cls(**json.loads(path.read_text()))
 
 
-def patch_profile(image: PatchSettings, video: PatchSettings, max_frames: int, grids_per_call: int = 1) -> PatchProfile:
-    """The range for a checkpoint whose image and video processors are ``image`` and ``video``, a request's
-    videos holding at most ``max_frames`` frames, and a call of the tower at most ``grids_per_call`` of them."""
+def patch_profile(image: PatchSettings, video: PatchSettings, grids_per_call: int = 1) -> PatchProfile:
+    """The range for a checkpoint whose image and video processors are ``image`` and ``video``, a call of the tower
+    taking at most ``grids_per_call`` images or frame groups."""
     if image.patch_values != video.patch_values or image.merge_size != video.merge_size:
         raise ValueError("the image and video processors must cut the same patches (patch, temporal and merge sizes)")
-    if max_frames < 1 or grids_per_call < 1:
-        raise ValueError(f"max_frames and grids_per_call must be positive, got {max_frames} and {grids_per_call}")
+    if grids_per_call < 1:
+        raise ValueError(f"grids_per_call must be positive, got {grids_per_call}")
     smallest = image.merge_size**2
-    frame_groups = -(-max_frames // video.temporal_patch_size)  # an odd count is padded with the last frame
     largest_image = largest_area(image) // image.patch_size**2
-    largest_video = frame_groups * largest_area(video) // video.patch_size**2
-    largest = min(MAX_PATCHES, grids_per_call * max(largest_image, largest_video))
+    largest_frame_group = largest_area(video) // video.patch_size**2
+    largest = min(MAX_PATCHES, grids_per_call * max(largest_image, largest_frame_group))
     typical = min(max(image_patches(image, *TYPICAL_IMAGE), smallest), largest)
     return PatchProfile(image.patch_values, smallest, typical, largest, grids_per_call)

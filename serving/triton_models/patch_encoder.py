@@ -63,10 +63,11 @@ class PatchEncoder(PythonModel):
             raise InvalidInputError(
                 "image_grid_thw", f"each grid must be positive, its rows and columns multiples of {self.merge}"
             )
-        if self.largest is not None and int(grids.prod(-1).max()) > self.largest:
+        group_patches = int((grids[:, 1] * grids[:, 2]).max())  # one call of the tower per frame group
+        if self.largest is not None and group_patches > self.largest:
             raise InvalidInputError(
                 "image_grid_thw",
-                f"an image or video may hold at most {self.largest} patches here, got {int(grids.prod(-1).max())}",
+                f"an image or video frame may hold at most {self.largest} patches here, got {group_patches}",
             )
         require_shape("pixel_values", patches.shape, [int(grids.prod(-1).sum()), -1])  # one row per grid cell
         if not np.isfinite(patches).all():

@@ -12,6 +12,7 @@ import pytest
 from export.families.base import ExportOptions
 from export.families.qwen2_5_vl.family import Qwen2_5VLFamily
 from export.families.qwen2_vl.family import Qwen2VLFamily
+from serving.errors import InvalidInputError
 from serving.manifest import ONNX_FILE
 from serving.onnx_runner import OnnxRunner
 from serving.triton_models.patch_encoder import PatchEncoder, frame_groups
@@ -24,9 +25,9 @@ def test_frame_groups_walk_every_group_of_every_grid_in_the_patches_order() -> N
     assert groups == [(0, [[1, 2, 4]]), (8, [[1, 4, 2]]), (16, [[1, 4, 2]]), (24, [[1, 4, 2]]), (32, [[1, 2, 2]])]
 
 
-def encoder(vision: Path) -> PatchEncoder:
+def encoder(vision: Path, largest: int | None = None) -> PatchEncoder:
     model = PatchEncoder()
-    model.merge, model.largest, model.runner = 2, None, OnnxRunner(vision / ONNX_FILE).open()
+    model.merge, model.largest, model.runner = 2, largest, OnnxRunner(vision / ONNX_FILE).open()
     return model
 
 
@@ -43,3 +44,16 @@ def test_a_request_of_images_and_videos_gets_the_one_call_embeddings(
     split = encoder(vision).handle({"pixel_values": patches, "image_grid_thw": grids})["image_embeds"]
     assert split.shape == whole["image_embeds"].shape == (int(grids.prod(-1).sum()) // 4, split.shape[1])
     np.testing.assert_allclose(split, whole["image_embeds"], rtol=0, atol=1e-5)
+
+
+def test_a_profile_bounds_each_frame_group_not_a_whole_video(tiny_qwen2_vl: Path, tmp_path: Path) -> None:
+    """On the GPU targets TensorRT's profile bounds one call of the tower: a long clip of frames within it is served,
+    one frame past it is refused by name."""
+    assert all(report.passed for report in Qwen2VLFamily().export(tiny_qwen2_vl, tmp_path, ExportOptions()))
+    model = encoder(next(tmp_path.glob("*_vision")) / "1", largest=64)
+    clip = np.array([[8, 8, 8]], dtype=np.int64)  # 8 frame groups of 64 patches: 512 in all, each call 64
+    patches = np.zeros((512, 1176), dtype=np.float32)
+    assert model.handle({"pixel_values": patches, "image_grid_thw": clip})["image_embeds"].shape[0] == 512 // 4
+    wide = np.array([[1, 8, 10]], dtype=np.int64)
+    with pytest.raises(InvalidInputError, match=r"^image_grid_thw: .* at most 64 patches here, got 80$"):
+        model.handle({"pixel_values": np.zeros((80, 1176), dtype=np.float32), "image_grid_thw": wide})

@@ -77,7 +77,7 @@ def test_the_export_records_the_towers_patch_range_from_the_checkpoints_processo
 
     profile = PatchProfile.read(repository / "qwen2_vl_vision" / "1")
     settings = PatchSettings.read(tiny_qwen2_vl)
-    assert profile == patch_profile(settings, read_video_settings(tiny_qwen2_vl), max_frames=32)
+    assert profile == patch_profile(settings, read_video_settings(tiny_qwen2_vl))
     assert (profile.min_patches, profile.patch_values, profile.max_grids) == (4, 1176, 1)
     assert profile.min_patches <= 36 <= profile.max_patches  # the 96 x 80 image above: 6 x 6 patches
 
@@ -89,13 +89,13 @@ def test_the_gpu_config_serves_on_an_onnxruntime_without_tensorrt_or_cuda(reposi
     config = parse_pbtxt((repository / "qwen2_vl_vision" / "configs" / "gpu.pbtxt").read_text())
     parameters = {key: value.string_value for key, value in config.parameters.items()}
     assert parameters["execution_provider"] == "tensorrt"
-    too_large = (  # past the profile's 7,232 patches (16 frame groups of tiny-qwen2-vl's largest frame)
+    too_large = (  # past the profile's 452 patches (tiny-qwen2-vl's largest image or video frame group)
         "try:\n"
-        "    model.handle({'pixel_values': np.zeros((7396, 1176), np.float32),\n"
-        "                  'image_grid_thw': np.array([[1, 86, 86]])})\n"
+        "    model.handle({'pixel_values': np.zeros((484, 1176), np.float32),\n"
+        "                  'image_grid_thw': np.array([[1, 22, 22]])})\n"
         "    raise AssertionError('accepted')\n"
         "except InvalidInputError as error:\n"
-        "    assert str(error.field) == 'image_grid_thw' and 'at most 7232 patches' in str(error), error"
+        "    assert str(error.field) == 'image_grid_thw' and 'at most 452 patches' in str(error), error"
     )
     on_cpu = "assert model.runner.providers == ['CPUExecutionProvider'], model.runner.providers"
     check = "\n".join((request, on_cpu, too_large))

@@ -50,27 +50,27 @@ def test_no_image_resizes_to_more_pixels_than_the_largest_area_and_an_elongated_
 
 
 def test_the_profile_spans_one_merged_token_to_the_largest_call_and_is_tuned_for_a_720p_image() -> None:
-    profile = patch_profile(TINY, TINY, max_frames=32)
+    profile = patch_profile(TINY, TINY)
     assert profile.min_patches == 4  # 2 x 2 patches: one token
     assert profile.opt_patches == image_patches(TINY, *TYPICAL_IMAGE) == 240  # 720p -> 168 x 280 pixels
-    assert profile.max_patches == 16 * largest_area(TINY) // 14**2  # 32 frames: 16 frame groups of the largest frame
+    assert profile.max_patches == largest_area(TINY) // 14**2  # the largest image, or one frame group of a video
     assert profile.patch_values == 3 * 2 * 14 * 14 and profile.max_grids == 1
 
 
 def test_a_real_budget_is_capped_at_the_exported_graphs_patch_bound() -> None:
-    profile = patch_profile(REAL, REAL, max_frames=32)
+    profile = patch_profile(REAL, REAL)
     assert profile.max_patches == MAX_PATCHES
     assert profile.opt_patches == 4784  # 720p -> 728 x 1288 pixels: 52 x 92 patches
 
 
-def test_an_odd_frame_cap_counts_its_padded_frame_group() -> None:
-    one_frame = patch_profile(TINY, TINY, max_frames=1)
-    three = patch_profile(TINY, TINY, max_frames=3)
-    assert three.max_patches == 2 * one_frame.max_patches
+def test_a_video_processor_allowing_larger_frames_sets_the_largest_call() -> None:
+    larger_frames = settings(28 * 28 * 100)
+    profile = patch_profile(TINY, larger_frames)
+    assert profile.max_patches == largest_area(larger_frames) // 14**2 > largest_area(TINY) // 14**2
 
 
 def test_grids_per_call_multiply_the_largest_call() -> None:
-    single, double = patch_profile(TINY, TINY, 2), patch_profile(TINY, TINY, 2, grids_per_call=2)
+    single, double = patch_profile(TINY, TINY), patch_profile(TINY, TINY, grids_per_call=2)
     assert double.max_patches == 2 * single.max_patches and double.max_grids == 2
 
 
@@ -82,7 +82,7 @@ def test_the_provider_shapes_name_both_inputs() -> None:
 
 
 def test_the_profile_file_round_trips_and_a_missing_one_asks_for_a_new_export(tmp_path: Path) -> None:
-    profile = patch_profile(TINY, TINY, 32)
+    profile = patch_profile(TINY, TINY)
     assert profile.write(tmp_path).name == PROFILE_FILE
     assert PatchProfile.read(tmp_path) == profile
     with pytest.raises(ValueError, match=r"patch_profile\.json is missing beside the vision tower: export"):
@@ -91,8 +91,8 @@ def test_the_profile_file_round_trips_and_a_missing_one_asks_for_a_new_export(tm
 
 def test_processors_that_cut_different_patches_and_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError, match="same patches"):
-        patch_profile(TINY, settings(28 * 28 * 64, temporal=1), 32)
-    with pytest.raises(ValueError, match="max_frames and grids_per_call must be positive"):
-        patch_profile(TINY, TINY, 0)
+        patch_profile(TINY, settings(28 * 28 * 64, temporal=1))
+    with pytest.raises(ValueError, match="grids_per_call must be positive"):
+        patch_profile(TINY, TINY, grids_per_call=0)
     with pytest.raises(ValueError, match="1 <= min <= opt <= max"):
         PatchProfile(1176, 8, 4, 16)

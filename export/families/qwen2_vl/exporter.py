@@ -21,7 +21,6 @@ import onnx
 import torch
 from transformers import AutoConfig, AutoImageProcessor, AutoVideoProcessor
 
-from client.video_parameters import MAX_SAMPLED_FRAMES
 from export.components import install
 from export.families.base import Feeds
 from export.families.llava.spec import CHECKPOINT_LINK
@@ -159,12 +158,11 @@ def export_qwen2_vl(
         processor = AutoImageProcessor.from_pretrained(checkpoint, backend="pil")
         processor.save_pretrained(staging / preprocess.name / IMAGE_PROCESSOR_DIR)
         AutoVideoProcessor.from_pretrained(checkpoint).save_pretrained(staging / preprocess.name / VIDEO_PROCESSOR_DIR)
-        # The patch range of one call of the tower, as these processors and the step's frame cap bound it: the GPU
-        # targets' TensorRT profile (serving/patch_profile.py).
+        # The patch range of one call of the tower (an image or a video frame group), as these processors bound it:
+        # the GPU targets' TensorRT profile (serving/patch_profile.py).
         patch_profile(
             PatchSettings.read(staging / preprocess.name / IMAGE_PROCESSOR_DIR),
             read_video_settings(staging / preprocess.name / VIDEO_PROCESSOR_DIR),
-            MAX_SAMPLED_FRAMES,  # the preprocess step's cap on a request's max_frames (spec.py)
         ).write(staging / vision.name)
         (staging / decoder.name).mkdir()
         os.symlink(checkpoint, staging / decoder.name / CHECKPOINT_LINK, target_is_directory=True)
