@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from export.admission import with_admission_doors
 from export.families import FAMILIES, family_named
 from export.families.base import MODEL_VARIANTS, ExportOptions, Family
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
@@ -138,7 +139,7 @@ def generated_files(
     """Relative path -> content for every generated file of the repository; each encoder's configs record its
     exported precision (``precisions``, by model name; fp32 for one not named)."""
     files: dict[str, str] = {}
-    for spec in specs:
+    for spec in with_admission_doors(specs):
         version_dir = f"{spec.name}/{VERSION}"
         if isinstance(spec, OnnxComponentSpec):
             precision = (precisions or {}).get(spec.name, DEFAULT_PRECISION)

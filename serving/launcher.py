@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from serving.admission import remove_pages
 from serving.control import ControlClient, ControlError, generate_control_key, restriction_flags
 from serving.parent_death import set_parent_death_signal
 from serving.stubs import Stub, StubWatch, python_stubs
@@ -395,6 +396,7 @@ class TritonServer:
                 process.kill()
                 code = process.wait()
             _reap(stubs.values())
+            remove_pages(process.pid)  # the decoders' admission pages (serving/admission.py)
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None

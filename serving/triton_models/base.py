@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.admission import ADMISSION_DECODER_PARAMETER, AdmissionDoor
 from serving.errors import InvalidInputError
 from serving.validators import positive_int
 
@@ -28,6 +29,7 @@ class PythonModel:
 
     input_names: tuple[str, ...] = ()
     device_id: int = 0  # the GPU of a KIND_GPU instance (Triton's model_instance_device_id)
+    door: AdmissionDoor | None = None
 
     def initialize(self, args: dict[str, str]) -> None:
         self.pb = load_backend_utils()
@@ -38,6 +40,9 @@ class PythonModel:
         self.device_id = int(args.get("model_instance_device_id") or 0)
         self.input_names = tuple(entry["name"] for entry in config["input"])
         self.response_cache = bool(config.get("response_cache", {}).get("enable", False))
+        # A chat ensemble's first step keeps its decoder's door: a full decoder's excess is refused here, at once.
+        decoder = self.parameters.get(ADMISSION_DECODER_PARAMETER)
+        self.door = AdmissionDoor(decoder) if decoder else None
         self.setup()
 
     def setup(self) -> None:
@@ -64,6 +69,8 @@ class PythonModel:
         return inputs
 
     def respond(self, request: Any) -> Any:
+        if self.door is not None and self.door.closed():
+            return self.busy_response(self.door.reason())
         try:
             return self.ok_response(self.handle(self.read_inputs(request)))
         except InvalidInputError as error:
@@ -77,6 +84,11 @@ class PythonModel:
     def invalid_response(self, error: InvalidInputError) -> Any:
         message = error.wire_message()  # the field travels as data: client.field_errors
         return self.pb.InferenceResponse(error=self.pb.TritonError(message, self.pb.TritonError.INVALID_ARG))
+
+    def busy_response(self, reason: str) -> Any:
+        """Refused for capacity: UNAVAILABLE with the ``busy`` text clients read as a retryable busy error."""
+        message = f"{self.model_name}: busy: {reason}"
+        return self.pb.InferenceResponse(error=self.pb.TritonError(message, self.pb.TritonError.UNAVAILABLE))
 
     def internal_error_response(self) -> Any:
         """Call from an ``except`` block: the client gets no internals, the server log gets the traceback."""

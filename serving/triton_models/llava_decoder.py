@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.admission import AdmissionBoard, door_mark
 from serving.errors import InvalidInputError
 from serving.generation.checkpoint import DecoderCheckpoint, load_tokenizer, read_checkpoint
 from serving.generation.grid_embeds import grid_images, warm_up_grid_images, with_videos
@@ -346,7 +347,10 @@ class LlavaDecoder(PythonModel):
         self.default_max_tokens = self.int_parameter("default_max_tokens")
         tokens = len(self.tokenizer)
         self.allowed_token_ids = list(range(tokens)) if self.checkpoint.vocab_size > tokens else None
-        self.max_requests = self.settings.max_num_seqs + self.int_parameter("max_waiting_requests")
+        max_waiting = self.int_parameter("max_waiting_requests")
+        self.max_requests = self.settings.max_num_seqs + max_waiting
+        # The ensemble's first step refuses past this mark, before any image is decoded (serving/admission.py).
+        self.board = AdmissionBoard(self.model_name, door_mark(self.settings.max_num_seqs, max_waiting))
         self.stream_interval_s = int(self.parameters.get("stream_interval_ms", "0")) / 1000
         self.cancel_poll_interval_s = int(self.parameters.get("cancel_poll_interval_ms", "100")) / 1000
         self.jobs: dict[str, Job] = {}  # by engine id; touched on the engine's loop only
@@ -432,17 +436,20 @@ class LlavaDecoder(PythonModel):
 
     def finalize(self) -> None:
         self.engine.stop()
+        self.board.close()
 
     def admit(self) -> bool:
         with self.admitted_lock:
             if self.admitted >= self.max_requests:
                 return False
             self.admitted += 1
+            self.board.publish(self.admitted)
             return True
 
     def release(self) -> None:
         with self.admitted_lock:
             self.admitted -= 1
+            self.board.publish(self.admitted)
 
     def cancel_id(self, inputs: dict[str, Any]) -> str:
         if set(inputs) != {"cancel"}:
