@@ -9,6 +9,7 @@ running environment's ``bin`` first on ``PATH`` (the stub finds its Python throu
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -129,6 +130,9 @@ class ServerOptions:
     models: tuple[str, ...] = ()  # load only these (Triton loads an ensemble's steps with it); () = all
     extra_args: list[str] = field(default_factory=list)
     control_key: str = field(default_factory=generate_control_key, repr=False)  # see serving.control
+    # Added to the nice value of the server and every process it starts: a load generator on the same host then
+    # gets the CPU to send its arrivals on time, as a client on another host would.
+    niceness: int = 0
 
 
 def loopback_options(
@@ -156,9 +160,11 @@ def _client_host(bound: str) -> str:
     return "127.0.0.1" if bound in ("0.0.0.0", "") else bound
 
 
-def _die_with_parent() -> None:
+def _before_exec(niceness: int) -> None:
     """Runs in the child before exec: the server gets SIGTERM if the launcher dies (Linux)."""
     set_parent_death_signal(signal.SIGTERM)
+    if niceness:
+        os.nice(niceness)
 
 
 def _reap(stubs: Iterable[Stub], grace_s: float = 5.0) -> None:
@@ -314,7 +320,7 @@ class TritonServer:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # Ctrl-C reaches the launcher, which stops the server in order
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=functools.partial(_before_exec, opts.niceness),
                 )
             self._wait_until_ready(cancel or threading.Event())
         except OSError as error:

@@ -311,3 +311,17 @@ def test_the_http_endpoint_can_stay_on_loopback_while_grpc_and_metrics_listen_ev
     assert "--http-address=127.0.0.1" in command
     assert "--grpc-address=0.0.0.0" in command and "--metrics-address=0.0.0.0" in command
     assert server.http_url == "127.0.0.1:1" and server.grpc_url == "127.0.0.1:2"
+
+
+def test_the_server_starts_at_its_niceness_above_the_launchers() -> None:
+    import functools
+    import subprocess
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import os; print(os.nice(0))"],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=functools.partial(launcher._before_exec, 5),
+    )
+    out, _ = child.communicate(timeout=30)
+    assert int(out) == os.nice(0) + 5
