@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,9 +316,6 @@ def test_the_http_endpoint_can_stay_on_loopback_while_grpc_and_metrics_listen_ev
 
 
 def test_the_server_starts_at_its_niceness_above_the_launchers() -> None:
-    import functools
-    import subprocess
-
     child = subprocess.Popen(
         [sys.executable, "-c", "import os; print(os.nice(0))"],
         stdout=subprocess.PIPE,
