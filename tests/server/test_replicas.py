@@ -18,6 +18,7 @@ import tritonclient.grpc as grpcclient
 
 from client import ModelNames
 from gateway.process import GatewayProcess
+from serving.cli import served_entry_models
 from serving.launcher import ServerOptions, TritonServer, free_port, port_is_free
 from tests.gateway.conftest import data_url
 from tests.images import encode, scene
@@ -41,6 +42,8 @@ def shared_grpc_port() -> int:
 @pytest.fixture(scope="module")
 def replicas(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[TritonServer]]:
     logs, port = tmp_path_factory.mktemp("replicas"), shared_grpc_port()
+    # Only the checkpoints these tests call: llava_next would add a vLLM engine (~2 GB) to each replica.
+    models = served_entry_models(model_repository, (), ("clip", "llava"))
     servers = [
         TritonServer(
             ServerOptions(
@@ -51,6 +54,7 @@ def replicas(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -
                 metrics_port=0,
                 log_file=logs / f"replica-{index}.log",
                 exit_timeout_s=2,
+                models=models,
             )
         )
         for index, host in enumerate(HOSTS)
