@@ -38,8 +38,10 @@ QUESTION = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "te
 
 @pytest.fixture(scope="module")
 def supervised(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    # A long drain bound: the SIGTERM test's streams must finish within it on a slow machine.
-    with ServeProcess(model_repository, tmp_path_factory.mktemp("supervised"), "--exit-timeout", "30") as serve:
+    # A long drain bound: the SIGTERM test's streams must finish within it on a slow machine. Only the checkpoints
+    # these tests call: each start and restart loads every served model, and llava_next would add a vLLM engine.
+    args = ["--exit-timeout", "30", "--model", "clip", "--model", "llava"]
+    with ServeProcess(model_repository, tmp_path_factory.mktemp("supervised"), *args) as serve:
         yield serve
 
 
