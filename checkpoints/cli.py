@@ -32,7 +32,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     rows = [("in-process", evaluation.local(args.checkpoint, args.count))]
     for protocol in args.protocol or ():
-        rows.append((f"served ({protocol})", evaluation.served(args.checkpoint, args.count, args.url, protocol)))
+        served = evaluation.served(args.checkpoint, args.count, args.url, protocol, args.model)
+        rows.append((f"served ({protocol})", served))
     print(evaluation.title.format(args.count))
     print(f"{'':<16}" + "".join(f"{heading:>20}" for heading, _ in evaluation.columns))
     for label, scores in rows:
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint (also what --url serves)")
     evaluate.add_argument("--count", type=int, default=200, help="held-out images (scenes, for LLaVA)")
     evaluate.add_argument("--url", default="localhost:8001", help="a server serving the checkpoint's export")
+    evaluate.add_argument(
+        "--model", help="the name the server serves the export under (`vlm-export model --name`); default: the family's"
+    )
     evaluate.add_argument(
         "--protocol", choices=("grpc", "http"), action="append", help="also score through the server (repeatable)"
     )

@@ -14,7 +14,7 @@ Scores = dict[str, float | int]
 class Evaluation:
     title: str  # formatted with the held-out count
     local: Callable[[Path, int], Scores]
-    served: Callable[[Path, int, str, str], Scores]
+    served: Callable[[Path, int, str, str, str | None], Scores]  # checkpoint, count, url, protocol, served name
     columns: tuple[tuple[str, str], ...]  # (heading, score key) of the accuracies to print
 
 

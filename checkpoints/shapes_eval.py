@@ -80,11 +80,12 @@ def evaluate_clip(checkpoint: Path, count: int) -> dict[str, float | int]:
     return zero_shot_scores(held_out_single_shapes(count, image_size(checkpoint)), clip_probabilities(checkpoint))
 
 
-def served_probabilities(url: str, protocol: str) -> Probabilities:
-    """``probs`` through a server's ``clip_rank`` ensemble (the thin client; no torch)."""
+def served_probabilities(url: str, protocol: str, model: str | None = None) -> Probabilities:
+    """``probs`` through the rank ensemble of the dual encoder served as ``model`` (default ``clip``: ``clip_rank``),
+    with the thin client (no torch)."""
     from client import VLMClient
 
-    client = VLMClient(url, protocol=protocol)
+    client = VLMClient(url, protocol=protocol, embedding_model=model)
 
     def probs(image: Image.Image, prompts: list[str]) -> list[float]:
         return client.rank_texts([image], prompts)["probs"][0].tolist()
@@ -92,6 +93,10 @@ def served_probabilities(url: str, protocol: str) -> Probabilities:
     return probs
 
 
-def evaluate_served_clip(checkpoint: Path, count: int, url: str, protocol: str) -> dict[str, float | int]:
-    """The same held-out images and prompts as ``evaluate_clip``, scored by the served export of ``checkpoint``."""
-    return zero_shot_scores(held_out_single_shapes(count, image_size(checkpoint)), served_probabilities(url, protocol))
+def evaluate_served_clip(
+    checkpoint: Path, count: int, url: str, protocol: str, model: str | None = None
+) -> dict[str, float | int]:
+    """The same held-out images and prompts as ``evaluate_clip``, scored by the served export of ``checkpoint`` (the
+    model served as ``model``; default ``clip``)."""
+    probabilities = served_probabilities(url, protocol, model)
+    return zero_shot_scores(held_out_single_shapes(count, image_size(checkpoint)), probabilities)

@@ -91,11 +91,12 @@ def _trimmed(processor: object, tokens: Sequence[int], max_tokens: int) -> str:
     return processor.decode(tokens[:max_tokens], skip_special_tokens=True)  # type: ignore[attr-defined]
 
 
-def served_answerer(url: str, protocol: str, concurrency: int = 8) -> Answerer:
-    """Through a server's ``llava`` ensemble with the thin client, several requests in flight (no torch)."""
+def served_answerer(url: str, protocol: str, concurrency: int = 8, model: str | None = None) -> Answerer:
+    """Through the ensemble of the VLM served as ``model`` (default ``llava``) with the thin client, several requests
+    in flight (no torch)."""
     from client import VLMClient
 
-    client = VLMClient(url, protocol=protocol)
+    client = VLMClient(url, protocol=protocol, chat_model=model)
 
     def one(request: Request) -> str:
         image, text, max_tokens = request
@@ -113,6 +114,9 @@ def evaluate_llava(checkpoint: Path, count: int) -> dict[str, float | int]:
     return vqa_scores(held_out_scenes(count, image_size(checkpoint)), local_answerer(checkpoint))
 
 
-def evaluate_served_llava(checkpoint: Path, count: int, url: str, protocol: str) -> dict[str, float | int]:
-    """The same held-out scenes and requests as ``evaluate_llava``, answered by the served export of ``checkpoint``."""
-    return vqa_scores(held_out_scenes(count, image_size(checkpoint)), served_answerer(url, protocol))
+def evaluate_served_llava(
+    checkpoint: Path, count: int, url: str, protocol: str, model: str | None = None
+) -> dict[str, float | int]:
+    """The same held-out scenes and requests as ``evaluate_llava``, answered by the served export of ``checkpoint``
+    (the model served as ``model``; default ``llava``)."""
+    return vqa_scores(held_out_scenes(count, image_size(checkpoint)), served_answerer(url, protocol, model=model))
