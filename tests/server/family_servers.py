@@ -39,6 +39,10 @@ class FamilyExport:
     checkpoint: str
     command: str = "model"
     configure: Callable[[Path], None] | None = None
+    arguments: tuple[str, ...] = ()  # more vlm-export arguments: --name, --fuse-projector, ...
+    # Exported into the same repository first: a checkpoint the module serves beside this one (e.g. the CLIP whose
+    # vision tower a LLaVA reuses); a dual encoder starts no engine.
+    beside: FamilyExport | None = None
 
     @property
     def mark(self) -> pytest.MarkDecorator:
@@ -76,10 +80,11 @@ class FamilyServers:
             export = self.collected[key]
             repository = self.tmp.mktemp(key) / "model_repository"
             capture = self.tmp.mktemp(f"{key}-log") / "export.txt"
-            arguments = [export.command, "--checkpoint", str(fixture(export.checkpoint))]
+            parts = [export] if export.beside is None else [export.beside, export]
+            commands = [[p.command, "--checkpoint", str(fixture(p.checkpoint)), *p.arguments] for p in parts]
             with capture.open("w") as out, contextlib.redirect_stdout(out):
-                code = vlm_export([*arguments, "--repository", str(repository)])
-            assert code == 0, capture.read_text()
+                codes = [vlm_export([*command, "--repository", str(repository)]) for command in commands]
+            assert codes == [0] * len(commands), capture.read_text()
             if export.configure is not None:
                 export.configure(repository)
             self.exported[key] = (repository, capture.read_text())

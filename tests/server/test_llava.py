@@ -3,18 +3,15 @@ while many requests share the decoder's batch; streaming, seeds, cancellation an
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from client import Completion, VLMClient
-from export.families.llava.exporter import export_llava
-from serving.launcher import TritonServer, loopback_options
-from tests.conftest import REPO_ROOT
+from serving.launcher import TritonServer
 from tests.images import encode, scene
 from tests.reference import LlavaReference
+from tests.server.family_servers import TEST_TIMEOUT_S, Exported, FamilyExport
 from tests.server.statistics import (
     cache_hits,
     finished_requests,
@@ -23,6 +20,12 @@ from tests.server.statistics import (
     wait_for_idle_decoder,
     wait_until,
 )
+
+# The fused variant of tiny-llava, exported as `vlm-export model --fuse-projector` under a name of its own, served by a
+# family server (tests/server/family_servers.py) beside another module's checkpoint; the other tests use the session's.
+FUSED = "llava-fused"
+EXPORT = FamilyExport("llava_fused", "tiny_llava", arguments=("--fuse-projector", "--name", FUSED))
+pytestmark = EXPORT.mark
 
 
 def user(text: str, images: int = 0) -> list[dict]:
@@ -119,14 +122,15 @@ def test_a_repeated_image_is_not_re_encoded(server: TritonServer) -> None:
         assert cache_hits(server, model) == hits + 1, model
 
 
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_the_fused_projector_variant_serves_the_same_tokens(
-    tiny_llava: Path, llava_reference: LlavaReference, tmp_path: Path
+    export_output: Exported, family_server: TritonServer, llava_reference: LlavaReference
 ) -> None:
-    repository = tmp_path / "model_repository"
-    shutil.copytree(REPO_ROOT / "model_repository", repository)
-    assert all(report.passed for report in export_llava(tiny_llava, repository, fuse_projector=True))
-    options = loopback_options(repository, tmp_path / "server.log", exit_timeout_s=2, models=("llava",))
+    repository, printed = export_output  # vlm-export exits 0 only when every parity check passed
+    verdicts = [line.split()[0] for line in printed.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert verdicts and set(verdicts) == {"PASS"}, printed
+    assert (repository / f"{FUSED}_vision").is_dir() and not (repository / f"{FUSED}_projector").exists()
     messages, images = user("describe the image.", 2), [scene(seed=40), scene(seed=41)]
-    with TritonServer(options) as server, VLMClient(server.grpc_url) as client:
+    with VLMClient(family_server.grpc_url, chat_model=FUSED) as client:
         completion = client.generate(messages, [encode(image) for image in images], max_tokens=20)
     assert completion.token_ids == llava_reference.greedy(messages, images, 20)
