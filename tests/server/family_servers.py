@@ -1,12 +1,13 @@
 """Family servers: tritonservers for the checkpoints that tests/server/ modules export into repositories of their
 own (``FamilyExport`` on a module's ``pytestmark``), shared between modules.
 
-Each checkpoint is exported into its own repository (what its module checks); the run's collected ones are then
-served ``CHECKPOINTS_PER_SERVER`` to a server, in collection order, from a repository of links to their models. Each
-server starts its checkpoints' vLLM engines at once: an engine's start is tens of seconds of single-threaded imports
-(three processes one after another), so two side by side use both of a 2-core host's cores; more would only add
-memory (about 2.5 GB an engine). A server starts when a module first asks for it and stops after the last collected
-test of its checkpoints, so one module run alone pays only for its own checkpoint."""
+Each checkpoint is exported into its own repository (what its module checks; a dual encoder it serves beside, too);
+the run's collected ones are then served ``CHECKPOINTS_PER_SERVER`` to a server, in collection order, from a
+repository of links to their models. Each server starts its checkpoints' vLLM engines at once: an engine's start
+is tens of seconds of single-threaded imports (three processes one after another), so two side by side use both of a
+2-core host's cores; more would only add memory (about 2.5 GB an engine). A server starts when a module first asks
+for it and stops after the last collected test of its checkpoints, so one module run alone pays only for its own
+checkpoint."""
 
 from __future__ import annotations
 
