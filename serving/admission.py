@@ -48,22 +48,29 @@ class AdmissionBoard:
     def __init__(self, decoder: str, mark: int) -> None:
         self.path = page_path(os.getppid(), decoder)
         self.mark = mark
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.page: mmap.mmap | None = None
+        self.error: str | None = None  # why there is no page: the decoder then refuses for itself, later
         try:
-            os.ftruncate(descriptor, mmap.PAGESIZE)
-            self.page = mmap.mmap(descriptor, mmap.PAGESIZE)
-        finally:
-            os.close(descriptor)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                os.ftruncate(descriptor, mmap.PAGESIZE)
+                self.page = mmap.mmap(descriptor, mmap.PAGESIZE)
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            self.error = f"no admission page in {self.path.parent} ({error.strerror}): the door stays open"
         self.publish(0)
 
     def publish(self, held: int) -> None:
-        _LAYOUT.pack_into(self.page, 0, os.getpid(), held, self.mark)
+        if self.page is not None:
+            _LAYOUT.pack_into(self.page, 0, os.getpid(), held, self.mark)
 
     def close(self) -> None:
         """Opens the door and leaves the page: a reloaded decoder writes the same page, which the entry steps keep
         mapped (the launcher removes it with the server)."""
         self.publish(0)
-        self.page.close()
+        if self.page is not None:
+            self.page.close()
 
 
 class AdmissionDoor:
@@ -77,8 +84,8 @@ class AdmissionDoor:
     def _open(self) -> mmap.mmap | None:
         try:
             descriptor = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None  # the decoder has not started yet
+        except OSError:
+            return None  # the decoder has not started yet, or could not make its page
         try:
             return mmap.mmap(descriptor, mmap.PAGESIZE, prot=mmap.PROT_READ)
         finally:

@@ -351,6 +351,8 @@ class LlavaDecoder(PythonModel):
         self.max_requests = self.settings.max_num_seqs + max_waiting
         # The ensemble's first step refuses past this mark, before any image is decoded (serving/admission.py).
         self.board = AdmissionBoard(self.model_name, door_mark(self.settings.max_num_seqs, max_waiting))
+        if self.board.error:
+            self.pb.Logger.log_warn(f"{self.model_name}: {self.board.error}")
         self.stream_interval_s = int(self.parameters.get("stream_interval_ms", "0")) / 1000
         self.cancel_poll_interval_s = int(self.parameters.get("cancel_poll_interval_ms", "100")) / 1000
         self.jobs: dict[str, Job] = {}  # by engine id; touched on the engine's loop only

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from export.families.base import ExportOptions, Family
 from export.families.clip.spec import CLIP_MODELS
 from export.families.llava.spec import LLAVA_MODELS, MAX_NUM_SEQS, MAX_WAITING_REQUESTS
 from export.specs import EnsembleSpec, PythonModelSpec
+from serving import admission
 from serving.admission import (
     ADMISSION_DECODER_PARAMETER,
     AdmissionBoard,
@@ -63,6 +65,17 @@ def test_a_dead_decoders_page_leaves_the_door_open(decoder_name: str) -> None:
     gone.wait()
     board.page[0:4] = gone.pid.to_bytes(4, "little")  # as a killed decoder leaves it
     assert not door.closed()
+
+
+def test_a_decoder_without_a_page_serves_and_its_door_stays_open(
+    decoder_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(admission, "_FOLDER", tmp_path / "missing")  # as a read-only or absent /dev/shm
+    board = AdmissionBoard(decoder_name, mark=1)
+    assert board.error is not None and "the door stays open" in board.error
+    board.publish(5)
+    assert not AdmissionDoor(decoder_name).closed()
+    board.close()
 
 
 def test_the_launcher_removes_a_servers_pages(decoder_name: str) -> None:
