@@ -21,6 +21,8 @@ import re
 import struct
 from pathlib import Path
 
+from serving.stubs import is_running
+
 # The entry step's config parameter naming the decoder whose door it keeps (export/admission.py writes it).
 ADMISSION_DECODER_PARAMETER = "admission_decoder"
 _FOLDER = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")
@@ -74,7 +76,7 @@ class AdmissionBoard:
 
 
 class AdmissionDoor:
-    """The entry step's side: ``closed()`` is cheap (a read of the page, a signal-0 probe of the decoder)."""
+    """The entry step's side: ``closed()`` is cheap (a read of the page; past the mark, the decoder's /proc entry)."""
 
     def __init__(self, decoder: str) -> None:
         self.decoder = decoder
@@ -96,17 +98,7 @@ class AdmissionDoor:
         if self.page is None:
             return False
         pid, held, mark = _LAYOUT.unpack_from(self.page, 0)
-        return held >= mark > 0 and _alive(pid)
+        return held >= mark > 0 and is_running(pid)
 
     def reason(self) -> str:
         return f"{self.decoder} holds as many requests as it admits"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -17,3 +17,9 @@ class InvalidInputError(ValueError):
 
     def wire_message(self) -> str:
         return encode(self.field, self.reason)
+
+
+def busy_message(model: str, reason: str) -> str:
+    """A refusal for capacity, sent with UNAVAILABLE: clients read ``: busy: `` as a retryable busy error
+    (client/errors.py)."""
+    return f"{model}: busy: {reason}"

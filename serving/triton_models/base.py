@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from serving.admission import ADMISSION_DECODER_PARAMETER, AdmissionDoor
-from serving.errors import InvalidInputError
+from serving.errors import InvalidInputError, busy_message
 from serving.validators import positive_int
 
 
@@ -86,8 +86,7 @@ class PythonModel:
         return self.pb.InferenceResponse(error=self.pb.TritonError(message, self.pb.TritonError.INVALID_ARG))
 
     def busy_response(self, reason: str) -> Any:
-        """Refused for capacity: UNAVAILABLE with the ``busy`` text clients read as a retryable busy error."""
-        message = f"{self.model_name}: busy: {reason}"
+        message = busy_message(self.model_name, reason)
         return self.pb.InferenceResponse(error=self.pb.TritonError(message, self.pb.TritonError.UNAVAILABLE))
 
     def internal_error_response(self) -> Any:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from serving.admission import AdmissionBoard, door_mark
-from serving.errors import InvalidInputError
+from serving.errors import InvalidInputError, busy_message
 from serving.generation.checkpoint import DecoderCheckpoint, load_tokenizer, read_checkpoint
 from serving.generation.grid_embeds import grid_images, warm_up_grid_images, with_videos
 from serving.generation.params import (
@@ -157,7 +157,7 @@ class TritonSink:
         self._send_error(message, self.pb.TritonError.UNAVAILABLE)
 
     def send_busy(self, reason: str) -> None:
-        self._send_error(f"{self.model}: busy: {reason}", self.pb.TritonError.UNAVAILABLE)
+        self._send_error(busy_message(self.model, reason), self.pb.TritonError.UNAVAILABLE)
 
     def _send_error(self, message: str, code: int) -> None:
         response = self.pb.InferenceResponse(error=self.pb.TritonError(message, code))
