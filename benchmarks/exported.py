@@ -110,6 +110,7 @@ class DualEncoderLayout:
 
     @classmethod
     def read(cls, model: ServedModel, readings: Readings) -> DualEncoderLayout:
+        from serving.admission import ADMISSION_PARAMETER
         from serving.triton_models.image_preprocess import DEFAULT_PIXEL_LAYOUT, PIXEL_LAYOUT_PARAMETER
         from serving.triton_models.similarity import DEFAULT_SCORING, SCORING_PARAMETER
         from serving.triton_models.text_tokenize import DEFAULT_PADDING, PADDING_PARAMETER
@@ -120,10 +121,16 @@ class DualEncoderLayout:
             raise ValueError(f"--model: {model.name!r} serves no {', '.join(missing)} ensemble to read its layout from")
 
         def steps(task: Task, count: int) -> tuple[str, ...]:
+            """The ensemble's working steps, after its admission step (serving/admission.py)."""
             reading = readings.get(tasks[task])
-            if reading is None or len(reading.steps) < count:
+            found = () if reading is None else tuple(step for step in reading.steps if not admits(step))
+            if len(found) < count:
                 raise ValueError(f"{tasks[task]}: not an ensemble of at least {count} steps; cannot read its layout")
-            return reading.steps
+            return found
+
+        def admits(step: str) -> bool:
+            reading = readings.get(step)
+            return reading is not None and ADMISSION_PARAMETER in reading.parameters
 
         preprocess, vision = steps("image_embed", 2)[:2]
         tokenize, text = steps("text_embed", 2)[:2]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from export.admission import with_admission_doors
+from export.admission import with_admission
 from export.families import FAMILIES, family_named
 from export.families.base import MODEL_VARIANTS, ExportOptions, Family
 from export.specs import EnsembleSpec, ModelSpec, OnnxComponentSpec, PythonModelSpec
@@ -30,9 +30,15 @@ from export.triton_config import (
 from serving.manifest import DEFAULT_PRECISION, MANIFEST_FILE, recorded_precision
 from serving.served import CONFIG_FILE, members, served_models
 
+
 # The checked-in repository: the default models of the families the demo and the test server serve.
+def served_specs(family: Family, options: ExportOptions) -> tuple[ModelSpec, ...]:
+    """What the repository holds for one checkpoint: its family's models, with its admission step."""
+    return with_admission(family.models(options))
+
+
 ALL_MODELS: tuple[ModelSpec, ...] = tuple(
-    spec for family in FAMILIES if family.checked_in for spec in family.models(ExportOptions())
+    spec for family in FAMILIES if family.checked_in for spec in served_specs(family, ExportOptions())
 )
 VERSION = "1"
 
@@ -53,7 +59,7 @@ class Checkpoint:
         return self.options.named(self.family.name)
 
     def models(self) -> tuple[ModelSpec, ...]:
-        return self.family.models(self.options)
+        return served_specs(self.family, self.options)
 
 
 def _steps(root: Path, ensemble: str) -> list[str] | None:
@@ -68,7 +74,7 @@ def _variant(root: Path, family: Family, name: str) -> ExportOptions:
     projector leaves one step out); the plain variant when none matches."""
     for variant in MODEL_VARIANTS:
         options = replace(variant, name=None if name == family.name else name)
-        ensembles = [spec for spec in family.models(options) if isinstance(spec, EnsembleSpec)]
+        ensembles = [spec for spec in served_specs(family, options) if isinstance(spec, EnsembleSpec)]
         if all(_steps(root, spec.name) == [step.model for step in spec.steps] for spec in ensembles):
             return options
     return ExportOptions(name=None if name == family.name else name)
@@ -112,7 +118,8 @@ def check_name(root: Path, family: Family, options: ExportOptions) -> None:
             f"the repository {root} already serves a {held.family} model named {name!r}; export this "
             f"{family.name} checkpoint under another --name"
         )
-    ours = {spec.name for variant in MODEL_VARIANTS for spec in family.models(replace(variant, name=options.name))}
+    variants = [replace(variant, name=options.name) for variant in MODEL_VARIANTS]
+    ours = {spec.name for variant in variants for spec in served_specs(family, variant)}
     for other, theirs in members(root).items():
         taken = sorted(ours & theirs)
         if other != name and taken:
@@ -139,7 +146,7 @@ def generated_files(
     """Relative path -> content for every generated file of the repository; each encoder's configs record its
     exported precision (``precisions``, by model name; fp32 for one not named)."""
     files: dict[str, str] = {}
-    for spec in with_admission_doors(specs):
+    for spec in with_admission(specs):
         version_dir = f"{spec.name}/{VERSION}"
         if isinstance(spec, OnnxComponentSpec):
             precision = (precisions or {}).get(spec.name, DEFAULT_PRECISION)

@@ -1,7 +1,22 @@
-"""The chat ensemble's door. Its decoder admits at most ``max_num_seqs + max_waiting_requests`` streams, but it sees
-a request only after the preprocess step and the encoders have worked on it (bench-llava on 2 cores: 14-200 ms, so
-a burst's refusals came back in 78 ms p99). So the decoder publishes how many streams it holds, and the ensemble's
-first step refuses while the decoder is past its door mark, before it reads any input.
+"""The ensembles' doors. Every ensemble a client calls opens with an admission step (one python model per
+checkpoint, serving/triton_models/admission_step.py) that every other step waits for: it refuses a request before
+any step reads it when a later step would refuse it anyway, since on a busy server a refusal that comes after the
+preprocess steps and encoders waited and worked for it takes as long as they do (CLIP ViT-B/32 in a 10x burst on 2
+cores: 0.9-11 s, and the preprocessing of requests refused later took the cores from the vision tower). Two marks:
+
+- A step with a bounded queue (Triton's ``max_queue_size``) is past its mark when half its queue is taken
+  (``queue_mark``), counting for a batching step the requests queued in the steps before it: the other half is for
+  requests between queues (in a step's instances) and arrivals between two readings. Counted in items (images,
+  for a vision tower), since the queue bounds a batching encoder's work at one full batch behind the one it runs (its
+  ``max_queue_size`` is its ``max_batch_size``: export/families/limits.py): CLIP ViT-B/32 took four-image requests
+  up to 32 deep, four batches of 32 images (7 s on 2 cores), before it refused any. The depths come from the
+  server's metrics (serving/queue_watch.py).
+- A chat ensemble's decoder, below.
+
+The decoder admits at most ``max_num_seqs + max_waiting_requests`` streams, but it sees a request only after the
+preprocess step and the encoders have worked on it (bench-llava on 2 cores: 14-200 ms, so a burst's refusals came
+back in 78 ms p99). So the decoder publishes how many streams it holds, and the door refuses while the decoder is
+past its door mark.
 
 The mark leaves half of the waiting list to the requests already past the door (in the encoders), which would
 otherwise be refused late, after their images were decoded and encoded: a door that closed only when the decoder
@@ -19,12 +34,19 @@ import mmap
 import os
 import re
 import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from serving.queue_watch import QueueReading, QueueWatch
 from serving.stubs import is_running
 
-# The entry step's config parameter naming the decoder whose door it keeps (export/admission.py writes it).
-ADMISSION_DECODER_PARAMETER = "admission_decoder"
+# The admission step's config parameter: JSON, its output for each ensemble -> that ensemble's marks
+# (export/admission.py writes it; ``Gate.from_plan`` reads it).
+ADMISSION_PARAMETER = "admission"
+# The optional input by which a step waits for another's output (here the admission step's ticket) and ignores it.
+ORDERING_INPUT = "wait_for"
 _FOLDER = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")
 _PREFIX = "triton-vlm-admission"
 _LAYOUT = struct.Struct("<iii")  # decoder pid, streams held, door mark
@@ -37,6 +59,11 @@ def page_path(server_pid: int, decoder: str) -> Path:
 def door_mark(max_num_seqs: int, max_waiting_requests: int) -> int:
     """Streams held at which the door closes: every running slot and half the waiting list."""
     return max_num_seqs + (max_waiting_requests + 1) // 2
+
+
+def queue_mark(max_queue_size: int) -> int:
+    """Queued requests at which the door closes: half the queue."""
+    return (max_queue_size + 1) // 2
 
 
 def remove_pages(server_pid: int) -> None:
@@ -102,3 +129,68 @@ class AdmissionDoor:
 
     def reason(self) -> str:
         return f"{self.decoder} holds as many requests as it admits"
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step of an ensemble, as its door sees it: the steps whose outputs it reads, its mark in items (None: its
+    queue is not bounded), and whether it batches. A batching step drains its queue a batch at a time (seconds on a
+    CPU), so the requests queued on their way to it count toward its mark; a step that takes one request at a time
+    drains as they come (the rank ensemble's scoring step in milliseconds), so only its own queue counts."""
+
+    after: tuple[str, ...] = ()
+    mark: int | None = None
+    batches: bool = False
+
+
+class Gate:
+    """One ensemble's door: ``refusal()`` says why a request is refused now, or None to admit it."""
+
+    def __init__(self, steps: Mapping[str, Step], decoder: str | None, queues: QueueWatch) -> None:
+        self.steps = dict(steps)
+        self.watched = [name for name, step in self.steps.items() if step.mark is not None]
+        self.decoder = AdmissionDoor(decoder) if decoder else None
+        self.queues = queues
+        # Requests it admitted since the reading it last saw: a flood arriving within one reading's life would
+        # otherwise all pass a door that reads empty queues.
+        self.reading: QueueReading | None = None
+        self.admitted_since = 0
+
+    @classmethod
+    def from_plan(cls, plan: Mapping[str, Any], queues: QueueWatch) -> Gate:
+        """From the admission step's parameter (one ensemble's entry): {"steps": {step: {"after": [steps], "mark":
+        items or null, "batches": bool}}, "decoder": decoder or null}."""
+        steps = {name: Step(tuple(e["after"]), e["mark"], e["batches"]) for name, e in plan["steps"].items()}
+        return cls(steps, plan["decoder"], queues)
+
+    def refusal(self) -> str | None:
+        if self.decoder is not None and self.decoder.closed():
+            return self.decoder.reason()
+        reading = self.queues.reading() if self.watched else None
+        if reading is None:
+            return None
+        if reading is not self.reading:
+            self.reading, self.admitted_since = reading, 0
+        requests: dict[str, float] = {}
+        for name in self.watched:
+            step = self.steps[name]
+            queued = self._headed_to(name, reading, requests) if step.batches else self._own(name, reading)
+            held = reading.items(name, queued)
+            if step.mark is not None and held >= step.mark:
+                return f"{name} has {held:.0f} items queued for it, half the queue it admits"
+        self.admitted_since += 1
+        return None
+
+    def _own(self, name: str, reading: QueueReading) -> float:
+        """Its queue, and for a step that reads only the request, what the door admitted since the reading."""
+        first = name in self.steps and not self.steps[name].after
+        return reading.queued.get(name, 0.0) + (self.admitted_since if first else 0)
+
+    def _headed_to(self, name: str, reading: QueueReading, found: dict[str, float]) -> float:
+        """Requests on their way to a step: in its queue, and on the busiest path of queues before it from the door
+        (parallel branches hold the same requests, so the paths are not added)."""
+        if name not in found:
+            after = self.steps[name].after if name in self.steps else ()
+            before = max((self._headed_to(step, reading, found) for step in after), default=self.admitted_since)
+            found[name] = reading.queued.get(name, 0.0) + before
+        return found[name]

@@ -30,6 +30,7 @@ from types import TracebackType
 from serving.admission import remove_pages
 from serving.control import ControlClient, ControlError, generate_control_key, restriction_flags
 from serving.parent_death import set_parent_death_signal
+from serving.queue_watch import METRICS_URL_ENVIRONMENT
 from serving.stubs import Stub, StubWatch, python_stubs
 
 NGC_HOME = Path("/opt/tritonserver")
@@ -258,6 +259,7 @@ class TritonServer:
     def environment(self, install: TritonInstall) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env[METRICS_URL_ENVIRONMENT] = self.metrics_url  # the admission steps read the queues there
         if install.library_path is not None:
             # The stub links libpython3.X.so: it must be this interpreter's, not another 3.X on the host,
             # or stdlib extension modules (ssl, ...) fail on symbols that differ between patch releases.

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.admission import ADMISSION_DECODER_PARAMETER, AdmissionDoor
+from serving.admission import ORDERING_INPUT
 from serving.errors import InvalidInputError, busy_message
 from serving.validators import positive_int
 
@@ -29,7 +29,6 @@ class PythonModel:
 
     input_names: tuple[str, ...] = ()
     device_id: int = 0  # the GPU of a KIND_GPU instance (Triton's model_instance_device_id)
-    door: AdmissionDoor | None = None
 
     def initialize(self, args: dict[str, str]) -> None:
         self.pb = load_backend_utils()
@@ -40,9 +39,6 @@ class PythonModel:
         self.device_id = int(args.get("model_instance_device_id") or 0)
         self.input_names = tuple(entry["name"] for entry in config["input"])
         self.response_cache = bool(config.get("response_cache", {}).get("enable", False))
-        # A chat ensemble's first step keeps its decoder's door: a full decoder's excess is refused here, at once.
-        decoder = self.parameters.get(ADMISSION_DECODER_PARAMETER)
-        self.door = AdmissionDoor(decoder) if decoder else None
         self.setup()
 
     def setup(self) -> None:
@@ -63,14 +59,14 @@ class PythonModel:
     def read_inputs(self, request: Any) -> dict[str, np.ndarray]:
         inputs = {}
         for name in self.input_names:
+            if name == ORDERING_INPUT:  # it only orders the steps: never read, never copied
+                continue
             tensor = self.pb.get_input_tensor_by_name(request, name)
             if tensor is not None:
                 inputs[name] = tensor.as_numpy()
         return inputs
 
     def respond(self, request: Any) -> Any:
-        if self.door is not None and self.door.closed():
-            return self.busy_response(self.door.reason())
         try:
             return self.ok_response(self.handle(self.read_inputs(request)))
         except InvalidInputError as error:

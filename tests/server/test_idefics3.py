@@ -64,7 +64,12 @@ def test_the_export_says_vllm_encodes_the_images_and_writes_no_encoder(export_ou
     repository, printed = export_output
     assert "family: idefics3" in printed
     assert "images: encoded by vLLM inside the decoder" in printed
-    assert sorted(path.name for path in repository.iterdir()) == ["idefics3", "idefics3_decoder", "idefics3_preprocess"]
+    assert sorted(path.name for path in repository.iterdir()) == [
+        "idefics3",
+        "idefics3_admission",
+        "idefics3_decoder",
+        "idefics3_preprocess",
+    ]
     assert not list(repository.rglob("*.onnx"))
     assert (
         'key: "image_input"\n  value {\n    string_value: "pixels"'

@@ -99,6 +99,7 @@ def expected(reference: LlavaReference) -> list[list[int]]:
 def test_the_repository_holds_only_the_llava_models(repository: Path) -> None:
     assert sorted(path.name for path in repository.iterdir()) == [
         "llava",
+        "llava_admission",
         "llava_decoder",
         "llava_preprocess",
         "llava_projector",

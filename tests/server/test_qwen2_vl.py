@@ -82,7 +82,7 @@ def test_the_export_writes_the_vision_tower_to_onnx_after_its_parity_check(expor
     repository, printed = export_output
     assert "family: qwen2_vl" in printed
     assert "PASS qwen2_vl_vision: onnxruntime vs pytorch, batch sizes [4, 68, 144, 216]" in printed
-    models = ["qwen2_vl", "qwen2_vl_decoder", "qwen2_vl_preprocess", "qwen2_vl_vision"]
+    models = ["qwen2_vl", "qwen2_vl_admission", "qwen2_vl_decoder", "qwen2_vl_preprocess", "qwen2_vl_vision"]
     assert sorted(path.name for path in repository.iterdir()) == models
     assert (repository / "qwen2_vl_vision" / "1" / "model.onnx").is_file()
     assert 'string_value: "qwen2_vl"' in (repository / "qwen2_vl" / "config.pbtxt").read_text()

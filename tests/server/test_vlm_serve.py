@@ -188,7 +188,7 @@ def test_vlm_serve_reports_each_encoders_precision_and_serves_an_int8_export_wit
     argv = ["clip", "--checkpoint", str(tiny_clip), "--repository", str(exported), "--precision", "int8"]
     assert vlm_export(argv) == 0
     repository = tmp_path / "repo"
-    for model in ("clip_preprocess", "clip_vision", "clip_image_embed"):
+    for model in ("clip_admission", "clip_preprocess", "clip_vision", "clip_image_embed"):
         shutil.copytree(exported / model, repository / model)
     grpc_port = free_port()
     ports = ["--http-port", "0", "--grpc-port", str(grpc_port), "--metrics-port", "0"]

@@ -1,9 +1,10 @@
-"""The chat ensemble's door (serving/admission.py, export/admission.py): the entry step reads what its decoder
-publishes and closes at the mark; a dead or absent decoder leaves it open; every chat ensemble's first step, and no
-other step, is told its decoder."""
+"""The ensembles' doors (serving/admission.py, export/admission.py): the decoder's page closes at its mark, a dead
+or absent decoder leaves it open; every ensemble a client calls opens with its checkpoint's admission step, which
+every step reading the request waits for, with the marks of that ensemble's queues and decoder."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -11,19 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from export.admission import admission_doors, with_admission_doors
+from client.catalog import MODEL_PARAMETER
+from export.admission import TICKET, admission_step_name, with_admission
 from export.families import FAMILIES
 from export.families.base import ExportOptions, Family
 from export.families.clip.spec import CLIP_MODELS
 from export.families.llava.spec import LLAVA_MODELS, MAX_NUM_SEQS, MAX_WAITING_REQUESTS
+from export.repository import served_specs
 from export.specs import EnsembleSpec, PythonModelSpec
 from serving import admission
 from serving.admission import (
-    ADMISSION_DECODER_PARAMETER,
+    ADMISSION_PARAMETER,
+    ORDERING_INPUT,
     AdmissionBoard,
     AdmissionDoor,
     door_mark,
     page_path,
+    queue_mark,
     remove_pages,
 )
 
@@ -91,22 +96,66 @@ def test_the_mark_keeps_every_running_slot_and_half_the_waiting_list() -> None:
     assert door_mark(MAX_NUM_SEQS, MAX_WAITING_REQUESTS) < MAX_NUM_SEQS + MAX_WAITING_REQUESTS
 
 
-def test_each_chat_ensembles_first_step_keeps_its_decoders_door_and_no_other_step_does() -> None:
-    assert admission_doors((*CLIP_MODELS, *LLAVA_MODELS)) == {"llava_preprocess": "llava_decoder"}
-    parameters = {
-        spec.name: spec.parameters.get(ADMISSION_DECODER_PARAMETER)
-        for spec in with_admission_doors(LLAVA_MODELS)
-        if isinstance(spec, PythonModelSpec)
-    }
-    assert parameters.pop("llava_preprocess") == "llava_decoder"
-    assert set(parameters.values()) == {None}
+def test_the_llava_ensemble_opens_with_its_admission_step_which_keeps_its_decoders_door() -> None:
+    specs = {spec.name: spec for spec in with_admission(LLAVA_MODELS)}
+    llava = specs["llava"]
+    assert isinstance(llava, EnsembleSpec)
+    assert llava.steps[0].model == admission_step_name("llava") == "llava_admission"
+    assert llava.steps[1].model == "llava_preprocess" and llava.steps[1].input_map[ORDERING_INPUT] == TICKET
+    step = specs["llava_admission"]
+    assert isinstance(step, PythonModelSpec)
+    (plan,) = json.loads(step.parameters[ADMISSION_PARAMETER]).values()
+    assert plan["decoder"] == "llava_decoder"
+    vision = specs["llava_vision"]
+    assert vision.queue is not None
+    mark = queue_mark(vision.queue.max_queue_size)
+    assert plan["steps"]["llava_vision"] == {"after": ["llava_preprocess"], "mark": mark, "batches": True}
+    decoder = {"after": ["llava_preprocess", "llava_projector"], "mark": None, "batches": False}
+    assert plan["steps"]["llava_decoder"] == decoder  # it keeps its own door, above
+
+
+def test_one_admission_step_serves_every_clip_ensemble_each_with_its_own_marks() -> None:
+    specs = {spec.name: spec for spec in with_admission(CLIP_MODELS)}
+    step = specs["clip_admission"]
+    assert isinstance(step, PythonModelSpec)
+    plans = json.loads(step.parameters[ADMISSION_PARAMETER])
+    assert set(plans) == {f"{TICKET}_clip_image_embed", f"{TICKET}_clip_text_embed", f"{TICKET}_clip_rank"}
+    assert set(plans[f"{TICKET}_clip_image_embed"]["steps"]) == {"clip_preprocess", "clip_vision"}
+    assert set(plans[f"{TICKET}_clip_text_embed"]["steps"]) == {"clip_tokenize", "clip_text"}  # images never close it
+    # the scoring step reads both towers: its queue is reached on either path, never on both at once
+    assert plans[f"{TICKET}_clip_rank"]["steps"]["clip_similarity"]["after"] == ["clip_text", "clip_vision"]
+    rank = specs["clip_rank"]
+    assert isinstance(rank, EnsembleSpec)
+    waits = {step.model: step.input_map.get(ORDERING_INPUT) for step in rank.steps}
+    # The rank ensemble's image step still waits for the tokenizer, which waits for the ticket.
+    assert waits["clip_tokenize"] == TICKET and waits["clip_preprocess"] == "attention_mask"
+    assert with_admission(with_admission(CLIP_MODELS)) == with_admission(CLIP_MODELS)
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda family: family.name)
-def test_every_familys_chat_ensemble_gets_a_door_on_its_entry_step(family: Family) -> None:
-    models = family.models(ExportOptions())
-    decoders = {spec.name for spec in models if isinstance(spec, PythonModelSpec) and spec.decoupled}
-    doors = admission_doors(models)
-    assert set(doors.values()) == decoders
-    entries = {ensemble.steps[0].model for ensemble in models if isinstance(ensemble, EnsembleSpec)}
-    assert set(doors) <= entries
+def test_every_ensemble_a_client_calls_opens_with_its_checkpoints_admission_step(family: Family) -> None:
+    specs = served_specs(family, ExportOptions())
+    by_name = {spec.name: spec for spec in specs}
+    step = by_name[admission_step_name(family.name)]
+    assert isinstance(step, PythonModelSpec)
+    plans = json.loads(step.parameters[ADMISSION_PARAMETER])
+    called = [spec for spec in specs if isinstance(spec, EnsembleSpec) and MODEL_PARAMETER in spec.parameters]
+    assert called and len(plans) == len(called)
+    for ensemble in called:
+        assert ensemble.steps[0].model == step.name
+        given = {tensor.name for tensor in ensemble.inputs}
+        for entry in ensemble.steps[1:]:
+            if set(entry.input_map.values()) - {TICKET} <= given:  # every step that reads only the request waits
+                assert entry.input_map[ORDERING_INPUT] == TICKET, (ensemble.name, entry.model)
+        plan = plans[f"{TICKET}_{ensemble.name}"]
+        decoders = [s.model for s in ensemble.steps if getattr(by_name[s.model], "decoupled", False)]
+        assert plan["decoder"] == (decoders[0] if decoders else None)
+        assert set(plan["steps"]) == {s.model for s in ensemble.steps[1:]}
+        for model, entry in plan["steps"].items():
+            queue = by_name[model].queue
+            assert entry["mark"] == (queue_mark(queue.max_queue_size) if queue else None)
+
+
+def test_a_queue_mark_is_half_the_queue() -> None:
+    assert queue_mark(32) == 16
+    assert queue_mark(1) == 1

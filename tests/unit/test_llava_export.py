@@ -80,6 +80,7 @@ def test_fuse_projector_exports_one_graph_equal_to_vision_then_projector(
     assert not (repository / "llava_projector").exists()
     ensemble = parse_pbtxt((repository / "llava" / "config.pbtxt").read_text())
     assert [step.model_name for step in ensemble.ensemble_scheduling.step] == [
+        "llava_admission",
         "llava_preprocess",
         "llava_vision",
         "llava_decoder",

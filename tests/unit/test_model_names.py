@@ -91,7 +91,9 @@ def test_a_repository_of_named_checkpoints_is_read_back_by_name_with_each_ones_m
     assert (chat.kind, chat.text_model, chat.entry_models) == ("chat", "chat-2_decoder", ("chat-2", "chat-2_decoder"))
     assert chat.model_names() == ModelNames.of(chat_model="chat-2")
     assert served_families(root)["clip"].names == ("clip", NAME)
-    assert members(root)["chat-2"] == {"chat-2", "chat-2_preprocess", "chat-2_vision", "chat-2_decoder"}
+    assert members(root)["chat-2"] == {
+        *("chat-2", "chat-2_admission", "chat-2_preprocess", "chat-2_vision", "chat-2_decoder")
+    }
     assert [m.name for m in select_models(root, [NAME, "llava"])] == [NAME, "llava"]
 
 

@@ -1,0 +1,128 @@
+"""How much work each model of the server holds in its queue, read from the server's own metrics endpoint. The
+admission step reads it to refuse a request at the ensemble's entry when a later step's queue is past its mark,
+instead of after the earlier steps worked on it (serving/triton_models/admission_step.py).
+
+Work is counted in items, what a batching model's batch is made of (images for a vision tower): Triton counts its
+queue in requests (``nv_inference_pending_request_count``), and a request of four images waits behind four times
+the work of one. So each model's queued requests are weighed by the items its recent requests carried
+(``nv_inference_count`` over ``nv_inference_request_success``; 1 for a model that does not batch).
+
+The launcher names the endpoint in the server's environment (``METRICS_URL_ENVIRONMENT``), which every python stub
+inherits. Without it, or while the endpoint does not answer, nothing is known and the door stays open: each queue
+then refuses for itself, later."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+METRICS_URL_ENVIRONMENT = "TRITON_VLM_METRICS_URL"
+PENDING_METRIC = "nv_inference_pending_request_count"
+ITEMS_METRIC = "nv_inference_count"
+REQUESTS_METRIC = "nv_inference_request_success"
+# A reading is reused for this long: a burst of hundreds of requests a second costs at most 50 reads (about 0.5 ms
+# each on 2 cores), and in 20 ms at most a few requests pass a door that has just closed.
+REFRESH_S = 0.02
+READ_TIMEOUT_S = 0.1  # the door must not wait on a server too busy to answer its metrics
+RETRY_AFTER_S = 1.0  # after a failed read the door stays open this long before it reads again
+ITEMS_WINDOW_S = 2.0  # items per request are those of the requests served in about the last this many seconds
+_MODEL_LABEL = re.compile(r'model="([^"]*)"')
+
+
+def model_samples(metrics_text: str, metric: str) -> dict[str, float]:
+    """Model -> the metric's value (summed over versions), from a Prometheus text exposition."""
+    values: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if not line.startswith(metric + "{"):
+            continue
+        labels, _, value = line[len(metric) :].rpartition(" ")
+        if match := _MODEL_LABEL.search(labels):
+            values[match.group(1)] = values.get(match.group(1), 0.0) + float(value)
+    return values
+
+
+class ItemsPerRequest:
+    """Each model's items per request over a sliding window of its served requests' counters. Only recent ones
+    count: after an idle spell (no reading for two windows) it knows nothing until a window closes, and weighs each
+    request as one item meanwhile (a flood of 32-image requests must not make every later request weigh 32)."""
+
+    def __init__(self) -> None:
+        self.ratio: dict[str, float] = {}
+        self.window_start: dict[str, tuple[float, float, float]] = {}  # model -> (time, items, requests)
+
+    def update(self, now: float, items: dict[str, float], requests: dict[str, float]) -> None:
+        for model, served in requests.items():
+            total = items.get(model, served)
+            start = self.window_start.get(model)
+            if start is None or now - start[0] >= 2 * ITEMS_WINDOW_S:
+                self.window_start[model] = (now, total, served)
+                self.ratio.pop(model, None)
+                continue
+            started, items_then, served_then = start
+            if now - started >= ITEMS_WINDOW_S and served > served_then:
+                self.ratio[model] = (total - items_then) / (served - served_then)
+                self.window_start[model] = (now, total, served)
+
+    def of(self, model: str) -> float:
+        return max(self.ratio.get(model, 1.0), 1.0)
+
+
+@dataclass(frozen=True)
+class QueueReading:
+    queued: dict[str, float]  # model -> requests in its queue
+    items_per_request: dict[str, float]
+
+    def items(self, model: str, requests: float) -> float:
+        """``requests`` of ``model`` weighed by the items its recent requests carried."""
+        return requests * self.items_per_request.get(model, 1.0)
+
+
+class QueueWatch:
+    """``reading()``: the queues as last read (at most ``REFRESH_S`` ago); None while none can be had."""
+
+    def __init__(self, metrics_url: str | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.address = urlsplit(metrics_url) if metrics_url else None
+        self.connection: http.client.HTTPConnection | None = None
+        self.last: QueueReading | None = None
+        self.items = ItemsPerRequest()
+        self.read_at = -float("inf")
+        self.failed_at = -float("inf")
+
+    def reading(self) -> QueueReading | None:
+        now = self.clock()
+        if self.address is None or now - self.failed_at < RETRY_AFTER_S:
+            return None
+        if now - self.read_at >= REFRESH_S:
+            try:
+                text = self._read()
+                self.items.update(now, model_samples(text, ITEMS_METRIC), model_samples(text, REQUESTS_METRIC))
+                queued = model_samples(text, PENDING_METRIC)
+                self.last = QueueReading(queued, {model: self.items.of(model) for model in self.items.ratio})
+                self.read_at = now
+            except (OSError, http.client.HTTPException, ValueError):
+                self._drop_connection()
+                self.last, self.failed_at = None, now
+        return self.last
+
+    def _read(self) -> str:
+        assert self.address is not None
+        if self.connection is None:  # kept open: a read is then one request on a warm socket
+            self.connection = http.client.HTTPConnection(
+                self.address.hostname or "127.0.0.1", self.address.port, timeout=READ_TIMEOUT_S
+            )
+        self.connection.request("GET", self.address.path or "/metrics")
+        response = self.connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise http.client.HTTPException(f"metrics answered {response.status}")
+        return body.decode()
+
+    def _drop_connection(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None

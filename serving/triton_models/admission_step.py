@@ -1,0 +1,33 @@
+"""The first step of every ensemble a client calls: it admits a request (a ticket the other steps wait for) or
+refuses it as busy before any step has read it (serving/admission.py). One model per checkpoint serves all of its
+ensembles; which ensemble a request came through is the output it asks for, and each has its own marks."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from serving.admission import ADMISSION_PARAMETER, Gate
+from serving.queue_watch import METRICS_URL_ENVIRONMENT, QueueWatch
+from serving.triton_models.base import PythonModel
+
+TICKET = np.zeros((1, 1), dtype=np.int64)
+
+
+class AdmissionStep(PythonModel):
+    def setup(self) -> None:
+        queues = QueueWatch(os.environ.get(METRICS_URL_ENVIRONMENT))  # one reading shared by every gate
+        plans = json.loads(self.parameters[ADMISSION_PARAMETER])
+        self.gates = {output: Gate.from_plan(plan, queues) for output, plan in plans.items()}
+
+    def respond(self, request: Any) -> Any:
+        # Its inputs are only there so that Triton schedules the step: none is read.
+        outputs = request.requested_output_names()
+        refusals = [self.gates[output].refusal() for output in outputs if output in self.gates]
+        reason = next((refusal for refusal in refusals if refusal), None)
+        if reason is not None:
+            return self.busy_response(reason)
+        return self.ok_response({output: TICKET for output in outputs})

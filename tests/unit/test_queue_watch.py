@@ -1,0 +1,199 @@
+"""serving/queue_watch.py and the gate that reads it (serving/admission.py), against a metrics endpoint served over
+real HTTP: queued requests weighed by the items per request, the steps before a step counted toward it, a reading
+reused for ``REFRESH_S``, and a failed read leaving the door open until ``RETRY_AFTER_S``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from serving.admission import Gate, Step
+from serving.queue_watch import ITEMS_WINDOW_S, REFRESH_S, RETRY_AFTER_S, QueueWatch, model_samples
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def exposition(queued: dict[str, int], items: dict[str, int], served: dict[str, int]) -> str:
+    lines = ["# HELP nv_inference_pending_request_count Instantaneous number of pending requests"]
+    for metric, values in (
+        ("nv_inference_pending_request_count", queued),
+        ("nv_inference_count", items),
+        ("nv_inference_request_success", served),
+    ):
+        lines += [f'{metric}{{model="{model}",version="1"}} {value}' for model, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+class Metrics:
+    """A metrics endpoint whose text a test sets; ``status`` other than 200 answers an error."""
+
+    def __init__(self) -> None:
+        self.text = exposition({}, {}, {})
+        self.status = 200
+        self.reads = 0
+        metrics = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                metrics.reads += 1
+                body = metrics.text.encode()
+                self.send_response(metrics.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/metrics"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def metrics() -> Iterator[Metrics]:
+    served = Metrics()
+    yield served
+    served.server.shutdown()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_model_samples_sum_versions_and_skip_other_metrics() -> None:
+    text = (
+        exposition({"vision": 3}, {"vision": 12}, {})
+        + 'nv_inference_pending_request_count{model="vision",version="2"} 1\n'
+    )
+    assert model_samples(text, "nv_inference_pending_request_count") == {"vision": 4.0}
+    assert model_samples(text, "nv_inference_count") == {"vision": 12.0}
+
+
+def served(
+    watch: QueueWatch, metrics: Metrics, clock: Clock, queued: dict[str, int], items: int, requests: int
+) -> None:
+    """A window of ``requests`` served requests of ``items`` items in all, all of them the vision tower's."""
+    before = model_samples(metrics.text, "nv_inference_count").get("vision", 0)
+    served_before = model_samples(metrics.text, "nv_inference_request_success").get("vision", 0)
+    metrics.text = exposition({}, {"vision": int(before)}, {"vision": int(served_before)})
+    watch.reading()
+    clock.now += ITEMS_WINDOW_S
+    totals = {"vision": int(before) + items}, {"vision": int(served_before) + requests}
+    metrics.text = exposition(queued, *totals)
+
+
+def test_queued_requests_are_weighed_by_the_items_recent_requests_carried(metrics: Metrics) -> None:
+    clock = Clock()
+    watch = QueueWatch(metrics.url, clock)
+    metrics.text = exposition({"vision": 2, "preprocess": 1}, {"vision": 40}, {"vision": 10})
+    reading = watch.reading()
+    assert reading is not None and reading.items("vision", 2) == 2  # no window yet: a request is one item
+    clock.now += ITEMS_WINDOW_S
+    metrics.text = exposition({"vision": 2, "preprocess": 1}, {"vision": 40 + 40}, {"vision": 10 + 10})
+    reading = watch.reading()
+    assert reading is not None
+    assert reading.items("vision", 2) == 8  # 2 requests of 4 images (the window: 40 images in 10 requests)
+    assert reading.items("preprocess", 1) == 1
+    clock.now += ITEMS_WINDOW_S
+    metrics.text = exposition({"vision": 2}, {"vision": 80 + 10}, {"vision": 20 + 10})  # ten single-image requests
+    reading = watch.reading()
+    assert reading is not None and reading.items("vision", 2) == 2
+
+
+def test_after_an_idle_spell_past_requests_sizes_are_forgotten(metrics: Metrics) -> None:
+    clock = Clock()
+    watch = QueueWatch(metrics.url, clock)
+    served(watch, metrics, clock, {"vision": 1}, items=320, requests=10)  # a flood of 32-image requests
+    reading = watch.reading()
+    assert reading is not None and reading.items("vision", 1) == 32
+    clock.now += 60  # then nothing for a minute, and a request of one image
+    reading = watch.reading()
+    assert reading is not None and reading.items("vision", 1) == 1
+
+
+def test_a_reading_is_reused_for_the_refresh_interval(metrics: Metrics) -> None:
+    clock = Clock()
+    watch = QueueWatch(metrics.url, clock)
+    watch.reading()
+    clock.now += REFRESH_S / 2
+    watch.reading()
+    assert metrics.reads == 1
+    clock.now += 2 * REFRESH_S
+    watch.reading()
+    assert metrics.reads == 2
+
+
+def test_no_endpoint_or_a_failing_one_leaves_the_door_open_until_a_retry(metrics: Metrics) -> None:
+    assert QueueWatch(None).reading() is None
+    clock = Clock()
+    watch = QueueWatch(metrics.url, clock)
+    metrics.status = 500
+    assert watch.reading() is None
+    metrics.status = 200
+    clock.now += RETRY_AFTER_S / 2
+    assert watch.reading() is None and metrics.reads == 1  # not asked again yet
+    clock.now += RETRY_AFTER_S
+    assert watch.reading() is not None
+    closed = QueueWatch("http://127.0.0.1:9/metrics", clock)  # nothing listens there
+    assert closed.reading() is None
+
+
+def test_the_gate_closes_at_the_mark_counting_the_steps_before_it(metrics: Metrics) -> None:
+    clock = Clock()
+    watch = QueueWatch(metrics.url, clock)
+    gate = Gate({"preprocess": Step(), "vision": Step(("preprocess",), 16, batches=True)}, None, watch)
+    served(watch, metrics, clock, {"vision": 2, "preprocess": 1}, items=40, requests=10)
+    assert gate.refusal() is None  # 12 images headed to it
+    clock.now += 2 * REFRESH_S
+    metrics.text = metrics.text.replace('preprocess",version="1"} 1', 'preprocess",version="1"} 2')
+    refusal = gate.refusal()
+    assert refusal is not None and "vision" in refusal and "16" in refusal
+    clock.now += 2 * REFRESH_S
+    metrics.text = metrics.text.replace('preprocess",version="1"} 2', 'preprocess",version="1"} 0')
+    assert gate.refusal() is None  # 8
+
+
+def test_a_flood_within_one_reading_counts_the_requests_the_gate_admitted_since(metrics: Metrics) -> None:
+    clock = Clock()
+    gate = Gate({"preprocess": Step((), 4)}, None, QueueWatch(metrics.url, clock))
+    metrics.text = exposition({"preprocess": 0}, {}, {})
+    outcomes = [gate.refusal() for _ in range(6)]
+    assert outcomes[:4] == [None] * 4 and all(outcomes[4:])
+    assert metrics.reads == 1
+    clock.now += 2 * REFRESH_S  # the next reading sees where they went: the count starts again from it
+    metrics.text = exposition({"preprocess": 1}, {}, {})
+    assert gate.refusal() is None
+
+
+def test_parallel_branches_to_a_batching_step_count_their_busiest_path_not_their_sum(metrics: Metrics) -> None:
+    clock = Clock()
+    steps = {
+        "tokenize": Step(),
+        "text": Step(("tokenize",)),
+        "vision": Step(),
+        "fuse": Step(("text", "vision"), 4, True),
+    }
+    gate = Gate(steps, None, QueueWatch(metrics.url, clock))
+    metrics.text = exposition({"text": 3, "vision": 3}, {}, {})  # the same three requests in both towers' queues
+    assert gate.refusal() is None
+    clock.now += 2 * REFRESH_S
+    metrics.text = exposition({"tokenize": 1, "text": 3, "vision": 3}, {}, {})
+    assert gate.refusal() is not None
+
+
+def test_a_step_taking_one_request_at_a_time_counts_only_its_own_queue(metrics: Metrics) -> None:
+    clock = Clock()
+    gate = Gate({"tokenize": Step(), "score": Step(("tokenize",), 2)}, None, QueueWatch(metrics.url, clock))
+    metrics.text = exposition({"tokenize": 8, "score": 1}, {}, {})
+    assert gate.refusal() is None
+    clock.now += 2 * REFRESH_S
+    metrics.text = exposition({"tokenize": 0, "score": 2}, {}, {})
+    assert gate.refusal() is not None
