@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ REQUESTS_METRIC = "nv_inference_request_success"
 REFRESH_S = 0.02
 READ_TIMEOUT_S = 0.1  # the door must not wait on a server too busy to answer its metrics
 RETRY_AFTER_S = 1.0  # after a failed read the door stays open this long before it reads again
+STALE_S = 0.5  # a reading older than this (its reader stuck or failing) says nothing: the door stays open
 ITEMS_WINDOW_S = 2.0  # items per request are those of the requests served in about the last this many seconds
 _MODEL_LABEL = re.compile(r'model="([^"]*)"')
 
@@ -82,9 +84,14 @@ class QueueReading:
 
 
 class QueueWatch:
-    """``reading()``: the queues as last read (at most ``REFRESH_S`` ago); None while none can be had."""
+    """``reading()``: the queues as last read (at most ``REFRESH_S`` ago while asked for); None while none can be
+    had. With ``background`` a thread of its own reads the endpoint, woken by the requests that ask, so no request
+    waits for a read (a metrics read took tens of milliseconds on a busy 2-core server, the door's whole budget); it
+    reads nothing while none asks."""
 
-    def __init__(self, metrics_url: str | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, metrics_url: str | None, clock: Callable[[], float] = time.monotonic, background: bool = False
+    ) -> None:
         self.clock = clock
         self.address = urlsplit(metrics_url) if metrics_url else None
         self.connection: http.client.HTTPConnection | None = None
@@ -92,22 +99,43 @@ class QueueWatch:
         self.items = ItemsPerRequest()
         self.read_at = -float("inf")
         self.failed_at = -float("inf")
+        self.wanted: threading.Event | None = None
+        if background and self.address is not None:
+            self.wanted = threading.Event()
+            threading.Thread(target=self._read_when_asked, name="queue-watch", daemon=True).start()
 
     def reading(self) -> QueueReading | None:
         now = self.clock()
-        if self.address is None or now - self.failed_at < RETRY_AFTER_S:
+        if self.address is None:
             return None
-        if now - self.read_at >= REFRESH_S:
-            try:
-                text = self._read()
-                self.items.update(now, model_samples(text, ITEMS_METRIC), model_samples(text, REQUESTS_METRIC))
-                queued = model_samples(text, PENDING_METRIC)
-                self.last = QueueReading(queued, {model: self.items.of(model) for model in self.items.ratio})
-                self.read_at = now
-            except (OSError, http.client.HTTPException, ValueError):
-                self._drop_connection()
-                self.last, self.failed_at = None, now
+        if self.wanted is not None:
+            self.wanted.set()
+            last, read_at = self.last, self.read_at
+            return last if now - read_at < STALE_S else None
+        if now - self.failed_at >= RETRY_AFTER_S and now - self.read_at >= REFRESH_S:
+            self._refresh(now)
         return self.last
+
+    def _read_when_asked(self) -> None:
+        assert self.wanted is not None
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            failed = not self._refresh(self.clock())
+            time.sleep(RETRY_AFTER_S if failed else REFRESH_S)  # at most one read an interval
+
+    def _refresh(self, now: float) -> bool:
+        try:
+            text = self._read()
+        except (OSError, http.client.HTTPException, ValueError):
+            self._drop_connection()
+            self.last, self.failed_at = None, now
+            return False
+        self.items.update(now, model_samples(text, ITEMS_METRIC), model_samples(text, REQUESTS_METRIC))
+        queued = model_samples(text, PENDING_METRIC)
+        self.last = QueueReading(queued, {model: self.items.of(model) for model in self.items.ratio})
+        self.read_at = now
+        return True
 
     def _read(self) -> str:
         assert self.address is not None

@@ -19,7 +19,8 @@ TICKET = np.zeros((1, 1), dtype=np.int64)
 
 class AdmissionStep(PythonModel):
     def setup(self) -> None:
-        queues = QueueWatch(os.environ.get(METRICS_URL_ENVIRONMENT))  # one reading shared by every gate
+        # One reader shared by every gate, in a thread of its own: no request waits for a read.
+        queues = QueueWatch(os.environ.get(METRICS_URL_ENVIRONMENT), background=True)
         plans = json.loads(self.parameters[ADMISSION_PARAMETER])
         self.gates = {output: Gate.from_plan(plan, queues) for output, plan in plans.items()}
 

@@ -5,6 +5,7 @@ reused for ``REFRESH_S``, and a failed read leaving the door open until ``RETRY_
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -197,3 +198,17 @@ def test_a_step_taking_one_request_at_a_time_counts_only_its_own_queue(metrics: 
     clock.now += 2 * REFRESH_S
     metrics.text = exposition({"tokenize": 0, "score": 2}, {}, {})
     assert gate.refusal() is not None
+
+
+def test_in_the_background_a_thread_reads_when_asked_and_never_while_idle(metrics: Metrics) -> None:
+    metrics.text = exposition({"vision": 3}, {}, {})
+    watch = QueueWatch(metrics.url, background=True)
+    assert watch.reading() is None  # the first ask wakes the reader; the request does not wait for it
+    deadline = time.monotonic() + 5
+    while (reading := watch.reading()) is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert reading is not None and reading.queued == {"vision": 3.0}
+    time.sleep(3 * REFRESH_S)  # a read already asked for may still come
+    reads = metrics.reads
+    time.sleep(10 * REFRESH_S)
+    assert metrics.reads == reads  # nobody asked
