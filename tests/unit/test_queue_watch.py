@@ -162,18 +162,6 @@ def test_the_gate_closes_at_the_mark_counting_the_steps_before_it(metrics: Metri
     assert gate.refusal() is None  # 8
 
 
-def test_a_flood_within_one_reading_counts_the_requests_the_gate_admitted_since(metrics: Metrics) -> None:
-    clock = Clock()
-    gate = Gate({"preprocess": Step((), 4)}, None, QueueWatch(metrics.url, clock))
-    metrics.text = exposition({"preprocess": 0}, {}, {})
-    outcomes = [gate.refusal() for _ in range(6)]
-    assert outcomes[:4] == [None] * 4 and all(outcomes[4:])
-    assert metrics.reads == 1
-    clock.now += 2 * REFRESH_S  # the next reading sees where they went: the count starts again from it
-    metrics.text = exposition({"preprocess": 1}, {}, {})
-    assert gate.refusal() is None
-
-
 def test_parallel_branches_to_a_batching_step_count_their_busiest_path_not_their_sum(metrics: Metrics) -> None:
     clock = Clock()
     steps = {
