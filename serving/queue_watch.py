@@ -35,16 +35,24 @@ ITEMS_WINDOW_S = 2.0  # items per request are those of the requests served in ab
 _MODEL_LABEL = re.compile(r'model="([^"]*)"')
 
 
-def model_samples(metrics_text: str, metric: str) -> dict[str, float]:
-    """Model -> the metric's value (summed over versions), from a Prometheus text exposition."""
-    values: dict[str, float] = {}
+def model_metrics(metrics_text: str, metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Metric -> model -> its value (summed over versions), for each of ``metrics``, in one pass over a Prometheus
+    text exposition."""
+    found: dict[str, dict[str, float]] = {metric: {} for metric in metrics}
     for line in metrics_text.splitlines():
-        if not line.startswith(metric + "{"):
+        name, brace, rest = line.partition("{")
+        if not brace or name not in found:
             continue
-        labels, _, value = line[len(metric) :].rpartition(" ")
+        labels, _, value = rest.rpartition(" ")
         if match := _MODEL_LABEL.search(labels):
+            values = found[name]
             values[match.group(1)] = values.get(match.group(1), 0.0) + float(value)
-    return values
+    return found
+
+
+def model_samples(metrics_text: str, metric: str) -> dict[str, float]:
+    """Model -> the metric's value (summed over versions)."""
+    return model_metrics(metrics_text, (metric,))[metric]
 
 
 class ItemsPerRequest:
@@ -131,8 +139,9 @@ class QueueWatch:
             self._drop_connection()
             self.last, self.failed_at = None, now
             return False
-        self.items.update(now, model_samples(text, ITEMS_METRIC), model_samples(text, REQUESTS_METRIC))
-        queued = model_samples(text, PENDING_METRIC)
+        found = model_metrics(text, (ITEMS_METRIC, REQUESTS_METRIC, PENDING_METRIC))
+        self.items.update(now, found[ITEMS_METRIC], found[REQUESTS_METRIC])
+        queued = found[PENDING_METRIC]
         self.last = QueueReading(queued, {model: self.items.of(model) for model in self.items.ratio})
         self.read_at = now
         return True
