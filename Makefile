@@ -45,7 +45,7 @@ serve: $(EXPORTED)
 	$(BIN)/vlm-serve --repository $(REPOSITORY)
 
 # Benchmarks export real-size shapes into their own repositories: model_repository/ stays what tests and demo use.
-# The CLIP paths are measured at float32 and at int8 (the same checkpoint exported --precision int8).
+# The CLIP and LLaVA paths are measured at float32 and at int8 (the same checkpoint exported --precision int8).
 BENCH_REPOSITORY := .cache/bench_repository
 BENCH_INT8_REPOSITORY := .cache/bench_repository_int8
 BENCH_CLIP := .cache/checkpoints/clip-vit-base-patch32
@@ -77,6 +77,9 @@ $(BENCH_INT8_REPOSITORY)/clip_vision/1/model.onnx: $(BENCH_CLIP)/config.json $(E
 $(BENCH_REPOSITORY)/llava_vision/1/model.onnx: $(BENCH_LLAVA)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
 	$(BIN)/vlm-export llava --checkpoint $(BENCH_LLAVA) --repository $(BENCH_REPOSITORY)
 
+$(BENCH_INT8_REPOSITORY)/llava_vision/1/model.onnx: $(BENCH_LLAVA)/config.json $(EXPORT_SOURCES) | $(BENCH_INT8_REPOSITORY)/clip_vision/1/model.onnx
+	$(BIN)/vlm-export llava --checkpoint $(BENCH_LLAVA) --repository $(BENCH_INT8_REPOSITORY) --precision int8
+
 $(BENCH_REPOSITORY)/siglip_vision/1/model.onnx: $(BENCH_SIGLIP)/config.json $(EXPORT_SOURCES) | $(BENCH_REPOSITORY)/clip_vision/1/model.onnx
 	$(BIN)/vlm-export model --checkpoint $(BENCH_SIGLIP) --repository $(BENCH_REPOSITORY)
 
@@ -99,9 +102,11 @@ BENCH_QWEN2_VL_VIDEO := $(BENCH_SHORT) --alternations 1 --warmup-requests 2 --mo
 
 # llava: 1024 distinct images and questions, more than a run sends to Triton (direct, and image and text requests
 # through vlm-gateway), so the LLaVA encoders' response cache never answers; --vllm-peer measures `vllm serve` on
-# the same checkpoint, alternating with this project through vlm-gateway.
+# the same checkpoint, alternating with this project through vlm-gateway. llava-int8 repeats it with the encoders
+# exported --precision int8 (what a CPU host serves; `vllm serve` keeps its float32 tower), without baselines.
 bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/clip_vision/1/model.onnx \
-		$(BENCH_REPOSITORY)/llava_vision/1/model.onnx $(BENCH_REPOSITORY)/siglip_vision/1/model.onnx \
+		$(BENCH_REPOSITORY)/llava_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/llava_vision/1/model.onnx \
+		$(BENCH_REPOSITORY)/siglip_vision/1/model.onnx \
 		$(BENCH_REPOSITORY)/llava_next_vision/1/model.onnx $(BENCH_REPOSITORY)/qwen2_vl_vision/1/model.onnx
 	$(BIN)/vlm-bench clip-image $(BENCH_CLIP_FP32)
 	$(BIN)/vlm-bench clip-image $(BENCH_CLIP_INT8) --name clip-image-int8
@@ -111,6 +116,8 @@ bench: $(BENCH_REPOSITORY)/clip_vision/1/model.onnx $(BENCH_INT8_REPOSITORY)/cli
 	$(BIN)/vlm-bench clip-rank $(BENCH_CLIP_INT8) --name clip-rank-int8
 	$(BIN)/vlm-bench llava $(BENCH_SWEEP) --checkpoint $(BENCH_LLAVA) --window-requests 2 --baseline-requests 3 \
 		--output-tokens 64 --input-count 1024 --vllm-peer
+	$(BIN)/vlm-bench llava $(BENCH_LOAD) --repository $(BENCH_INT8_REPOSITORY) --checkpoint $(BENCH_LLAVA) \
+		--window-requests 2 --output-tokens 64 --input-count 1024 --vllm-peer --no-baselines --name llava-int8
 	$(BIN)/vlm-bench image-embed $(BENCH_SIGLIP_FP32)
 	$(BIN)/vlm-bench text-embed $(BENCH_SIGLIP_FP32)
 	$(BIN)/vlm-bench chat $(BENCH_SHORT) --model llava_next --checkpoint $(BENCH_LLAVA_NEXT) --baseline-requests 2 \

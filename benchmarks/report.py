@@ -318,9 +318,10 @@ def vllm_peer_markdown(report: dict[str, Any]) -> list[str]:
     version = f"vLLM {peer['version']}, " if peer.get("version") else ""
     lines = [
         "",
-        f"Against vLLM's own OpenAI server (`vllm serve`, {version}{peer['url']}) on the same checkpoint, the same "
-        f"requests through its chat completions API, alternating with this project through vlm-gateway in each of "
-        f"{alternations} alternations; ratios this project / vllm serve, the median (lowest-highest):",
+        f"Against vLLM's own OpenAI server (`vllm serve`, {version}{peer['url']}) on the same checkpoint"
+        f"{_peer_precisions(report)}, the same requests through its chat completions API, alternating with this "
+        f"project through vlm-gateway in each of {alternations} alternations; ratios this project / vllm serve, the "
+        "median (lowest-highest):",
         "",
     ]
     columns = ["workload", "load", "tokens/s", "vllm serve tokens/s", "tokens/s ratio", "TTFT p50 ms",
@@ -469,6 +470,15 @@ def _target_line(target: dict[str, Any]) -> str:
 def _precisions(server: dict[str, Any]) -> str:
     precisions = server.get("encoder_precisions") or {}
     return f"encoders at {', '.join(sorted(set(precisions.values())))}; " if precisions else ""
+
+
+def _peer_precisions(report: dict[str, Any]) -> str:
+    """What each side computes in, where known: an int8 export's ratios are not a float32 comparison."""
+    precisions = sorted(set((report.get("server", {}).get("encoder_precisions") or {}).values()))
+    dtype = report["vllm_peer"].get("settings", {}).get("dtype")
+    if not precisions or not dtype:
+        return ""
+    return f" (this project's encoders at {', '.join(precisions)}, `vllm serve`'s whole model at {dtype})"
 
 
 def _memory(server: dict[str, Any]) -> str:

@@ -230,7 +230,9 @@ def test_the_vllm_peer_ratios_are_this_project_over_vllm_serve_per_alternation(
         "prompt_tokens": {"image": {"project": 55, "vllm_serve": 55, "equal": True},
                           "text": {"project": 35, "vllm_serve": 34, "equal": False}},
         "peak_memory_bytes": 2**31,
+        "settings": {"dtype": "float32"},
     }  # fmt: skip
+    report["server"]["encoder_precisions"] = {"llava_vision": "int8", "llava_projector": "int8"}
     add_vllm_peer(report, peer, pooled, rounds)
     ratios = {(r["workload"], r["value"], r["metric"]): r for r in report["vllm_peer"]["ratios"]}
     throughput = ratios[("image", 8, "output_token_throughput")]
@@ -259,7 +261,10 @@ def test_the_vllm_peer_ratios_are_this_project_over_vllm_serve_per_alternation(
     assert (float(ratio["min"]), float(ratio["max"])) == pytest.approx((0.5, 2.0))
 
     text = markdown(report)
-    assert "Against vLLM's own OpenAI server (`vllm serve`, vLLM 0.32.0, http://127.0.0.1:8000)" in text
+    assert (
+        "Against vLLM's own OpenAI server (`vllm serve`, vLLM 0.32.0, http://127.0.0.1:8000) on the same checkpoint "
+        "(this project's encoders at int8, `vllm serve`'s whole model at float32)" in text
+    )
     assert "| image | concurrency 8 |" in text and "1.25x (0.50-2.00)" in text
     assert "**image, concurrency 8**: output_token_throughput avg this project / vllm serve 1.25x" in text
     assert "35 through vlm-gateway, 34 on vllm serve (DIFFERENT" in text
