@@ -475,7 +475,7 @@ def _precisions(server: dict[str, Any]) -> str:
 def _peer_precisions(report: dict[str, Any]) -> str:
     """What each side computes in, where known: an int8 export's ratios are not a float32 comparison."""
     precisions = sorted(set((report.get("server", {}).get("encoder_precisions") or {}).values()))
-    dtype = report["vllm_peer"].get("settings", {}).get("dtype")
+    dtype = (report["vllm_peer"].get("settings") or {}).get("dtype")  # None: a peer this run did not start
     if not precisions or not dtype:
         return ""
     return f" (this project's encoders at {', '.join(precisions)}, `vllm serve`'s whole model at {dtype})"
