@@ -56,11 +56,9 @@ def model_samples(metrics_text: str, metric: str) -> dict[str, float]:
 
 
 class ItemsPerRequest:
-    """Each model's items per request over a sliding window of its served requests' counters. Until a model's first
-    window closes, the counters since the server started give the weight; after an idle spell the last weight stands
-    until a new window closes. Weighing a burst's first requests as one item each let the door admit four times too
-    many four-image requests (test_burst: admitted p99 7.2 s against 1.9 s at capacity); a weight too high instead
-    refuses only while the queue holds something, which drains and closes a window."""
+    """Each model's items per request over a sliding window of its served requests' counters. Only recent ones
+    count: after an idle spell (no reading for two windows) it knows nothing until a window closes, and weighs each
+    request as one item meanwhile (a flood of 32-image requests must not make every later request weigh 32)."""
 
     def __init__(self) -> None:
         self.ratio: dict[str, float] = {}
@@ -70,10 +68,9 @@ class ItemsPerRequest:
         for model, served in requests.items():
             total = items.get(model, served)
             start = self.window_start.get(model)
-            if start is None and served > 0:
-                self.ratio[model] = total / served  # since the server started, until a window closes
             if start is None or now - start[0] >= 2 * ITEMS_WINDOW_S:
-                self.window_start[model] = (now, total, served)  # a fresh window after an idle spell
+                self.window_start[model] = (now, total, served)
+                self.ratio.pop(model, None)
                 continue
             started, items_then, served_then = start
             if now - started >= ITEMS_WINDOW_S and served > served_then:

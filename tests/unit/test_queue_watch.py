@@ -94,42 +94,28 @@ def served(
 def test_queued_requests_are_weighed_by_the_items_recent_requests_carried(metrics: Metrics) -> None:
     clock = Clock()
     watch = QueueWatch(metrics.url, clock)
-    metrics.text = exposition({"vision": 2, "preprocess": 1}, {"vision": 20}, {"vision": 10})
+    metrics.text = exposition({"vision": 2, "preprocess": 1}, {"vision": 40}, {"vision": 10})
     reading = watch.reading()
-    # No window yet: the requests since the server started weigh it (20 images in 10 requests).
-    assert reading is not None and reading.items("vision", 2) == 4
+    assert reading is not None and reading.items("vision", 2) == 2  # no window yet: a request is one item
     clock.now += ITEMS_WINDOW_S
-    metrics.text = exposition({"vision": 2, "preprocess": 1}, {"vision": 20 + 40}, {"vision": 10 + 10})
+    metrics.text = exposition({"vision": 2, "preprocess": 1}, {"vision": 40 + 40}, {"vision": 10 + 10})
     reading = watch.reading()
     assert reading is not None
     assert reading.items("vision", 2) == 8  # 2 requests of 4 images (the window: 40 images in 10 requests)
     assert reading.items("preprocess", 1) == 1
     clock.now += ITEMS_WINDOW_S
-    metrics.text = exposition({"vision": 2}, {"vision": 60 + 10}, {"vision": 20 + 10})  # ten single-image requests
+    metrics.text = exposition({"vision": 2}, {"vision": 80 + 10}, {"vision": 20 + 10})  # ten single-image requests
     reading = watch.reading()
     assert reading is not None and reading.items("vision", 2) == 2
 
 
-def test_a_model_that_has_served_nothing_weighs_a_request_as_one_item(metrics: Metrics) -> None:
-    watch = QueueWatch(metrics.url, Clock())
-    metrics.text = exposition({"vision": 3}, {"vision": 0}, {"vision": 0})
-    reading = watch.reading()
-    assert reading is not None and reading.items("vision", 3) == 3
-
-
-def test_after_an_idle_spell_the_last_sizes_stand_until_a_new_window_closes(metrics: Metrics) -> None:
+def test_after_an_idle_spell_past_requests_sizes_are_forgotten(metrics: Metrics) -> None:
     clock = Clock()
     watch = QueueWatch(metrics.url, clock)
-    served(watch, metrics, clock, {"vision": 1}, items=40, requests=10)  # requests of 4 images
+    served(watch, metrics, clock, {"vision": 1}, items=320, requests=10)  # a flood of 32-image requests
     reading = watch.reading()
-    assert reading is not None and reading.items("vision", 1) == 4
-    clock.now += 60  # then nothing for a minute, and a burst of the same requests: still 4 images each
-    reading = watch.reading()
-    assert reading is not None and reading.items("vision", 2) == 8
-    clock.now += ITEMS_WINDOW_S  # a window of ten single-image requests closes
-    served_items = model_samples(metrics.text, "nv_inference_count")["vision"] + 10
-    served_requests = model_samples(metrics.text, "nv_inference_request_success")["vision"] + 10
-    metrics.text = exposition({"vision": 1}, {"vision": int(served_items)}, {"vision": int(served_requests)})
+    assert reading is not None and reading.items("vision", 1) == 32
+    clock.now += 60  # then nothing for a minute, and a request of one image
     reading = watch.reading()
     assert reading is not None and reading.items("vision", 1) == 1
 
