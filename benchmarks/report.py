@@ -467,14 +467,18 @@ def _target_line(target: dict[str, Any]) -> str:
     return f"- **{verdict}** {target['target']}: {measured} (needs {target['requirement']}){note}"
 
 
+def _encoder_precisions(server: dict[str, Any]) -> list[str]:
+    return sorted(set((server.get("encoder_precisions") or {}).values()))
+
+
 def _precisions(server: dict[str, Any]) -> str:
-    precisions = server.get("encoder_precisions") or {}
-    return f"encoders at {', '.join(sorted(set(precisions.values())))}; " if precisions else ""
+    precisions = _encoder_precisions(server)
+    return f"encoders at {', '.join(precisions)}; " if precisions else ""
 
 
 def _peer_precisions(report: dict[str, Any]) -> str:
     """What each side computes in, where known: an int8 export's ratios are not a float32 comparison."""
-    precisions = sorted(set((report.get("server", {}).get("encoder_precisions") or {}).values()))
+    precisions = _encoder_precisions(report.get("server", {}))
     dtype = (report["vllm_peer"].get("settings") or {}).get("dtype")  # None: a peer this run did not start
     if not precisions or not dtype:
         return ""

@@ -50,11 +50,6 @@ def model_metrics(metrics_text: str, metrics: tuple[str, ...]) -> dict[str, dict
     return found
 
 
-def model_samples(metrics_text: str, metric: str) -> dict[str, float]:
-    """Model -> the metric's value (summed over versions)."""
-    return model_metrics(metrics_text, (metric,))[metric]
-
-
 class ItemsPerRequest:
     """Each model's items per request over a sliding window of its served requests' counters. Only recent ones
     count: after an idle spell (no reading for two windows) it knows nothing until a window closes, and weighs each

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from serving.admission import Gate, Step
-from serving.queue_watch import ITEMS_WINDOW_S, REFRESH_S, RETRY_AFTER_S, QueueWatch, model_samples
+from serving.queue_watch import ITEMS_WINDOW_S, REFRESH_S, RETRY_AFTER_S, QueueWatch, model_metrics
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -69,21 +69,23 @@ class Clock:
         return self.now
 
 
-def test_model_samples_sum_versions_and_skip_other_metrics() -> None:
+def test_model_metrics_sum_versions_and_skip_other_metrics() -> None:
     text = (
         exposition({"vision": 3}, {"vision": 12}, {})
         + 'nv_inference_pending_request_count{model="vision",version="2"} 1\n'
     )
-    assert model_samples(text, "nv_inference_pending_request_count") == {"vision": 4.0}
-    assert model_samples(text, "nv_inference_count") == {"vision": 12.0}
+    found = model_metrics(text, ("nv_inference_pending_request_count", "nv_inference_count"))
+    assert found["nv_inference_pending_request_count"] == {"vision": 4.0}
+    assert found["nv_inference_count"] == {"vision": 12.0}
 
 
 def served(
     watch: QueueWatch, metrics: Metrics, clock: Clock, queued: dict[str, int], items: int, requests: int
 ) -> None:
     """A window of ``requests`` served requests of ``items`` items in all, all of them the vision tower's."""
-    before = model_samples(metrics.text, "nv_inference_count").get("vision", 0)
-    served_before = model_samples(metrics.text, "nv_inference_request_success").get("vision", 0)
+    counters = model_metrics(metrics.text, ("nv_inference_count", "nv_inference_request_success"))
+    before = counters["nv_inference_count"].get("vision", 0)
+    served_before = counters["nv_inference_request_success"].get("vision", 0)
     metrics.text = exposition({}, {"vision": int(before)}, {"vision": int(served_before)})
     watch.reading()
     clock.now += ITEMS_WINDOW_S
