@@ -1,9 +1,10 @@
 """The admission step of each checkpoint (serving/admission.py), added to its specs: one python model,
 ``<name>_admission``, that opens every ensemble a client calls. Derived from the ensembles, so no family names its
-door: the step takes one of the ensemble's inputs (to be scheduled; it reads none) and gives the ticket that every
-entry step (a python step reading only the ensemble's inputs) waits for through ``wait_for``. Its plan for each
-ensemble: the steps, each with the steps it reads from, whether it batches and, where it bounds its queue, half
-that queue as its mark; and the decoder's door when the ensemble streams from exactly one decoupled python step
+door: the step takes one of the ensemble's inputs that every request carries (to be scheduled) and those whose
+elements it counts, and gives the ticket that every entry step (a python step reading only the ensemble's inputs)
+waits for through ``wait_for``. Its plan for each ensemble: the steps, each with the steps it reads from, whether it
+batches (and then the inputs whose elements are its items) and, where it bounds its queue, half that queue as its
+mark; and the decoder's door when the ensemble streams from exactly one decoupled python step
 (its decoder)."""
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class Door:
         inputs = self.ensemble.inputs
         return next((tensor for tensor in inputs if not tensor.optional), inputs[0])
 
+    @property
+    def read(self) -> tuple[TensorSpec, ...]:
+        """The ensemble inputs the admission step takes: the trigger, and those whose elements it counts."""
+        counted = {name for step in self.steps.values() for name in step.items}
+        return (self.trigger, *(t for t in self.ensemble.inputs if t.name in counted and t.name != self.trigger.name))
+
 
 def _door(ensemble: EnsembleSpec, by_name: dict[str, ModelSpec]) -> Door | None:
     """None for an ensemble no client calls (untagged), one that already opens with its admission step, or one that
@@ -57,9 +64,16 @@ def _door(ensemble: EnsembleSpec, by_name: dict[str, ModelSpec]) -> Door | None:
         return None
     steps = [by_name[step.model] for step in ensemble.steps if step.model in by_name]
     before = _after(ensemble)
-    marks = {spec.name: queue_mark(spec.queue.max_queue_size) if spec.queue else None for spec in steps}
-    batching = {spec.name: spec.max_batch_size > 0 for spec in steps}
-    graph = {name: Step(tuple(sorted(before[name])), mark, batching[name]) for name, mark in marks.items()}
+    fed = _fed_by(ensemble)
+    graph = {
+        spec.name: Step(
+            tuple(sorted(before[spec.name])),
+            queue_mark(spec.queue.max_queue_size) if spec.queue else None,
+            spec.max_batch_size > 0,
+            tuple(sorted(fed[spec.name])) if spec.max_batch_size > 0 else (),
+        )
+        for spec in steps
+    }
     decoders = [spec.name for spec in steps if isinstance(spec, PythonModelSpec) and spec.decoupled]
     return Door(ensemble, tuple(entries), graph, decoders[0] if len(decoders) == 1 else None)
 
@@ -70,6 +84,18 @@ def _after(ensemble: EnsembleSpec) -> dict[str, set[str]]:
     return {step.model: {producer[t] for t in step.input_map.values() if t in producer} for step in ensemble.steps}
 
 
+def _fed_by(ensemble: EnsembleSpec) -> dict[str, set[str]]:
+    """Step -> the ensemble inputs that are lists of encoded items (images, videos, texts: bytes of shape [-1]) and
+    whose data reach it; an ordering input carries none."""
+    lists = {tensor.name for tensor in ensemble.inputs if tensor.dtype == "bytes" and tensor.dims == (-1,)}
+    producer = {tensor: step.model for step in ensemble.steps for tensor in step.output_map.values()}
+    fed: dict[str, set[str]] = {}
+    for step in ensemble.steps:  # in order: a step's producers come before it
+        read = {tensor for name, tensor in step.input_map.items() if name != ORDERING_INPUT}
+        fed[step.model] = (read & lists).union(*(fed.get(producer[t], set()) for t in read if t in producer))
+    return fed
+
+
 def _admits(spec: ModelSpec | None) -> bool:
     return isinstance(spec, PythonModelSpec) and spec.entry_point == ADMISSION_ENTRY_POINT
 
@@ -77,11 +103,12 @@ def _admits(spec: ModelSpec | None) -> bool:
 def _admission_step(name: str, doors: list[Door]) -> PythonModelSpec:
     inputs: dict[str, TensorSpec] = {}
     for door in doors:
-        inputs.setdefault(door.trigger.name, replace(door.trigger, optional=True, value_range=None))
+        for tensor in door.read:
+            inputs.setdefault(tensor.name, replace(tensor, optional=True, value_range=None))
     marks = {
         door.output: {
             "steps": {
-                name: {"after": list(step.after), "mark": step.mark, "batches": step.batches}
+                name: {"after": list(step.after), "mark": step.mark, "batches": step.batches, "items": list(step.items)}
                 for name, step in door.steps.items()
             },
             "decoder": door.decoder,
@@ -100,8 +127,7 @@ def _admission_step(name: str, doors: list[Door]) -> PythonModelSpec:
 
 
 def _admitted(door: Door, step_name: str) -> EnsembleSpec:
-    trigger = door.trigger.name
-    ticket = EnsembleStep(step_name, {trigger: trigger}, {door.output: TICKET})
+    ticket = EnsembleStep(step_name, {tensor.name: tensor.name for tensor in door.read}, {door.output: TICKET})
     steps = tuple(
         replace(step, input_map={**step.input_map, ORDERING_INPUT: TICKET}) if step.model in door.entries else step
         for step in door.ensemble.steps

@@ -11,7 +11,11 @@ cores: 0.9-11 s, and the preprocessing of requests refused later took the cores 
   (images, for a vision tower): a batching encoder's queue bounds its work at one full batch behind the one it runs
   (its ``max_queue_size`` is its ``max_batch_size``: export/families/limits.py), and CLIP ViT-B/32 took four-image
   requests 32 deep, four batches of 32 images (7 s on 2 cores), before it refused any. The depths come from the
-  server's metrics (serving/queue_watch.py).
+  server's metrics (serving/queue_watch.py); a request's items are the elements of the ensemble inputs that feed
+  the step (its images), and queued requests weigh what this door's requests of the last ``ITEMS_WINDOW_S`` carried,
+  the one it decides on included. The server's own counters tell only what a step has served: forgotten after an
+  idle spell, a burst's first four-image requests weighed one image each; kept, a step's old traffic weighed
+  requests that never reach it (bad images, refused by the preprocess step before the tower).
 - A chat ensemble's decoder, below.
 
 The decoder admits at most ``max_num_seqs + max_waiting_requests`` streams, but it sees a request only after the
@@ -35,12 +39,14 @@ import mmap
 import os
 import re
 import struct
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serving.queue_watch import QueueReading, QueueWatch
+from serving.queue_watch import QueueWatch
 from serving.stubs import is_running
 
 # The admission step's config parameter: JSON, its output for each ensemble -> that ensemble's marks
@@ -51,6 +57,7 @@ ORDERING_INPUT = "wait_for"
 _FOLDER = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")
 _PREFIX = "triton-vlm-admission"
 _LAYOUT = struct.Struct("<iii")  # decoder pid, streams held, door mark
+ITEMS_WINDOW_S = 2.0  # queued requests weigh the items of the requests a door admitted in about this many seconds
 
 
 def page_path(server_pid: int, decoder: str) -> Path:
@@ -135,51 +142,99 @@ class AdmissionDoor:
 @dataclass(frozen=True)
 class Step:
     """A step of an ensemble, as its door sees it: the steps whose outputs it reads, its mark in items (None: its
-    queue is not bounded), and whether it batches. A batching step drains its queue a batch at a time (seconds on a
-    CPU), so the requests queued on their way to it count toward its mark; a step that takes one request at a time
-    drains as they come (the rank ensemble's scoring step in milliseconds), so only its own queue counts."""
+    queue is not bounded), whether it batches and, for a batching step, the ensemble inputs whose elements are its
+    items (none: a request is one item). A batching step drains its queue a batch at a time (seconds on a CPU), so
+    the requests queued on their way to it count toward its mark; a step that takes one request at a time drains as
+    they come (the rank ensemble's scoring step in milliseconds), so only its own queue counts."""
 
     after: tuple[str, ...] = ()
     mark: int | None = None
     batches: bool = False
+    items: tuple[str, ...] = ()
+
+
+class AdmittedItems:
+    """The items per request of the requests a door admitted in the last ``ITEMS_WINDOW_S``. After an idle spell it
+    knows only the request it decides on: a flood of 32-image requests does not make a later single image weigh 32,
+    and a burst's first four-image request weighs four."""
+
+    def __init__(self) -> None:
+        self.recent: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def per_request(self, now: float, items: int) -> float:
+        """With a request of ``items`` items beside the recent ones."""
+        while self.recent and now - self.recent[0][0] > ITEMS_WINDOW_S:
+            self.total -= self.recent.popleft()[1]
+        return (self.total + items) / (len(self.recent) + 1)
+
+    def admit(self, now: float, items: int) -> None:
+        self.recent.append((now, items))
+        self.total += items
 
 
 class Gate:
-    """One ensemble's door: ``refusal()`` says why a request is refused now, or None to admit it."""
+    """One ensemble's door: ``refusal(counts)`` says why a request is refused now, or None to admit it; ``counts``
+    are the element counts of the request's ``counted`` inputs."""
 
-    def __init__(self, steps: Mapping[str, Step], decoder: str | None, queues: QueueWatch) -> None:
+    def __init__(
+        self,
+        steps: Mapping[str, Step],
+        decoder: str | None,
+        queues: QueueWatch,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.steps = dict(steps)
         self.watched = [name for name, step in self.steps.items() if step.mark is not None]
         self.decoder = AdmissionDoor(decoder) if decoder else None
         self.queues = queues
+        self.clock = clock
+        self.admitted = {step.items: AdmittedItems() for step in self.steps.values() if step.batches and step.items}
+        self.counted = frozenset(name for inputs in self.admitted for name in inputs)
 
     @classmethod
     def from_plan(cls, plan: Mapping[str, Any], queues: QueueWatch) -> Gate:
         """From the admission step's parameter (one ensemble's entry): {"steps": {step: {"after": [steps], "mark":
-        items or null, "batches": bool}}, "decoder": decoder or null}."""
-        steps = {name: Step(tuple(e["after"]), e["mark"], e["batches"]) for name, e in plan["steps"].items()}
+        items or null, "batches": bool, "items": [inputs]}}, "decoder": decoder or null}."""
+        steps = {
+            name: Step(tuple(e["after"]), e["mark"], e["batches"], tuple(e["items"]))
+            for name, e in plan["steps"].items()
+        }
         return cls(steps, plan["decoder"], queues)
 
-    def refusal(self) -> str | None:
+    def refusal(self, counts: Mapping[str, int]) -> str | None:
+        now = self.clock()
+        items = {inputs: max(sum(counts.get(name, 0) for name in inputs), 1) for inputs in self.admitted}
+        reason = self._refusal(now, items)
+        if reason is None:
+            for inputs, admitted in self.admitted.items():
+                admitted.admit(now, items[inputs])
+        return reason
+
+    def _refusal(self, now: float, items: dict[tuple[str, ...], int]) -> str | None:
         if self.decoder is not None and self.decoder.closed():
             return self.decoder.reason()
-        reading = self.queues.reading() if self.watched else None
-        if reading is None:
+        queued = self.queues.reading() if self.watched else None
+        if queued is None:
             return None
         requests: dict[str, float] = {}
         for name in self.watched:
             step = self.steps[name]
-            queued = self._headed_to(name, reading, requests) if step.batches else reading.queued.get(name, 0.0)
-            held = reading.items(name, queued)
+            if step.batches:
+                held = self._headed_to(name, queued, requests)
+                if step.items:
+                    held *= self.admitted[step.items].per_request(now, items[step.items])
+            else:
+                held = queued.get(name, 0.0)
             if step.mark is not None and held >= step.mark:
                 return f"{name} has {held:.0f} items queued for it, half the queue it admits"
         return None
 
-    def _headed_to(self, name: str, reading: QueueReading, found: dict[str, float]) -> float:
+    def _headed_to(self, name: str, queued: Mapping[str, float], found: dict[str, float]) -> float:
         """Requests on their way to a step: in its queue, and on the busiest path of queues before it from the door
         (parallel branches hold the same requests, so the paths are not added)."""
         if name not in found:
             after = self.steps[name].after if name in self.steps else ()
-            before = max((self._headed_to(step, reading, found) for step in after), default=0.0)
-            found[name] = reading.queued.get(name, 0.0) + before
+            before = max((self._headed_to(step, queued, found) for step in after), default=0.0)
+            found[name] = queued.get(name, 0.0) + before
         return found[name]

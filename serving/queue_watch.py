@@ -2,10 +2,9 @@
 admission step reads it to refuse a request at the ensemble's entry when a later step's queue is past its mark,
 instead of after the earlier steps worked on it (serving/triton_models/admission_step.py).
 
-Work is counted in items, what a batching model's batch is made of (images for a vision tower): Triton counts its
-queue in requests (``nv_inference_pending_request_count``), and a request of four images waits behind four times
-the work of one. So each model's queued requests are weighed by the items its recent requests carried
-(``nv_inference_count`` over ``nv_inference_request_success``; 1 for a model that does not batch).
+Triton counts each model's queue in requests (``nv_inference_pending_request_count``); the door weighs them by the
+items its own requests carry (serving/admission.py), since the server's counters tell a model's items per request
+only of requests it has served, and the door's question is about the ones on their way.
 
 The launcher names the endpoint in the server's environment (``METRICS_URL_ENVIRONMENT``), which every python stub
 inherits. Without it, or while the endpoint does not answer, nothing is known and the door stays open: each queue
@@ -18,20 +17,16 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 METRICS_URL_ENVIRONMENT = "TRITON_VLM_METRICS_URL"
 PENDING_METRIC = "nv_inference_pending_request_count"
-ITEMS_METRIC = "nv_inference_count"
-REQUESTS_METRIC = "nv_inference_request_success"
 # A reading is reused for this long: a burst of hundreds of requests a second costs at most 50 reads (about 0.5 ms
 # each on 2 cores), and in 20 ms at most a few requests pass a door that has just closed.
 REFRESH_S = 0.02
 READ_TIMEOUT_S = 0.1  # the door must not wait on a server too busy to answer its metrics
 RETRY_AFTER_S = 1.0  # after a failed read the door stays open this long before it reads again
 STALE_S = 0.5  # a reading older than this (its reader stuck or failing) says nothing: the door stays open
-ITEMS_WINDOW_S = 2.0  # items per request are those of the requests served in about the last this many seconds
 _MODEL_LABEL = re.compile(r'model="([^"]*)"')
 
 
@@ -50,47 +45,11 @@ def model_metrics(metrics_text: str, metrics: tuple[str, ...]) -> dict[str, dict
     return found
 
 
-class ItemsPerRequest:
-    """Each model's items per request over a sliding window of its served requests' counters. Only recent ones
-    count: after an idle spell (no reading for two windows) it knows nothing until a window closes, and weighs each
-    request as one item meanwhile (a flood of 32-image requests must not make every later request weigh 32)."""
-
-    def __init__(self) -> None:
-        self.ratio: dict[str, float] = {}
-        self.window_start: dict[str, tuple[float, float, float]] = {}  # model -> (time, items, requests)
-
-    def update(self, now: float, items: dict[str, float], requests: dict[str, float]) -> None:
-        for model, served in requests.items():
-            total = items.get(model, served)
-            start = self.window_start.get(model)
-            if start is None or now - start[0] >= 2 * ITEMS_WINDOW_S:
-                self.window_start[model] = (now, total, served)
-                self.ratio.pop(model, None)
-                continue
-            started, items_then, served_then = start
-            if now - started >= ITEMS_WINDOW_S and served > served_then:
-                self.ratio[model] = (total - items_then) / (served - served_then)
-                self.window_start[model] = (now, total, served)
-
-    def of(self, model: str) -> float:
-        return max(self.ratio.get(model, 1.0), 1.0)
-
-
-@dataclass(frozen=True)
-class QueueReading:
-    queued: dict[str, float]  # model -> requests in its queue
-    items_per_request: dict[str, float]
-
-    def items(self, model: str, requests: float) -> float:
-        """``requests`` of ``model`` weighed by the items its recent requests carried."""
-        return requests * self.items_per_request.get(model, 1.0)
-
-
 class QueueWatch:
-    """``reading()``: the queues as last read (at most ``REFRESH_S`` ago while asked for); None while none can be
-    had. With ``background`` a thread of its own reads the endpoint, woken by the requests that ask, so no request
-    waits for a read (a metrics read took tens of milliseconds on a busy 2-core server, the door's whole budget); it
-    reads nothing while none asks."""
+    """``reading()``: each model's queued requests as last read (at most ``REFRESH_S`` ago while asked for); None
+    while none can be had. With ``background`` a thread of its own reads the endpoint, woken by the requests that
+    ask, so no request waits for a read (a metrics read took tens of milliseconds on a busy 2-core server, the
+    door's whole budget); it reads nothing while none asks."""
 
     def __init__(
         self, metrics_url: str | None, clock: Callable[[], float] = time.monotonic, background: bool = False
@@ -98,8 +57,7 @@ class QueueWatch:
         self.clock = clock
         self.address = urlsplit(metrics_url) if metrics_url else None
         self.connection: http.client.HTTPConnection | None = None
-        self.last: QueueReading | None = None
-        self.items = ItemsPerRequest()
+        self.last: dict[str, float] | None = None
         self.read_at = -float("inf")
         self.failed_at = -float("inf")
         self.wanted: threading.Event | None = None
@@ -107,7 +65,7 @@ class QueueWatch:
             self.wanted = threading.Event()
             threading.Thread(target=self._read_when_asked, name="queue-watch", daemon=True).start()
 
-    def reading(self) -> QueueReading | None:
+    def reading(self) -> dict[str, float] | None:
         now = self.clock()
         if self.address is None:
             return None
@@ -134,10 +92,7 @@ class QueueWatch:
             self._drop_connection()
             self.last, self.failed_at = None, now
             return False
-        found = model_metrics(text, (ITEMS_METRIC, REQUESTS_METRIC, PENDING_METRIC))
-        self.items.update(now, found[ITEMS_METRIC], found[REQUESTS_METRIC])
-        queued = found[PENDING_METRIC]
-        self.last = QueueReading(queued, {model: self.items.of(model) for model in self.items.ratio})
+        self.last = model_metrics(text, (PENDING_METRIC,))[PENDING_METRIC]
         self.read_at = now
         return True
 

@@ -109,8 +109,13 @@ def test_the_llava_ensemble_opens_with_its_admission_step_which_keeps_its_decode
     vision = specs["llava_vision"]
     assert vision.queue is not None
     mark = queue_mark(vision.queue.max_queue_size)
-    assert plan["steps"]["llava_vision"] == {"after": ["llava_preprocess"], "mark": mark, "batches": True}
-    decoder = {"after": ["llava_preprocess", "llava_projector"], "mark": None, "batches": False}
+    # a request's images and videos are the tower's items, and the door takes them to count them
+    vision_plan = {"after": ["llava_preprocess"], "mark": mark, "batches": True, "items": ["image", "video"]}
+    assert plan["steps"]["llava_vision"] == vision_plan
+    assert {tensor.name for tensor in step.inputs} == {"messages", "image", "video"}
+    assert all(tensor.optional for tensor in step.inputs)
+    assert llava.steps[0].input_map == {"messages": "messages", "image": "image", "video": "video"}
+    decoder = {"after": ["llava_preprocess", "llava_projector"], "mark": None, "batches": False, "items": []}
     assert plan["steps"]["llava_decoder"] == decoder  # it keeps its own door, above
 
 
@@ -124,6 +129,16 @@ def test_one_admission_step_serves_every_clip_ensemble_each_with_its_own_marks()
     assert set(plans[f"{TICKET}_clip_text_embed"]["steps"]) == {"clip_tokenize", "clip_text"}  # images never close it
     # the scoring step reads both towers: its queue is reached on either path, never on both at once
     assert plans[f"{TICKET}_clip_rank"]["steps"]["clip_similarity"]["after"] == ["clip_text", "clip_vision"]
+    # each tower weighs a request by its own list: the image tower by images (not through the tokenizer it waits
+    # for), the text tower by texts
+    rank_items = {name: entry["items"] for name, entry in plans[f"{TICKET}_clip_rank"]["steps"].items()}
+    assert rank_items == {
+        "clip_tokenize": [],
+        "clip_text": ["text"],
+        "clip_preprocess": [],
+        "clip_vision": ["image"],
+        "clip_similarity": [],
+    }
     rank = specs["clip_rank"]
     assert isinstance(rank, EnsembleSpec)
     waits = {step.model: step.input_map.get(ORDERING_INPUT) for step in rank.steps}

@@ -1,6 +1,6 @@
 """serving/queue_watch.py and the gate that reads it (serving/admission.py), against a metrics endpoint served over
-real HTTP: queued requests weighed by the items per request, the steps before a step counted toward it, a reading
-reused for ``REFRESH_S``, and a failed read leaving the door open until ``RETRY_AFTER_S``."""
+real HTTP: queued requests weighed by the items the door's recent requests carried, the steps before a step counted
+toward it, a reading reused for ``REFRESH_S``, and a failed read leaving the door open until ``RETRY_AFTER_S``."""
 
 from __future__ import annotations
 
@@ -11,20 +11,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from serving.admission import Gate, Step
-from serving.queue_watch import ITEMS_WINDOW_S, REFRESH_S, RETRY_AFTER_S, QueueWatch, model_metrics
+from serving.admission import ITEMS_WINDOW_S, Gate, Step
+from serving.queue_watch import REFRESH_S, RETRY_AFTER_S, QueueWatch, model_metrics
 
 pytestmark = pytest.mark.timeout(30)
 
 
-def exposition(queued: dict[str, int], items: dict[str, int], served: dict[str, int]) -> str:
+def exposition(queued: dict[str, int]) -> str:
     lines = ["# HELP nv_inference_pending_request_count Instantaneous number of pending requests"]
-    for metric, values in (
-        ("nv_inference_pending_request_count", queued),
-        ("nv_inference_count", items),
-        ("nv_inference_request_success", served),
-    ):
-        lines += [f'{metric}{{model="{model}",version="1"}} {value}' for model, value in values.items()]
+    lines += [f'nv_inference_pending_request_count{{model="{model}",version="1"}} {n}' for model, n in queued.items()]
+    lines += [f'nv_inference_count{{model="{model}",version="1"}} 1000' for model in queued]  # served: not read
     return "\n".join(lines) + "\n"
 
 
@@ -32,7 +28,7 @@ class Metrics:
     """A metrics endpoint whose text a test sets; ``status`` other than 200 answers an error."""
 
     def __init__(self) -> None:
-        self.text = exposition({}, {}, {})
+        self.text = exposition({})
         self.status = 200
         self.reads = 0
         metrics = self
@@ -70,56 +66,55 @@ class Clock:
 
 
 def test_model_metrics_sum_versions_and_skip_other_metrics() -> None:
-    text = (
-        exposition({"vision": 3}, {"vision": 12}, {})
-        + 'nv_inference_pending_request_count{model="vision",version="2"} 1\n'
-    )
-    found = model_metrics(text, ("nv_inference_pending_request_count", "nv_inference_count"))
-    assert found["nv_inference_pending_request_count"] == {"vision": 4.0}
-    assert found["nv_inference_count"] == {"vision": 12.0}
+    text = exposition({"vision": 3}) + 'nv_inference_pending_request_count{model="vision",version="2"} 1\n'
+    found = model_metrics(text, ("nv_inference_pending_request_count",))
+    assert found == {"nv_inference_pending_request_count": {"vision": 4.0}}
 
 
-def served(
-    watch: QueueWatch, metrics: Metrics, clock: Clock, queued: dict[str, int], items: int, requests: int
-) -> None:
-    """A window of ``requests`` served requests of ``items`` items in all, all of them the vision tower's."""
-    counters = model_metrics(metrics.text, ("nv_inference_count", "nv_inference_request_success"))
-    before = counters["nv_inference_count"].get("vision", 0)
-    served_before = counters["nv_inference_request_success"].get("vision", 0)
-    metrics.text = exposition({}, {"vision": int(before)}, {"vision": int(served_before)})
-    watch.reading()
-    clock.now += ITEMS_WINDOW_S
-    totals = {"vision": int(before) + items}, {"vision": int(served_before) + requests}
-    metrics.text = exposition(queued, *totals)
+VISION = {"preprocess": Step(), "vision": Step(("preprocess",), 16, batches=True, items=("image",))}
 
 
-def test_queued_requests_are_weighed_by_the_items_recent_requests_carried(metrics: Metrics) -> None:
+def test_queued_requests_weigh_the_images_the_doors_recent_requests_carried(metrics: Metrics) -> None:
     clock = Clock()
-    watch = QueueWatch(metrics.url, clock)
-    metrics.text = exposition({"vision": 2, "preprocess": 1}, {"vision": 40}, {"vision": 10})
-    reading = watch.reading()
-    assert reading is not None and reading.items("vision", 2) == 2  # no window yet: a request is one item
-    clock.now += ITEMS_WINDOW_S
-    metrics.text = exposition({"vision": 2, "preprocess": 1}, {"vision": 40 + 40}, {"vision": 10 + 10})
-    reading = watch.reading()
-    assert reading is not None
-    assert reading.items("vision", 2) == 8  # 2 requests of 4 images (the window: 40 images in 10 requests)
-    assert reading.items("preprocess", 1) == 1
-    clock.now += ITEMS_WINDOW_S
-    metrics.text = exposition({"vision": 2}, {"vision": 80 + 10}, {"vision": 20 + 10})  # ten single-image requests
-    reading = watch.reading()
-    assert reading is not None and reading.items("vision", 2) == 2
+    gate = Gate(VISION, None, QueueWatch(metrics.url, clock), clock)
+    metrics.text = exposition({"vision": 3})
+    assert gate.refusal({"image": 4}) is None  # 3 requests of 4 images: 12 headed to the tower
+    clock.now += 2 * REFRESH_S
+    metrics.text = exposition({"vision": 4})
+    refusal = gate.refusal({"image": 4})
+    assert refusal is not None and "vision has 16 items" in refusal
+    clock.now += 2 * REFRESH_S
+    assert gate.refusal({"image": 1}) is None  # (4 + 1) / 2 images a request: 10
+    clock.now += 2 * REFRESH_S
+    assert gate.refusal({}) is None  # no image: weighed as one, (4 + 1 + 1) / 3 a request
 
 
-def test_after_an_idle_spell_past_requests_sizes_are_forgotten(metrics: Metrics) -> None:
+def test_after_an_idle_spell_only_the_request_at_the_door_counts(metrics: Metrics) -> None:
     clock = Clock()
-    watch = QueueWatch(metrics.url, clock)
-    served(watch, metrics, clock, {"vision": 1}, items=320, requests=10)  # a flood of 32-image requests
-    reading = watch.reading()
-    assert reading is not None and reading.items("vision", 1) == 32
-    clock.now += 60  # then nothing for a minute, and a request of one image
-    reading = watch.reading()
-    assert reading is not None and reading.items("vision", 1) == 1
+    gate = Gate(VISION, None, QueueWatch(metrics.url, clock), clock)
+    metrics.text = exposition({"vision": 0})
+    for _ in range(10):  # a flood of 32-image requests, all admitted
+        assert gate.refusal({"image": 32}) is None
+        clock.now += 2 * REFRESH_S
+    metrics.text = exposition({"vision": 8})
+    assert gate.refusal({"image": 1}) is not None  # 8 requests weigh (320 + 1) / 11 images each
+    clock.now += ITEMS_WINDOW_S + 2 * REFRESH_S  # then nothing for a window, and a request of one image
+    assert gate.refusal({"image": 1}) is None
+    clock.now += 60 + 2 * REFRESH_S  # nothing for a minute; a burst's first request carries four images
+    metrics.text = exposition({"vision": 4})
+    assert gate.refusal({"image": 4}) is not None
+
+
+def test_a_step_that_no_counted_input_feeds_weighs_a_request_as_one_item(metrics: Metrics) -> None:
+    clock = Clock()
+    steps = {"preprocess": Step(), "vision": Step(("preprocess",), 16, batches=True)}
+    gate = Gate(steps, None, QueueWatch(metrics.url, clock), clock)
+    assert gate.counted == frozenset()
+    metrics.text = exposition({"vision": 15})
+    assert gate.refusal({"image": 4}) is None
+    clock.now += 2 * REFRESH_S
+    metrics.text = exposition({"vision": 16})
+    assert gate.refusal({"image": 4}) is not None
 
 
 def test_a_reading_is_reused_for_the_refresh_interval(metrics: Metrics) -> None:
@@ -151,17 +146,16 @@ def test_no_endpoint_or_a_failing_one_leaves_the_door_open_until_a_retry(metrics
 
 def test_the_gate_closes_at_the_mark_counting_the_steps_before_it(metrics: Metrics) -> None:
     clock = Clock()
-    watch = QueueWatch(metrics.url, clock)
-    gate = Gate({"preprocess": Step(), "vision": Step(("preprocess",), 16, batches=True)}, None, watch)
-    served(watch, metrics, clock, {"vision": 2, "preprocess": 1}, items=40, requests=10)
-    assert gate.refusal() is None  # 12 images headed to it
+    gate = Gate(VISION, None, QueueWatch(metrics.url, clock), clock)
+    metrics.text = exposition({"vision": 2, "preprocess": 1})
+    assert gate.refusal({"image": 4}) is None  # 12 images headed to it
     clock.now += 2 * REFRESH_S
-    metrics.text = metrics.text.replace('preprocess",version="1"} 1', 'preprocess",version="1"} 2')
-    refusal = gate.refusal()
+    metrics.text = exposition({"vision": 2, "preprocess": 2})
+    refusal = gate.refusal({"image": 4})
     assert refusal is not None and "vision" in refusal and "16" in refusal
     clock.now += 2 * REFRESH_S
-    metrics.text = metrics.text.replace('preprocess",version="1"} 2', 'preprocess",version="1"} 0')
-    assert gate.refusal() is None  # 8
+    metrics.text = exposition({"vision": 2, "preprocess": 0})
+    assert gate.refusal({"image": 4}) is None  # 8
 
 
 def test_parallel_branches_to_a_batching_step_count_their_busiest_path_not_their_sum(metrics: Metrics) -> None:
@@ -173,31 +167,31 @@ def test_parallel_branches_to_a_batching_step_count_their_busiest_path_not_their
         "fuse": Step(("text", "vision"), 4, True),
     }
     gate = Gate(steps, None, QueueWatch(metrics.url, clock))
-    metrics.text = exposition({"text": 3, "vision": 3}, {}, {})  # the same three requests in both towers' queues
-    assert gate.refusal() is None
+    metrics.text = exposition({"text": 3, "vision": 3})  # the same three requests in both towers' queues
+    assert gate.refusal({}) is None
     clock.now += 2 * REFRESH_S
-    metrics.text = exposition({"tokenize": 1, "text": 3, "vision": 3}, {}, {})
-    assert gate.refusal() is not None
+    metrics.text = exposition({"tokenize": 1, "text": 3, "vision": 3})
+    assert gate.refusal({}) is not None
 
 
 def test_a_step_taking_one_request_at_a_time_counts_only_its_own_queue(metrics: Metrics) -> None:
     clock = Clock()
     gate = Gate({"tokenize": Step(), "score": Step(("tokenize",), 2)}, None, QueueWatch(metrics.url, clock))
-    metrics.text = exposition({"tokenize": 8, "score": 1}, {}, {})
-    assert gate.refusal() is None
+    metrics.text = exposition({"tokenize": 8, "score": 1})
+    assert gate.refusal({}) is None
     clock.now += 2 * REFRESH_S
-    metrics.text = exposition({"tokenize": 0, "score": 2}, {}, {})
-    assert gate.refusal() is not None
+    metrics.text = exposition({"tokenize": 0, "score": 2})
+    assert gate.refusal({}) is not None
 
 
 def test_in_the_background_a_thread_reads_when_asked_and_never_while_idle(metrics: Metrics) -> None:
-    metrics.text = exposition({"vision": 3}, {}, {})
+    metrics.text = exposition({"vision": 3})
     watch = QueueWatch(metrics.url, background=True)
     assert watch.reading() is None  # the first ask wakes the reader; the request does not wait for it
     deadline = time.monotonic() + 5
     while (reading := watch.reading()) is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert reading is not None and reading.queued == {"vision": 3.0}
+    assert reading is not None and reading == {"vision": 3.0}
     time.sleep(3 * REFRESH_S)  # a read already asked for may still come
     reads = metrics.reads
     time.sleep(10 * REFRESH_S)
