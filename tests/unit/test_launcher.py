@@ -320,7 +320,32 @@ def test_the_server_starts_at_its_niceness_above_the_launchers() -> None:
         [sys.executable, "-c", "import os; print(os.nice(0))"],
         stdout=subprocess.PIPE,
         text=True,
+        start_new_session=True,
         preexec_fn=functools.partial(launcher._before_exec, 5),
     )
     out, _ = child.communicate(timeout=30)
     assert int(out) == os.nice(0) + 5
+
+
+@pytest.mark.skipif(not launcher.AUTOGROUP.exists(), reason="this kernel schedules without autogroups")
+def test_the_servers_session_is_niced_where_the_kernel_schedules_sessions_as_groups() -> None:
+    """A process's nice only orders it within its session's autogroup: the server's session needs the nice too."""
+    script = "print(open('/proc/self/autogroup').read())"
+    own_session = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=functools.partial(launcher._before_exec, 5),
+    )
+    assert own_session.communicate(timeout=30)[0].split()[-2:] == ["nice", "5"]
+    before = launcher.AUTOGROUP.read_text()
+    shared_session = subprocess.run(  # a child in the launcher's session leaves the launcher's weight alone
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=functools.partial(launcher._before_exec, 5),
+        check=True,
+    )
+    assert shared_session.stdout.strip() == before.strip() == launcher.AUTOGROUP.read_text().strip()
